@@ -1,0 +1,41 @@
+"""`diversens` command line: one sub-command per module in `diversens.commands`.
+
+User mistakes (`UserError`) print one line to stderr and exit 2; nothing else is caught, so a bug
+still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from diversens import __version__
+from diversens.commands import COMMANDS
+from diversens.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diversens",
+        description="Diverse, not Short: sample, measure and select length-matched diversity "
+        "preference pairs, train with DPO, and evaluate length-aware diversity.",
+    )
+    parser.add_argument("--version", action="version", version=f"diversens {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in COMMANDS:
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"diversens {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

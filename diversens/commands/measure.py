@@ -1,0 +1,80 @@
+"""`diversens measure FILE`: add length, lexical and semantic measures to a file of responses."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from tqdm import tqdm
+
+from diversens import config, io
+from diversens.errors import UserError
+from diversens.measure import MeasureConfig, MeasureStage
+
+HELP = "add length, lexical (entropy, TTR, MATTR, Maas, MTLD, HD-D) and semantic diversity"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "measure",
+        help=HELP,
+        description=f"{HELP} columns to a JSONL or Parquet file of responses; writes Parquet. "
+        "The text column may hold one response per row, or a list of candidates per row.",
+    )
+    p.add_argument("file", type=Path, help="input .jsonl or .parquet")
+    p.add_argument("-o", "--output", type=Path, help="output Parquet (default: FILE.measured.parquet)")
+    p.add_argument("--config", type=Path, help="YAML file with MeasureConfig fields")
+    p.add_argument("--rows-per-chunk", type=int, default=512, help="rows per progress step")
+    config.add_arguments(p, MeasureConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    cfg = config.load(MeasureConfig, args.config, args)
+    if args.rows_per_chunk < 1:
+        raise UserError(f"option --rows-per-chunk must be >= 1, got {args.rows_per_chunk}")
+    output = args.output or args.file.with_name(args.file.stem + ".measured.parquet")
+    table = io.read_table(args.file)
+    io.require_field(table, args.file, cfg.text_field, "; choose one with --text_field")
+    df = table.to_pandas()
+    _check_texts(df[cfg.text_field], args.file, cfg.text_field)
+
+    stage = MeasureStage(cfg)
+    parts = []
+    chunks = _chunks(df, cfg.group_field, args.rows_per_chunk)
+    with tqdm(total=len(df), desc="measure", unit="row") as bar:
+        for idx in chunks:
+            parts.append(stage(df.iloc[idx]))
+            bar.update(len(idx))
+    result = pd.concat(parts).loc[df.index] if parts else stage(df)
+    io.write_parquet(pa.Table.from_pandas(result, preserve_index=False), output)
+    print(f"wrote {len(result)} rows to {output}")
+
+
+def _check_texts(col: pd.Series, path: Path, name: str) -> None:
+    for i, v in enumerate(col, start=1):
+        ok = isinstance(v, str) or (
+            isinstance(v, (list, np.ndarray)) and all(isinstance(t, str) for t in v)
+        )
+        if not ok:
+            raise UserError(f"{path}: row {i}: field {name!r} must be a string or list of strings")
+
+
+def _chunks(df: pd.DataFrame, group_field: str, size: int) -> list[np.ndarray]:
+    """Row-index chunks of about `size`; rows of one group never straddle two chunks."""
+    if group_field not in df:
+        return [np.arange(i, min(i + size, len(df))) for i in range(0, len(df), size)]
+    order = np.argsort(df[group_field].astype(str).to_numpy(), kind="stable")
+    keys = df[group_field].astype(str).to_numpy()[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    chunks, begin = [], 0
+    for s in starts[1:]:
+        if s - begin >= size:
+            chunks.append(order[begin:s])
+            begin = s
+    if begin < len(order):
+        chunks.append(order[begin:])
+    return chunks

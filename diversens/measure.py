@@ -1,0 +1,120 @@
+"""All per-response measures in one stage: length, lexical and semantic diversity.
+
+Works on two row shapes:
+- one response per row (`text_field` holds a string): measures become scalar columns, and the
+  across-candidate distance is taken among rows sharing `group_field` (e.g. prompt_id);
+- candidates rows (`text_field` holds a list of strings, DESIGN.md §3): measures become list
+  columns aligned with the candidates, across-candidate distance among the row's own candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from diversens.metrics.lexical import lexical_measures
+from diversens.metrics.semantic import Embedder
+from diversens.models import DEFAULT_EMBEDDER
+from diversens.stage import Stage
+from diversens.text import words
+
+LEXICAL = ("n_words", "entropy", "ttr", "mattr", "maas", "mtld", "hdd")
+SEMANTIC = ("dsi", "div_across")
+MEASURES = LEXICAL + SEMANTIC
+
+
+@dataclass
+class MeasureConfig:
+    text_field: str = field(
+        default="response",
+        metadata={"help": "column holding the text (a string, or a list of candidate strings)"},
+    )
+    task_field: str = field(
+        default="task", metadata={"help": "column naming the task (picks the segment splitter)"}
+    )
+    group_field: str = field(
+        default="prompt_id",
+        metadata={"help": "rows sharing this column are candidates of one prompt (flat rows only)"},
+    )
+    embedder: str = field(
+        default=DEFAULT_EMBEDDER, metadata={"help": "sentence-transformers model name, path or id"}
+    )
+    device: str | None = field(default=None, metadata={"help": "torch device for the embedder"})
+    embed_batch_size: int = field(default=128, metadata={"help": "texts per encode batch"})
+    mattr_window: int = field(default=50, metadata={"help": "MATTR moving-window size in words"})
+    mtld_threshold: float = field(default=0.72, metadata={"help": "MTLD factor TTR threshold"})
+    hdd_draws: int = field(default=42, metadata={"help": "HD-D sample size"})
+
+    def __post_init__(self):
+        if self.mattr_window < 1:
+            raise ValueError(f"mattr_window must be >= 1, got {self.mattr_window}")
+        if not 0 < self.mtld_threshold < 1:
+            raise ValueError(f"mtld_threshold must be in (0, 1), got {self.mtld_threshold}")
+        if self.hdd_draws < 1:
+            raise ValueError(f"hdd_draws must be >= 1, got {self.hdd_draws}")
+        if self.embed_batch_size < 1:
+            raise ValueError(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
+
+
+class MeasureStage(Stage):
+    """Adds `MEASURES` columns. Loads the embedder once (one per Ray actor)."""
+
+    adds = MEASURES
+
+    def __init__(self, cfg: MeasureConfig | None = None):
+        self.cfg = cfg or MeasureConfig()
+        self.embedder = Embedder(self.cfg.embedder, self.cfg.device, self.cfg.embed_batch_size)
+
+    def required_columns(self) -> tuple[str, ...]:
+        return (self.cfg.text_field,)
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
+        cfg = self.cfg
+        col = batch[cfg.text_field]
+        nested = len(col) > 0 and not isinstance(col.iloc[0], str)
+        groups = [list(v) for v in col] if nested else [[v] for v in col]
+        sizes = np.array([len(g) for g in groups])
+        texts = [t for g in groups for t in g]
+        row_tasks = batch[cfg.task_field] if cfg.task_field in batch else [None] * len(batch)
+        tasks = np.repeat(np.asarray(row_tasks, dtype=object), sizes)
+
+        values = self.measure(texts, list(tasks))
+        if nested:
+            values["div_across"] = np.concatenate(
+                [np.zeros(0)] + self.embedder.across_diversity(groups)
+            )
+        elif cfg.group_field in batch:
+            values["div_across"] = self._across_by_group(texts, batch[cfg.group_field])
+        else:
+            values["div_across"] = np.full(len(texts), np.nan)
+
+        out = batch.copy()
+        bounds = np.cumsum(sizes)[:-1]
+        for name in MEASURES:
+            v = values[name]
+            out[name] = [list(p) for p in np.split(v, bounds)] if nested else v
+        return out
+
+    def measure(self, texts: list[str], tasks: list[str | None]) -> dict[str, np.ndarray]:
+        """Flat measures for a list of responses (lexical + within-response semantic)."""
+        cfg = self.cfg
+        values = lexical_measures(
+            [words(t) for t in texts],
+            mattr_window=cfg.mattr_window,
+            mtld_threshold=cfg.mtld_threshold,
+            hdd_draws=cfg.hdd_draws,
+        )
+        values["dsi"] = self.embedder.within_diversity(texts, tasks)
+        return values
+
+    def _across_by_group(self, texts: list[str], keys: pd.Series) -> np.ndarray:
+        order = np.argsort(keys.to_numpy(), kind="stable")
+        sorted_keys = keys.to_numpy()[order]
+        cuts = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
+        groups = [[texts[i] for i in idx] for idx in np.split(order, cuts)]
+        dist = np.concatenate(self.embedder.across_diversity(groups))
+        out = np.empty(len(texts))
+        out[order] = dist
+        return out

@@ -1,0 +1,39 @@
+"""The contract every pipeline stage follows (DESIGN.md §10).
+
+A stage is a callable class: `__init__` loads what is heavy, `__call__(batch) -> batch` maps a
+pandas batch to a pandas batch without side effects. It names the columns it needs and adds, and
+checks them on the first batch so a wrong input fails with the column's name, not a KeyError deep
+inside. Who runs it (plain call, Ray Data actor pool) is decided elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pandas as pd
+
+
+class Stage:
+    requires: ClassVar[tuple[str, ...]] = ()
+    adds: ClassVar[tuple[str, ...]] = ()
+    _checked: bool = False
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns this instance needs (may depend on config, e.g. a chosen text field)."""
+        return self.requires
+
+    def check(self, batch: pd.DataFrame) -> None:
+        if self._checked:
+            return
+        missing = [c for c in self.required_columns() if c not in batch.columns]
+        if missing:
+            have = ", ".join(map(str, batch.columns))
+            raise KeyError(f"{type(self).__name__} needs column(s) {missing}; batch has: {have}")
+        self._checked = True
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        self.check(batch)
+        return self.process(batch)
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
+        raise NotImplementedError

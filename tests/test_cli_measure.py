@@ -1,0 +1,110 @@
+"""`diversens measure`: real run on the shipped sample, and one-line errors (exit 2)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diversens.measure import MEASURES
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "diversens" / "data" / "sample_responses.jsonl"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "diversens.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_help_explains_commands():
+    proc = cli("--help")
+    assert proc.returncode == 0 and "measure" in proc.stdout
+    proc = cli("measure", "--help")
+    assert "--mattr_window" in proc.stdout and "MATTR moving-window" in proc.stdout
+
+
+@pytest.mark.slow
+def test_measure_sample_writes_all_columns(tmp_path):
+    out = tmp_path / "sub" / "measured.parquet"
+    proc = cli("measure", str(SAMPLE), "-o", str(out), "--rows-per-chunk", "5")
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_parquet(out)
+    src = pd.read_json(SAMPLE, lines=True)
+    assert list(df["response"]) == list(src["response"])  # order and rows kept
+    assert set(MEASURES) <= set(df.columns)
+    nonempty = df["response"].str.len() > 0
+    assert df.loc[nonempty, ["ttr", "entropy", "div_across"]].notna().all().all()
+    assert df.loc[~nonempty, "n_words"].eq(0).all() and df.loc[~nonempty, "ttr"].isna().all()
+    # the repetitive story is less diverse than the varied one of the same prompt
+    cwt = df[df.prompt_id == "cwt-stamp"].reset_index()
+    assert cwt.loc[1, "ttr"] < cwt.loc[0, "ttr"] and cwt.loc[1, "dsi"] < cwt.loc[0, "dsi"]
+    assert [p.name for p in out.parent.iterdir()] == ["measured.parquet"]
+
+
+@pytest.mark.slow
+def test_measure_candidate_lists(tmp_path):
+    src = tmp_path / "cands.jsonl"
+    rows = [
+        {"prompt_id": "p1", "task": "cwt", "responses": ["One. Two words here.", "Red fox. Blue sky."]},
+        {"prompt_id": "p2", "task": "aut", "responses": ["1. Hat\n2. Cup", "", "1. Pen\n2. Ink"]},
+    ]
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out.parquet"
+    proc = cli("measure", str(src), "-o", str(out), "--text_field", "responses")
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_parquet(out)
+    assert [len(v) for v in df["ttr"]] == [2, 3]
+    assert np.isnan(df["div_across"][1][1]) and not np.isnan(df["div_across"][1][0])
+
+
+def test_missing_file(tmp_path):
+    assert_one_line_error(cli("measure", str(tmp_path / "none.jsonl")), "none.jsonl", "no such file")
+
+
+def test_file_without_text_field(tmp_path):
+    src = tmp_path / "x.jsonl"
+    src.write_text('{"text": "hello"}\n')
+    assert_one_line_error(cli("measure", str(src)), "x.jsonl", "'response'", "text")
+    assert not list(tmp_path.glob("*.parquet"))
+
+
+def test_malformed_jsonl_names_row(tmp_path):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"response": "ok"}\n{"response": \n')
+    assert_one_line_error(cli("measure", str(src)), "bad.jsonl", "row 2", "malformed JSON")
+
+
+def test_non_utf8_names_row(tmp_path):
+    src = tmp_path / "bytes.jsonl"
+    src.write_bytes(b'{"response": "ok"}\n{"response": "\xff\xfe"}\n')
+    assert_one_line_error(cli("measure", str(src)), "row 2", "not UTF-8")
+
+
+def test_non_string_text_names_row(tmp_path):
+    src = tmp_path / "types.jsonl"
+    src.write_text('{"response": "fine"}\n{"response": 3}\n')
+    assert_one_line_error(cli("measure", str(src)), "row 2", "'response'")
+
+
+def test_bad_option_type_names_option():
+    assert_one_line_error(
+        cli("measure", str(SAMPLE), "--mattr_window", "wide"), "mattr_window", "int"
+    )
+
+
+def test_invalid_option_value_names_option():
+    assert_one_line_error(cli("measure", str(SAMPLE), "--mtld_threshold", "1.5"), "mtld_threshold")

@@ -1,0 +1,73 @@
+"""Typed configs from YAML and CLI options: precedence, types, unknown keys."""
+
+import argparse
+from dataclasses import dataclass, field
+
+import pytest
+
+from diversens import config
+from diversens.errors import UserError
+
+
+@dataclass
+class Inner:
+    size: int = field(default=2, metadata={"help": "a size"})
+    names: list[str] = field(default_factory=lambda: ["a"], metadata={"help": "names"})
+
+
+@dataclass
+class Outer:
+    rate: float = field(default=0.5, metadata={"help": "a rate"})
+    flag: bool = field(default=False, metadata={"help": "a flag"})
+    model: str | None = field(default=None, metadata={"help": "a model"})
+    inner: Inner = field(default_factory=Inner)
+
+    def __post_init__(self):
+        if not 0 <= self.rate <= 1:
+            raise ValueError(f"rate must be in [0, 1], got {self.rate}")
+
+
+def parse(argv, yaml_path=None):
+    p = argparse.ArgumentParser()
+    config.add_arguments(p, Outer)
+    return config.load(Outer, yaml_path, p.parse_args(argv))
+
+
+def test_defaults_yaml_then_cli_precedence(tmp_path):
+    assert parse([]) == Outer()
+    y = tmp_path / "c.yaml"
+    y.write_text("rate: 0.25\ninner:\n  size: 7\n  names: [x, y]\n")
+    cfg = parse(["--inner.size", "9", "--flag", "true"], y)
+    assert cfg == Outer(rate=0.25, flag=True, inner=Inner(size=9, names=["x", "y"]))
+    assert parse(["--inner.names", "p,q"]).inner.names == ["p", "q"]
+
+
+def test_unknown_key_is_named(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("inner:\n  sise: 3\n")
+    with pytest.raises(UserError, match="inner.sise"):
+        parse([], y)
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(UserError, match="inner.size.*int"):
+        parse(["--inner.size", "big"])
+    with pytest.raises(UserError, match="flag"):
+        config.from_dict(Outer, {"flag": "maybe"})
+
+
+def test_post_init_check_becomes_user_error():
+    with pytest.raises(UserError, match="rate must be in"):
+        parse(["--rate", "2"])
+
+
+def test_yaml_is_data_not_code(tmp_path):
+    y = tmp_path / "c.yaml"
+    y.write_text("model: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        parse([], y)
+
+
+def test_config_hash_stable_and_sensitive():
+    assert config.config_hash(Outer()) == config.config_hash(Outer())
+    assert config.config_hash(Outer()) != config.config_hash(Outer(rate=0.1))
