@@ -46,7 +46,7 @@ def resolve_model(name: str) -> str:
     """Return a path (or HF id) that `from_pretrained` / `SentenceTransformer` can load.
 
     Built-in names resolve to the bundled files; an existing local path passes through; any other
-    string is taken as a Hugging Face id, which works only where the hub (or its cache) is reachable.
+    string is taken as a Hugging Face id (loads only where the hub or its cache is reachable).
     """
     if name in BUILTIN_MODELS:
         return str(_resolve_builtin(name, BUILTIN_MODELS[name]))

@@ -59,7 +59,7 @@ def test_measure_sample_writes_all_columns(tmp_path):
 def test_measure_candidate_lists(tmp_path):
     src = tmp_path / "cands.jsonl"
     rows = [
-        {"prompt_id": "p1", "task": "cwt", "responses": ["One. Two words here.", "Red fox. Blue sky."]},
+        {"prompt_id": "p1", "task": "cwt", "responses": ["One. Two words.", "Red fox. Blue sky."]},
         {"prompt_id": "p2", "task": "aut", "responses": ["1. Hat\n2. Cup", "", "1. Pen\n2. Ink"]},
     ]
     src.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -72,7 +72,8 @@ def test_measure_candidate_lists(tmp_path):
 
 
 def test_missing_file(tmp_path):
-    assert_one_line_error(cli("measure", str(tmp_path / "none.jsonl")), "none.jsonl", "no such file")
+    proc = cli("measure", str(tmp_path / "none.jsonl"))
+    assert_one_line_error(proc, "none.jsonl", "no such file")
 
 
 def test_file_without_text_field(tmp_path):

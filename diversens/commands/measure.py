@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "The text column may hold one response per row, or a list of candidates per row.",
     )
     p.add_argument("file", type=Path, help="input .jsonl or .parquet")
-    p.add_argument("-o", "--output", type=Path, help="output Parquet (default: FILE.measured.parquet)")
+    p.add_argument("-o", "--output", type=Path, help="output (default: FILE.measured.parquet)")
     p.add_argument("--config", type=Path, help="YAML file with MeasureConfig fields")
     p.add_argument("--rows-per-chunk", type=int, default=512, help="rows per progress step")
     config.add_arguments(p, MeasureConfig)

@@ -1,0 +1,136 @@
+"""From scored candidate rows to the DPO pairs table (DESIGN.md §3, §5).
+
+`SelectStage` is the streaming step (one prompt row in → one row out: a pair, or the reason there is
+none), run by Ray Data's `map_batches`. `BalancedTopN` is the global step on the driver: it keeps at
+most `num_pairs` rows per (task, length bucket) cell in bounded heaps, so memory does not grow with
+the number of prompts, then deals pairs round-robin across cells.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+from diversens.selection import (
+    Candidates,
+    Pair,
+    SelectionConfig,
+    SelectionStats,
+    prompt_key,
+    select_pair,
+)
+from diversens.stage import Stage
+
+PAIR_COLUMNS = (
+    "prompt_id", "task", "prompt", "chosen", "rejected", "chosen_words", "rejected_words",
+    "chosen_lexical", "rejected_lexical", "chosen_semantic", "rejected_semantic",
+    "chosen_quality", "rejected_quality", "length_bucket", "strategy", "margin", "drop_reason",
+)  # fmt: skip
+
+
+class SelectStage(Stage):
+    """Scored prompt rows → one row each: a pair (drop_reason None) or a drop reason."""
+
+    requires = ("prompt_id", "task", "messages", "responses", "n_words", "valid", "quality")
+    adds = PAIR_COLUMNS
+
+    def __init__(self, cfg: SelectionConfig, stats: SelectionStats):
+        self.cfg, self.stats = cfg, stats
+
+    def required_columns(self) -> tuple[str, ...]:
+        return self.requires + tuple(self.cfg.measures)
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
+        rows = [self._select_row(row) for row in batch.itertuples(index=False)]
+        return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
+
+    def _select_row(self, row) -> dict:
+        cfg = self.cfg
+        lex, sem = cfg.measures
+        arrays = {name: np.asarray(getattr(row, name), dtype=float) for name in (lex, sem)}
+        cands = Candidates(
+            n_words=np.asarray(row.n_words, dtype=float),
+            valid=np.asarray(row.valid, dtype=bool),
+            quality=self.stats.quality_rank(np.asarray(row.quality, dtype=float)),
+            diversity=arrays,
+        )
+        result = select_pair(cands, cfg, self.stats, prompt_key(cfg.seed, row.prompt_id))
+        out = {"prompt_id": row.prompt_id, "task": row.task, "prompt": list(row.messages)}
+        if not isinstance(result, Pair):
+            return {**out, "strategy": cfg.strategy, "drop_reason": result}
+        i, j = result.chosen, result.rejected
+        responses = list(row.responses)
+        return {
+            **out,
+            "chosen": [{"role": "assistant", "content": responses[i]}],
+            "rejected": [{"role": "assistant", "content": responses[j]}],
+            "chosen_words": int(cands.n_words[i]),
+            "rejected_words": int(cands.n_words[j]),
+            "chosen_lexical": arrays[lex][i],
+            "rejected_lexical": arrays[lex][j],
+            "chosen_semantic": arrays[sem][i],
+            "rejected_semantic": arrays[sem][j],
+            "chosen_quality": float(cands.quality[i]),
+            "rejected_quality": float(cands.quality[j]),
+            "length_bucket": length_bucket(cands.n_words[i], cfg.length_buckets),
+            "strategy": cfg.strategy,
+            "margin": result.margin,
+            "drop_reason": None,
+        }
+
+
+def length_bucket(n_words: float, edges: list[int]) -> str:
+    """Label of the word-count bucket: '0-49', …, '200+'."""
+    k = int(np.searchsorted(edges, n_words, side="right")) - 1
+    return f"{edges[k]}+" if k == len(edges) - 1 else f"{edges[k]}-{edges[k + 1] - 1}"
+
+
+class BalancedTopN:
+    """Keep the best `num_pairs` pairs, balanced over (task, length bucket), deterministically.
+
+    Each cell keeps a min-heap of at most `num_pairs` entries ordered by (margin, tie key), so the
+    driver holds O(cells × num_pairs) rows however many prompts stream past.
+    """
+
+    def __init__(self, cfg: SelectionConfig):
+        self.cfg = cfg
+        self.cells: dict[tuple[str, str], list] = {}
+        self.dropped: Counter[str] = Counter()
+        self.seen = 0
+
+    def add(self, batch: pd.DataFrame) -> None:
+        self.seen += len(batch)
+        reasons = batch["drop_reason"]
+        self.dropped.update(reasons[reasons.notna()].tolist())
+        for row in batch[reasons.isna()].to_dict("records"):
+            heap = self.cells.setdefault((row["task"], row["length_bucket"]), [])
+            key = -prompt_key(self.cfg.seed, row["prompt_id"])
+            entry = (row["margin"], key, row["prompt_id"], row)
+            if len(heap) < self.cfg.num_pairs:
+                heapq.heappush(heap, entry)
+            elif entry[:3] > heap[0][:3]:
+                heapq.heapreplace(heap, entry)
+
+    def result(self) -> pd.DataFrame:
+        """Round-robin over cells (sorted by name), best first within each, until num_pairs."""
+        queues = [
+            sorted(self.cells[cell], key=lambda e: e[:3], reverse=True)
+            for cell in sorted(self.cells)
+        ]
+        picked: list[dict] = []
+        depth = 0
+        while len(picked) < self.cfg.num_pairs and any(depth < len(q) for q in queues):
+            for q in queues:
+                if depth < len(q) and len(picked) < self.cfg.num_pairs:
+                    picked.append(q[depth][3])
+            depth += 1
+        return pd.DataFrame(picked, columns=list(PAIR_COLUMNS)).drop(columns="drop_reason")
+
+    def drop_counts(self) -> dict[str, int]:
+        """Prompts without a pair, by reason, plus pairs cut by the global top-N."""
+        pairs_seen = self.seen - sum(self.dropped.values())
+        kept = min(sum(len(h) for h in self.cells.values()), self.cfg.num_pairs)
+        return dict(sorted({**self.dropped, "not_in_top_n": pairs_seen - kept}.items()))

@@ -1,0 +1,138 @@
+"""Pair selection rules: length parity, diversity, quality; the length bias made visible."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from diversens.selection import (
+    STRATEGIES,
+    Candidates,
+    Pair,
+    SelectionConfig,
+    SelectionStats,
+    select_pair,
+)
+
+UNIT = SelectionStats(scales={}, quality_quantiles=np.linspace(0, 1, 101))
+
+
+def cands(words, entropy, dsi, quality, valid=None, ttr=None, maas=None):
+    n = len(words)
+    div = {"entropy": np.array(entropy, float), "dsi": np.array(dsi, float)}
+    div["ttr"] = np.array(ttr if ttr is not None else entropy, float)
+    div["maas"] = np.array(maas if maas is not None else [-e for e in entropy], float)
+    return Candidates(
+        n_words=np.array(words, float),
+        valid=np.ones(n, bool) if valid is None else np.array(valid),
+        quality=np.array(quality, float),
+        diversity=div,
+    )
+
+
+floats = st.floats(0, 10, allow_nan=False)
+candidate_sets = st.integers(2, 8).flatmap(
+    lambda k: st.tuples(
+        st.lists(st.integers(1, 300), min_size=k, max_size=k),
+        st.lists(floats, min_size=k, max_size=k),
+        st.lists(floats, min_size=k, max_size=k),
+        st.lists(st.floats(0, 1), min_size=k, max_size=k),
+        st.lists(st.booleans(), min_size=k, max_size=k),
+    )
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    candidate_sets,
+    st.integers(0, 20),
+    st.floats(0, 0.5),
+    st.sampled_from(["diverse-ns", "diverse-ns-lite"]),
+)
+def test_length_matched_pairs_meet_every_rule(data, a, r, strategy):
+    words, ent, dsi, quality, valid = data
+    cfg = SelectionConfig(strategy=strategy, length_tolerance_words=a, length_tolerance_ratio=r)
+    c = cands(words, ent, dsi, quality, valid)
+    result = select_pair(c, cfg, UNIT, key=1)
+    if not isinstance(result, Pair):
+        assert result in ("fewer_than_2_valid", "no_admissible_pair")
+        return
+    i, j = result.chosen, result.rejected
+    assert c.valid[i] and c.valid[j] and i != j
+    w = c.n_words
+    tol = max(a, r * max(w[i], w[j]))
+    assert abs(w[i] - w[j]) <= tol  # parity
+    assert w[i] >= w[j] - tol  # chosen not shorter beyond the tolerance
+    lex, sem = cfg.measures
+    sign = {"entropy": 1, "dsi": 1, "ttr": 1, "maas": -1}
+    assert sign[lex] * c.diversity[lex][i] > sign[lex] * c.diversity[lex][j]
+    assert sign[sem] * c.diversity[sem][i] > sign[sem] * c.diversity[sem][j]
+    assert c.quality[i] >= cfg.quality_floor_pct
+    assert c.quality[i] >= c.quality[j] - cfg.max_quality_drop_pct
+    assert result.margin > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(candidate_sets, st.sampled_from(STRATEGIES), st.integers(0, 2**32))
+def test_every_strategy_is_deterministic_and_valid(data, strategy, key):
+    words, ent, dsi, quality, valid = data
+    c = cands(words, ent, dsi, quality, valid)
+    cfg = SelectionConfig(strategy=strategy)
+    first, second = select_pair(c, cfg, UNIT, key), select_pair(c, cfg, UNIT, key)
+    assert first == second
+    if isinstance(first, Pair):
+        assert c.valid[first.chosen] and c.valid[first.rejected]
+        assert first.chosen != first.rejected
+    else:
+        assert isinstance(first, str) and first
+
+
+def short_is_diverse():
+    """Short answers score as more diverse (as TTR/entropy-style measures tend to)."""
+    words = [20, 22, 80, 84, 150, 155]
+    entropy = [9.0, 8.8, 6.0, 5.8, 4.0, 3.5]
+    dsi = [0.9, 0.85, 0.5, 0.45, 0.3, 0.2]
+    return cands(words, entropy, dsi, quality=[0.9, 0.1, 0.8, 0.6, 0.7, 0.1])
+
+
+@pytest.mark.parametrize("strategy", ["divpo", "diverse-no-length"])
+def test_no_length_control_picks_shorter_chosen(strategy):
+    c = short_is_diverse()
+    pair = select_pair(c, SelectionConfig(strategy=strategy), UNIT, key=0)
+    assert c.n_words[pair.chosen] < 0.5 * c.n_words[pair.rejected]
+
+
+def test_diverse_ns_keeps_length_parity_on_biased_set():
+    c = short_is_diverse()
+    pair = select_pair(c, SelectionConfig(strategy="diverse-ns"), UNIT, key=0)
+    ratio = c.n_words[pair.chosen] / c.n_words[pair.rejected]
+    assert 0.9 <= ratio <= 1.1
+    assert (pair.chosen, pair.rejected) == (4, 5)  # largest margin among matched pairs
+
+
+def test_diverse_ns_prefers_quality_then_smaller_gap_on_ties():
+    c = cands([50, 50, 52, 50], [2, 1, 1, 1], [2, 1, 1, 1], quality=[0.9, 0.5, 0.5, 0.5])
+    pair = select_pair(c, SelectionConfig(), UNIT, key=0)
+    assert pair.chosen == 0 and pair.rejected in (1, 3)  # gap 0 beats gap 2
+
+
+def test_no_admissible_pair_when_lengths_differ():
+    c = cands([10, 200], [5, 1], [0.9, 0.1], quality=[0.9, 0.9])
+    assert select_pair(c, SelectionConfig(), UNIT, key=0) == "no_admissible_pair"
+
+
+def test_invalid_and_nan_candidates_are_never_ranked():
+    c = cands([50, 50, 50], [np.nan, 2, 1], [0.9, 0.5, 0.4], [0.9, 0.9, 0.9], [True, True, False])
+    assert select_pair(c, SelectionConfig(), UNIT, key=0) == "fewer_than_2_valid"
+
+
+def test_quality_rank_is_a_percentile():
+    stats = SelectionStats.from_columns({"quality": np.arange(100.0)})
+    ranks = stats.quality_rank(np.array([-1.0, 0.0, 49.5, 99.0, 500.0]))
+    assert ranks[0] == 0.0 and ranks[-1] == 1.0
+    assert np.all(np.diff(ranks) > 0) and abs(ranks[2] - 0.5) < 0.01
+
+
+def test_config_rejects_unknown_strategy():
+    with pytest.raises(ValueError, match="unknown strategy"):
+        SelectionConfig(strategy="longest")
