@@ -1,0 +1,1 @@
+"""Diversity measures: lexical (`lexical`) and semantic (`semantic`)."""

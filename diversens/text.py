@@ -1,0 +1,165 @@
+"""The one word tokeniser and the one segment splitter that every measure shares.
+
+Both are pure, deterministic Python (no nltk, no model): the same text gives the same words and
+segments on every machine, so lengths and diversity values are reproducible across runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+
+# Typographic variants folded so that "don’t" and "don't" are one word.
+_FOLD = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2010": "-", "\u2011": "-"})
+# A word: starts and ends with a letter or digit; anything but whitespace and dashes inside.
+_WORD = re.compile(r"[^\W_](?:[^\s\u2013\u2014]*[^\W_])?")
+
+
+def normalise(text: str) -> str:
+    """Unicode NFKC, lowercase, curly apostrophes → ', Unicode hyphens → -."""
+    return unicodedata.normalize("NFKC", text).lower().translate(_FOLD)
+
+
+def words(text: str) -> list[str]:
+    """Word tokens of `text`, the unit of every length and lexical measure.
+
+    Rule: `normalise` the text, split on whitespace and on en/em dashes (prose separators, unlike
+    hyphens), then strip everything that is not a letter or digit from both ends of each piece;
+    pieces left empty (pure punctuation, emoji) are dropped. Inner characters stay, so "don't",
+    "well-known", "3.14" and "1,000" are one word each. Numbers are words.
+
+    >>> words("“Don’t” — she said: e.g. 3.14, well-known!")
+    ["don't", 'she', 'said', 'e.g', '3.14', 'well-known']
+    """
+    return _WORD.findall(normalise(text))
+
+
+# ---------------------------------------------------------------------------------------------
+# Segments: list items, sentences or JSON field values (DESIGN.md §2).
+
+_MARKER = re.compile(r"^\s*(?:\(?\d{1,3}[.):]|[-*+\u2022\u00b7\u2013\u2014])\s+")
+_SENT_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s+")
+_OPENERS = "\"'\u201c\u2018([*"
+_ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st vs etc e.g i.e cf al approx fig no vol mt".split()
+)
+_LIST_TASKS = frozenset({"dat", "aut"})
+
+
+def segments(text: str, task: str | None = None) -> list[str]:
+    """Split a response into the units of within-response semantic diversity.
+
+    - "dat", "aut": list items (lines starting with "1." "2)" "-" "*" "•" ...), markers stripped;
+      an unmarked line right after an item continues it, text before the first item or after a
+      blank line that ends the list (intro, sign-off) is dropped. Without list markers: the
+      non-empty lines if there are at least two, else comma/semicolon-separated parts for "dat",
+      else sentences.
+    - "cwt": sentences.
+    - "pgt": the values of the JSON object (also inside a ``` fence or surrounding prose); if no
+      JSON object parses, the generic rule below.
+    - None, "custom" or anything else: list items if at least two lines carry list markers, else
+      sentences.
+
+    Sentences: paragraphs (blank-line separated) are split after . ! ? (plus closing quotes or
+    brackets) when whitespace and then a capital letter, digit, opening quote or bracket follow,
+    except after common abbreviations (Mr, Dr, e.g., i.e., etc., ...) or a single-letter initial.
+    Segments are stripped; empty ones are dropped.
+    """
+    task = (task or "").lower()
+    if task in _LIST_TASKS:
+        return _list_segments(text, task)
+    if task == "cwt":
+        return sentences(text)
+    if task == "pgt":
+        values = json_values(text)
+        if values is not None:
+            return values
+    if sum(bool(_MARKER.match(line)) for line in text.splitlines()) >= 2:
+        return list_items(text)
+    return sentences(text)
+
+
+def _list_segments(text: str, task: str) -> list[str]:
+    items = list_items(text)
+    if items:
+        return items
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) >= 2:
+        return lines
+    if task == "dat" and re.search(r"[,;]", text):
+        return [p.strip() for p in re.split(r"[,;]", text) if p.strip()]
+    return sentences(text)
+
+
+def list_items(text: str) -> list[str]:
+    """Items of the list in `text` (see `segments`); [] when no line carries a list marker."""
+    items: list[str] = []
+    in_item = False  # the previous line was an item or its continuation
+    for line in text.splitlines():
+        marker = _MARKER.match(line)
+        if marker:
+            items.append(line[marker.end() :].strip())
+            in_item = True
+        elif not line.strip():
+            in_item = False
+        elif in_item:
+            items[-1] = f"{items[-1]} {line.strip()}"
+    return [item for item in items if item]
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of `text` (see `segments` for the rule)."""
+    out: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        start = 0
+        for end in _SENT_END.finditer(paragraph):
+            if _is_boundary(paragraph, end):
+                out.append(paragraph[start : end.end()])
+                start = end.end()
+        out.append(paragraph[start:])
+    return [" ".join(s.split()) for s in out if s.strip()]
+
+
+def _is_boundary(paragraph: str, end: re.Match[str]) -> bool:
+    nxt = paragraph[end.end() : end.end() + 1]
+    if not (nxt.isupper() or nxt.isdigit() or nxt in _OPENERS):
+        return False
+    if not end.group().startswith(".") or end.group().startswith(".."):
+        return True
+    # The word the period closes: an abbreviation or an initial ("J. Smith") ends no sentence.
+    before = paragraph[: end.start()].split()
+    last = before[-1].lstrip(_OPENERS).lower() if before else ""
+    return last not in _ABBREVIATIONS and not (len(last) == 1 and last.isalpha())
+
+
+def json_object(text: str) -> dict | None:
+    """The JSON object in `text`, or None if none parses.
+
+    Tries the whole text, then the span from the first "{" to the last "}" (code fences, prose
+    around the object).
+    """
+    candidates = [text.strip()]
+    first, last = text.find("{"), text.rfind("}")
+    if 0 <= first < last:
+        candidates.append(text[first : last + 1])
+    for candidate in candidates:
+        try:
+            obj = json.loads(candidate)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
+
+
+def json_values(text: str) -> list[str] | None:
+    """Non-empty values of `json_object(text)` in key order, None if there is no object.
+
+    String values are kept as is, other values (numbers, lists) as compact JSON; nulls dropped.
+    """
+    obj = json_object(text)
+    if obj is None:
+        return None
+    values = [v if isinstance(v, str) else json.dumps(v) for v in obj.values() if v is not None]
+    return [v.strip() for v in values if v.strip()]
