@@ -35,10 +35,31 @@ def read_table(path: str | Path) -> pa.Table:
             return pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as e:
             raise UserError(f"{path}: not a readable Parquet file ({e})") from None
-    return pa.Table.from_pylist(list(_read_jsonl_rows(path)))
+    numbered = list(_read_jsonl_rows(path))
+    try:
+        return pa.Table.from_pylist([row for _, row in numbered])
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raise _mixed_types(numbered, path) from None
 
 
-def _read_jsonl_rows(path: Path) -> Iterator[dict]:
+def _mixed_types(numbered: list[tuple[int, dict]], path: Path) -> UserError:
+    """Name the first row whose field has another JSON type than that field's first value."""
+    first: dict[str, type] = {}
+    for lineno, row in numbered:
+        for key, value in row.items():
+            if value is None:
+                continue
+            kind = first.setdefault(key, type(value))
+            if type(value) is not kind:
+                return UserError(
+                    f"{path}: row {lineno}: field {key!r} is {type(value).__name__}, "
+                    f"earlier rows have {kind.__name__}"
+                )
+    return UserError(f"{path}: rows cannot form one table (mixed nested types)")
+
+
+def _read_jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
             try:
@@ -53,7 +74,7 @@ def _read_jsonl_rows(path: Path) -> Iterator[dict]:
                 raise UserError(f"{path}: row {lineno}: malformed JSON ({e.msg})") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}: row {lineno}: expected a JSON object")
-            yield row
+            yield lineno, row
 
 
 def require_field(table: pa.Table, path: str | Path, name: str, hint: str = "") -> None:

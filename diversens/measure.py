@@ -1,10 +1,10 @@
-"""All per-response measures in one stage: length, lexical and semantic diversity.
+"""Per-response measures as pipeline stages: length + lexical (plain CPU), semantic (embedder).
 
-Works on two row shapes:
+Both stages accept two row shapes:
 - one response per row (`text_field` holds a string): measures become scalar columns, and the
-  across-candidate distance is taken among rows sharing `group_field` (e.g. prompt_id);
+  across-candidate distance is taken among rows of the batch sharing `group_field` (prompt_id);
 - candidates rows (`text_field` holds a list of strings, DESIGN.md §3): measures become list
-  columns aligned with the candidates, across-candidate distance among the row's own candidates.
+  columns aligned with the candidates; across-candidate distance among the row's own candidates.
 """
 
 from __future__ import annotations
@@ -58,10 +58,66 @@ class MeasureConfig:
             raise ValueError(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
 
 
-class MeasureStage(Stage):
-    """Adds `MEASURES` columns. Loads the embedder once (one per Ray actor)."""
+@dataclass
+class Responses:
+    """A batch's responses flattened: one entry per response, whichever the row shape."""
 
-    adds = MEASURES
+    texts: list[str]
+    tasks: list[str | None]
+    sizes: np.ndarray  # (rows,) responses per row
+    nested: bool
+
+    @classmethod
+    def of(cls, batch: pd.DataFrame, cfg: MeasureConfig) -> Responses:
+        col = batch[cfg.text_field]
+        nested = len(col) > 0 and not isinstance(col.iloc[0], str)
+        groups = [list(v) for v in col] if nested else [[v] for v in col]
+        sizes = np.array([len(g) for g in groups], dtype=np.int64)
+        row_tasks = batch[cfg.task_field] if cfg.task_field in batch else [None] * len(batch)
+        tasks = np.repeat(np.asarray(row_tasks, dtype=object), sizes).tolist()
+        return cls([t for g in groups for t in g], tasks, sizes, nested)
+
+    def groups(self) -> list[list[str]]:
+        return [list(g) for g in np.split(np.asarray(self.texts, dtype=object), self.bounds)]
+
+    @property
+    def bounds(self) -> np.ndarray:
+        return np.cumsum(self.sizes)[:-1]
+
+    def assign(self, batch: pd.DataFrame, values: dict[str, np.ndarray]) -> pd.DataFrame:
+        """Copy of `batch` with each flat value array as a column (lists for candidate rows)."""
+        out = batch.copy()
+        for name, v in values.items():
+            out[name] = [p.tolist() for p in np.split(v, self.bounds)] if self.nested else v
+        return out
+
+
+class LexicalStage(Stage):
+    """Adds word count and the lexical measures; no model, so Ray runs it as plain tasks."""
+
+    adds = LEXICAL
+
+    def __init__(self, cfg: MeasureConfig | None = None):
+        self.cfg = cfg or MeasureConfig()
+
+    def required_columns(self) -> tuple[str, ...]:
+        return (self.cfg.text_field,)
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
+        cfg, resp = self.cfg, Responses.of(batch, self.cfg)
+        values = lexical_measures(
+            [words(t) for t in resp.texts],
+            mattr_window=cfg.mattr_window,
+            mtld_threshold=cfg.mtld_threshold,
+            hdd_draws=cfg.hdd_draws,
+        )
+        return resp.assign(batch, values)
+
+
+class SemanticStage(Stage):
+    """Adds `dsi` and `div_across`. Loads the embedder once (one per Ray actor)."""
+
+    adds = SEMANTIC
 
     def __init__(self, cfg: MeasureConfig | None = None):
         self.cfg = cfg or MeasureConfig()
@@ -71,50 +127,22 @@ class MeasureStage(Stage):
         return (self.cfg.text_field,)
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
-        cfg = self.cfg
-        col = batch[cfg.text_field]
-        nested = len(col) > 0 and not isinstance(col.iloc[0], str)
-        groups = [list(v) for v in col] if nested else [[v] for v in col]
-        sizes = np.array([len(g) for g in groups])
-        texts = [t for g in groups for t in g]
-        row_tasks = batch[cfg.task_field] if cfg.task_field in batch else [None] * len(batch)
-        tasks = np.repeat(np.asarray(row_tasks, dtype=object), sizes)
-
-        values = self.measure(texts, list(tasks))
-        if nested:
-            values["div_across"] = np.concatenate(
-                [np.zeros(0)] + self.embedder.across_diversity(groups)
-            )
-        elif cfg.group_field in batch:
-            values["div_across"] = self._across_by_group(texts, batch[cfg.group_field])
+        resp = Responses.of(batch, self.cfg)
+        values = {"dsi": self.embedder.within_diversity(resp.texts, resp.tasks)}
+        if resp.nested:
+            across = self.embedder.across_diversity(resp.groups())
+        elif self.cfg.group_field in batch:
+            across = self._across_by_group(resp.texts, batch[self.cfg.group_field].to_numpy())
         else:
-            values["div_across"] = np.full(len(texts), np.nan)
+            across = [np.full(len(resp.texts), np.nan)]
+        values["div_across"] = np.concatenate([np.zeros(0), *across])
+        return resp.assign(batch, values)
 
-        out = batch.copy()
-        bounds = np.cumsum(sizes)[:-1]
-        for name in MEASURES:
-            v = values[name]
-            out[name] = [list(p) for p in np.split(v, bounds)] if nested else v
-        return out
-
-    def measure(self, texts: list[str], tasks: list[str | None]) -> dict[str, np.ndarray]:
-        """Flat measures for a list of responses (lexical + within-response semantic)."""
-        cfg = self.cfg
-        values = lexical_measures(
-            [words(t) for t in texts],
-            mattr_window=cfg.mattr_window,
-            mtld_threshold=cfg.mtld_threshold,
-            hdd_draws=cfg.hdd_draws,
-        )
-        values["dsi"] = self.embedder.within_diversity(texts, tasks)
-        return values
-
-    def _across_by_group(self, texts: list[str], keys: pd.Series) -> np.ndarray:
-        order = np.argsort(keys.to_numpy(), kind="stable")
-        sorted_keys = keys.to_numpy()[order]
+    def _across_by_group(self, texts: list[str], keys: np.ndarray) -> list[np.ndarray]:
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
         cuts = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
         groups = [[texts[i] for i in idx] for idx in np.split(order, cuts)]
-        dist = np.concatenate(self.embedder.across_diversity(groups))
         out = np.empty(len(texts))
-        out[order] = dist
-        return out
+        out[order] = np.concatenate([np.zeros(0), *self.embedder.across_diversity(groups)])
+        return [out]

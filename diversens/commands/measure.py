@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from diversens import config, io
 from diversens.errors import UserError
-from diversens.measure import MeasureConfig, MeasureStage
+from diversens.measure import LexicalStage, MeasureConfig, SemanticStage
 
 HELP = "add length, lexical (entropy, TTR, MATTR, Maas, MTLD, HD-D) and semantic diversity"
 
@@ -42,14 +42,13 @@ def run(args: argparse.Namespace) -> None:
     df = table.to_pandas()
     _check_texts(df[cfg.text_field], args.file, cfg.text_field)
 
-    stage = MeasureStage(cfg)
+    lexical, semantic = LexicalStage(cfg), SemanticStage(cfg)
     parts = []
-    chunks = _chunks(df, cfg.group_field, args.rows_per_chunk)
     with tqdm(total=len(df), desc="measure", unit="row") as bar:
-        for idx in chunks:
-            parts.append(stage(df.iloc[idx]))
+        for idx in _chunks(df, cfg.group_field, args.rows_per_chunk):
+            parts.append(semantic(lexical(df.iloc[idx])))
             bar.update(len(idx))
-    result = pd.concat(parts).loc[df.index] if parts else stage(df)
+    result = pd.concat(parts).loc[df.index] if parts else semantic(lexical(df))
     io.write_parquet(pa.Table.from_pandas(result, preserve_index=False), output)
     print(f"wrote {len(result)} rows to {output}")
 
