@@ -1,0 +1,232 @@
+"""Quality: task compliance, fluency under a reference LM, or an HF reward model (DESIGN.md §4).
+
+`QualityStage` adds per-candidate `quality` (higher is better; comparable only within a run, so
+selection turns it into a percentile), `valid` and `reject_reason`. A candidate is invalid when
+it is empty, truncated, breaks its task's format, or has a non-finite measure; the reason is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from diversens.models import DEFAULT_GENERATOR, resolve_model
+from diversens.stage import Stage
+from diversens.text import json_object, list_items, segments, sentences, words
+
+SCORERS = ("offline", "reward-model", "none")
+PGT_FIELDS = ("first_name", "city", "occupation")
+
+
+@dataclass
+class QualityConfig:
+    scorer: str = field(
+        default="offline",
+        metadata={
+            "help": "offline = compliance + fluency under reference_model; reward-model = "
+            "reward_model's score; none = compliance only (quality 0)"
+        },
+    )
+    reference_model: str = field(
+        default=DEFAULT_GENERATOR, metadata={"help": "causal LM for fluency (mean token log-prob)"}
+    )
+    reward_model: str | None = field(
+        default=None, metadata={"help": "HF sequence-classification reward model, id or path"}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "allow the reward model's own code to run (opt-in)"}
+    )
+    device: str | None = field(default=None, metadata={"help": "torch device (default: auto)"})
+    batch_size: int = field(default=8, metadata={"help": "responses per forward pass"})
+    max_length_tokens: int = field(default=1024, metadata={"help": "truncate scored inputs"})
+    dat_num_words: int = field(default=10, metadata={"help": "DAT: single words required"})
+    aut_num_uses: int = field(default=5, metadata={"help": "AUT: list items required"})
+    cwt_sentences: list[int] = field(
+        default_factory=lambda: [3, 8], metadata={"help": "CWT: allowed [min, max] sentences"}
+    )
+    check_measures: list[str] = field(
+        default_factory=lambda: ["entropy", "ttr", "maas", "dsi"],
+        metadata={"help": "measure columns that must be finite (when present)"},
+    )
+
+    def __post_init__(self):
+        if self.scorer not in SCORERS:
+            raise ValueError(f"unknown scorer {self.scorer!r} (choose from {SCORERS})")
+        if self.scorer == "reward-model" and not self.reward_model:
+            raise ValueError("scorer 'reward-model' needs reward_model (an HF id or path)")
+        if len(self.cwt_sentences) != 2 or self.cwt_sentences[0] > self.cwt_sentences[1]:
+            raise ValueError(f"cwt_sentences must be [min, max], got {self.cwt_sentences}")
+
+
+def compliance_issue(text: str, task: str, meta: dict, cfg: QualityConfig) -> str | None:
+    """Why `text` fails its task's format, or None. Checks are cheap and deterministic."""
+    if not text.strip():
+        return "empty"
+    if task == "dat":
+        items = list_items(text) or segments(text, "dat")
+        nouns = {w[0] for w in map(words, items) if len(w) == 1 and w[0].replace("-", "").isalpha()}
+        return None if len(nouns) >= cfg.dat_num_words else "dat_too_few_single_words"
+    if task == "aut":
+        return None if len(list_items(text)) >= cfg.aut_num_uses else "aut_too_few_uses"
+    if task == "pgt":
+        obj = json_object(text)
+        if obj is None:
+            return "pgt_invalid_json"
+        ok = all(isinstance(obj.get(k), str) and obj[k].strip() for k in PGT_FIELDS)
+        return None if ok else "pgt_missing_field"
+    if task == "cwt":
+        tokens = words(text)
+        required = [w.lower() for w in meta.get("words", [])]
+        if not all(any(t.startswith(w) for t in tokens) for w in required):
+            return "cwt_missing_word"
+        lo, hi = cfg.cwt_sentences
+        return None if lo <= len(sentences(text)) <= hi else "cwt_sentence_count"
+    return None
+
+
+def parse_meta(meta) -> dict:
+    if isinstance(meta, dict):
+        return meta
+    if isinstance(meta, str) and meta:
+        return json.loads(meta)
+    return {}
+
+
+class _LMScorer:
+    """Shared plumbing of the two model scorers: device, tokenizer, chat rendering, batching."""
+
+    def __init__(self, cfg: QualityConfig, model_name: str, loader):
+        import torch
+        from transformers import AutoTokenizer
+
+        self.torch, self.cfg = torch, cfg
+        self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        path = resolve_model(model_name)
+        trust = cfg.trust_remote_code
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = loader.from_pretrained(path, trust_remote_code=trust).to(self.device).eval()
+
+    def render(self, messages: list[dict], response: str | None) -> str:
+        convo = list(messages) + ([{"role": "assistant", "content": response}] if response else [])
+        return self.tokenizer.apply_chat_template(
+            convo, tokenize=False, add_generation_prompt=response is None
+        )
+
+    def score(self, messages: list[list[dict]], responses: list[str]) -> np.ndarray:
+        out = np.empty(len(responses))
+        for start in range(0, len(responses), self.cfg.batch_size):
+            stop = start + self.cfg.batch_size
+            with self.torch.inference_mode():
+                out[start:stop] = self._score_batch(messages[start:stop], responses[start:stop])
+        return out
+
+
+class FluencyScorer(_LMScorer):
+    """Mean log-probability per response token given the prompt, under a reference causal LM."""
+
+    def __init__(self, cfg: QualityConfig):
+        from transformers import AutoModelForCausalLM
+
+        super().__init__(cfg, cfg.reference_model, AutoModelForCausalLM)
+        self.tokenizer.padding_side = "right"
+
+    def _score_batch(self, messages, responses) -> np.ndarray:
+        prompts = [self.render(m, None) for m in messages]
+        full = [self.render(m, r) for m, r in zip(messages, responses, strict=True)]
+        enc = self.tokenizer(
+            full,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.cfg.max_length_tokens,
+            add_special_tokens=False,
+        ).to(self.device)
+        prompt_lens = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
+        logits = self.model(**enc).logits[:, :-1].float()  # (B, T-1, V)
+        targets = enc.input_ids[:, 1:]  # (B, T-1)
+        logp = logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0]  # (B, T-1)
+        positions = self.torch.arange(targets.shape[1], device=self.device)[None, :]
+        start = self.torch.tensor(prompt_lens, device=self.device)[:, None] - 1
+        mask = (positions >= start) & enc.attention_mask[:, 1:].bool()
+        return ((logp * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy()
+
+
+class RewardModelScorer(_LMScorer):
+    """Scalar score of an HF sequence-classification reward model on (prompt, response)."""
+
+    def __init__(self, cfg: QualityConfig):
+        from transformers import AutoModelForSequenceClassification
+
+        super().__init__(cfg, cfg.reward_model, AutoModelForSequenceClassification)
+        self.tokenizer.padding_side = "right"
+        if self.model.config.pad_token_id is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+
+    def _score_batch(self, messages, responses) -> np.ndarray:
+        texts = [self.render(m, r) for m, r in zip(messages, responses, strict=True)]
+        enc = self.tokenizer(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.cfg.max_length_tokens,
+            add_special_tokens=False,
+        ).to(self.device)
+        return self.model(**enc).logits[:, 0].float().cpu().numpy()
+
+
+class QualityStage(Stage):
+    """Adds per-candidate `quality`, `valid`, `reject_reason` to candidates rows."""
+
+    requires = ("task", "messages", "responses")
+    adds = ("quality", "valid", "reject_reason")
+
+    def __init__(self, cfg: QualityConfig | None = None):
+        self.cfg = cfg or QualityConfig()
+        scorers = {"offline": FluencyScorer, "reward-model": RewardModelScorer}
+        self.scorer = scorers[self.cfg.scorer](self.cfg) if self.cfg.scorer in scorers else None
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
+        reasons = [self._reasons(row, batch) for row in range(len(batch))]
+        flat_msgs, flat_resp = [], []
+        for msgs, resps in zip(batch["messages"], batch["responses"], strict=True):
+            flat_msgs += [list(msgs)] * len(resps)
+            flat_resp += list(resps)
+        if self.scorer is None:
+            scores = np.zeros(len(flat_resp))
+        else:
+            scores = self.scorer.score(flat_msgs, [r if r.strip() else " " for r in flat_resp])
+        sizes = [len(r) for r in batch["responses"]]
+        quality = np.split(scores, np.cumsum(sizes)[:-1])
+        out = batch.copy()
+        out["quality"] = [q.tolist() for q in quality]
+        out["reject_reason"] = [
+            [
+                r or (None if np.isfinite(qv) else "quality_not_finite")
+                for r, qv in zip(rs, q, strict=True)
+            ]
+            for rs, q in zip(reasons, quality, strict=True)
+        ]
+        out["valid"] = [[r is None for r in rs] for rs in out["reject_reason"]]
+        return out
+
+    def _reasons(self, i: int, batch: pd.DataFrame) -> list[str | None]:
+        row = batch.iloc[i]
+        meta = parse_meta(row.get("meta"))
+        finish = list(row["finish_reason"]) if "finish_reason" in batch else None
+        measures = [m for m in self.cfg.check_measures if m in batch]
+        out = []
+        for j, text in enumerate(row["responses"]):
+            reason = compliance_issue(text, row["task"], meta, self.cfg)
+            if reason is None and finish is not None and finish[j] == "length":
+                reason = "truncated"
+            if reason is None:
+                bad = [m for m in measures if not np.isfinite(float(row[m][j]))]
+                reason = f"{bad[0]}_not_finite" if bad else None
+            out.append(reason)
+        return out

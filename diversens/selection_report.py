@@ -1,0 +1,104 @@
+"""Selection report: per strategy, how long chosen answers are against rejected ones, how much more
+diverse, at what quality gap; and why prompts were dropped. Markdown table + PNG plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from diversens.io import atomic_path  # noqa: E402
+
+
+def summarise(pairs: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """One row per strategy: the length bias is the `len_ratio` column."""
+    rows = []
+    for strategy, df in pairs.items():
+        ratio = df.chosen_words / df.rejected_words.clip(lower=1)
+        rows.append(
+            {
+                "strategy": strategy,
+                "pairs": len(df),
+                "chosen_words": df.chosen_words.mean(),
+                "rejected_words": df.rejected_words.mean(),
+                "len_ratio_median": ratio.median(),
+                "chosen_shorter_pct": 100 * (df.chosen_words < df.rejected_words).mean(),
+                "lexical_gain": (df.chosen_lexical - df.rejected_lexical).mean(),
+                "semantic_gain": (df.chosen_semantic - df.rejected_semantic).mean(),
+                "quality_gap": (df.chosen_quality - df.rejected_quality).mean(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def write_report(
+    out_dir: Path, pairs: dict[str, pd.DataFrame], drops: dict[str, dict[str, int]],
+    candidate_reasons: dict[str, int],
+) -> Path:  # fmt: skip
+    """Write selection_report.md with its PNGs into out_dir; returns the Markdown path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summarise(pairs)
+    _plot_lengths(pairs, out_dir / "selection_lengths.png")
+    _plot_gain_vs_ratio(pairs, out_dir / "selection_gain_vs_length.png")
+    reasons = pd.DataFrame(drops).fillna(0).astype(int)
+    lines = [
+        "# Selection report",
+        "",
+        "Per strategy: mean words of chosen and rejected answers, the median chosen/rejected",
+        "length ratio and the share of pairs whose chosen answer is shorter (the length bias",
+        "Diverse-NS removes), the mean diversity gain on each strategy's lexical and semantic",
+        "measure, and the mean quality gap (run percentile).",
+        "",
+        summary.to_markdown(index=False, floatfmt=".3f"),
+        "",
+        "![chosen vs rejected length](selection_lengths.png)",
+        "![diversity gain vs length ratio](selection_gain_vs_length.png)",
+        "",
+        "## Prompts without a pair, by reason (per strategy)",
+        "",
+        reasons.to_markdown() if not reasons.empty else "none",
+        "",
+        "## Candidates rejected before selection, by reason",
+        "",
+        pd.Series(candidate_reasons, name="candidates").to_markdown()
+        if candidate_reasons
+        else "none",
+        "",
+    ]
+    path = out_dir / "selection_report.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _plot_lengths(pairs: dict[str, pd.DataFrame], path: Path) -> None:
+    fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 3.2), squeeze=False)
+    for ax, (strategy, df) in zip(axes[0], pairs.items(), strict=True):
+        top = max(df.chosen_words.max(), df.rejected_words.max(), 1) if len(df) else 1
+        ax.scatter(df.rejected_words, df.chosen_words, s=8, alpha=0.6)
+        ax.plot([0, top], [0, top], color="grey", lw=1, ls="--")
+        ax.set(title=strategy, xlabel="rejected words", ylabel="chosen words")
+    fig.suptitle("Chosen vs rejected length (dashed: equal length)")
+    _save(fig, path)
+
+
+def _plot_gain_vs_ratio(pairs: dict[str, pd.DataFrame], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for strategy, df in pairs.items():
+        ratio = df.chosen_words / df.rejected_words.clip(lower=1)
+        ax.scatter(np.log2(ratio.clip(lower=1 / 64)), df.margin, s=8, alpha=0.5, label=strategy)
+    ax.axvline(0, color="grey", lw=1, ls="--")
+    ax.set(xlabel="log2(chosen words / rejected words)", ylabel="selection margin")
+    ax.legend(fontsize=7)
+    _save(fig, path)
