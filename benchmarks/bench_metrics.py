@@ -10,6 +10,7 @@ import time
 from collections import Counter
 
 import numpy as np
+import pandas as pd
 
 from diversens.metrics.lexical import lexical_measures
 
@@ -112,17 +113,76 @@ def bench_semantic(n_sentences: int = 3000, seed: int = 0, repeats: int = 3) -> 
     return {"direct_sps": len(flat) / t_direct, "ours_sps": len(flat) / t_ours, "ratio": ratio}
 
 
+def bench_semantic_ray(n_sentences: int = 12000, seed: int = 0) -> dict[str, float]:
+    """The embedding stage inside Ray Data (one actor, candidates rows) vs encode directly.
+
+    Reported twice: whole run including the actor's start and model load, and steady state
+    (from the first finished batch on, over the sentences after it).
+    """
+    import ray
+
+    from diversens.measure import MeasureConfig, SemanticStage
+    from diversens.metrics.semantic import Embedder
+    from diversens.text import segments
+
+    responses = sentence_responses(n_sentences, per_response=5, seed=seed)
+    rows = pd.DataFrame(
+        {"prompt_id": [f"p{i}" for i in range(0, len(responses), 4)], "task": "cwt"}
+    ).assign(responses=[responses[i : i + 4] for i in range(0, len(responses), 4)])
+    flat = [s for r in responses for s in segments(r, "cwt")]
+    model = Embedder().model
+    model.encode(flat[:100])
+    t_direct = _timed(lambda: model.encode(flat, batch_size=128, normalize_embeddings=True))
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    cfg = MeasureConfig(text_field="responses")
+    batch_rows = 50
+    ds = ray.data.from_pandas(
+        [rows.iloc[i : i + batch_rows] for i in range(0, len(rows), batch_rows)]
+    ).map_batches(
+        SemanticStage,
+        fn_constructor_kwargs={"cfg": cfg},
+        batch_size=batch_rows,
+        batch_format="pandas",
+        compute=ray.data.ActorPoolStrategy(size=1),
+        num_cpus=2,
+    )
+    t0 = time.perf_counter()
+    first_at, first_rows, done = None, 0, 0
+    for batch in ds.iter_batches(batch_format="pandas", batch_size=None):
+        done += len(batch)
+        if first_at is None:
+            first_at, first_rows = time.perf_counter(), len(batch)
+    t_total = time.perf_counter() - t0
+    ray.shutdown()
+    steady_sentences = len(flat) * (done - first_rows) / done
+    direct_sps = len(flat) / t_direct
+    total_sps = len(flat) / t_total
+    steady_sps = steady_sentences / (t0 + t_total - first_at)
+    print(f"semantic stage in Ray Data: {len(rows)} candidate rows, {len(flat)} sentences")
+    print(f"  encode directly:                 {direct_sps:8.1f} sentences/s")
+    print(f"  Ray Data, incl. actor start:     {total_sps:8.1f} sentences/s  "
+          f"ratio {total_sps / direct_sps:.3f}")  # fmt: skip
+    print(f"  Ray Data, steady state:          {steady_sps:8.1f} sentences/s  "
+          f"ratio {steady_sps / direct_sps:.3f} (target >= 0.8)")  # fmt: skip
+    return {"ratio_total": total_sps / direct_sps, "ratio_steady": steady_sps / direct_sps}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="number of responses")
     parser.add_argument("--sentences", type=int, default=3000, help="sentences to embed")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", choices=["lexical", "semantic"], help="run one part")
+    parser.add_argument(
+        "--only", choices=["lexical", "semantic", "ray-semantic"], help="run one part"
+    )
     args = parser.parse_args(argv)
-    if args.only != "semantic":
+    if args.only in (None, "lexical"):
         bench_lexical(args.n, args.seed)
-    if args.only != "lexical":
+    if args.only in (None, "semantic"):
         bench_semantic(args.sentences, args.seed)
+    if args.only in (None, "ray-semantic"):
+        bench_semantic_ray(4 * args.sentences, args.seed)
 
 
 if __name__ == "__main__":

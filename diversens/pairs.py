@@ -24,10 +24,13 @@ from diversens.selection import (
 )
 from diversens.stage import Stage
 
+# Both sides of every pair carry the same measures whatever the strategy ranked by, so reports
+# compare strategies on one footing.
+PAIR_MEASURES = ("n_words", "entropy", "ttr", "maas", "dsi", "quality")
 PAIR_COLUMNS = (
-    "prompt_id", "task", "prompt", "chosen", "rejected", "chosen_words", "rejected_words",
-    "chosen_lexical", "rejected_lexical", "chosen_semantic", "rejected_semantic",
-    "chosen_quality", "rejected_quality", "length_bucket", "strategy", "margin", "drop_reason",
+    "prompt_id", "task", "prompt", "chosen", "rejected",
+    *(f"{side}_{m}" for m in PAIR_MEASURES for side in ("chosen", "rejected")),
+    "length_bucket", "strategy", "margin", "drop_reason",
 )  # fmt: skip
 
 
@@ -49,13 +52,17 @@ class SelectStage(Stage):
 
     def _select_row(self, row) -> dict:
         cfg = self.cfg
-        lex, sem = cfg.measures
-        arrays = {name: np.asarray(getattr(row, name), dtype=float) for name in (lex, sem)}
+        k = len(row.responses)
+        arrays = {
+            m: np.asarray(getattr(row, m), dtype=float) if hasattr(row, m) else np.full(k, np.nan)
+            for m in PAIR_MEASURES
+        }
+        arrays["quality"] = self.stats.quality_rank(arrays["quality"])
         cands = Candidates(
-            n_words=np.asarray(row.n_words, dtype=float),
+            n_words=arrays["n_words"],
             valid=np.asarray(row.valid, dtype=bool),
-            quality=self.stats.quality_rank(np.asarray(row.quality, dtype=float)),
-            diversity=arrays,
+            quality=arrays["quality"],
+            diversity={m: arrays[m] for m in cfg.measures},
         )
         result = select_pair(cands, cfg, self.stats, prompt_key(cfg.seed, row.prompt_id))
         out = {"prompt_id": row.prompt_id, "task": row.task, "prompt": list(row.messages)}
@@ -67,14 +74,8 @@ class SelectStage(Stage):
             **out,
             "chosen": [{"role": "assistant", "content": responses[i]}],
             "rejected": [{"role": "assistant", "content": responses[j]}],
-            "chosen_words": int(cands.n_words[i]),
-            "rejected_words": int(cands.n_words[j]),
-            "chosen_lexical": arrays[lex][i],
-            "rejected_lexical": arrays[lex][j],
-            "chosen_semantic": arrays[sem][i],
-            "rejected_semantic": arrays[sem][j],
-            "chosen_quality": float(cands.quality[i]),
-            "rejected_quality": float(cands.quality[j]),
+            **{f"chosen_{m}": float(arrays[m][i]) for m in PAIR_MEASURES},
+            **{f"rejected_{m}": float(arrays[m][j]) for m in PAIR_MEASURES},
             "length_bucket": length_bucket(cands.n_words[i], cfg.length_buckets),
             "strategy": cfg.strategy,
             "margin": result.margin,

@@ -8,6 +8,7 @@ it is empty, truncated, breaks its task's format, or has a non-finite measure; t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +48,16 @@ class QualityConfig:
     cwt_sentences: list[int] = field(
         default_factory=lambda: [3, 8], metadata={"help": "CWT: allowed [min, max] sentences"}
     )
+    strict_compliance: bool = field(
+        default=True,
+        metadata={
+            "help": "a candidate that breaks its task's format is invalid; when false it stays "
+            "valid and compliance_penalty is taken off its quality (small models rarely comply)"
+        },
+    )
+    compliance_penalty: float = field(
+        default=1.0, metadata={"help": "quality taken off a non-compliant candidate (lenient mode)"}
+    )
     check_measures: list[str] = field(
         default_factory=lambda: ["entropy", "ttr", "maas", "dsi"],
         metadata={"help": "measure columns that must be finite (when present)"},
@@ -62,24 +73,33 @@ class QualityConfig:
 
 
 def compliance_issue(text: str, task: str, meta: dict, cfg: QualityConfig) -> str | None:
-    """Why `text` fails its task's format, or None. Checks are cheap and deterministic."""
+    """Why `text` fails its task's format, or None. Cheap, deterministic checks.
+
+    What a prompt asked for comes from its `meta` (built-in prompts record `item` and `variant`:
+    the CWT words "a/b/c", the PGT fields "f1,f2", the count "n10"); config values are fallbacks.
+    """
     if not text.strip():
         return "empty"
+    item = str(meta.get("item") or "")
+    count = re.match(r"n(\d+)", str(meta.get("variant") or ""))
     if task == "dat":
+        need = int(count.group(1)) if count else cfg.dat_num_words
         items = list_items(text) or segments(text, "dat")
         nouns = {w[0] for w in map(words, items) if len(w) == 1 and w[0].replace("-", "").isalpha()}
-        return None if len(nouns) >= cfg.dat_num_words else "dat_too_few_single_words"
+        return None if len(nouns) >= need else "dat_too_few_single_words"
     if task == "aut":
-        return None if len(list_items(text)) >= cfg.aut_num_uses else "aut_too_few_uses"
+        need = int(count.group(1)) if count else cfg.aut_num_uses
+        return None if len(list_items(text)) >= need else "aut_too_few_uses"
     if task == "pgt":
         obj = json_object(text)
         if obj is None:
             return "pgt_invalid_json"
-        ok = all(isinstance(obj.get(k), str) and obj[k].strip() for k in PGT_FIELDS)
+        fields = item.split(",") if item else PGT_FIELDS
+        ok = all(isinstance(obj.get(k), str) and obj[k].strip() for k in fields)
         return None if ok else "pgt_missing_field"
     if task == "cwt":
         tokens = words(text)
-        required = [w.lower() for w in meta.get("words", [])]
+        required = [w.lower() for w in meta.get("words") or item.split("/") if w]
         if not all(any(t.startswith(w) for t in tokens) for w in required):
             return "cwt_missing_word"
         lo, hi = cfg.cwt_sentences
@@ -192,7 +212,9 @@ class QualityStage(Stage):
         self.scorer = scorers[self.cfg.scorer](self.cfg) if self.cfg.scorer in scorers else None
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
-        reasons = [self._reasons(row, batch) for row in range(len(batch))]
+        if batch.empty:
+            return batch.assign(quality=[], reject_reason=[], valid=[])
+        reasons, penalties = zip(*(self._reasons(i, batch) for i in range(len(batch))), strict=True)
         flat_msgs, flat_resp = [], []
         for msgs, resps in zip(batch["messages"], batch["responses"], strict=True):
             flat_msgs += [list(msgs)] * len(resps)
@@ -202,6 +224,7 @@ class QualityStage(Stage):
         else:
             scores = self.scorer.score(flat_msgs, [r if r.strip() else " " for r in flat_resp])
         sizes = [len(r) for r in batch["responses"]]
+        scores = scores - np.concatenate([np.zeros(0), *map(np.asarray, penalties)])
         quality = np.split(scores, np.cumsum(sizes)[:-1])
         out = batch.copy()
         out["quality"] = [q.tolist() for q in quality]
@@ -215,18 +238,22 @@ class QualityStage(Stage):
         out["valid"] = [[r is None for r in rs] for rs in out["reject_reason"]]
         return out
 
-    def _reasons(self, i: int, batch: pd.DataFrame) -> list[str | None]:
+    def _reasons(self, i: int, batch: pd.DataFrame) -> tuple[list[str | None], list[float]]:
+        """Per candidate of row i: the reject reason (None = valid) and the quality penalty."""
         row = batch.iloc[i]
         meta = parse_meta(row.get("meta"))
         finish = list(row["finish_reason"]) if "finish_reason" in batch else None
         measures = [m for m in self.cfg.check_measures if m in batch]
-        out = []
+        reasons, penalties = [], []
         for j, text in enumerate(row["responses"]):
             reason = compliance_issue(text, row["task"], meta, self.cfg)
+            lenient = reason not in (None, "empty") and not self.cfg.strict_compliance
+            penalties.append(self.cfg.compliance_penalty if lenient else 0.0)
+            reason = None if lenient else reason
             if reason is None and finish is not None and finish[j] == "length":
                 reason = "truncated"
             if reason is None:
                 bad = [m for m in measures if not np.isfinite(float(row[m][j]))]
                 reason = f"{bad[0]}_not_finite" if bad else None
-            out.append(reason)
-        return out
+            reasons.append(reason)
+        return reasons, penalties

@@ -5,32 +5,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # no pyplot: no global backend, no display needed
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from diversens.io import atomic_path
 
-from diversens.io import atomic_path  # noqa: E402
+GAINS = ("entropy", "ttr", "maas", "dsi", "quality")  # maas: lower = more diverse
 
 
 def summarise(pairs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """One row per strategy: the length bias is the `len_ratio` column."""
     rows = []
     for strategy, df in pairs.items():
-        ratio = df.chosen_words / df.rejected_words.clip(lower=1)
+        ratio = df.chosen_n_words / df.rejected_n_words.clip(lower=1)
         rows.append(
             {
                 "strategy": strategy,
                 "pairs": len(df),
-                "chosen_words": df.chosen_words.mean(),
-                "rejected_words": df.rejected_words.mean(),
+                "chosen_words": df.chosen_n_words.mean(),
+                "rejected_words": df.rejected_n_words.mean(),
                 "len_ratio_median": ratio.median(),
-                "chosen_shorter_pct": 100 * (df.chosen_words < df.rejected_words).mean(),
-                "lexical_gain": (df.chosen_lexical - df.rejected_lexical).mean(),
-                "semantic_gain": (df.chosen_semantic - df.rejected_semantic).mean(),
-                "quality_gap": (df.chosen_quality - df.rejected_quality).mean(),
+                "chosen_shorter_pct": 100 * (df.chosen_n_words < df.rejected_n_words).mean(),
+                **{f"{m}_gain": (df[f"chosen_{m}"] - df[f"rejected_{m}"]).mean() for m in GAINS},
             }
         )
     return pd.DataFrame(rows)
@@ -51,8 +48,8 @@ def write_report(
         "",
         "Per strategy: mean words of chosen and rejected answers, the median chosen/rejected",
         "length ratio and the share of pairs whose chosen answer is shorter (the length bias",
-        "Diverse-NS removes), the mean diversity gain on each strategy's lexical and semantic",
-        "measure, and the mean quality gap (run percentile).",
+        "Diverse-NS removes), and the mean chosen − rejected difference of each measure (for",
+        "Maas a negative gain is more diverse; quality is a run percentile).",
         "",
         summary.to_markdown(index=False, floatfmt=".3f"),
         "",
@@ -76,17 +73,17 @@ def write_report(
     return path
 
 
-def _save(fig, path: Path) -> None:
+def _save(fig: Figure, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _plot_lengths(pairs: dict[str, pd.DataFrame], path: Path) -> None:
-    fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 3.2), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(pairs), 3.2))
+    axes = fig.subplots(1, len(pairs), squeeze=False)
     for ax, (strategy, df) in zip(axes[0], pairs.items(), strict=True):
-        top = max(df.chosen_words.max(), df.rejected_words.max(), 1) if len(df) else 1
-        ax.scatter(df.rejected_words, df.chosen_words, s=8, alpha=0.6)
+        top = max(df.chosen_n_words.max(), df.rejected_n_words.max(), 1) if len(df) else 1
+        ax.scatter(df.rejected_n_words, df.chosen_n_words, s=8, alpha=0.6)
         ax.plot([0, top], [0, top], color="grey", lw=1, ls="--")
         ax.set(title=strategy, xlabel="rejected words", ylabel="chosen words")
     fig.suptitle("Chosen vs rejected length (dashed: equal length)")
@@ -94,9 +91,10 @@ def _plot_lengths(pairs: dict[str, pd.DataFrame], path: Path) -> None:
 
 
 def _plot_gain_vs_ratio(pairs: dict[str, pd.DataFrame], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for strategy, df in pairs.items():
-        ratio = df.chosen_words / df.rejected_words.clip(lower=1)
+        ratio = df.chosen_n_words / df.rejected_n_words.clip(lower=1)
         ax.scatter(np.log2(ratio.clip(lower=1 / 64)), df.margin, s=8, alpha=0.5, label=strategy)
     ax.axvline(0, color="grey", lw=1, ls="--")
     ax.set(xlabel="log2(chosen words / rejected words)", ylabel="selection margin")

@@ -46,8 +46,9 @@ def test_stage_emits_one_row_per_prompt_with_reason_or_pair():
     assert len(out) == 50 and list(out.prompt_id) == list(df.prompt_id)
     pairs = out[out.drop_reason.isna()]
     assert len(pairs) > 10
-    assert (pairs.chosen_semantic > pairs.rejected_semantic).all()
-    assert (pairs.chosen_lexical > pairs.rejected_lexical).all()
+    assert (pairs.chosen_dsi > pairs.rejected_dsi).all()
+    assert (pairs.chosen_entropy > pairs.rejected_entropy).all()
+    assert pairs.chosen_ttr.isna().all()  # not in the input: NaN, not made up
     assert out[out.drop_reason.notna()].chosen.isna().all()
 
 

@@ -33,6 +33,11 @@ STORY = (
         (STORY, "cwt", {"words": ["stamp", "petrol", "send"]}, "cwt_missing_word"),
         ("A stamp, a letter; send.", "cwt", {"words": ["stamp", "letter", "send"]}, "cwt_sentence_count"),
         ("anything goes", "custom", {}, None),
+        (STORY, "cwt", {"item": "stamp/letter/send"}, None),
+        (STORY, "cwt", {"item": "stamp/letter/pump"}, "cwt_missing_word"),
+        ("1. cat\n2. dog\n3. eel", "dat", {"variant": "n3-w0"}, None),
+        ("1. cat\n2. dog\n3. eel", "dat", {"variant": "n4-w0"}, "dat_too_few_single_words"),
+        ('{"first_name": "Ana", "age": "30"}', "pgt", {"item": "first_name,age"}, None),
     ],
 )  # fmt: skip
 def test_compliance(text, task, meta, reason):
@@ -93,3 +98,15 @@ def test_reward_model_scorer_runs_any_sequence_classifier(tmp_path):
 def test_reward_model_requires_a_model():
     with pytest.raises(ValueError, match="needs reward_model"):
         QualityConfig(scorer="reward-model")
+
+
+def test_lenient_compliance_keeps_candidate_and_lowers_quality():
+    good, bad = STORY, "A story with no required words at all. It goes on. And on. The end."
+    strict = QualityStage(CFG)(candidates([good, bad]))
+    assert strict.reject_reason[0] == [None, "cwt_missing_word"]
+    lenient = QualityStage(
+        QualityConfig(scorer="none", strict_compliance=False, compliance_penalty=2.0)
+    )
+    out = lenient(candidates([good, bad, ""]))
+    assert out.valid[0] == [True, True, False]  # empty stays invalid in any mode
+    assert out.quality[0][:2] == [0.0, -2.0]

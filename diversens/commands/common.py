@@ -1,0 +1,52 @@
+"""Options and steps several commands share: where prompts come from, how Ray is joined."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from diversens.errors import UserError
+from diversens.prompts import build_prompts, load_prompts
+
+
+def add_prompt_arguments(p: argparse.ArgumentParser, default_split: str | None = None) -> None:
+    p.add_argument("prompts", nargs="?", type=Path, help="prompt file (.jsonl or .parquet)")
+    p.add_argument(
+        "--split", choices=("train", "eval"), default=default_split, help="built-in prompt split"
+    )
+    p.add_argument(
+        "--num-prompts-per-task", type=int, default=250, help="train split: prompts per task"
+    )
+    p.add_argument("--prompt-seed", type=int, default=0, help="train split: seed drawing items")
+    p.add_argument("--limit", type=int, help="use only the first N prompts")
+    p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else local)")
+
+
+def read_prompts(args: argparse.Namespace) -> pd.DataFrame:
+    """Prompts from the user's file or a built-in split (a file given wins over a default split)."""
+    if args.prompts is not None:
+        prompts = load_prompts(args.prompts)
+    elif args.split is not None:
+        if args.num_prompts_per_task < 1:
+            raise UserError("option --num-prompts-per-task must be >= 1")
+        prompts = build_prompts(args.split, args.num_prompts_per_task, args.prompt_seed)
+    else:
+        raise UserError("give a PROMPTS file or --split train|eval")
+    if args.limit is not None:
+        if args.limit < 1:
+            raise UserError(f"option --limit must be >= 1, got {args.limit}")
+        prompts = prompts.iloc[: args.limit]
+    return prompts
+
+
+def connect_ray(address: str | None) -> None:
+    """Join the given (or $RAY_ADDRESS) cluster, else start a local Ray; the CLI edge only."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, include_dashboard=False if address is None else None)

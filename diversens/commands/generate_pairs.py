@@ -1,0 +1,44 @@
+"""`diversens generate-pairs`: prompts → candidates → scores → length-matched DPO pairs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diversens import config
+from diversens.commands.common import add_prompt_arguments, connect_ray, read_prompts
+from diversens.generate_pairs import GeneratePairsConfig
+from diversens.sampling.engines import check_engine_available
+
+HELP = "sample, score and select length-matched preference pairs (Diverse-NS) on Ray"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "generate-pairs",
+        help=HELP,
+        description=f"{HELP}. Writes OUT/pairs.parquet (a TRL DPO dataset), "
+        "OUT/pairs_<strategy>.parquet for the compared strategies, OUT/scored/ (all candidates "
+        "with their measures), OUT/selection_report.md with PNG plots, OUT/run_summary.json.",
+    )
+    add_prompt_arguments(p, default_split="train")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    p.add_argument("--config", type=Path, help="YAML file with GeneratePairsConfig sections")
+    config.add_arguments(p, GeneratePairsConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    cfg = config.load(GeneratePairsConfig, args.config, args)
+    check_engine_available(cfg.sampling)
+    prompts = read_prompts(args)
+    connect_ray(args.ray_address)
+
+    from diversens import generate_pairs
+
+    summary = generate_pairs.run(prompts, cfg, args.output)
+    main = cfg.selection.strategy
+    print(
+        f"{summary['pairs'][main]} {main} pairs from {summary['prompts']} prompts → "
+        f"{args.output / 'pairs.parquet'}; report: {summary['report']}"
+    )

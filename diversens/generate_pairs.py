@@ -1,0 +1,214 @@
+"""The generate-pairs job: prompts → candidates → scores → pairs, on Ray Data (DESIGN.md §1, §5).
+
+Two passes over the data, both streaming:
+1. prompts → engine actor pool → lexical measures (plain tasks) → embedder actor pool → quality
+   actor pool → scored candidates Parquet (one row per prompt, DESIGN.md §3);
+2. run-level reference values (measure spreads, quality percentiles) from the scored columns, then
+   per strategy: scored rows → `SelectStage` (streaming map_batches) → `BalancedTopN` on the driver.
+Selection needs run-level percentiles, which exist only once every candidate is scored: hence the
+scored Parquet between the passes (it is an output users want anyway).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray.data
+from ray.data import ActorPoolStrategy
+
+from diversens.config import config_hash
+from diversens.io import atomic_path, write_parquet
+from diversens.measure import SEMANTIC, LexicalStage, MeasureConfig, SemanticStage
+from diversens.pairs import BalancedTopN, SelectStage
+from diversens.quality import QualityConfig, QualityStage
+from diversens.sampling.config import SamplingConfig
+from diversens.sampling.pipeline import generate_candidates, prompts_dataset
+from diversens.selection import STRATEGIES, STRATEGY_MEASURES, SelectionConfig, SelectionStats
+from diversens.selection_report import write_report
+
+
+@dataclass
+class PoolConfig:
+    """Resources of one model-holding actor pool (the stage never knows who runs it)."""
+
+    min_actors: int = field(default=1, metadata={"help": "actor pool minimum size"})
+    max_actors: int = field(default=1, metadata={"help": "actor pool maximum size"})
+    num_gpus_per_actor: float = field(
+        default=0.0, metadata={"help": "GPUs per actor (fractions share one GPU)"}
+    )
+    num_cpus_per_actor: float = field(default=1.0, metadata={"help": "CPUs per actor"})
+    batch_size: int = field(default=16, metadata={"help": "prompt rows per batch"})
+
+    def __post_init__(self):
+        if not 1 <= self.min_actors <= self.max_actors:
+            raise ValueError("need 1 <= min_actors <= max_actors")
+        if self.num_gpus_per_actor < 0 or self.num_cpus_per_actor < 0 or self.batch_size < 1:
+            raise ValueError("GPUs/CPUs per actor must be >= 0 and batch_size >= 1")
+
+    def map_kwargs(self) -> dict:
+        return {
+            "batch_size": self.batch_size,
+            "compute": ActorPoolStrategy(min_size=self.min_actors, max_size=self.max_actors),
+            "num_gpus": self.num_gpus_per_actor,
+            "num_cpus": self.num_cpus_per_actor,
+        }
+
+
+@dataclass
+class GeneratePairsConfig:
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    measure: MeasureConfig = field(default_factory=lambda: MeasureConfig(text_field="responses"))
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    embed_pool: PoolConfig = field(default_factory=PoolConfig)
+    quality_pool: PoolConfig = field(default_factory=lambda: PoolConfig(batch_size=4))
+    compare_strategies: list[str] = field(
+        default_factory=lambda: list(STRATEGIES),
+        metadata={"help": "strategies also selected for the report (pairs_<strategy>.parquet)"},
+    )
+
+    def __post_init__(self):
+        unknown = [s for s in self.compare_strategies if s not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"compare_strategies: unknown {unknown} (choose from {STRATEGIES})")
+        if self.measure.text_field != "responses":
+            raise ValueError("measure.text_field must be 'responses' for candidates rows")
+
+    @property
+    def strategies(self) -> list[str]:
+        """The main strategy first, then the ones compared with it."""
+        main = self.selection.strategy
+        return [main] + [s for s in self.compare_strategies if s != main]
+
+    @property
+    def needs_embedder(self) -> bool:
+        """Lite alone needs no embedder (TTR + Maas); any other strategy ranks by `dsi`."""
+        return any(s != "diverse-ns-lite" for s in self.strategies)
+
+
+def lexical_batch(batch: pd.DataFrame, cfg: MeasureConfig) -> pd.DataFrame:
+    """Lexical measures as a plain function, so Ray runs them as stateless tasks."""
+    return LexicalStage(cfg)(batch)
+
+
+def no_semantic_batch(batch: pd.DataFrame) -> pd.DataFrame:
+    """NaN semantic columns when no strategy needs them (keeps the scored schema fixed)."""
+    out = batch.copy()
+    for name in SEMANTIC:
+        out[name] = [[float("nan")] * len(r) for r in batch["responses"]]
+    return out
+
+
+def score_candidates(ds: ray.data.Dataset, cfg: GeneratePairsConfig) -> ray.data.Dataset:
+    """candidates → scored candidates, lazily (measures, then quality and validity)."""
+    ds = ds.map_batches(lexical_batch, fn_kwargs={"cfg": cfg.measure}, batch_format="pandas")
+    if cfg.needs_embedder:
+        ds = ds.map_batches(
+            SemanticStage,
+            fn_constructor_kwargs={"cfg": cfg.measure},
+            batch_format="pandas",
+            **cfg.embed_pool.map_kwargs(),
+        )
+    else:
+        ds = ds.map_batches(no_semantic_batch, batch_format="pandas")
+    return ds.map_batches(
+        QualityStage,
+        fn_constructor_kwargs={"cfg": cfg.quality},
+        batch_format="pandas",
+        **cfg.quality_pool.map_kwargs(),
+    )
+
+
+def write_dataset_dir(ds: ray.data.Dataset, final: Path) -> None:
+    """Write a Parquet directory under a temporary name, then swap it in whole."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        ds.write_parquet(str(tmp))
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def selection_stats(scored_dir: Path) -> SelectionStats:
+    """Measure spreads and quality percentiles over the valid candidates of the whole run."""
+    names = ["quality", *sorted({m for pair in STRATEGY_MEASURES.values() for m in pair})]
+    table = pq.read_table(scored_dir, columns=["valid", *names])
+    valid = np.asarray(pa.compute.list_flatten(table["valid"]), dtype=bool)
+    columns = {n: np.asarray(pa.compute.list_flatten(table[n]), dtype=float)[valid] for n in names}
+    return SelectionStats.from_columns(columns)
+
+
+def select_batch(batch: pd.DataFrame, cfg: SelectionConfig, stats: SelectionStats) -> pd.DataFrame:
+    return SelectStage(cfg, stats)(batch)
+
+
+def select(scored_dir: Path, cfg: SelectionConfig, stats: SelectionStats) -> BalancedTopN:
+    """Stream scored rows through the selection stage into the balanced top-N."""
+    ds = ray.data.read_parquet(str(scored_dir)).map_batches(
+        select_batch, fn_kwargs={"cfg": cfg, "stats": stats}, batch_format="pandas"
+    )
+    top = BalancedTopN(cfg)
+    for batch in ds.iter_batches(batch_format="pandas"):
+        top.add(batch)
+    return top
+
+
+def candidate_reject_counts(scored_dir: Path) -> dict[str, int]:
+    reasons = pq.read_table(scored_dir, columns=["reject_reason"])["reject_reason"]
+    flat = pa.compute.list_flatten(reasons).to_pylist()
+    return dict(sorted(Counter(r for r in flat if r is not None).items()))
+
+
+def run(prompts: pd.DataFrame, cfg: GeneratePairsConfig, out_dir: Path) -> dict:
+    """The whole job. Writes scored/, pairs.parquet, pairs_<strategy>.parquet, the selection
+    report and run_summary.json into out_dir; returns the summary."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = {
+        "config_hash": config_hash(cfg),
+        "generator_model": cfg.sampling.model,
+        "embedder_model": cfg.measure.embedder if cfg.needs_embedder else None,
+    }
+    candidates = generate_candidates(prompts_dataset(prompts, cfg.sampling), cfg.sampling)
+    scored_dir = out_dir / "scored"
+    write_dataset_dir(score_candidates(candidates, cfg), scored_dir)
+
+    stats = selection_stats(scored_dir)
+    pairs, drops = {}, {}
+    for strategy in cfg.strategies:
+        scfg = dataclasses.replace(cfg.selection, strategy=strategy)
+        top = select(scored_dir, scfg, stats)
+        pairs[strategy] = top.result().assign(**stamp)
+        drops[strategy] = top.drop_counts()
+        name = (
+            "pairs.parquet" if strategy == cfg.selection.strategy else f"pairs_{strategy}.parquet"
+        )
+        write_parquet(pa.Table.from_pandas(pairs[strategy], preserve_index=False), out_dir / name)
+
+    reasons = candidate_reject_counts(scored_dir)
+    report = write_report(out_dir, pairs, drops, reasons)
+    summary = {
+        **stamp,
+        "prompts": len(prompts),
+        "candidates": int(len(prompts) * cfg.sampling.num_samples_per_prompt),
+        "candidates_rejected": reasons,
+        "pairs": {s: len(p) for s, p in pairs.items()},
+        "prompts_without_pair": drops,
+        "report": str(report),
+        "config": dataclasses.asdict(cfg),
+    }
+    with atomic_path(out_dir / "run_summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return summary
