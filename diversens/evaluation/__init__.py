@@ -1,0 +1,1 @@
+"""Evaluation on the held-out creative tasks: task scores, length-aware diversity (ΔDD), report."""
