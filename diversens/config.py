@@ -53,8 +53,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 (item_tp, *_) = typing.get_args(t) or (str,)
                 return [_coerce(v, item_tp, where) for v in value]
             continue
-        if origin is dict and isinstance(value, dict):
-            return dict(value)
+        if origin is dict:
+            if isinstance(value, str):  # CLI form: key=value,key=value
+                pairs = [item.partition("=") for item in value.split(",") if item]
+                if not all(sep for _, sep, _ in pairs):
+                    continue
+                value = {k: v for k, _, v in pairs}
+            if isinstance(value, dict):
+                _, val_tp = typing.get_args(t) or (str, str)
+                return {str(k): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+            continue
         if t is bool:
             if isinstance(value, bool):
                 return value

@@ -24,44 +24,17 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray.data
-from ray.data import ActorPoolStrategy
 
 from diversens.config import config_hash
 from diversens.io import atomic_path, write_parquet
-from diversens.measure import SEMANTIC, LexicalStage, MeasureConfig, SemanticStage
+from diversens.measure import MeasureConfig
 from diversens.pairs import BalancedTopN, SelectStage
-from diversens.quality import QualityConfig, QualityStage
+from diversens.quality import QualityConfig
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.pipeline import generate_candidates, prompts_dataset
+from diversens.scoring import PoolConfig, score_candidates
 from diversens.selection import STRATEGIES, STRATEGY_MEASURES, SelectionConfig, SelectionStats
 from diversens.selection_report import write_report
-
-
-@dataclass
-class PoolConfig:
-    """Resources of one model-holding actor pool (the stage never knows who runs it)."""
-
-    min_actors: int = field(default=1, metadata={"help": "actor pool minimum size"})
-    max_actors: int = field(default=1, metadata={"help": "actor pool maximum size"})
-    num_gpus_per_actor: float = field(
-        default=0.0, metadata={"help": "GPUs per actor (fractions share one GPU)"}
-    )
-    num_cpus_per_actor: float = field(default=1.0, metadata={"help": "CPUs per actor"})
-    batch_size: int = field(default=16, metadata={"help": "prompt rows per batch"})
-
-    def __post_init__(self):
-        if not 1 <= self.min_actors <= self.max_actors:
-            raise ValueError("need 1 <= min_actors <= max_actors")
-        if self.num_gpus_per_actor < 0 or self.num_cpus_per_actor < 0 or self.batch_size < 1:
-            raise ValueError("GPUs/CPUs per actor must be >= 0 and batch_size >= 1")
-
-    def map_kwargs(self) -> dict:
-        return {
-            "batch_size": self.batch_size,
-            "compute": ActorPoolStrategy(min_size=self.min_actors, max_size=self.max_actors),
-            "num_gpus": self.num_gpus_per_actor,
-            "num_cpus": self.num_cpus_per_actor,
-        }
 
 
 @dataclass
@@ -94,39 +67,6 @@ class GeneratePairsConfig:
     def needs_embedder(self) -> bool:
         """Lite alone needs no embedder (TTR + Maas); any other strategy ranks by `dsi`."""
         return any(s != "diverse-ns-lite" for s in self.strategies)
-
-
-def lexical_batch(batch: pd.DataFrame, cfg: MeasureConfig) -> pd.DataFrame:
-    """Lexical measures as a plain function, so Ray runs them as stateless tasks."""
-    return LexicalStage(cfg)(batch)
-
-
-def no_semantic_batch(batch: pd.DataFrame) -> pd.DataFrame:
-    """NaN semantic columns when no strategy needs them (keeps the scored schema fixed)."""
-    out = batch.copy()
-    for name in SEMANTIC:
-        out[name] = [[float("nan")] * len(r) for r in batch["responses"]]
-    return out
-
-
-def score_candidates(ds: ray.data.Dataset, cfg: GeneratePairsConfig) -> ray.data.Dataset:
-    """candidates → scored candidates, lazily (measures, then quality and validity)."""
-    ds = ds.map_batches(lexical_batch, fn_kwargs={"cfg": cfg.measure}, batch_format="pandas")
-    if cfg.needs_embedder:
-        ds = ds.map_batches(
-            SemanticStage,
-            fn_constructor_kwargs={"cfg": cfg.measure},
-            batch_format="pandas",
-            **cfg.embed_pool.map_kwargs(),
-        )
-    else:
-        ds = ds.map_batches(no_semantic_batch, batch_format="pandas")
-    return ds.map_batches(
-        QualityStage,
-        fn_constructor_kwargs={"cfg": cfg.quality},
-        batch_format="pandas",
-        **cfg.quality_pool.map_kwargs(),
-    )
 
 
 def write_dataset_dir(ds: ray.data.Dataset, final: Path) -> None:
@@ -183,7 +123,10 @@ def run(prompts: pd.DataFrame, cfg: GeneratePairsConfig, out_dir: Path) -> dict:
     }
     candidates = generate_candidates(prompts_dataset(prompts, cfg.sampling), cfg.sampling)
     scored_dir = out_dir / "scored"
-    write_dataset_dir(score_candidates(candidates, cfg), scored_dir)
+    scored = score_candidates(
+        candidates, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool, cfg.needs_embedder
+    )
+    write_dataset_dir(scored, scored_dir)
 
     stats = selection_stats(scored_dir)
     pairs, drops = {}, {}

@@ -21,6 +21,7 @@ class Outer:
     flag: bool = field(default=False, metadata={"help": "a flag"})
     model: str | None = field(default=None, metadata={"help": "a model"})
     inner: Inner = field(default_factory=Inner)
+    counts: dict[str, int] = field(default_factory=dict, metadata={"help": "counts"})
 
     def __post_init__(self):
         if not 0 <= self.rate <= 1:
@@ -40,6 +41,9 @@ def test_defaults_yaml_then_cli_precedence(tmp_path):
     cfg = parse(["--inner.size", "9", "--flag", "true"], y)
     assert cfg == Outer(rate=0.25, flag=True, inner=Inner(size=9, names=["x", "y"]))
     assert parse(["--inner.names", "p,q"]).inner.names == ["p", "q"]
+    assert parse(["--counts", "a=1,b=2"]).counts == {"a": 1, "b": 2}
+    with pytest.raises(UserError, match="counts.b"):
+        parse(["--counts", "a=1,b=x"])
 
 
 def test_unknown_key_is_named(tmp_path):

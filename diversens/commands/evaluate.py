@@ -1,0 +1,43 @@
+"""`diversens eval`: sample the held-out eval split from each model and compare length-aware
+diversity (ΔDD) against the base model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diversens import config
+from diversens.commands.common import connect_ray
+from diversens.evaluation.config import EvalConfig
+from diversens.models import resolve_model
+from diversens.sampling.engines import check_engine_available
+
+HELP = "evaluate models on DAT, PGT, AUT and CWT; ΔDD against the base model; report"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help=HELP,
+        description=f"{HELP}. Writes OUT/eval_report.md with PNG plots, OUT/outputs.parquet "
+        "(every output with its measures and deciles), OUT/decile_map.csv, OUT/delta_dd.csv, "
+        "OUT/eval_summary.csv and OUT/eval_summary.json.",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    p.add_argument("--config", type=Path, help="YAML file with EvalConfig fields")
+    p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else local)")
+    config.add_arguments(p, EvalConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    cfg = config.load(EvalConfig, args.config, args)
+    check_engine_available(cfg.sampling)
+    for _, model in cfg.labelled_models():
+        resolve_model(model)  # a missing path fails here, before Ray starts
+    connect_ray(args.ray_address)
+
+    from diversens.evaluation import job
+
+    result = job.run(cfg, args.output)
+    print(f"report: {result['report']}")

@@ -1,0 +1,70 @@
+"""EvalConfig: which models, how many samples per task, how diversity is judged against length."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diversens.measure import MeasureConfig
+from diversens.prompts import TASKS
+from diversens.quality import QualityConfig
+from diversens.sampling.config import SamplingConfig
+from diversens.scoring import PoolConfig
+
+# The literature's samples per eval prompt (DESIGN.md §2): DAT/PGT one prompt × 100, AUT 15 × 10,
+# CWT 7 × 10.
+LITERATURE_SAMPLES = {"dat": 100, "pgt": 100, "aut": 10, "cwt": 10}
+
+
+@dataclass
+class EvalConfig:
+    models: list[str] = field(
+        default_factory=lambda: ["base=smollm2-135m-instruct"],
+        metadata={
+            "help": "LABEL=MODEL entries (name, local dir or HF id); the first is the base that "
+            "the decile map is built from"
+        },
+    )
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    measure: MeasureConfig = field(default_factory=lambda: MeasureConfig(text_field="responses"))
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    embed_pool: PoolConfig = field(default_factory=PoolConfig)
+    quality_pool: PoolConfig = field(default_factory=lambda: PoolConfig(batch_size=4))
+    num_samples: dict[str, int] = field(
+        default_factory=lambda: dict(LITERATURE_SAMPLES),
+        metadata={"help": "independent samples per eval prompt, per task"},
+    )
+    glove_path: str | None = field(
+        default=None, metadata={"help": "GloVe .txt for DAT (default: the sentence embedder)"}
+    )
+    dd_measures: list[str] = field(
+        default_factory=lambda: ["entropy", "ttr", "mattr", "dsi", "dat_score"],
+        metadata={"help": "diversity measures turned into deciles (higher = more diverse)"},
+    )
+    num_length_buckets: int = field(
+        default=4, metadata={"help": "word-count buckets per task (quantiles of base lengths)"}
+    )
+    num_bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for ΔDD CIs"})
+    seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+
+    def __post_init__(self):
+        if not self.models:
+            raise ValueError("models must name at least the base model")
+        labels = [label for label, _ in self.labelled_models()]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"model labels must be unique, got {labels}")
+        unknown = sorted(set(self.num_samples) - set(TASKS))
+        if unknown or any(n < 1 for n in self.num_samples.values()):
+            raise ValueError(f"num_samples: tasks must be {TASKS} with counts >= 1")
+        if "maas" in self.dd_measures:
+            raise ValueError("dd_measures: maas falls as diversity rises; use ttr or mattr")
+        if self.num_length_buckets < 1 or self.num_bootstrap < 1:
+            raise ValueError("num_length_buckets and num_bootstrap must be >= 1")
+
+    def labelled_models(self) -> list[tuple[str, str]]:
+        """[(label, model)], label defaulting to the model's last path component."""
+        out = []
+        for entry in self.models:
+            label, sep, model = entry.partition("=")
+            out.append((label, model) if sep else (Path(entry).name or entry, entry))
+        return out

@@ -1,0 +1,149 @@
+"""The eval job: sample the held-out split from each model, score, compute ΔDD, write a report.
+
+Per model: eval prompts grouped by their sample count → engine actor pool (independent samples:
+every candidate is a first turn) → the same scoring pools as the pair job → one row per output.
+Then task scores (DAT, PGT), the decile map from the base model's outputs, per-output deciles and
+ΔDD with bootstrap intervals per model, task and measure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from diversens.evaluation.config import EvalConfig
+from diversens.evaluation.decile import DecileMap, delta_dd
+from diversens.evaluation.report import write_eval_report
+from diversens.evaluation.task_scores import GloVe, dat_words, score_dat, score_pgt
+from diversens.io import atomic_path, write_parquet
+from diversens.metrics.semantic import Embedder
+from diversens.prompts import eval_prompts
+from diversens.sampling.pipeline import generate_candidates, prompts_dataset
+from diversens.scoring import score_candidates
+
+# Candidate-list columns exploded to one row per output.
+PER_OUTPUT = (
+    "responses", "finish_reason", "n_tokens", "n_words", "entropy", "ttr", "mattr", "maas",
+    "mtld", "hdd", "dsi", "div_across", "quality", "valid", "reject_reason",
+)  # fmt: skip
+
+
+def sample_and_score(prompts: pd.DataFrame, model: str, cfg: EvalConfig) -> pd.DataFrame:
+    """One row per output of `model` on `prompts` with all measures."""
+    parts = []
+    for n, group in prompts.groupby(prompts.task.map(cfg.num_samples), sort=True):
+        scfg = dataclasses.replace(
+            cfg.sampling, model=model, num_samples_per_prompt=int(n), num_first_turn=int(n)
+        )
+        ds = generate_candidates(prompts_dataset(group.reset_index(drop=True), scfg), scfg)
+        ds = score_candidates(ds, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool)
+        parts.append(ds.to_pandas())
+    rows = pd.concat(parts, ignore_index=True)
+    per_output = rows.explode(list(PER_OUTPUT), ignore_index=True)
+    per_output = per_output.rename(columns={"responses": "response"})
+    numeric = ["n_words", "entropy", "ttr", "mattr", "maas", "mtld", "hdd", "dsi", "quality"]
+    per_output[numeric] = per_output[numeric].astype(float)
+    return per_output[["prompt_id", "task", "response", *[c for c in PER_OUTPUT[1:]]]]
+
+
+def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig, embedder: Embedder) -> pd.DataFrame:
+    """DAT score columns (NaN outside DAT)."""
+    out = outputs.assign(dat_score=np.nan, dat_words=np.nan, dat_invalid=np.nan)
+    dat = out.task == "dat"
+    if dat.any():
+        if cfg.glove_path:
+            # Load only the words the answers use: a full GloVe file is gigabytes in memory.
+            vocab = {w for t in out.loc[dat, "response"] for w in dat_words(t)[0]}
+            vectors = GloVe(cfg.glove_path, vocabulary=vocab)
+            scores = score_dat(out.loc[dat, "response"], vectors, known=vectors.known)
+        else:
+            scores = score_dat(out.loc[dat, "response"], embedder.encode)
+        for name, values in scores.items():
+            out.loc[dat, name] = values
+    return out
+
+
+def summarise(outputs: pd.DataFrame) -> pd.DataFrame:
+    """Per model and task: counts, length, quality, diversity, task scores."""
+    agg = outputs.groupby(["model", "task"], sort=False).agg(
+        outputs=("response", "size"),
+        valid_rate=("valid", "mean"),
+        words=("n_words", "mean"),
+        quality=("quality", "mean"),
+        entropy=("entropy", "mean"),
+        ttr=("ttr", "mean"),
+        mattr=("mattr", "mean"),
+        dsi=("dsi", "mean"),
+        dat_score=("dat_score", "mean"),
+    )
+    pgt = {
+        model: score_pgt(df.response.tolist())
+        for model, df in outputs[outputs.task == "pgt"].groupby("model", sort=False)
+    }
+    agg = agg.reset_index()
+    for key in next(iter(pgt.values()), {}):
+        pairs = zip(agg.model, agg.task, strict=True)
+        agg[key] = [pgt[m][key] if t == "pgt" else np.nan for m, t in pairs]
+    return agg
+
+
+def delta_dd_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
+    """ΔDD per model × task (and "all") × measure, with bootstrap intervals."""
+    rows = []
+    for measure in cfg.dd_measures:
+        col = f"decile_{measure}"
+        b = outputs[outputs.model == base]
+        for model, df in outputs.groupby("model", sort=False):
+            for task in ["all", *sorted(df.task.unique())]:
+                mine = df if task == "all" else df[df.task == task]
+                ref = b if task == "all" else b[b.task == task]
+                d, lo, hi = delta_dd(mine[col].to_numpy(float), ref[col].to_numpy(float),
+                                     cfg.num_bootstrap, cfg.seed)  # fmt: skip
+                if np.isfinite(d):
+                    rows.append({"model": model, "task": task, "measure": measure,
+                                 "dd": float(np.nanmean(mine[col])), "delta_dd": d,
+                                 "ci_low": lo, "ci_high": hi})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def run(cfg: EvalConfig, out_dir: Path) -> dict:
+    """Sample, score and compare every model; writes outputs.parquet, decile_map.csv,
+    eval_summary.csv, delta_dd.csv, eval_report.md (+ PNGs) and eval_summary.json."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prompts = eval_prompts()
+    embedder = Embedder(cfg.measure.embedder, cfg.measure.device)
+    frames = []
+    for label, model in cfg.labelled_models():
+        outputs = add_task_scores(sample_and_score(prompts, model, cfg), cfg, embedder)
+        frames.append(outputs.assign(model=label, model_path=model))
+    outputs = pd.concat(frames, ignore_index=True)
+
+    base = cfg.labelled_models()[0][0]
+    dmap = DecileMap.fit(outputs[outputs.model == base], cfg.dd_measures, cfg.num_length_buckets)
+    for measure in cfg.dd_measures:
+        outputs[f"decile_{measure}"] = dmap.deciles(outputs, measure)
+    summary, deltas = summarise(outputs), delta_dd_table(outputs, cfg, base)
+
+    write_parquet(pa.Table.from_pandas(outputs, preserve_index=False), out_dir / "outputs.parquet")
+    for name, frame in (("decile_map.csv", dmap.to_frame()), ("eval_summary.csv", summary),
+                        ("delta_dd.csv", deltas)):  # fmt: skip
+        with atomic_path(out_dir / name) as tmp:
+            frame.to_csv(tmp, index=False)
+    report = write_eval_report(out_dir, outputs, summary, deltas, base)
+    result = {
+        "base": base,
+        "models": dict(cfg.labelled_models()),
+        "delta_dd_all": {
+            f"{r.model}/{r.measure}": [r.delta_dd, r.ci_low, r.ci_high]
+            for r in deltas[deltas.task == "all"].itertuples()
+        },
+        "report": str(report),
+    }
+    with atomic_path(out_dir / "eval_summary.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result

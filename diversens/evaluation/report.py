@@ -1,0 +1,129 @@
+"""Eval report: more diverse? at what cost in length and quality? Markdown tables + PNG plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from diversens.io import atomic_path
+
+
+def _save(fig: Figure, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def _headline(deltas: pd.DataFrame, summary: pd.DataFrame, base: str) -> list[str]:
+    """One sentence per model: ΔDD over all tasks, length and quality change against the base."""
+    lines = []
+    means = summary.groupby("model", sort=False)[["words", "quality"]].mean()
+    for model in means.index:
+        if model == base:
+            continue
+        d = deltas[(deltas.model == model) & (deltas.task == "all")].set_index("measure")
+        parts = [f"{m} ΔDD {r.delta_dd:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
+                 for m, r in d.iterrows()]  # fmt: skip
+        dw = means.loc[model, "words"] / means.loc[base, "words"] - 1
+        dq = means.loc[model, "quality"] - means.loc[base, "quality"]
+        lines.append(f"- **{model}** vs {base}: {'; '.join(parts)}; length {dw:+.0%}; "
+                     f"quality {dq:+.3f}")  # fmt: skip
+    return lines or ["- only the base model was evaluated"]
+
+
+def write_eval_report(
+    out_dir: Path, outputs: pd.DataFrame, summary: pd.DataFrame, deltas: pd.DataFrame, base: str
+) -> Path:
+    _plot_diversity_vs_length(outputs, out_dir / "eval_diversity_vs_length.png")
+    _plot_delta_bars(deltas, base, out_dir / "eval_delta_dd.png")
+    _plot_decile_hist(outputs, out_dir / "eval_deciles.png")
+    _plot_lengths(outputs, out_dir / "eval_lengths.png")
+    lines = [
+        "# Evaluation report",
+        "",
+        f"Base model: **{base}**. ΔDD = mean Diversity Decile of a model's outputs minus the "
+        "base's, each output ranked against base outputs of the same task and length bucket "
+        "(positive = more diverse at equal length; 95% bootstrap interval in brackets).",
+        "",
+        *_headline(deltas, summary, base),
+        "",
+        "## ΔDD per task and measure",
+        "",
+        deltas.to_markdown(index=False, floatfmt=".3f") if not deltas.empty else "none",
+        "",
+        "![ΔDD per task](eval_delta_dd.png)",
+        "",
+        "## Per model and task",
+        "",
+        summary.to_markdown(index=False, floatfmt=".3f"),
+        "",
+        "![diversity vs length](eval_diversity_vs_length.png)",
+        "![decile histograms](eval_deciles.png)",
+        "![mean length](eval_lengths.png)",
+        "",
+        "Decile edges: `decile_map.csv`; every output with its measures: `outputs.parquet`.",
+        "",
+    ]
+    path = out_dir / "eval_report.md"
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def _plot_diversity_vs_length(outputs: pd.DataFrame, path: Path) -> None:
+    tasks = sorted(outputs.task.unique())
+    fig = Figure(figsize=(3.3 * len(tasks), 3.2))
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    for ax, task in zip(axes, tasks, strict=True):
+        for model, df in outputs[outputs.task == task].groupby("model", sort=False):
+            ax.scatter(df.n_words, df.ttr, s=8, alpha=0.5, label=model)
+        ax.set(title=task, xlabel="words", ylabel="TTR")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Lexical diversity vs length")
+    _save(fig, path)
+
+
+def _plot_delta_bars(deltas: pd.DataFrame, base: str, path: Path) -> None:
+    d = deltas[deltas.model != base]
+    fig = Figure(figsize=(7, 3.5))
+    ax = fig.subplots()
+    if not d.empty:
+        keys = d.task + "/" + d.measure
+        labels = list(dict.fromkeys(keys))
+        models = list(dict.fromkeys(d.model))
+        width = 0.8 / len(models)
+        for i, model in enumerate(models):
+            m = d[d.model == model].set_index(keys[d.model == model])
+            x = np.arange(len(labels)) + i * width
+            y = m.reindex(labels)
+            err = np.vstack([y.delta_dd - y.ci_low, y.ci_high - y.delta_dd])
+            ax.bar(x, y.delta_dd, width, yerr=err, capsize=2, label=model)
+        ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=70, fontsize=7)
+        ax.legend(fontsize=7)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set(ylabel="ΔDD vs base", title="Diversity at equal length (95% CI)")
+    _save(fig, path)
+
+
+def _plot_decile_hist(outputs: pd.DataFrame, path: Path) -> None:
+    cols = [c for c in outputs.columns if c.startswith("decile_")]
+    fig = Figure(figsize=(3.2 * max(len(cols), 1), 3))
+    axes = fig.subplots(1, max(len(cols), 1), squeeze=False)[0]
+    for ax, col in zip(axes, cols, strict=False):
+        for model, df in outputs.groupby("model", sort=False):
+            v = df[col].dropna()
+            ax.hist(v, bins=np.arange(0.5, 11.5), histtype="step", density=True, label=model)
+        ax.set(title=col.removeprefix("decile_"), xlabel="decile")
+    axes[0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def _plot_lengths(outputs: pd.DataFrame, path: Path) -> None:
+    means = outputs.groupby(["task", "model"], sort=False).n_words.mean().unstack()
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    means.plot.bar(ax=ax)
+    ax.set(ylabel="mean words", title="Mean length per model and task")
+    _save(fig, path)

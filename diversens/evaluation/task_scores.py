@@ -1,0 +1,95 @@
+"""Task-specific eval scores (DESIGN.md §2): DAT semantic distance of the nouns, PGT uniqueness.
+
+AUT and CWT are scored by the shared lexical and semantic measures plus compliance; these two
+tasks have their own literature scores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from diversens.errors import UserError
+from diversens.text import json_object, list_items, segments, words
+
+DAT_NUM_WORDS = 10
+PGT_FIELDS = ("first_name", "city", "occupation")
+
+
+def dat_words(text: str, n: int = DAT_NUM_WORDS) -> tuple[list[str], int]:
+    """The first `n` distinct single-word items of a DAT answer, and how many items were invalid
+    (multi-word, non-alphabetic or repeated)."""
+    items = list_items(text) or segments(text, "dat")
+    valid, invalid = [], 0
+    for item in items:
+        tokens = words(item)
+        ok = len(tokens) == 1 and tokens[0].replace("-", "").isalpha() and tokens[0] not in valid
+        if ok and len(valid) < n:
+            valid.append(tokens[0])
+        elif not ok:
+            invalid += 1
+    return valid, invalid
+
+
+def dat_score(word_vectors: np.ndarray) -> float:
+    """Mean pairwise cosine distance × 100 of the words' vectors (W, D); NaN below two words."""
+    w = len(word_vectors)
+    if w < 2:
+        return float("nan")
+    unit = word_vectors / np.linalg.norm(word_vectors, axis=1, keepdims=True)
+    sim = unit @ unit.T  # (W, W)
+    return float(100 * (1 - sim[np.triu_indices(w, 1)]).mean())
+
+
+class GloVe:
+    """Word vectors from a GloVe text file (`word v1 v2 ...` per line), as the DAT paper uses."""
+
+    def __init__(self, path: str | Path, vocabulary: set[str] | None = None):
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"GloVe file {path} does not exist")
+        self.vectors: dict[str, np.ndarray] = {}
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, start=1):
+                word, *values = line.rstrip().split(" ")
+                if vocabulary is not None and word not in vocabulary:
+                    continue
+                try:
+                    self.vectors[word] = np.asarray(values, dtype=np.float32)
+                except ValueError:
+                    raise UserError(f"{path}: line {lineno}: not a GloVe vector line") from None
+
+    def __call__(self, words_: Sequence[str]) -> np.ndarray:
+        return np.stack([self.vectors[w] for w in words_]) if words_ else np.zeros((0, 1))
+
+    def known(self, word: str) -> bool:
+        return word in self.vectors
+
+
+def score_dat(
+    texts: Sequence[str], embed: Callable[[Sequence[str]], np.ndarray], known=None
+) -> dict[str, np.ndarray]:
+    """Per DAT answer: score, valid words used, invalid items (incl. words without a vector)."""
+    scores, n_valid, n_invalid = [], [], []
+    for text in texts:
+        valid, invalid = dat_words(text)
+        if known is not None:
+            invalid += sum(not known(w) for w in valid)
+            valid = [w for w in valid if known(w)]
+        scores.append(dat_score(embed(valid)) if len(valid) >= 2 else float("nan"))
+        n_valid.append(len(valid))
+        n_invalid.append(invalid)
+    return {"dat_score": np.array(scores), "dat_words": np.array(n_valid),
+            "dat_invalid": np.array(n_invalid)}  # fmt: skip
+
+
+def score_pgt(texts: Sequence[str], fields: Sequence[str] = PGT_FIELDS) -> dict[str, float]:
+    """JSON validity rate and, per field, the number of unique values (case/space-normalised)."""
+    objects = [json_object(t) for t in texts]
+    valid = [o for o in objects if o is not None and all(isinstance(o.get(f), str) for f in fields)]
+    out = {"pgt_json_valid_rate": len(valid) / len(texts) if texts else float("nan")}
+    for f in fields:
+        out[f"pgt_unique_{f}"] = len({" ".join(o[f].lower().split()) for o in valid})
+    return out

@@ -1,0 +1,56 @@
+"""The eval job on a real local Ray with the bundled model: the base against itself gives ΔDD 0,
+every report file is written, and the per-output table keeps every sample."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diversens import config
+from diversens.evaluation.config import EvalConfig
+from diversens.evaluation.job import run
+from diversens.prompts import eval_prompts
+
+pytestmark = pytest.mark.slow
+
+SAMPLES = {"dat": 2, "pgt": 2, "aut": 1, "cwt": 1}
+
+
+@pytest.fixture(scope="module")
+def result(ray_local, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    cfg = config.from_dict(EvalConfig, {
+        "models": ["base=smollm2-135m-instruct", "again=smollm2-135m-instruct"],
+        "sampling": {"max_new_tokens": 40, "batch_size": 8},
+        "num_samples": SAMPLES, "num_length_buckets": 2, "num_bootstrap": 200,
+    })  # fmt: skip
+    return run(cfg, out), out
+
+
+def test_same_model_has_zero_delta_dd(result):
+    summary, out = result
+    deltas = pd.read_csv(out / "delta_dd.csv")
+    again = deltas[deltas.model == "again"]
+    assert len(again) > 0 and np.allclose(again.delta_dd, 0.0)
+    assert all(v[0] == 0.0 for k, v in summary["delta_dd_all"].items() if k.startswith("again/"))
+
+
+def test_every_sample_kept_with_deciles(result):
+    _, out = result
+    outputs = pd.read_parquet(out / "outputs.parquet")
+    prompts = eval_prompts()
+    want = sum(SAMPLES[t] for t in prompts.task)
+    assert (outputs.groupby("model").size() == want).all()
+    finite = outputs.decile_ttr.dropna()
+    assert len(finite) > 0 and finite.between(1, 10).all()
+    assert outputs[outputs.task != "dat"].dat_score.isna().all()
+
+
+def test_report_files(result):
+    summary, out = result
+    for name in ("eval_report.md", "eval_delta_dd.png", "eval_deciles.png", "eval_lengths.png",
+                 "eval_diversity_vs_length.png", "decile_map.csv", "eval_summary.csv"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    assert json.loads((out / "eval_summary.json").read_text())["base"] == "base"
+    assert "again" in (out / "eval_report.md").read_text()
