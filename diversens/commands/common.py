@@ -13,10 +13,11 @@ from diversens.prompts import build_prompts, load_prompts
 
 
 def add_prompt_arguments(p: argparse.ArgumentParser, default_split: str | None = None) -> None:
+    """PROMPTS file or --split; `default_split` is used when neither is given."""
     p.add_argument("prompts", nargs="?", type=Path, help="prompt file (.jsonl or .parquet)")
-    p.add_argument(
-        "--split", choices=("train", "eval"), default=default_split, help="built-in prompt split"
-    )
+    split_help = "built-in prompt split" + (f" (default: {default_split})" if default_split else "")
+    p.add_argument("--split", choices=("train", "eval"), help=split_help)
+    p.set_defaults(default_split=default_split)
     p.add_argument(
         "--num-prompts-per-task", type=int, default=250, help="train split: prompts per task"
     )
@@ -26,15 +27,18 @@ def add_prompt_arguments(p: argparse.ArgumentParser, default_split: str | None =
 
 
 def read_prompts(args: argparse.Namespace) -> pd.DataFrame:
-    """Prompts from the user's file or a built-in split (a file given wins over a default split)."""
+    """Prompts from the user's file or a built-in split (exactly one of the two)."""
+    if args.prompts is not None and args.split is not None:
+        raise UserError("give either a PROMPTS file or --split train|eval, not both")
+    split = args.split or args.default_split
     if args.prompts is not None:
         prompts = load_prompts(args.prompts)
-    elif args.split is not None:
+    elif split is not None:
         if args.num_prompts_per_task < 1:
             raise UserError("option --num-prompts-per-task must be >= 1")
-        prompts = build_prompts(args.split, args.num_prompts_per_task, args.prompt_seed)
+        prompts = build_prompts(split, args.num_prompts_per_task, args.prompt_seed)
     else:
-        raise UserError("give a PROMPTS file or --split train|eval")
+        raise UserError("give either a PROMPTS file or --split train|eval (exactly one)")
     if args.limit is not None:
         if args.limit < 1:
             raise UserError(f"option --limit must be >= 1, got {args.limit}")

@@ -1,0 +1,55 @@
+"""`diversens generate`: sample k candidates per prompt on a Ray engine pool → candidates Parquet.
+
+Prompts come from a user file (JSONL/Parquet with `prompt` or `messages`) or a built-in split
+(`--split train|eval`). Connects to the Ray cluster at --ray-address / $RAY_ADDRESS when given,
+else starts a local one. Progress is Ray Data's progress bars; the output is written atomically
+in input order.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pyarrow as pa
+
+from diversens import config, io
+from diversens.commands.common import add_prompt_arguments, connect_ray, read_prompts
+from diversens.sampling.config import SamplingConfig
+from diversens.sampling.engines import check_engine_available
+
+HELP = "sample k candidate responses per prompt (sequential prompting) into a Parquet file"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help=HELP, description=f"{HELP}.")
+    add_prompt_arguments(p)
+    p.add_argument("-o", "--output", type=Path, required=True, help="candidates Parquet to write")
+    p.add_argument("--config", type=Path, help="YAML file with SamplingConfig fields")
+    config.add_arguments(p, SamplingConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    cfg = config.load(SamplingConfig, args.config, args)
+    check_engine_available(cfg)
+    prompts = read_prompts(args)
+
+    connect_ray(args.ray_address)
+
+    from diversens.sampling.pipeline import generate_candidates, prompts_dataset
+
+    ds = generate_candidates(prompts_dataset(prompts, cfg), cfg)
+    batches = ds.iter_batches(batch_format="pyarrow", batch_size=None)
+    table = pa.concat_tables(batches, promote_options="default")
+    # Ray Data does not keep row order; write rows in the order of the prompts.
+    position = {pid: i for i, pid in enumerate(prompts["prompt_id"])}
+    order = sorted(range(table.num_rows), key=lambda r: position[table["prompt_id"][r].as_py()])
+    table = table.take(pa.array(order, type=pa.int64()))
+    io.write_parquet(table, args.output)
+    truncated = sum(sum(t) for t in table["truncated"].to_pylist())
+    k = cfg.num_samples_per_prompt
+    print(
+        f"wrote {table.num_rows} prompts x {k} candidates to {args.output} "
+        f"({truncated} truncated at max_new_tokens={cfg.max_new_tokens})"
+    )

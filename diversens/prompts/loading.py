@@ -1,0 +1,142 @@
+"""User prompt files (JSONL or Parquet) → the prompts table (DESIGN.md §3).
+
+Each row gives either `prompt` (a non-empty string, becomes one user message) or `messages` (a
+non-empty list of {role, content} with roles system/user/assistant, ending with a user turn).
+Optional: `task` (dat|pgt|aut|cwt|custom; default custom), `prompt_id` (computed from task and
+messages when absent; must be unique), `meta` (object or JSON string). Any other field is kept
+inside `meta`, so nothing the user gave is lost and the table's schema stays fixed.
+Every rejection is a one-line UserError naming the file, the row (the line number for JSONL, the
+1-based row for Parquet) and the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from diversens import io
+from diversens.errors import UserError
+from diversens.prompts.tasks import TASKS, prompt_id
+
+ROLES = ("system", "user", "assistant")
+TASK_NAMES = (*TASKS, "custom")
+COLUMNS = ("prompt_id", "task", "messages", "meta")
+
+
+def load_prompts(path: str | Path) -> pd.DataFrame:
+    """Validate a user prompt file and return the prompts table (columns `COLUMNS`)."""
+    path = Path(path)
+    rows, first_row_of = [], {}
+    for where, raw in _rows(path):
+        row = _prompt_row(raw, f"{path}: {where}")
+        if row["prompt_id"] in first_row_of:
+            raise UserError(
+                f"{path}: {where}: field 'prompt_id': duplicate {row['prompt_id']!r} "
+                f"(first at {first_row_of[row['prompt_id']]})"
+            )
+        first_row_of[row["prompt_id"]] = where
+        rows.append(row)
+    if not rows:
+        raise UserError(f"{path}: no prompts in file")
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _rows(path: Path) -> Iterator[tuple[str, dict]]:
+    """(location, record) pairs. JSONL is parsed line by line so errors carry line numbers and
+    rows with mixed types reach our checks instead of failing inside Arrow."""
+    if io.file_format(path) == "parquet":
+        for i, rec in enumerate(io.read_table(path).to_pylist(), start=1):
+            yield f"row {i}", rec
+        return
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path}: row {lineno}: not UTF-8 (byte {e.start})") from None
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}: row {lineno}: malformed JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise UserError(f"{path}: row {lineno}: expected a JSON object")
+            yield f"row {lineno}", rec
+
+
+def _prompt_row(rec: dict[str, Any], where: str) -> dict[str, Any]:
+    prompt, messages = rec.pop("prompt", None), rec.pop("messages", None)
+    if prompt is None and messages is None:
+        raise UserError(f"{where}: needs a field 'prompt' (string) or 'messages' (list)")
+    if prompt is not None and messages is not None:
+        raise UserError(f"{where}: field 'messages': give either 'prompt' or 'messages', not both")
+    if prompt is not None:
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise UserError(f"{where}: field 'prompt': expected a non-empty string, got {prompt!r}")
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        messages = _check_messages(messages, where)
+
+    task = rec.pop("task", None)
+    task = "custom" if task is None else task
+    if task not in TASK_NAMES:
+        raise UserError(f"{where}: field 'task': {task!r} is not one of {', '.join(TASK_NAMES)}")
+
+    pid = rec.pop("prompt_id", None)
+    if pid is None:
+        pid = prompt_id(task, json.dumps(messages, sort_keys=True, ensure_ascii=False), "user")
+    elif isinstance(pid, (int, np.integer)) and not isinstance(pid, bool):
+        pid = str(pid)
+    elif not isinstance(pid, str) or not pid.strip():
+        raise UserError(f"{where}: field 'prompt_id': expected a non-empty string, got {pid!r}")
+
+    meta = _meta(rec.pop("meta", None), where)
+    for k, v in rec.items():  # extra fields travel in meta
+        meta.setdefault(k, v)
+    meta_json = json.dumps(meta, sort_keys=True, ensure_ascii=False, default=str)
+    return {"prompt_id": pid, "task": task, "messages": messages, "meta": meta_json}
+
+
+def _check_messages(messages: Any, where: str) -> list[dict[str, str]]:
+    if isinstance(messages, np.ndarray):
+        messages = messages.tolist()
+    if not isinstance(messages, list) or not messages:
+        raise UserError(f"{where}: field 'messages': expected a non-empty list of messages")
+    out = []
+    for j, m in enumerate(messages):
+        field = f"messages[{j}]"
+        if not isinstance(m, dict):
+            raise UserError(f"{where}: field '{field}': expected an object with role and content")
+        role, content = m.get("role"), m.get("content")
+        if role not in ROLES:
+            raise UserError(f"{where}: field '{field}.role': {role!r} is not one of {ROLES}")
+        if not isinstance(content, str) or not content.strip():
+            raise UserError(f"{where}: field '{field}.content': expected a non-empty string")
+        out.append({"role": role, "content": content})
+    if out[-1]["role"] != "user":
+        raise UserError(
+            f"{where}: field 'messages[{len(out) - 1}].role': the last message must be 'user'"
+        )
+    return out
+
+
+def _meta(meta: Any, where: str) -> dict[str, Any]:
+    if meta is None:
+        return {}
+    if isinstance(meta, dict):
+        return dict(meta)
+    if isinstance(meta, str):
+        try:
+            parsed = json.loads(meta)
+        except json.JSONDecodeError:
+            return {"meta": meta}
+        return parsed if isinstance(parsed, dict) else {"meta": parsed}
+    raise UserError(f"{where}: field 'meta': expected an object or a JSON string")

@@ -1,0 +1,241 @@
+"""Generation engines behind one interface: `generate(requests) -> completions per request`.
+
+A `Request` is one conversation, a seed and `n` (samples wanted from it). Both engines honour
+the seed per request, so a candidate's text depends on (seed, conversation), not on the actor
+that runs it nor, in practice, on the other requests in its batch: the only coupling left is
+float rounding of padded batched matmuls, which can (rarely) flip one token. Same batches (same
+input order and batch sizes) give bitwise-identical rows.
+- `TransformersEngine` (CPU or GPU): chat template, left-padded batched `generate`. HF samples
+  from the global RNG, which would tie a row's text to its batch; instead a logits processor
+  draws each row's token from that row's own `torch.Generator` (on CPU, so GPU runs give the
+  same draws) and greedy decoding then picks it. Sample j of a request uses
+  `derive_seed(seed, j)`.
+- `VLLMEngine` (GPU): `LLM.chat` with one `SamplingParams(n=..., seed=...)` per request; all n
+  outputs are kept. vllm is imported lazily.
+`n_tokens` counts generated tokens up to, not including, the end-of-sequence token;
+`finish_reason` is "stop" (EOS) or "length" (hit max_new_tokens: truncated).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from diversens.errors import UserError
+from diversens.models import resolve_model
+from diversens.sampling.config import SamplingConfig
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Request:
+    messages: Messages
+    seed: int
+    n: int = 1
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish_reason: str  # "stop" | "length"
+    n_tokens: int
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from any parts (config seed, prompt_id, turn, index): stable across runs."""
+    blob = "\x1f".join(map(str, parts)).encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") >> 1
+
+
+class Engine:
+    """Turns conversations into completions; `render` shows the exact text the model sees."""
+
+    name: str = ""
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        raise NotImplementedError
+
+    def render(self, messages: Messages) -> str:
+        raise NotImplementedError
+
+
+def make_engine(cfg: SamplingConfig) -> Engine:
+    if cfg.engine == "vllm":
+        return VLLMEngine(cfg)
+    return TransformersEngine(cfg)
+
+
+def check_engine_available(cfg: SamplingConfig) -> None:
+    """Fail early, with a one-line reason, when the chosen engine cannot be imported."""
+    if cfg.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise UserError(
+            "engine 'vllm' needs the vllm package, which needs a CUDA GPU: "
+            "pip install 'diversens[gpu]' there, or use --engine transformers"
+        )
+
+
+class TransformersEngine(Engine):
+    name = "transformers"
+
+    def __init__(self, cfg: SamplingConfig):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = cfg
+        path = resolve_model(cfg.model)
+        if cfg.device == "auto":  # in a Ray actor without GPUs, CUDA_VISIBLE_DEVICES is empty
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        else:
+            self.device = cfg.device
+        dtype = "auto" if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"  # decoder-only: new tokens follow the prompt
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device)
+        self.model.eval()
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        self.eos_ids = {int(e) for e in eos if e is not None} | {self.tokenizer.eos_token_id}
+
+    def render(self, messages: Messages) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        # One row per sample; rows sorted by prompt length so a micro-batch pads little.
+        rows = [(r, j) for r, req in enumerate(requests) for j in range(req.n)]
+        if not rows:
+            return [[] for _ in requests]
+        texts = [self.render(requests[r].messages) for r, _ in rows]
+        seeds = [derive_seed(requests[r].seed, j) for r, j in rows]
+        lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False).input_ids]
+        order = sorted(range(len(rows)), key=lambda i: (lengths[i], i))
+        done: dict[int, Completion] = {}
+        step = self.cfg.engine_batch_size
+        for start in range(0, len(order), step):
+            chunk = order[start : start + step]
+            outs = self._generate_batch([texts[i] for i in chunk], [seeds[i] for i in chunk])
+            done.update(zip(chunk, outs, strict=True))
+        result: list[list[Completion]] = [[] for _ in requests]
+        for i, (r, _) in enumerate(rows):
+            result[r].append(done[i])
+        return result
+
+    def _generate_batch(self, texts: list[str], seeds: list[int]) -> list[Completion]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(self.device)
+        processors = LogitsProcessorList()
+        if self.cfg.temperature > 0:
+            processors.append(_PerRowSampler(seeds, self.cfg.temperature, self.cfg.top_p))
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc,
+                do_sample=False,  # the processor has already sampled; greedy takes its pick
+                max_new_tokens=self.cfg.max_new_tokens,
+                logits_processor=processors,
+                pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=sorted(self.eos_ids),
+            )
+        new = out[:, enc["input_ids"].shape[1] :].tolist()  # (B, <= max_new_tokens)
+        completions = []
+        for ids in new:
+            end = next((t for t, tok in enumerate(ids) if tok in self.eos_ids), None)
+            n = len(ids) if end is None else end
+            text = self.tokenizer.decode(ids[:n], skip_special_tokens=True).strip()
+            completions.append(Completion(text, "length" if end is None else "stop", n))
+        return completions
+
+
+class _PerRowSampler:
+    """Logits processor: temperature + top-p, then one draw per row from that row's generator;
+    returns scores that are 0 at the drawn token and -inf elsewhere (greedy then takes it)."""
+
+    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+        import torch
+
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        logits = scores.float() / self.temperature  # (B, V)
+        sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(-1)
+        # Drop a token once the mass before it already reaches top_p (the top token always stays).
+        drop = probs.cumsum(-1) - probs >= self.top_p
+        probs = probs.masked_fill(drop, 0.0).cpu()  # (B, V) sorted
+        picks = torch.stack(
+            [torch.multinomial(probs[b], 1, generator=g) for b, g in enumerate(self.generators)]
+        )  # (B, 1) positions in sorted order
+        tokens = sorted_idx.gather(1, picks.to(sorted_idx.device))  # (B, 1) vocabulary ids
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, tokens, 0.0)
+
+
+class VLLMEngine(Engine):
+    """vLLM on GPU. With `tensor_parallel_size` > 1 one model spans that many GPUs of the actor's
+    node (the actor reserves them through `num_gpus`; vLLM's multiprocessing executor uses them)."""
+
+    name = "vllm"
+
+    def __init__(self, cfg: SamplingConfig):
+        check_engine_available(cfg)
+        from vllm import LLM
+
+        self.cfg = cfg
+        tp = cfg.tensor_parallel_size
+        self.llm = LLM(
+            model=resolve_model(cfg.model),
+            tensor_parallel_size=tp,
+            dtype=cfg.dtype,
+            seed=cfg.seed,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            distributed_executor_backend="mp" if tp > 1 else None,
+        )
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def render(self, messages: Messages) -> str:
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+
+    def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        from vllm import SamplingParams
+
+        params = [
+            SamplingParams(
+                n=req.n,
+                seed=req.seed,
+                temperature=self.cfg.temperature,
+                top_p=self.cfg.top_p,
+                max_tokens=self.cfg.max_new_tokens,
+            )
+            for req in requests
+        ]
+        outputs = self.llm.chat(
+            [req.messages for req in requests],
+            sampling_params=params,
+            use_tqdm=False,
+            add_generation_prompt=True,
+        )
+        eos = self.tokenizer.eos_token_id
+        result = []
+        for out in outputs:
+            comps = []
+            for o in out.outputs:  # all n samples of the request
+                ids = list(o.token_ids)
+                stopped = o.finish_reason != "length"
+                n = len(ids) - (1 if stopped and ids and ids[-1] == eos else 0)
+                comps.append(Completion(o.text.strip(), "stop" if stopped else "length", n))
+            result.append(comps)
+        return result

@@ -1,0 +1,135 @@
+"""Sequential-prompting plan, config checks and row assembly, with a fake engine (no model)."""
+
+import importlib.util
+import json
+
+import pandas as pd
+import pytest
+
+from diversens.cli import main
+from diversens.errors import UserError
+from diversens.sampling import (
+    Completion,
+    Engine,
+    SampleStage,
+    SamplingConfig,
+    candidate_plan,
+    derive_seed,
+    followup_messages,
+)
+from diversens.sampling.engines import check_engine_available
+
+
+class EchoEngine(Engine):
+    """Answers with the last user message, the seed and the sample index; records requests."""
+
+    name = "echo"
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, requests):
+        self.calls.append(list(requests))
+        return [
+            [
+                Completion(f"{r.messages[-1]['content'][:12]}|{r.seed}|{j}", "stop", 3)
+                for j in range(r.n)
+            ]
+            for r in requests
+        ]
+
+
+def _prompts():
+    return pd.DataFrame(
+        {
+            "prompt_id": ["p1", "p2"],
+            "task": ["cwt", "custom"],
+            "messages": [
+                [{"role": "user", "content": "Tell a story."}],
+                [{"role": "user", "content": "Say hi."}],
+            ],
+        }
+    )
+
+
+def test_candidate_plan():
+    assert candidate_plan(4, 2) == [(1, -1), (1, -1), (2, 0), (2, 1)]
+    assert candidate_plan(5, 2) == [(1, -1), (1, -1), (2, 0), (2, 1), (2, 0)]
+    assert candidate_plan(3, 3) == [(1, -1)] * 3
+    assert candidate_plan(3, 1) == [(1, -1), (2, 0), (2, 0)]
+
+
+def test_config_defaults_and_checks():
+    cfg = SamplingConfig()
+    assert (cfg.num_samples_per_prompt, cfg.num_first_turn) == (4, 2)
+    assert SamplingConfig(num_samples_per_prompt=5).num_first_turn == 3
+    assert cfg.gpus_per_actor() == 0
+    assert SamplingConfig(engine="vllm", tensor_parallel_size=2).gpus_per_actor() == 2
+    assert cfg.followup("unknown") == cfg.followup_custom
+    for bad in (
+        {"engine": "tgi"},
+        {"num_first_turn": 5},
+        {"top_p": 0},
+        {"temperature": -1},
+        {"min_actors": 3, "max_actors": 2},
+        {"max_new_tokens": 0},
+        {"dtype": "int8"},
+    ):
+        with pytest.raises(ValueError):
+            SamplingConfig(**bad)
+
+
+def test_derive_seed_is_stable_and_spread():
+    assert derive_seed(0, "p1", 1) == derive_seed(0, "p1", 1)
+    assert len({derive_seed(s, "p1", 1) for s in range(100)}) == 100
+    assert 0 <= derive_seed("x") < 2**63
+
+
+def test_followup_messages_appends_answer_then_request():
+    msgs = [{"role": "user", "content": "Q"}]
+    assert followup_messages(msgs, "A", "Other?") == [
+        {"role": "user", "content": "Q"},
+        {"role": "assistant", "content": "A"},
+        {"role": "user", "content": "Other?"},
+    ]
+    assert msgs == [{"role": "user", "content": "Q"}]  # input untouched
+
+
+def test_stage_rows_with_fake_engine():
+    engine = EchoEngine()
+    cfg = SamplingConfig(num_samples_per_prompt=5, num_first_turn=2, seed=9)
+    out = SampleStage(cfg, engine=engine)(_prompts())
+    assert out["turn"].tolist() == [[1, 1, 2, 2, 2]] * 2
+    assert out["parent"].tolist() == [[-1, -1, 0, 1, 0]] * 2
+    first, second = engine.calls
+    assert [r.n for r in first] == [2, 2]
+    # Second turns grouped by parent: parent 0 has two, parent 1 one; each sees its parent answer.
+    assert [r.n for r in second] == [2, 1, 2, 1]
+    row = out.iloc[0]
+    assert second[0].messages[1] == {"role": "assistant", "content": row["responses"][0]}
+    assert second[1].messages[1] == {"role": "assistant", "content": row["responses"][1]}
+    assert second[0].messages[2]["content"] == cfg.followup_cwt
+    assert out.iloc[1]["responses"][2].startswith(cfg.followup_custom[:12])
+    # Candidates 2 and 4 are samples 0 and 1 of the same request (parent 0).
+    assert row["responses"][2].endswith("|0") and row["responses"][4].endswith("|1")
+    assert row["finish_reason"] == ["stop"] * 5 and row["truncated"] == [False] * 5
+    assert row["engine"] == "echo" and row["model"] == cfg.model
+    assert json.loads(row["sampling"])["seed"] == 9
+    assert json.loads(row["sampling"])["followup"] == cfg.followup_cwt
+    assert len(row["config_hash"]) == 16
+    assert set(SampleStage.adds) <= set(out.columns)
+
+
+def test_stage_names_missing_column():
+    stage = SampleStage(SamplingConfig(), engine=EchoEngine())
+    with pytest.raises(KeyError, match="messages"):
+        stage(_prompts().drop(columns=["messages"]))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
+def test_selecting_missing_vllm_is_a_clear_error(tmp_path, capsys):
+    with pytest.raises(UserError, match="needs the vllm package"):
+        check_engine_available(SamplingConfig(engine="vllm"))
+    out = str(tmp_path / "c.parquet")
+    assert main(["generate", "--split", "eval", "--engine", "vllm", "-o", out]) == 2
+    assert "engine 'vllm' needs the vllm package" in capsys.readouterr().err
