@@ -1,0 +1,50 @@
+"""`diversens train`: DPO fine-tuning of a model on a pairs file, on Ray Train (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from diversens import config
+from diversens.commands.common import connect_ray
+from diversens.training.config import TrainConfig
+from diversens.training.pairs_input import read_pairs
+
+HELP = "DPO fine-tuning on the pairs with Ray Train, TRL and DeepSpeed ZeRO"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help=HELP,
+        description=f"{HELP}. Writes OUT/model (a plain HF model dir, LoRA merged), "
+        "OUT/train_log.csv/.json/.png (loss, reward margin, chosen/rejected rewards per step), "
+        "OUT/train_summary.json and Ray Train checkpoints under storage_path "
+        "(default OUT/checkpoints). Rerunning with the same --name and storage resumes from the "
+        "latest checkpoint.",
+    )
+    p.add_argument(
+        "pairs", type=Path, help="pairs file (.parquet or .jsonl) with prompt, chosen, rejected"
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    p.add_argument("--config", type=Path, help="YAML file with TrainConfig fields")
+    p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else local)")
+    config.add_arguments(p, TrainConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> None:
+    cfg = config.load(TrainConfig, args.config, args, section="train")
+    read_pairs(args.pairs)  # fail on a bad file before Ray starts
+    connect_ray(args.ray_address)
+
+    from diversens.training.trainer import train
+
+    summary = train(args.pairs, cfg, args.output)
+    final = summary["final"]
+    print(
+        f"trained {summary['global_step']} steps on {summary['num_pairs']} pairs "
+        f"(loss {final.get('loss', float('nan')):.4f}, reward margin "
+        f"{final.get('rewards/margins', float('nan')):.4f}) → {summary['model_dir']}; "
+        f"log: {summary['logs']['png']}"
+    )

@@ -1,0 +1,119 @@
+"""TrainConfig: DPO hyper-parameters, LoRA, DeepSpeed stage and Ray Train resources (DESIGN.md §6).
+
+Defaults (the paper gives no DPO hyper-parameters, DESIGN.md §2), chosen for full fine-tuning of
+an 8B model on ~3,000 pairs on 8 GPUs:
+- beta 0.1: TRL's and the DPO paper's default; larger keeps the policy closer to the reference.
+- learning_rate 5e-7 with cosine decay and 10% warm-up: what Zephyr and Tulu 3 used for full-FT
+  DPO of 7-8B models; much higher rates over-optimise DPO within one epoch. LoRA needs ~10-100x
+  more (e.g. 5e-6 to 5e-5); tiny CPU runs use 1e-4 and up.
+- 2 epochs at 4 pairs per device × 2 accumulation steps (64 pairs per step on 8 GPUs):
+  3,000 pairs give ~94 optimiser steps, enough for the warm-up and decay to mean something.
+- max_length 1024 tokens for prompt + response: a two-turn prompt (first answer + "a different
+  answer" request) plus a 256-token response fits; longer pairs are truncated at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEEPSPEED_STAGES = ("zero3", "zero2", "none")
+
+
+@dataclass
+class TrainConfig:
+    model: str = field(
+        default="smollm2-135m-instruct",
+        metadata={"help": "built-in model name, local HF dir or Hugging Face id (policy and ref)"},
+    )
+    name: str = field(
+        default="dpo",
+        metadata={"help": "run name under storage_path; rerunning the same name resumes it"},
+    )
+    storage_path: str | None = field(
+        default=None,
+        metadata={"help": "Ray Train checkpoint storage: local dir or s3://, gs:// URI "
+                  "(default: OUTPUT/checkpoints)"},
+    )  # fmt: skip
+    num_workers: int = field(default=2, metadata={"help": "Ray Train workers (one per GPU)"})
+    use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker (nccl backend)"})
+    num_cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs per Ray worker"})
+    deepspeed: str = field(
+        default="zero3",
+        metadata={"help": "DeepSpeed ZeRO stage: zero3 (params, grads and optimizer sharded), "
+                  "zero2 (grads and optimizer sharded) or none (plain DDP)"},
+    )  # fmt: skip
+    beta: float = field(default=0.1, metadata={"help": "DPO beta: KL strength to the reference"})
+    learning_rate: float = field(default=5e-7, metadata={"help": "peak AdamW learning rate"})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler"})
+    warmup_ratio: float = field(default=0.1, metadata={"help": "linear warm-up, share of steps"})
+    num_train_epochs: float = field(default=2.0, metadata={"help": "passes over the pairs"})
+    max_steps: int = field(
+        default=-1, metadata={"help": "optimiser steps; > 0 overrides num_train_epochs"}
+    )
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "pairs per worker step"})
+    gradient_accumulation_steps: int = field(default=2, metadata={"help": "micro-batches per step"})
+    max_length: int = field(
+        default=1024, metadata={"help": "max tokens of prompt + response (truncated beyond)"}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
+    lora: bool = field(
+        default=False, metadata={"help": "train LoRA adapters (peft), merged at export"}
+    )
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha"})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={
+            "help": "modules given LoRA adapters (comma-separated; all-linear = every linear)"
+        },
+    )
+    precompute_ref_log_probs: bool = field(
+        default=False,
+        metadata={"help": "score the pairs with the reference model once before training, so it "
+                  "is not held in memory during training"},
+    )  # fmt: skip
+    ld_alpha: float | None = field(
+        default=None,
+        metadata={"help": "LD-DPO length desensitisation alpha in [0, 1] (TRL ld_alpha): weight "
+                  "of response tokens beyond the shorter side's length; unset = plain DPO"},
+    )  # fmt: skip
+    logging_steps: int = field(default=1, metadata={"help": "log metrics every N steps"})
+    save_steps: int = field(default=25, metadata={"help": "checkpoint every N steps (and at end)"})
+    num_checkpoints_to_keep: int = field(default=2, metadata={"help": "Ray checkpoints kept"})
+    bf16: bool | None = field(
+        default=None, metadata={"help": "bfloat16 mixed precision (default: on with GPUs)"}
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None, metadata={"help": "recompute activations (default: on with GPUs)"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed for data order and initialisation"})
+
+    def __post_init__(self) -> None:
+        if self.deepspeed not in DEEPSPEED_STAGES:
+            raise ValueError(f"deepspeed must be one of {DEEPSPEED_STAGES}, got {self.deepspeed!r}")
+        positive = (
+            "num_workers", "per_device_train_batch_size", "gradient_accumulation_steps",
+            "max_length", "logging_steps", "save_steps", "num_checkpoints_to_keep", "lora_r",
+            "learning_rate", "beta", "num_train_epochs", "num_cpus_per_worker",
+        )  # fmt: skip
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.ld_alpha is not None and not 0 <= self.ld_alpha <= 1:
+            raise ValueError(f"ld_alpha must be in [0, 1], got {self.ld_alpha}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if not self.name or "/" in self.name:
+            raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
+
+    @property
+    def use_bf16(self) -> bool:
+        return self.use_gpu if self.bf16 is None else self.bf16
+
+    @property
+    def use_gradient_checkpointing(self) -> bool:
+        return self.use_gpu if self.gradient_checkpointing is None else self.gradient_checkpointing

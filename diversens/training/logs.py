@@ -1,0 +1,58 @@
+"""Training logs: a run's Hugging Face log history as CSV/JSON and one PNG of the DPO curves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from diversens.io import atomic_path
+
+CURVES = (
+    ("loss", "DPO loss"),
+    ("rewards/margins", "reward margin (chosen - rejected)"),
+    (("rewards/chosen", "rewards/rejected"), "implicit rewards"),
+    ("rewards/accuracies", "reward accuracy"),
+)
+
+
+def step_rows(log_history: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per logged training step (the end-of-training summary row is left out)."""
+    rows = [r for r in log_history if "loss" in r and "step" in r]
+    return pd.DataFrame(rows).sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def write_logs(log_history: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
+    """train_log.csv (step rows), train_log.json (full history) and train_log.png."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {k: out_dir / f"train_log.{k}" for k in ("csv", "json", "png")}
+    steps = step_rows(log_history)
+    with atomic_path(paths["csv"]) as tmp:
+        steps.to_csv(tmp, index=False)
+    with atomic_path(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(log_history, indent=1))
+    plot_logs(steps, paths["png"])
+    return paths
+
+
+def plot_logs(steps: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
+    for ax, (keys, title) in zip(axes, CURVES, strict=True):
+        for key in (keys,) if isinstance(keys, str) else keys:
+            if key in steps:
+                ax.plot(steps["step"], steps[key], marker=".", label=key.split("/")[-1])
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        if not isinstance(keys, str):
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

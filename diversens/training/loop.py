@@ -1,0 +1,152 @@
+"""The per-worker DPO loop that Ray Train runs on each worker (DESIGN.md §6).
+
+Each worker reads the pairs through `ray.train.get_dataset_shard("train")`, builds TRL's
+`DPOTrainer` with DeepSpeed ZeRO through the Hugging Face Trainer integration, and reports every
+Hugging Face checkpoint to Ray Train (`RayTrainReportCallback`); a run whose storage already holds
+a checkpoint resumes from it: weights, optimizer, scheduler, RNG and data position.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from diversens.training.config import TrainConfig
+from diversens.training.pairs_input import PAIR_FIELDS
+
+
+def train_loop(loop_config: dict[str, Any]) -> None:
+    """Ray Train worker entry: `loop_config` holds `train` (TrainConfig as a dict) and
+    `deepspeed` (the ZeRO config dict, or None for plain DDP)."""
+    import ray.train
+    from datasets import Dataset
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+    from transformers import AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from diversens.models import resolve_model
+
+    cfg = TrainConfig(**loop_config["train"])
+    model_path = resolve_model(cfg.model)  # a path: under ZeRO-3 TRL loads the reference from it
+    rows = [
+        {k: row[k] for k in PAIR_FIELDS} for row in ray.train.get_dataset_shard("train").iter_rows()
+    ]
+    context = ray.train.get_context()
+    rank = context.get_world_rank()
+    if loop_config["deepspeed"] is not None:
+        import deepspeed
+
+        # Ray Train already formed the process group; DeepSpeed's comm layer must wrap it before
+        # ZeRO-3 partitions the weights at load (with use_cpu the HF integration skips this).
+        deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
+    if cfg.precompute_ref_log_probs:
+        dataset = _on_disk_dataset(rows, is_local_leader=context.get_local_rank() == 0)
+    else:
+        dataset = Dataset.from_list(rows)
+
+    # Hugging Face writes checkpoints here first; the report callback copies each into Ray storage.
+    with tempfile.TemporaryDirectory(prefix=f"diversens-dpo-rank{rank}-") as output_dir:
+        args = DPOConfig(
+            output_dir=output_dir, deepspeed=loop_config["deepspeed"], **_dpo_args(cfg)
+        )
+        trainer = DPOTrainer(
+            model=model_path,
+            args=args,
+            train_dataset=dataset,
+            processing_class=AutoTokenizer.from_pretrained(model_path),
+            peft_config=_lora_config(cfg),
+            callbacks=[RunLogCallback(), RayTrainReportCallback()],
+        )
+        checkpoint = ray.train.get_checkpoint()
+        if checkpoint is None:
+            trainer.train()
+            return
+        with checkpoint.as_directory() as ckpt_dir:
+            hf_dir = os.path.join(ckpt_dir, RayTrainReportCallback.CHECKPOINT_NAME)
+            trainer.train(resume_from_checkpoint=hf_dir)
+
+
+def _on_disk_dataset(rows: list[dict], is_local_leader: bool):
+    """The pairs as an on-disk Dataset that all ranks of this node share.
+
+    TRL writes precomputed reference log-probs as a cache file beside the dataset's files, from
+    rank 0 only, and every rank reads it back; an in-memory Dataset's cache lives in a per-process
+    temp dir, so the others would not find it. (Across nodes this needs a shared temp dir.)
+    """
+    import torch.distributed as dist
+    from datasets import Dataset, load_from_disk
+
+    digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"diversens-dpo-pairs-{digest}"
+    if is_local_leader and not path.exists():
+        tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
+        Dataset.from_list(rows).save_to_disk(tmp)
+        tmp.rename(path)
+    dist.barrier()
+    return load_from_disk(str(path))
+
+
+def _dpo_args(cfg: TrainConfig) -> dict[str, Any]:
+    return dict(
+        beta=cfg.beta,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
+        num_train_epochs=cfg.num_train_epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.per_device_train_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_length=cfg.max_length,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+        ld_alpha=cfg.ld_alpha,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",  # also saves at the last step
+        save_steps=cfg.save_steps,
+        save_total_limit=1,  # local copies only; Ray storage keeps num_checkpoints_to_keep
+        bf16=cfg.use_bf16,
+        gradient_checkpointing=cfg.use_gradient_checkpointing,
+        use_cpu=not cfg.use_gpu,
+        ddp_find_unused_parameters=False,  # every parameter gets a gradient; True costs a pass
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to="none",
+        disable_tqdm=True,
+    )
+
+
+def _lora_config(cfg: TrainConfig):
+    if not cfg.lora:
+        return None
+    from peft import LoraConfig
+
+    targets = cfg.lora_target_modules
+    return LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules="all-linear" if targets == ["all-linear"] else targets,
+        task_type="CAUSAL_LM",
+    )
+
+
+class RunLogCallback(TrainerCallback):
+    """Stamps every log row with the step this run started from (0, or the checkpoint it resumed)
+    and the seconds since training began, so the log shows resumes and gives throughput."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_step, self.start_time = state.global_step, time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.log_history:
+            row = state.log_history[-1]
+            row["run_start_step"] = self.start_step
+            row["elapsed_s"] = time.perf_counter() - self.start_time

@@ -1,0 +1,114 @@
+"""Driver side of DPO training on Ray Train (DESIGN.md §6).
+
+Checks the pairs file before any worker starts, runs `train_loop` on `num_workers` Ray Train
+workers (TorchTrainer; gloo on CPU, nccl on GPU), then turns the latest checkpoint into
+OUTPUT/model (a plain HF dir), OUTPUT/train_log.{csv,json,png} and OUTPUT/train_summary.json.
+Rerunning with the same `name` and storage resumes from the latest checkpoint: Ray Train V2
+restores a run from its storage dir, and each worker continues from `ray.train.get_checkpoint()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from diversens.config import config_hash
+from diversens.io import atomic_path
+from diversens.models import resolve_model
+from diversens.training.config import TrainConfig
+from diversens.training.export import export_model
+from diversens.training.logs import step_rows, write_logs
+from diversens.training.pairs_input import read_pairs
+
+# Scoped to the training workers: Ray Train's print redirect would log the bytecode that dill
+# (datasets' fingerprinting in TRL) disassembles into a captured stdout, and the pairs are too few
+# for a progress bar to help.
+WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
+
+
+def deepspeed_config(stage: str) -> dict[str, Any] | None:
+    """The shipped ZeRO config (its "auto" values are filled by the HF integration); None = DDP."""
+    if stage == "none":
+        return None
+    return json.loads(
+        resources.files("diversens.training").joinpath(f"deepspeed/{stage}.json").read_text()
+    )
+
+
+def train(pairs_path: str | Path, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
+    """Train with DPO on the pairs; returns the run summary (also written as train_summary.json)."""
+    table = read_pairs(pairs_path)  # a bad file fails here, before any worker starts
+
+    import ray.data
+    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from diversens.training.loop import train_loop
+
+    output_dir = Path(output_dir).resolve()
+    storage_path = cfg.storage_path or str(output_dir / "checkpoints")
+    resources_per_worker = {"CPU": cfg.num_cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "train": dataclasses.asdict(cfg),
+            "deepspeed": deepspeed_config(cfg.deepspeed),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=cfg.num_workers,
+            use_gpu=cfg.use_gpu,
+            resources_per_worker=resources_per_worker,
+        ),
+        run_config=RunConfig(
+            name=cfg.name,
+            storage_path=storage_path,
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.num_checkpoints_to_keep),
+            worker_runtime_env={"env_vars": WORKER_ENV},
+        ),
+        # The pairs travel from the driver (a few MB; no shared filesystem needed). Every worker
+        # gets all of them and the HF Trainer's distributed sampler deals each rank its part of
+        # every batch: splitting in Ray too would shard twice, and resuming mid-epoch needs the
+        # one global order the HF sampler keeps.
+        datasets={"train": ray.data.from_arrow(table)},
+        dataset_config=DataConfig(datasets_to_split=[]),
+        torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
+    )
+    start = time.perf_counter()
+    result = trainer.fit()
+    wall_s = time.perf_counter() - start
+    if result.checkpoint is None:
+        raise RuntimeError(f"run {cfg.name!r} under {storage_path} ended without a checkpoint")
+
+    with result.checkpoint.as_directory() as ckpt_dir:
+        hf_dir = Path(ckpt_dir) / "checkpoint"  # RayTrainReportCallback.CHECKPOINT_NAME
+        state = json.loads((hf_dir / "trainer_state.json").read_text())
+        log_paths = write_logs(state["log_history"], output_dir)
+        model_dir = export_model(hf_dir, resolve_model(cfg.model), output_dir / "model")
+    steps = step_rows(state["log_history"])
+    summary = {
+        "pairs_file": str(pairs_path),
+        "num_pairs": table.num_rows,
+        "global_step": state["global_step"],
+        "resumed_from_step": int(steps["run_start_step"].iloc[-1]) if len(steps) else None,
+        "final": _final_metrics(steps),
+        "wall_s": round(wall_s, 2),
+        "model_dir": str(model_dir),
+        "checkpoint": result.checkpoint.path,
+        "logs": {k: str(v) for k, v in log_paths.items()},
+        "config": dataclasses.asdict(cfg),
+        "config_hash": config_hash(cfg),
+    }
+    with atomic_path(output_dir / "train_summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _final_metrics(steps) -> dict[str, float]:
+    if not len(steps):
+        return {}
+    keep = ("loss", "rewards/", "logps/", "learning_rate", "grad_norm")
+    return {k: float(v) for k, v in steps.iloc[-1].items() if k.startswith(keep)}

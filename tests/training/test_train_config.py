@@ -1,0 +1,133 @@
+"""Unit tests of the training pieces that run without Ray: config, pairs checks, DeepSpeed
+configs, logs, export, and the CLI failing on a bad pairs file before Ray starts."""
+
+import json
+
+import pandas as pd
+import pytest
+from train_fixtures import pair_rows
+
+from diversens import config
+from diversens.cli import build_parser, main
+from diversens.errors import UserError
+from diversens.training.config import TrainConfig
+from diversens.training.export import export_model
+from diversens.training.logs import write_logs
+from diversens.training.pairs_input import read_pairs
+from diversens.training.trainer import deepspeed_config
+
+
+def test_defaults_are_documented_and_valid():
+    cfg = TrainConfig()
+    assert (cfg.beta, cfg.learning_rate, cfg.deepspeed, cfg.max_length) == (
+        0.1,
+        5e-7,
+        "zero3",
+        1024,
+    )
+    assert not cfg.use_bf16 and not cfg.use_gradient_checkpointing  # CPU defaults
+    assert TrainConfig(use_gpu=True).use_bf16
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"deepspeed": "zero1"}, {"ld_alpha": 1.5}, {"beta": 0}, {"num_workers": 0}, {"name": "a/b"}],
+)
+def test_bad_values_are_rejected(kwargs):
+    with pytest.raises(ValueError):
+        TrainConfig(**kwargs)
+
+
+def test_cli_options_fill_the_config(tmp_path):
+    args = build_parser().parse_args(
+        ["train", "p.parquet", "-o", str(tmp_path), "--lora", "true", "--ld_alpha", "0.5",
+         "--lora_target_modules", "q_proj,v_proj", "--deepspeed", "none"]
+    )  # fmt: skip
+    cfg = config.load(TrainConfig, None, args)
+    assert cfg.lora and cfg.ld_alpha == 0.5 and cfg.deepspeed == "none"
+    assert cfg.lora_target_modules == ["q_proj", "v_proj"]
+
+
+def test_shipped_deepspeed_configs():
+    assert deepspeed_config("zero3")["zero_optimization"]["stage"] == 3
+    assert deepspeed_config("zero3")["zero_optimization"][
+        "stage3_gather_16bit_weights_on_model_save"
+    ]
+    assert deepspeed_config("zero2")["zero_optimization"]["stage"] == 2
+    assert deepspeed_config("none") is None
+
+
+def test_read_pairs_accepts_generate_pairs_rows(pairs_file):
+    table = read_pairs(pairs_file)
+    assert table.column_names == ["prompt", "chosen", "rejected"] and table.num_rows == 8
+
+
+def test_read_pairs_accepts_plain_strings(tmp_path):
+    path = tmp_path / "p.jsonl"
+    pd.DataFrame([{"prompt": "hi", "chosen": "a b c", "rejected": "a a a"}]).to_json(
+        path, orient="records", lines=True
+    )
+    assert read_pairs(path).num_rows == 1
+
+
+def _write(tmp_path, rows, name="bad.parquet"):
+    path = tmp_path / name
+    pd.DataFrame(rows).to_parquet(path)
+    return path
+
+
+def test_missing_chosen_names_file_and_field(tmp_path):
+    path = _write(tmp_path, [{k: v for k, v in r.items() if k != "chosen"} for r in pair_rows(2)])
+    with pytest.raises(UserError, match=r"bad\.parquet: no field 'chosen'"):
+        read_pairs(path)
+
+
+def test_wrong_type_empty_file_and_empty_value(tmp_path):
+    rows = pair_rows(3)
+    with pytest.raises(UserError, match="field 'rejected' has type int64"):
+        read_pairs(_write(tmp_path, [{**r, "rejected": 1} for r in rows]))
+    with pytest.raises(UserError, match=r"no pairs \(0 rows\)"):
+        read_pairs(_write(tmp_path, pd.DataFrame(rows).iloc[:0]))
+    rows[1]["chosen"] = []
+    with pytest.raises(UserError, match="row 2: field 'chosen' is empty"):
+        read_pairs(_write(tmp_path, rows))
+
+
+def test_cli_bad_pairs_fails_before_ray_starts(tmp_path, monkeypatch, capsys):
+    import diversens.commands.train as train_cmd
+
+    def no_ray(address):
+        raise AssertionError("Ray must not start for a bad pairs file")
+
+    monkeypatch.setattr(train_cmd, "connect_ray", no_ray)
+    path = _write(tmp_path, [{k: v for k, v in r.items() if k != "chosen"} for r in pair_rows(2)])
+    assert main(["train", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "diversens train: error:" in err and "'chosen'" in err and str(path) in err
+
+
+def test_logs_are_written_and_plotted(tmp_path):
+    history = [
+        {"loss": 0.69 - 0.1 * s, "rewards/margins": 0.2 * s, "rewards/chosen": 0.1 * s,
+         "rewards/rejected": -0.1 * s, "rewards/accuracies": 1.0, "step": s}
+        for s in (1, 2, 3)
+    ] + [{"train_runtime": 1.0, "step": 3}]  # fmt: skip
+    paths = write_logs(history, tmp_path)
+    steps = pd.read_csv(paths["csv"])
+    assert steps["step"].tolist() == [1, 2, 3] and "rewards/margins" in steps
+    assert json.loads(paths["json"].read_text()) == history
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_export_keeps_the_model_and_drops_training_state(tmp_path):
+    ckpt = tmp_path / "checkpoint"
+    (ckpt / "global_step4").mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "latest", "trainer_state.json",
+                 "rng_state_0.pth", "scheduler.pt", "zero_to_fp32.py", "training_args.bin"):  # fmt: skip
+        (ckpt / name).write_text("x")
+    out = export_model(ckpt, "unused-base", tmp_path / "model")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ]
