@@ -167,9 +167,21 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load(cls: type[T], config_path: str | Path | None, args: argparse.Namespace | None) -> T:
-    """YAML file (optional) overlaid with CLI options, parsed once into the typed config."""
+def load(
+    cls: type[T],
+    config_path: str | Path | None,
+    args: argparse.Namespace | None,
+    section: str | None = None,
+) -> T:
+    """YAML file (optional) overlaid with CLI options, parsed once into the typed config.
+
+    `section` ("pairs", "pairs.sampling", ...) lets a stage command read its part of a whole
+    pipeline config file; a file without that section is taken as the stage's own config.
+    """
     data = read_yaml(config_path) if config_path else {}
+    for key in section.split(".") if section else []:
+        if isinstance(data.get(key), dict):
+            data = data[key]
     if args is not None:
         data = merge(data, overrides_from_args(args))
     return from_dict(cls, data)

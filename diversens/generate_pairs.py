@@ -91,6 +91,11 @@ def selection_stats(scored_dir: Path) -> SelectionStats:
     return SelectionStats.from_columns(columns)
 
 
+def pairs_file(out_dir: Path, strategy: str, main_strategy: str) -> Path:
+    """pairs.parquet for the job's strategy, pairs_<strategy>.parquet for the compared ones."""
+    return out_dir / ("pairs.parquet" if strategy == main_strategy else f"pairs_{strategy}.parquet")
+
+
 def select_batch(batch: pd.DataFrame, cfg: SelectionConfig, stats: SelectionStats) -> pd.DataFrame:
     return SelectStage(cfg, stats)(batch)
 

@@ -1,5 +1,5 @@
 """Sub-commands of the `diversens` CLI; each module has `add_parser(subparsers)`."""
 
-from diversens.commands import evaluate, generate, generate_pairs, measure
+from diversens.commands import evaluate, generate, generate_pairs, measure, pipeline, train
 
-COMMANDS = [measure, generate, generate_pairs, evaluate]
+COMMANDS = [measure, generate, generate_pairs, train, evaluate, pipeline]

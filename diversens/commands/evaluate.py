@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = config.load(EvalConfig, args.config, args)
+    cfg = config.load(EvalConfig, args.config, args, section="eval")
     check_engine_available(cfg.sampling)
     for _, model in cfg.labelled_models():
         resolve_model(model)  # a missing path fails here, before Ray starts

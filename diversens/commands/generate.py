@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = config.load(SamplingConfig, args.config, args)
+    cfg = config.load(SamplingConfig, args.config, args, section="pairs.sampling")
     check_engine_available(cfg)
     prompts = read_prompts(args)
 

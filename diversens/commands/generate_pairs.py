@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = config.load(GeneratePairsConfig, args.config, args)
+    cfg = config.load(GeneratePairsConfig, args.config, args, section="pairs")
     check_engine_available(cfg.sampling)
     prompts = read_prompts(args)
     connect_ray(args.ray_address)

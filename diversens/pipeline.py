@@ -1,0 +1,83 @@
+"""The whole Diverse-NS loop as one job: generate pairs → DPO per strategy → evaluate (§1).
+
+Each stage can be run alone (`stages`), reading what an earlier run wrote under the same output
+directory. Teacher → student: sample pairs with one model (`pairs.sampling.model`) and train
+another (`train.model`); the eval base is always the model that was trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from diversens import generate_pairs
+from diversens.evaluation import job as eval_job
+from diversens.evaluation.config import EvalConfig
+from diversens.generate_pairs import GeneratePairsConfig, pairs_file
+from diversens.io import atomic_path
+from diversens.selection import STRATEGIES
+from diversens.training.config import TrainConfig
+
+STAGES = ("generate-pairs", "train", "eval")
+
+
+@dataclass
+class PipelineConfig:
+    pairs: GeneratePairsConfig = field(default_factory=GeneratePairsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train_strategies: list[str] = field(
+        default_factory=lambda: ["diverse-ns", "divpo", "diverse-no-length"],
+        metadata={"help": "one DPO run per strategy's pairs; each tuned model is evaluated"},
+    )
+    stages: list[str] = field(
+        default_factory=lambda: list(STAGES), metadata={"help": f"stages to run: {STAGES}"}
+    )
+
+    def __post_init__(self):
+        bad = [s for s in self.train_strategies if s not in STRATEGIES]
+        if bad:
+            raise ValueError(f"train_strategies: unknown {bad} (choose from {STRATEGIES})")
+        missing = [s for s in self.train_strategies if s not in self.pairs.strategies]
+        if missing:
+            raise ValueError(f"train_strategies {missing} are not in pairs.compare_strategies")
+        if not self.stages or any(s not in STAGES for s in self.stages):
+            raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {self.stages}")
+
+
+def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out_dir: Path) -> dict:
+    """Run the chosen stages; OUT/pairs, OUT/train/<strategy>, OUT/eval; returns the summary."""
+    from diversens.training.trainer import train
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pairs_dir, summary = out_dir / "pairs", {"stages": cfg.stages}
+    if "generate-pairs" in cfg.stages:
+        pairs = generate_pairs.run(prompts, cfg.pairs, pairs_dir)
+        summary["pairs"] = {k: pairs[k] for k in ("pairs", "prompts_without_pair", "report")}
+
+    tuned, skipped = {}, {}
+    for strategy in cfg.train_strategies:
+        path = pairs_file(pairs_dir, strategy, cfg.pairs.selection.strategy)
+        train_dir = out_dir / "train" / strategy
+        if "train" in cfg.stages:
+            if pq.read_metadata(path).num_rows == 0:
+                skipped[strategy] = "no pairs selected"
+                continue
+            tcfg = dataclasses.replace(cfg.train, name=f"dpo-{strategy}")
+            summary.setdefault("train", {})[strategy] = train(path, tcfg, train_dir)["final"]
+        if (train_dir / "model" / "config.json").exists():
+            tuned[strategy] = str(train_dir / "model")
+    summary["tuned_models"], summary["skipped"] = tuned, skipped
+
+    if "eval" in cfg.stages:
+        models = [f"base={cfg.train.model}", *(f"{s}={p}" for s, p in tuned.items())]
+        result = eval_job.run(dataclasses.replace(cfg.eval, models=models), out_dir / "eval")
+        summary["eval"] = {k: result[k] for k in ("delta_dd_all", "report")}
+    with atomic_path(out_dir / "pipeline_summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return summary
