@@ -35,7 +35,7 @@ def read_table(path: str | Path) -> pa.Table:
             return pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as e:
             raise UserError(f"{path}: not a readable Parquet file ({e})") from None
-    numbered = list(_read_jsonl_rows(path))
+    numbered = list(read_jsonl_rows(path))
     try:
         return pa.Table.from_pylist([row for _, row in numbered])
     except (pa.ArrowInvalid, pa.ArrowTypeError):
@@ -58,7 +58,7 @@ def _mixed_types(numbered: list[tuple[int, dict]], path: Path) -> UserError:
     return UserError(f"{path}: rows cannot form one table (mixed nested types)")
 
 
-def _read_jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
+def read_jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line."""
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):

@@ -129,6 +129,7 @@ class _LMScorer:
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "right"  # scores read positions from the left
         self.model = loader.from_pretrained(path, trust_remote_code=trust).to(self.device).eval()
 
     def render(self, messages: list[dict], response: str | None) -> str:
@@ -136,6 +137,17 @@ class _LMScorer:
         return self.tokenizer.apply_chat_template(
             convo, tokenize=False, add_generation_prompt=response is None
         )
+
+    def encode(self, texts: list[str]):
+        """Right-padded, truncated batch on the scorer's device (chat text carries its tokens)."""
+        return self.tokenizer(
+            texts,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.cfg.max_length_tokens,
+            add_special_tokens=False,
+        ).to(self.device)
 
     def score(self, messages: list[list[dict]], responses: list[str]) -> np.ndarray:
         out = np.empty(len(responses))
@@ -153,19 +165,10 @@ class FluencyScorer(_LMScorer):
         from transformers import AutoModelForCausalLM
 
         super().__init__(cfg, cfg.reference_model, AutoModelForCausalLM)
-        self.tokenizer.padding_side = "right"
 
     def _score_batch(self, messages, responses) -> np.ndarray:
         prompts = [self.render(m, None) for m in messages]
-        full = [self.render(m, r) for m, r in zip(messages, responses, strict=True)]
-        enc = self.tokenizer(
-            full,
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=self.cfg.max_length_tokens,
-            add_special_tokens=False,
-        ).to(self.device)
+        enc = self.encode([self.render(m, r) for m, r in zip(messages, responses, strict=True)])
         prompt_lens = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
         logits = self.model(**enc).logits[:, :-1].float()  # (B, T-1, V)
         targets = enc.input_ids[:, 1:]  # (B, T-1)
@@ -183,20 +186,11 @@ class RewardModelScorer(_LMScorer):
         from transformers import AutoModelForSequenceClassification
 
         super().__init__(cfg, cfg.reward_model, AutoModelForSequenceClassification)
-        self.tokenizer.padding_side = "right"
         if self.model.config.pad_token_id is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
 
     def _score_batch(self, messages, responses) -> np.ndarray:
-        texts = [self.render(m, r) for m, r in zip(messages, responses, strict=True)]
-        enc = self.tokenizer(
-            texts,
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=self.cfg.max_length_tokens,
-            add_special_tokens=False,
-        ).to(self.device)
+        enc = self.encode([self.render(m, r) for m, r in zip(messages, responses, strict=True)])
         return self.model(**enc).logits[:, 0].float().cpu().numpy()
 
 

@@ -55,21 +55,8 @@ def _rows(path: Path) -> Iterator[tuple[str, dict]]:
         return
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise UserError(f"{path}: row {lineno}: not UTF-8 (byte {e.start})") from None
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}: row {lineno}: malformed JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise UserError(f"{path}: row {lineno}: expected a JSON object")
-            yield f"row {lineno}", rec
+    for lineno, rec in io.read_jsonl_rows(path):
+        yield f"row {lineno}", rec
 
 
 def _prompt_row(rec: dict[str, Any], where: str) -> dict[str, Any]:
