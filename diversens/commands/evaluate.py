@@ -11,6 +11,7 @@ from diversens.commands.common import connect_ray
 from diversens.evaluation.config import EvalConfig
 from diversens.models import resolve_model
 from diversens.sampling.engines import check_engine_available
+from diversens.storage import output_dir
 
 HELP = "evaluate models on DAT, PGT, AUT and CWT; ΔDD against the base model; report"
 
@@ -23,7 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(every output with its measures and deciles), OUT/decile_map.csv, OUT/delta_dd.csv, "
         "OUT/eval_summary.csv and OUT/eval_summary.json.",
     )
-    p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    p.add_argument(
+        "-o", "--output", required=True, help="output directory or URI (s3://, gs://, file://)"
+    )
     p.add_argument("--config", type=Path, help="YAML file with EvalConfig fields")
     p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else local)")
     config.add_arguments(p, EvalConfig)
@@ -39,5 +42,6 @@ def run(args: argparse.Namespace) -> None:
 
     from diversens.evaluation import job
 
-    result = job.run(cfg, args.output)
-    print(f"report: {result['report']}")
+    with output_dir(args.output) as out:
+        result = job.run(cfg, out)
+    print(f"report: {args.output}/eval_report.md (ΔDD: {result['delta_dd_all']})")

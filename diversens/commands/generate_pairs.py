@@ -9,6 +9,7 @@ from diversens import config
 from diversens.commands.common import add_prompt_arguments, connect_ray, read_prompts
 from diversens.generate_pairs import GeneratePairsConfig
 from diversens.sampling.engines import check_engine_available
+from diversens.storage import output_dir
 
 HELP = "sample, score and select length-matched preference pairs (Diverse-NS) on Ray"
 
@@ -22,7 +23,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "with their measures), OUT/selection_report.md with PNG plots, OUT/run_summary.json.",
     )
     add_prompt_arguments(p, default_split="train")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    p.add_argument(
+        "-o", "--output", required=True, help="output directory or URI (s3://, gs://, file://)"
+    )
     p.add_argument("--config", type=Path, help="YAML file with GeneratePairsConfig sections")
     config.add_arguments(p, GeneratePairsConfig)
     p.set_defaults(func=run)
@@ -36,9 +39,10 @@ def run(args: argparse.Namespace) -> None:
 
     from diversens import generate_pairs
 
-    summary = generate_pairs.run(prompts, cfg, args.output)
+    with output_dir(args.output) as out:
+        summary = generate_pairs.run(prompts, cfg, out)
     main = cfg.selection.strategy
     print(
         f"{summary['pairs'][main]} {main} pairs from {summary['prompts']} prompts → "
-        f"{args.output / 'pairs.parquet'}; report: {summary['report']}"
+        f"{args.output}/pairs.parquet; report: selection_report.md beside it"
     )

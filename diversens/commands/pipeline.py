@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from diversens import config
@@ -10,6 +11,7 @@ from diversens.commands.common import add_prompt_arguments, connect_ray, read_pr
 from diversens.models import resolve_model
 from diversens.pipeline import PipelineConfig
 from diversens.sampling.engines import check_engine_available
+from diversens.storage import is_uri, output_dir
 
 HELP = "the whole loop: preference pairs, DPO for each strategy, evaluation against the base"
 
@@ -23,14 +25,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "The same config file (sections pairs, train, eval) also drives the stage commands.",
     )
     add_prompt_arguments(p, default_split="train")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    p.add_argument(
+        "-o", "--output", required=True, help="output directory or URI (s3://, gs://, file://)"
+    )
     p.add_argument("--config", type=Path, help="YAML file with PipelineConfig sections")
     config.add_arguments(p, PipelineConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = config.load(PipelineConfig, args.config, args)
+    cfg = with_checkpoints_beside(config.load(PipelineConfig, args.config, args), args.output)
     check_engine_available(cfg.pairs.sampling)
     resolve_model(cfg.train.model)
     prompts = read_prompts(args) if "generate-pairs" in cfg.stages else None
@@ -38,7 +42,18 @@ def run(args: argparse.Namespace) -> None:
 
     from diversens import pipeline
 
-    summary = pipeline.run(prompts, cfg, args.output)
+    with output_dir(args.output) as out:
+        summary = pipeline.run(prompts, cfg, out)
+    where = args.output.rstrip("/")
     if "eval" in summary:
-        print(f"report: {summary['eval']['report']}")
-    print(f"summary: {args.output / 'pipeline_summary.json'}")
+        print(f"ΔDD vs base (all tasks): {summary['eval']['delta_dd_all']}")
+        print(f"report: {where}/eval/eval_report.md")
+    print(f"summary: {where}/pipeline_summary.json")
+
+
+def with_checkpoints_beside(cfg: PipelineConfig, output: str) -> PipelineConfig:
+    """With a URI output, checkpoints go to OUTPUT/checkpoints there too, so a rerun resumes."""
+    if not is_uri(output) or cfg.train.storage_path:
+        return cfg
+    train = dataclasses.replace(cfg.train, storage_path=f"{output.rstrip('/')}/checkpoints")
+    return dataclasses.replace(cfg, train=train)

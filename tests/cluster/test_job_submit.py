@@ -51,7 +51,7 @@ def submit(address: str, out: Path, *extra: str) -> tuple[str, str]:
         [RAY, "job", "submit", "--address", address, "--working-dir", str(ROOT),
          "--runtime-env", str(ROOT / "ray_jobs" / "runtime_env.yaml"), "--",
          sys.executable, "ray_jobs/pipeline.py", "tests/data/job_prompts.jsonl",
-         "--config", "tests/data/job_config.yaml", "-o", str(out), *extra],
+         "--config", "tests/data/job_config.yaml", "-o", out.as_uri(), *extra],
         capture_output=True, text=True, timeout=900, env=ENV,
     )  # fmt: skip
     job_id = re.search(r"raysubmit_\w+", proc.stdout + proc.stderr).group(0)
