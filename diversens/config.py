@@ -87,8 +87,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     raise UserError(f"option {where}: expected {names}, got {value!r}")
 
 
-def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
-    """Build a (nested) config dataclass from a mapping; unknown keys are errors, not ignored."""
+def from_dict(
+    cls: type[T], data: dict[str, Any] | None, prefix: str = "", base: T | None = None
+) -> T:
+    """Build a (nested) config dataclass from a mapping; unknown keys are errors, not ignored.
+
+    With `base`, the mapping overrides that instance's values instead of the class defaults.
+    """
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
@@ -101,13 +106,20 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, prefix: str = "") -> T:
         if _is_dataclass_type(tp):
             if not isinstance(value, dict):
                 raise UserError(f"option {where}: expected a mapping, got {value!r}")
-            kwargs[name] = from_dict(tp, value, prefix=f"{where}.")
+            kwargs[name] = from_dict(tp, value, f"{where}.", _default_instance(fields[name], tp))
         else:
             kwargs[name] = _coerce(value, tp, where)
     try:
-        return cls(**kwargs)
+        return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
     except (ValueError, TypeError) as e:  # __post_init__ checks
         raise UserError(f"config {prefix.rstrip('.') or cls.__name__}: {e}") from None
+
+
+def _default_instance(f: dataclasses.Field, tp: type) -> Any:
+    """A parent's customised default of a nested config (`default_factory=lambda: Cfg(x=1)`), which
+    a partial YAML section should refine, not replace; None for a plain `default_factory=Cfg`."""
+    factory = f.default_factory
+    return None if factory is dataclasses.MISSING or factory is tp else factory()
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

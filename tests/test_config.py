@@ -21,6 +21,7 @@ class Outer:
     flag: bool = field(default=False, metadata={"help": "a flag"})
     model: str | None = field(default=None, metadata={"help": "a model"})
     inner: Inner = field(default_factory=Inner)
+    tuned: Inner = field(default_factory=lambda: Inner(size=5), metadata={"help": "tuned"})
     counts: dict[str, int] = field(default_factory=dict, metadata={"help": "counts"})
 
     def __post_init__(self):
@@ -44,6 +45,11 @@ def test_defaults_yaml_then_cli_precedence(tmp_path):
     assert parse(["--counts", "a=1,b=2"]).counts == {"a": 1, "b": 2}
     with pytest.raises(UserError, match="counts.b"):
         parse(["--counts", "a=1,b=x"])
+
+
+def test_partial_section_refines_a_customised_default():
+    assert parse(["--tuned.names", "z"]).tuned == Inner(size=5, names=["z"])
+    assert parse(["--inner.names", "z"]).inner == Inner(size=2, names=["z"])
 
 
 def test_unknown_key_is_named(tmp_path):

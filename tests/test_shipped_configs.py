@@ -1,0 +1,28 @@
+"""The shipped configs parse into the typed pipeline config, and each stage reads its section."""
+
+from pathlib import Path
+
+import pytest
+
+from diversens import config
+from diversens.evaluation.config import EvalConfig
+from diversens.generate_pairs import GeneratePairsConfig
+from diversens.pipeline import PipelineConfig
+from diversens.training.config import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["tiny.yaml", "paper.yaml"])
+def test_config_parses_whole_and_by_section(name):
+    path = ROOT / "configs" / name
+    whole = config.load(PipelineConfig, path, None)
+    assert config.load(GeneratePairsConfig, path, None, section="pairs") == whole.pairs
+    assert config.load(TrainConfig, path, None, section="train") == whole.train
+    assert config.load(EvalConfig, path, None, section="eval") == whole.eval
+
+
+def test_paper_config_is_the_paper_setting():
+    cfg = config.load(PipelineConfig, ROOT / "configs" / "paper.yaml", None)
+    assert cfg.pairs.selection.num_pairs == 3000 and cfg.pairs.sampling.engine == "vllm"
+    assert cfg.train.deepspeed == "zero3" and cfg.train.num_workers == 8 and cfg.train.use_gpu
