@@ -26,3 +26,17 @@ def test_paper_config_is_the_paper_setting():
     cfg = config.load(PipelineConfig, ROOT / "configs" / "paper.yaml", None)
     assert cfg.pairs.selection.num_pairs == 3000 and cfg.pairs.sampling.engine == "vllm"
     assert cfg.train.deepspeed == "zero3" and cfg.train.num_workers == 8 and cfg.train.use_gpu
+
+
+def test_missing_model_path_and_unwritable_output_fail_before_ray(tmp_path, capsys):
+    from diversens.cli import main
+
+    argv = ["generate-pairs", "--config", str(ROOT / "configs" / "tiny.yaml"), "--limit", "1"]
+    missing = str(tmp_path / "no-such-model")
+    assert main([*argv, "--sampling.model", missing, "-o", str(tmp_path / "o")]) == 2
+    assert f"model path {missing!r} does not exist" in capsys.readouterr().err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    out = blocker / "run"
+    assert main([*argv, "-o", str(out)]) == 2
+    assert f"output {out}: cannot write there" in capsys.readouterr().err

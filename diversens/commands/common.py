@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from diversens.errors import UserError
+from diversens.models import resolve_model
 from diversens.prompts import build_prompts, load_prompts
+from diversens.storage import is_uri
 
 
 def add_prompt_arguments(p: argparse.ArgumentParser, default_split: str | None = None) -> None:
@@ -44,6 +47,33 @@ def read_prompts(args: argparse.Namespace) -> pd.DataFrame:
             raise UserError(f"option --limit must be >= 1, got {args.limit}")
         prompts = prompts.iloc[: args.limit]
     return prompts
+
+
+def preflight(models: list[str | None], output: str | Path | None = None) -> None:
+    """Fail on a user's mistake before Ray starts: a model that does not resolve (missing path,
+    missing package) or an output directory that cannot be written."""
+    for name in models:
+        if name:
+            resolve_model(name)
+    if output is None or is_uri(str(output)):
+        return
+    out = Path(output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as e:
+        raise UserError(f"output {out}: cannot write there ({e.strerror})") from None
+
+
+def quality_model(q) -> str | None:
+    """The model a QualityConfig's scorer loads (None for compliance only)."""
+    return {"offline": q.reference_model, "reward-model": q.reward_model}.get(q.scorer)
+
+
+def generate_pairs_models(cfg) -> list[str | None]:
+    """Every model a GeneratePairsConfig will load."""
+    embedder = cfg.measure.embedder if cfg.needs_embedder else None
+    return [cfg.sampling.model, embedder, quality_model(cfg.quality)]
 
 
 def connect_ray(address: str | None) -> None:

@@ -7,9 +7,8 @@ import argparse
 from pathlib import Path
 
 from diversens import config
-from diversens.commands.common import connect_ray
+from diversens.commands.common import connect_ray, preflight, quality_model
 from diversens.evaluation.config import EvalConfig
-from diversens.models import resolve_model
 from diversens.sampling.engines import check_engine_available
 from diversens.storage import output_dir
 
@@ -36,8 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     cfg = config.load(EvalConfig, args.config, args, section="eval")
     check_engine_available(cfg.sampling)
-    for _, model in cfg.labelled_models():
-        resolve_model(model)  # a missing path fails here, before Ray starts
+    models = [m for _, m in cfg.labelled_models()]
+    preflight([*models, cfg.measure.embedder, quality_model(cfg.quality)], args.output)
     connect_ray(args.ray_address)
 
     from diversens.evaluation import job

@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from diversens import config, io
-from diversens.commands.common import add_prompt_arguments, connect_ray, read_prompts
+from diversens.commands.common import add_prompt_arguments, connect_ray, preflight, read_prompts
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import check_engine_available
 
@@ -34,6 +34,7 @@ def run(args: argparse.Namespace) -> None:
     cfg = config.load(SamplingConfig, args.config, args, section="pairs.sampling")
     check_engine_available(cfg)
     prompts = read_prompts(args)
+    preflight([cfg.model], Path(args.output).parent)
 
     connect_ray(args.ray_address)
 

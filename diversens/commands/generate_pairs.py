@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 
 from diversens import config
-from diversens.commands.common import add_prompt_arguments, connect_ray, read_prompts
+from diversens.commands.common import (
+    add_prompt_arguments,
+    connect_ray,
+    generate_pairs_models,
+    preflight,
+    read_prompts,
+)
 from diversens.generate_pairs import GeneratePairsConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.storage import output_dir
@@ -35,6 +41,7 @@ def run(args: argparse.Namespace) -> None:
     cfg = config.load(GeneratePairsConfig, args.config, args, section="pairs")
     check_engine_available(cfg.sampling)
     prompts = read_prompts(args)
+    preflight(generate_pairs_models(cfg), args.output)
     connect_ray(args.ray_address)
 
     from diversens import generate_pairs

@@ -7,8 +7,13 @@ import dataclasses
 from pathlib import Path
 
 from diversens import config
-from diversens.commands.common import add_prompt_arguments, connect_ray, read_prompts
-from diversens.models import resolve_model
+from diversens.commands.common import (
+    add_prompt_arguments,
+    connect_ray,
+    generate_pairs_models,
+    preflight,
+    read_prompts,
+)
 from diversens.pipeline import PipelineConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.storage import is_uri, output_dir
@@ -36,8 +41,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     cfg = with_checkpoints_beside(config.load(PipelineConfig, args.config, args), args.output)
     check_engine_available(cfg.pairs.sampling)
-    resolve_model(cfg.train.model)
     prompts = read_prompts(args) if "generate-pairs" in cfg.stages else None
+    preflight([*generate_pairs_models(cfg.pairs), cfg.train.model], args.output)
     connect_ray(args.ray_address)
 
     from diversens import pipeline
