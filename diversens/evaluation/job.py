@@ -1,7 +1,8 @@
 """The eval job: sample the held-out split from each model, score, compute ΔDD, write a report.
 
-Per model: eval prompts grouped by their sample count → engine actor pool (independent samples:
-every candidate is a first turn) → the same scoring pools as the pair job → one row per output.
+Eval prompts repeated to one sample count k (independent samples: every candidate is a first
+turn) → an engine actor pool per model, unioned → the pair job's scoring pools → one row per
+output.
 Then task scores (DAT, PGT), the decile map from the base model's outputs, per-output deciles and
 ΔDD with bootstrap intervals per model, task and measure.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -33,22 +35,50 @@ PER_OUTPUT = (
 )  # fmt: skip
 
 
-def sample_and_score(prompts: pd.DataFrame, model: str, cfg: EvalConfig) -> pd.DataFrame:
-    """One row per output of `model` on `prompts` with all measures."""
-    parts = []
-    for n, group in prompts.groupby(prompts.task.map(cfg.num_samples), sort=True):
+def replicate(prompts: pd.DataFrame, num_samples: dict[str, int]) -> tuple[pd.DataFrame, int]:
+    """Prompts repeated so every task gets its sample count with one k for all: k = gcd of the
+    counts, a prompt of a task with n samples appears n/k times as `<prompt_id>#<copy>`; seeds
+    derive from the prompt id, so the copies sample independently."""
+    counts = {t: num_samples[t] for t in prompts.task.unique()}
+    k = math.gcd(*counts.values())
+    copies = prompts.task.map(counts) // k
+    out = prompts.loc[prompts.index.repeat(copies)].copy()
+    out["source_prompt_id"] = out.prompt_id
+    out["prompt_id"] = out.prompt_id + "#" + out.groupby(level=0).cumcount().astype(str)
+    return out.reset_index(drop=True), k
+
+
+def sample_and_score(prompts: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
+    """One row per output of every model on `prompts`, with all measures.
+
+    One Ray Data run for all models: an engine pool per model, their outputs unioned, then one
+    embedder pool and one quality pool score them all (models load once, pools start once).
+    """
+    rows, k = replicate(prompts, cfg.num_samples)
+    branches = []
+    for label, model in cfg.labelled_models():
         scfg = dataclasses.replace(
-            cfg.sampling, model=model, num_samples_per_prompt=int(n), num_first_turn=int(n)
+            cfg.sampling, model=model, num_samples_per_prompt=k, num_first_turn=k
         )
-        ds = generate_candidates(prompts_dataset(group.reset_index(drop=True), scfg), scfg)
-        ds = score_candidates(ds, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool)
-        parts.append(ds.to_pandas())
-    rows = pd.concat(parts, ignore_index=True)
-    per_output = rows.explode(list(PER_OUTPUT), ignore_index=True)
-    per_output = per_output.rename(columns={"responses": "response"})
+        ds = prompts_dataset(rows.assign(model_label=label), scfg)
+        branches.append(generate_candidates(ds, scfg))
+    ds = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
+    ds = score_candidates(ds, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool)
+    per_output = ds.to_pandas().explode(list(PER_OUTPUT), ignore_index=True)
+    per_output = per_output.rename(
+        columns={"responses": "response", "model_label": "model", "model": "model_path"}
+    )
     numeric = ["n_words", "entropy", "ttr", "mattr", "maas", "mtld", "hdd", "dsi", "quality"]
     per_output[numeric] = per_output[numeric].astype(float)
-    return per_output[["prompt_id", "task", "response", *[c for c in PER_OUTPUT[1:]]]]
+    # Ray Data does not keep order: sort for stable files (model order as configured).
+    order = {label: i for i, (label, _) in enumerate(cfg.labelled_models())}
+    per_output = per_output.sort_values(
+        ["model", "prompt_id"],
+        key=lambda c: c.map(order) if c.name == "model" else c,
+        kind="stable",
+    )
+    keep = ["model", "model_path", "source_prompt_id", "prompt_id", "task", "response"]
+    return per_output[keep + list(PER_OUTPUT[1:])].reset_index(drop=True)
 
 
 def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig, embedder: Embedder) -> pd.DataFrame:
@@ -117,11 +147,7 @@ def run(cfg: EvalConfig, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     prompts = eval_prompts()
     embedder = Embedder(cfg.measure.embedder, cfg.measure.device)
-    frames = []
-    for label, model in cfg.labelled_models():
-        outputs = add_task_scores(sample_and_score(prompts, model, cfg), cfg, embedder)
-        frames.append(outputs.assign(model=label, model_path=model))
-    outputs = pd.concat(frames, ignore_index=True)
+    outputs = add_task_scores(sample_and_score(prompts, cfg), cfg, embedder)
 
     base = cfg.labelled_models()[0][0]
     dmap = DecileMap.fit(outputs[outputs.model == base], cfg.dd_measures, cfg.num_length_buckets)

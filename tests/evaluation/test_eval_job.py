@@ -42,6 +42,9 @@ def test_every_sample_kept_with_deciles(result):
     prompts = eval_prompts()
     want = sum(SAMPLES[t] for t in prompts.task)
     assert (outputs.groupby("model").size() == want).all()
+    per_prompt = outputs[outputs.model == "base"].groupby("source_prompt_id").size()
+    tasks = prompts.set_index("prompt_id").task
+    assert all(per_prompt[p] == SAMPLES[tasks[p]] for p in prompts.prompt_id)
     finite = outputs.decile_ttr.dropna()
     assert len(finite) > 0 and finite.between(1, 10).all()
     assert outputs[outputs.task != "dat"].dat_score.isna().all()

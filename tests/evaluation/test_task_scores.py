@@ -48,3 +48,19 @@ def test_pgt_counts_unique_values_and_invalid_json():
         2,
         2,
     )
+
+
+def test_replicate_gives_each_task_its_sample_count_with_one_k():
+    from diversens.evaluation.config import LITERATURE_SAMPLES
+    from diversens.evaluation.job import replicate
+    from diversens.prompts import eval_prompts
+
+    prompts = eval_prompts()
+    rows, k = replicate(prompts, LITERATURE_SAMPLES)
+    assert k == 10
+    samples = rows.groupby("source_prompt_id").size() * k
+    tasks = prompts.set_index("prompt_id").task
+    assert all(samples[p] == LITERATURE_SAMPLES[tasks[p]] for p in prompts.prompt_id)
+    assert rows.prompt_id.is_unique
+    rows, k = replicate(prompts, {"dat": 4, "pgt": 6, "aut": 2, "cwt": 2})
+    assert k == 2 and (rows.task == "pgt").sum() == 3
