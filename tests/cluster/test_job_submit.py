@@ -4,6 +4,7 @@ error in the job's logs."""
 
 import os
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -24,15 +25,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# Ray 2.60 turns token auth on for new local clusters; the head and the `ray job` CLI both run
-# with it on explicitly and share the token in ~/.ray/auth_token (created if missing).
-ENV = {**os.environ, "RAY_AUTH_MODE": "token"}
+ENV = dict(os.environ)
 
 
 @pytest.fixture(scope="module")
 def address(tmp_path_factory):
-    port, dash = free_port(), free_port()
+    # Ray 2.60 turns token auth on for new local clusters: the head and the `ray job` CLI run
+    # with it on explicitly and share a token made for this test (never the user's own).
     temp = tmp_path_factory.mktemp("ray")
+    token = temp / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    ENV.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    port, dash = free_port(), free_port()
     subprocess.run(
         [RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
