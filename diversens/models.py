@@ -54,7 +54,18 @@ def resolve_model(name: str) -> str:
         return str(Path(name).expanduser().resolve())
     if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
         raise UserError(f"model path {name!r} does not exist")
+    if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hf_cache(name):
+        raise UserError(
+            f"model {name!r} is not a built-in name ({', '.join(BUILTIN_MODELS)}), a local dir, "
+            "or in the Hugging Face cache, and HF_HUB_OFFLINE=1: pass a local model dir"
+        )
     return name
+
+
+def _in_hf_cache(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
 
 
 def _resolve_builtin(name: str, spec: BuiltinModel) -> Path:

@@ -57,9 +57,16 @@ def test_minilm_resolves_to_packaged_dir():
     assert (path / "modules.json").exists() and (path / "model.safetensors").exists()
 
 
-def test_local_dir_and_hub_id_pass_through(tmp_path):
+def test_local_dir_and_hub_id_pass_through(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     assert models.resolve_model(str(tmp_path)) == str(tmp_path.resolve())
     assert models.resolve_model("meta-llama/Llama-3.1-8B") == "meta-llama/Llama-3.1-8B"
+
+
+def test_uncached_hub_id_offline_says_what_to_pass(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="pass a local model dir"):
+        models.resolve_model("meta-llama/Llama-3.1-8B")
 
 
 def test_missing_local_path_is_a_user_error(tmp_path):
