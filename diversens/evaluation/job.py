@@ -51,8 +51,10 @@ def replicate(prompts: pd.DataFrame, num_samples: dict[str, int]) -> tuple[pd.Da
 def sample_and_score(prompts: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
     """One row per output of every model on `prompts`, with all measures.
 
-    One Ray Data run for all models: an engine pool per model, their outputs unioned, then one
-    embedder pool and one quality pool score them all (models load once, pools start once).
+    Generation for all models is one Ray Data run (an engine pool per model, unioned) and is
+    materialised before scoring starts: scoring pools alive beside engine pools still waiting
+    for CPUs would hold them, so on a small machine the last engines could never start. Then
+    one embedder pool and one quality pool score every model's outputs.
     """
     rows, k = replicate(prompts, cfg.num_samples)
     branches = []
@@ -63,7 +65,9 @@ def sample_and_score(prompts: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
         ds = prompts_dataset(rows.assign(model_label=label), scfg)
         branches.append(generate_candidates(ds, scfg))
     ds = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
-    ds = score_candidates(ds, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool)
+    ds = score_candidates(
+        ds.materialize(), cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool
+    )
     per_output = ds.to_pandas().explode(list(PER_OUTPUT), ignore_index=True)
     per_output = per_output.rename(
         columns={"responses": "response", "model_label": "model", "model": "model_path"}
