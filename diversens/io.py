@@ -102,6 +102,12 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def save_png(fig, path: str | Path) -> None:
+    """Write a matplotlib Figure as PNG atomically (Figure objects need no pyplot backend)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
 def write_parquet(table: pa.Table, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 
 from diversens.models import DEFAULT_GENERATOR, resolve_model
+from diversens.prompts.tasks import PGT_EVAL_KEYS
 from diversens.stage import Stage
-from diversens.text import json_object, list_items, segments, sentences, words
+from diversens.text import dat_words, json_object, list_items, sentences, words
 
 SCORERS = ("offline", "reward-model", "none")
-PGT_FIELDS = ("first_name", "city", "occupation")
 
 
 @dataclass
@@ -84,9 +84,7 @@ def compliance_issue(text: str, task: str, meta: dict, cfg: QualityConfig) -> st
     count = re.match(r"n(\d+)", str(meta.get("variant") or ""))
     if task == "dat":
         need = int(count.group(1)) if count else cfg.dat_num_words
-        items = list_items(text) or segments(text, "dat")
-        nouns = {w[0] for w in map(words, items) if len(w) == 1 and w[0].replace("-", "").isalpha()}
-        return None if len(nouns) >= need else "dat_too_few_single_words"
+        return None if len(dat_words(text, need)[0]) >= need else "dat_too_few_single_words"
     if task == "aut":
         need = int(count.group(1)) if count else cfg.aut_num_uses
         return None if len(list_items(text)) >= need else "aut_too_few_uses"
@@ -94,7 +92,7 @@ def compliance_issue(text: str, task: str, meta: dict, cfg: QualityConfig) -> st
         obj = json_object(text)
         if obj is None:
             return "pgt_invalid_json"
-        fields = item.split(",") if item else PGT_FIELDS
+        fields = item.split(",") if item else PGT_EVAL_KEYS
         ok = all(isinstance(obj.get(k), str) and obj[k].strip() for k in fields)
         return None if ok else "pgt_missing_field"
     if task == "cwt":

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global backend, no display needed
 
-from diversens.io import atomic_path
+from diversens.io import atomic_path, save_png
 
 GAINS = ("entropy", "ttr", "maas", "dsi", "quality")  # maas: lower = more diverse
 
@@ -73,11 +73,6 @@ def write_report(
     return path
 
 
-def _save(fig: Figure, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-
-
 def _plot_lengths(pairs: dict[str, pd.DataFrame], path: Path) -> None:
     fig = Figure(figsize=(3.2 * len(pairs), 3.2))
     axes = fig.subplots(1, len(pairs), squeeze=False)
@@ -87,7 +82,7 @@ def _plot_lengths(pairs: dict[str, pd.DataFrame], path: Path) -> None:
         ax.plot([0, top], [0, top], color="grey", lw=1, ls="--")
         ax.set(title=strategy, xlabel="rejected words", ylabel="chosen words")
     fig.suptitle("Chosen vs rejected length (dashed: equal length)")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _plot_gain_vs_ratio(pairs: dict[str, pd.DataFrame], path: Path) -> None:
@@ -99,4 +94,4 @@ def _plot_gain_vs_ratio(pairs: dict[str, pd.DataFrame], path: Path) -> None:
     ax.axvline(0, color="grey", lw=1, ls="--")
     ax.set(xlabel="log2(chosen words / rejected words)", ylabel="selection margin")
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_png(fig, path)

@@ -163,3 +163,18 @@ def json_values(text: str) -> list[str] | None:
         return None
     values = [v if isinstance(v, str) else json.dumps(v) for v in obj.values() if v is not None]
     return [v.strip() for v in values if v.strip()]
+
+
+def dat_words(text: str, n: int = 10) -> tuple[list[str], int]:
+    """The first `n` distinct single-word items of a DAT answer, and how many items were invalid
+    (multi-word, non-alphabetic or repeated)."""
+    items = list_items(text) or segments(text, "dat")
+    valid, invalid = [], 0
+    for item in items:
+        tokens = words(item)
+        ok = len(tokens) == 1 and tokens[0].replace("-", "").isalpha() and tokens[0] not in valid
+        if ok and len(valid) < n:
+            valid.append(tokens[0])
+        elif not ok:
+            invalid += 1
+    return valid, invalid

@@ -21,12 +21,13 @@ import pyarrow as pa
 from diversens.evaluation.config import EvalConfig
 from diversens.evaluation.decile import DecileMap, delta_dd
 from diversens.evaluation.report import write_eval_report
-from diversens.evaluation.task_scores import GloVe, dat_words, score_dat, score_pgt
+from diversens.evaluation.task_scores import GloVe, score_dat, score_pgt
 from diversens.io import atomic_path, write_parquet
 from diversens.metrics.semantic import Embedder
 from diversens.prompts import eval_prompts
 from diversens.sampling.pipeline import generate_candidates, prompts_dataset
 from diversens.scoring import score_candidates
+from diversens.text import dat_words
 
 # Candidate-list columns exploded to one row per output.
 PER_OUTPUT = (

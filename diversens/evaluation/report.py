@@ -8,12 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from diversens.io import atomic_path
-
-
-def _save(fig: Figure, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+from diversens.io import atomic_path, save_png
 
 
 def _headline(deltas: pd.DataFrame, summary: pd.DataFrame, base: str) -> list[str]:
@@ -82,7 +77,7 @@ def _plot_diversity_vs_length(outputs: pd.DataFrame, path: Path) -> None:
         ax.set(title=task, xlabel="words", ylabel="TTR")
     axes[0].legend(fontsize=7)
     fig.suptitle("Lexical diversity vs length")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _plot_delta_bars(deltas: pd.DataFrame, base: str, path: Path) -> None:
@@ -104,7 +99,7 @@ def _plot_delta_bars(deltas: pd.DataFrame, base: str, path: Path) -> None:
         ax.legend(fontsize=7)
     ax.axhline(0, color="grey", lw=1)
     ax.set(ylabel="ΔDD vs base", title="Diversity at equal length (95% CI)")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _plot_decile_hist(outputs: pd.DataFrame, path: Path) -> None:
@@ -117,7 +112,7 @@ def _plot_decile_hist(outputs: pd.DataFrame, path: Path) -> None:
             ax.hist(v, bins=np.arange(0.5, 11.5), histtype="step", density=True, label=model)
         ax.set(title=col.removeprefix("decile_"), xlabel="decile")
     axes[0].legend(fontsize=7)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _plot_lengths(outputs: pd.DataFrame, path: Path) -> None:
@@ -126,4 +121,4 @@ def _plot_lengths(outputs: pd.DataFrame, path: Path) -> None:
     ax = fig.subplots()
     means.plot.bar(ax=ax)
     ax.set(ylabel="mean words", title="Mean length per model and task")
-    _save(fig, path)
+    save_png(fig, path)

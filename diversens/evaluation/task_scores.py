@@ -12,25 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from diversens.errors import UserError
-from diversens.text import json_object, list_items, segments, words
-
-DAT_NUM_WORDS = 10
-PGT_FIELDS = ("first_name", "city", "occupation")
-
-
-def dat_words(text: str, n: int = DAT_NUM_WORDS) -> tuple[list[str], int]:
-    """The first `n` distinct single-word items of a DAT answer, and how many items were invalid
-    (multi-word, non-alphabetic or repeated)."""
-    items = list_items(text) or segments(text, "dat")
-    valid, invalid = [], 0
-    for item in items:
-        tokens = words(item)
-        ok = len(tokens) == 1 and tokens[0].replace("-", "").isalpha() and tokens[0] not in valid
-        if ok and len(valid) < n:
-            valid.append(tokens[0])
-        elif not ok:
-            invalid += 1
-    return valid, invalid
+from diversens.prompts.tasks import PGT_EVAL_KEYS
+from diversens.text import dat_words, json_object
 
 
 def dat_score(word_vectors: np.ndarray) -> float:
@@ -85,7 +68,7 @@ def score_dat(
             "dat_invalid": np.array(n_invalid)}  # fmt: skip
 
 
-def score_pgt(texts: Sequence[str], fields: Sequence[str] = PGT_FIELDS) -> dict[str, float]:
+def score_pgt(texts: Sequence[str], fields: Sequence[str] = PGT_EVAL_KEYS) -> dict[str, float]:
     """JSON validity rate and, per field, the number of unique values (case/space-normalised)."""
     objects = [json_object(t) for t in texts]
     valid = [o for o in objects if o is not None and all(isinstance(o.get(f), str) for f in fields)]

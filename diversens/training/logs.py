@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure  # no pyplot: no global backend, no display needed
 
-from diversens.io import atomic_path
+from diversens.io import atomic_path, save_png
 
 CURVES = (
     ("loss", "DPO loss"),
@@ -38,12 +39,8 @@ def write_logs(log_history: list[dict[str, Any]], out_dir: Path) -> dict[str, Pa
 
 
 def plot_logs(steps: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.2))
+    fig = Figure(figsize=(4 * len(CURVES), 3.2))
+    axes = fig.subplots(1, len(CURVES))
     for ax, (keys, title) in zip(axes, CURVES, strict=True):
         for key in (keys,) if isinstance(keys, str) else keys:
             if key in steps:
@@ -53,6 +50,4 @@ def plot_logs(steps: pd.DataFrame, path: Path) -> None:
         if not isinstance(keys, str):
             ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

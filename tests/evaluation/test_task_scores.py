@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from diversens.evaluation.task_scores import GloVe, dat_score, dat_words, score_dat, score_pgt
+from diversens.evaluation.task_scores import GloVe, dat_score, score_dat, score_pgt
+from diversens.text import dat_words
 
 
 def test_dat_words_takes_first_ten_distinct_single_words():
