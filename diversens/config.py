@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from pathlib import Path
@@ -21,6 +22,15 @@ import yaml
 from diversens.errors import UserError
 
 T = TypeVar("T")
+
+
+class ConfigError(UserError):
+    """A bad config value or key; `option` is its dotted path, so the caller can say whether it
+    came from the config file or from the command line."""
+
+    def __init__(self, option: str, problem: str):
+        super().__init__(f"option {option}: {problem}")
+        self.option, self.problem = option, problem
 
 
 def _field_type(cls: type, f: dataclasses.Field) -> Any:
@@ -84,7 +94,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if typing.get_origin(t) is typing.Literal and value in typing.get_args(t):
             return value
     names = "/".join(getattr(t, "__name__", str(t)) for t in allowed)
-    raise UserError(f"option {where}: expected {names}, got {value!r}")
+    raise ConfigError(where, f"expected {names}, got {value!r}")
 
 
 def from_dict(
@@ -98,14 +108,14 @@ def from_dict(
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise UserError(f"unknown config option {prefix}{unknown[0]} (known: {', '.join(fields)})")
+        raise ConfigError(f"{prefix}{unknown[0]}", f"unknown (known here: {', '.join(fields)})")
     kwargs = {}
     for name, value in data.items():
         tp = _field_type(cls, fields[name])
         where = f"{prefix}{name}"
         if _is_dataclass_type(tp):
             if not isinstance(value, dict):
-                raise UserError(f"option {where}: expected a mapping, got {value!r}")
+                raise ConfigError(where, f"expected a mapping, got {value!r}")
             kwargs[name] = from_dict(tp, value, f"{where}.", _default_instance(fields[name], tp))
         else:
             kwargs[name] = _coerce(value, tp, where)
@@ -191,15 +201,53 @@ def load(
     pipeline config file; a file without that section is taken as the stage's own config.
     """
     data = read_yaml(config_path) if config_path else {}
+    in_section = False
     for key in section.split(".") if section else []:
         if isinstance(data.get(key), dict):
-            data = data[key]
-    if args is not None:
-        data = merge(data, overrides_from_args(args))
-    return from_dict(cls, data)
+            data, in_section = data[key], True
+    cli = overrides_from_args(args) if args is not None else {}
+    try:
+        return from_dict(cls, merge(data, cli))
+    except ConfigError as e:
+        if config_path is None or _has_path(cli, e.option):
+            raise
+        where = f"{section}.{e.option}" if section and in_section else e.option
+        raise UserError(f"{config_path}: field {where}: {e.problem}") from None
+
+
+def _has_path(nested: dict[str, Any], dotted: str) -> bool:
+    node: Any = nested
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
 
 
 def config_hash(cfg: Any) -> str:
-    """Stable short hash of a config, stamped on every output it produced."""
-    blob = json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str)
+    """Stable short hash of a config (or of a list of configs), stamped on what it produced."""
+    blob = json.dumps(cfg, sort_keys=True, default=_as_data)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _as_data(value: Any) -> Any:
+    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)
+
+
+SECRET_KEYS = re.compile(r"token|secret|password|passwd|api_?key|credential", re.IGNORECASE)
+URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
+
+
+def redacted(value: Any) -> Any:
+    """A copy fit for logs and outputs: values of secret-named keys and the user:password part
+    of URLs (s3://KEY:SECRET@bucket, https://user:token@host) are masked."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {k: "***" if SECRET_KEYS.search(str(k)) and v else redacted(v)
+                for k, v in value.items()}  # fmt: skip
+    if isinstance(value, (list, tuple)):
+        return [redacted(v) for v in value]
+    if isinstance(value, str):
+        return URL_USERINFO.sub(r"\1***@", value)
+    return value

@@ -7,6 +7,10 @@ Two passes over the data, both streaming:
    per strategy: scored rows → `SelectStage` (streaming map_batches) → `BalancedTopN` on the driver.
 Selection needs run-level percentiles, which exist only once every candidate is scored: hence the
 scored Parquet between the passes (it is an output users want anyway).
+
+The first pass is resumable (diversens.parts): scored chunks are kept as parts, and a rerun with
+the same config scores only the chunks still missing, then rebuilds everything after them.
+Prompts the engine cannot take are quarantined (quarantine.jsonl) and counted in the summary.
 """
 
 from __future__ import annotations
@@ -22,19 +26,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import ray.data
 
-from diversens.config import config_hash
+from diversens import quarantine
+from diversens.config import config_hash, redacted
+from diversens.errors import UserError
 from diversens.io import atomic_path, write_parquet
 from diversens.measure import MeasureConfig
 from diversens.pairs import BalancedTopN, SelectStage
+from diversens.parts import CHUNK, PartStore, plan_chunks
 from diversens.quality import QualityConfig
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.pipeline import generate_candidates, prompts_dataset
+from diversens.sampling.stage import SampleStage
 from diversens.scoring import PoolConfig, score_candidates
 from diversens.selection import STRATEGIES, STRATEGY_MEASURES, SelectionConfig, SelectionStats
 from diversens.selection_report import write_report
+
+SCORED_ROWS_PER_FILE = 4096  # prompt rows per scored/ file (and row group)
 
 
 @dataclass
@@ -44,7 +55,7 @@ class GeneratePairsConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     embed_pool: PoolConfig = field(default_factory=PoolConfig)
-    quality_pool: PoolConfig = field(default_factory=lambda: PoolConfig(batch_size=4))
+    quality_pool: PoolConfig = field(default_factory=PoolConfig)
     compare_strategies: list[str] = field(
         default_factory=lambda: list(STRATEGIES),
         metadata={"help": "strategies also selected for the report (pairs_<strategy>.parquet)"},
@@ -56,6 +67,8 @@ class GeneratePairsConfig:
             raise ValueError(f"compare_strategies: unknown {unknown} (choose from {STRATEGIES})")
         if self.measure.text_field != "responses":
             raise ValueError("measure.text_field must be 'responses' for candidates rows")
+        self.embed_pool.check_device(self.measure.device, "measure.device")
+        self.quality_pool.check_device(self.quality.device, "quality.device")
 
     @property
     def strategies(self) -> list[str]:
@@ -69,12 +82,19 @@ class GeneratePairsConfig:
         return any(s != "diverse-ns-lite" for s in self.strategies)
 
 
-def write_dataset_dir(ds: ray.data.Dataset, final: Path) -> None:
-    """Write a Parquet directory under a temporary name, then swap it in whole."""
+def scored_fingerprint(cfg: GeneratePairsConfig) -> str:
+    """What decides the scored rows: sampling, measures, quality, and whether DSI is computed."""
+    return config_hash([cfg.sampling, cfg.measure, cfg.quality, cfg.needs_embedder])
+
+
+def write_scored(table: pa.Table, final: Path) -> None:
+    """The scored rows as a Parquet directory, written under a temporary name then swapped in."""
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        ds.write_parquet(str(tmp))
+        pads.write_dataset(table, tmp, format="parquet", basename_template="part-{i}.parquet",
+                           max_rows_per_file=SCORED_ROWS_PER_FILE,
+                           max_rows_per_group=SCORED_ROWS_PER_FILE)  # fmt: skip
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -117,21 +137,40 @@ def candidate_reject_counts(scored_dir: Path) -> dict[str, int]:
     return dict(sorted(Counter(r for r in flat if r is not None).items()))
 
 
-def run(prompts: pd.DataFrame, cfg: GeneratePairsConfig, out_dir: Path) -> dict:
-    """The whole job. Writes scored/, pairs.parquet, pairs_<strategy>.parquet, the selection
-    report and run_summary.json into out_dir; returns the summary."""
+def run(
+    prompts: pd.DataFrame,
+    cfg: GeneratePairsConfig,
+    out_dir: Path,
+    parts: str | Path | None = None,
+    stage_cls: type[SampleStage] = SampleStage,
+) -> dict:
+    """The whole job. Writes scored/, quarantine.jsonl, pairs.parquet, pairs_<strategy>.parquet,
+    the selection report and run_summary.json into out_dir; returns the summary.
+
+    Scored chunks go to `parts` (default out_dir/parts) as they finish: a rerun with the same
+    config samples only the chunks missing there. `stage_cls` runs a subclass of SampleStage.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = {
         "config_hash": config_hash(cfg),
         "generator_model": cfg.sampling.model,
         "embedder_model": cfg.measure.embedder if cfg.needs_embedder else None,
     }
-    candidates = generate_candidates(prompts_dataset(prompts, cfg.sampling), cfg.sampling)
+    store = PartStore(parts or out_dir / "parts")
+    planned = plan_chunks(prompts, cfg.sampling.batch_size, scored_fingerprint(cfg))
+
+    def build(rows: pd.DataFrame) -> ray.data.Dataset:
+        ds = generate_candidates(prompts_dataset(rows, cfg.sampling), cfg.sampling, stage_cls)
+        return score_candidates(ds, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool,
+                                cfg.needs_embedder)  # fmt: skip
+
+    chunks = store.fill(planned, build)
+    rows = store.read(planned).drop_columns([CHUNK])
+    scored, quarantined = quarantine.split(rows, out_dir / quarantine.FILE)
+    if scored.num_rows == 0:
+        raise UserError(f"every prompt was quarantined; see {out_dir / quarantine.FILE}")
     scored_dir = out_dir / "scored"
-    scored = score_candidates(
-        candidates, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool, cfg.needs_embedder
-    )
-    write_dataset_dir(scored, scored_dir)
+    write_scored(scored, scored_dir)
 
     stats = selection_stats(scored_dir)
     pairs, drops = {}, {}
@@ -140,23 +179,23 @@ def run(prompts: pd.DataFrame, cfg: GeneratePairsConfig, out_dir: Path) -> dict:
         top = select(scored_dir, scfg, stats)
         pairs[strategy] = top.result().assign(**stamp)
         drops[strategy] = top.drop_counts()
-        name = (
-            "pairs.parquet" if strategy == cfg.selection.strategy else f"pairs_{strategy}.parquet"
-        )
-        write_parquet(pa.Table.from_pandas(pairs[strategy], preserve_index=False), out_dir / name)
+        write_parquet(pa.Table.from_pandas(pairs[strategy], preserve_index=False),
+                      pairs_file(out_dir, strategy, cfg.selection.strategy))  # fmt: skip
 
     reasons = candidate_reject_counts(scored_dir)
     report = write_report(out_dir, pairs, drops, reasons)
     summary = {
         **stamp,
         "prompts": len(prompts),
-        "candidates": int(len(prompts) * cfg.sampling.num_samples_per_prompt),
+        "prompts_quarantined": quarantined,
+        "candidates": int(scored.num_rows * cfg.sampling.num_samples_per_prompt),
         "candidates_rejected": reasons,
         "pairs": {s: len(p) for s, p in pairs.items()},
         "prompts_without_pair": drops,
+        "chunks": chunks,
         "report": str(report),
-        "config": dataclasses.asdict(cfg),
+        "config": cfg,
     }
     with atomic_path(out_dir / "run_summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        tmp.write_text(json.dumps(redacted(summary), indent=2, default=str), encoding="utf-8")
     return summary

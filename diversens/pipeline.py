@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from diversens import generate_pairs
+from diversens.config import redacted
 from diversens.evaluation import job as eval_job
 from diversens.evaluation.config import EvalConfig
 from diversens.generate_pairs import GeneratePairsConfig, pairs_file
@@ -50,15 +51,24 @@ class PipelineConfig:
             raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {self.stages}")
 
 
-def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out_dir: Path) -> dict:
-    """Run the chosen stages; OUT/pairs, OUT/train/<strategy>, OUT/eval; returns the summary."""
+def run(
+    prompts: pd.DataFrame | None,
+    cfg: PipelineConfig,
+    out_dir: Path,
+    parts_root: str | None = None,
+) -> dict:
+    """Run the chosen stages; OUT/pairs, OUT/train/<strategy>, OUT/eval; returns the summary.
+    Resumable parts go under `parts_root` (a URI when out_dir is a staging dir) or out_dir."""
+    root = parts_root or str(out_dir)
     from diversens.training.trainer import train
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs_dir, summary = out_dir / "pairs", {"stages": cfg.stages}
     if "generate-pairs" in cfg.stages:
-        pairs = generate_pairs.run(prompts, cfg.pairs, pairs_dir)
-        summary["pairs"] = {k: pairs[k] for k in ("pairs", "prompts_without_pair", "report")}
+        pairs = generate_pairs.run(prompts, cfg.pairs, pairs_dir, parts=f"{root}/pairs/parts")
+        summary["pairs"] = {
+            k: pairs[k] for k in ("pairs", "prompts_quarantined", "prompts_without_pair", "report")
+        }
 
     tuned, skipped = {}, {}
     for strategy in cfg.train_strategies:
@@ -76,8 +86,9 @@ def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out_dir: Path) -> dic
 
     if "eval" in cfg.stages:
         models = [f"base={cfg.train.model}", *(f"{s}={p}" for s, p in tuned.items())]
-        result = eval_job.run(dataclasses.replace(cfg.eval, models=models), out_dir / "eval")
+        ecfg = dataclasses.replace(cfg.eval, models=models)
+        result = eval_job.run(ecfg, out_dir / "eval", parts=f"{root}/eval/parts")
         summary["eval"] = {k: result[k] for k in ("delta_dd_all", "report")}
     with atomic_path(out_dir / "pipeline_summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        tmp.write_text(json.dumps(redacted(summary), indent=2, default=str), encoding="utf-8")
     return summary

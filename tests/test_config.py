@@ -81,3 +81,37 @@ def test_yaml_is_data_not_code(tmp_path):
 def test_config_hash_stable_and_sensitive():
     assert config.config_hash(Outer()) == config.config_hash(Outer())
     assert config.config_hash(Outer()) != config.config_hash(Outer(rate=0.1))
+
+
+def test_redacted_masks_secrets_and_url_credentials():
+    from diversens.config import redacted
+
+    dump = {
+        "hf_token": "hf_abc",
+        "api_key": "",  # empty: nothing to hide, left as is
+        "storage_path": "s3://AKIA123:s3cr3t@bucket/run/checkpoints",
+        "models": ["https://user:tok@host/m", "smollm2-135m-instruct"],
+        "nested": {"password": "p", "seed": 3},
+    }
+    out = redacted(dump)
+    assert out == {
+        "hf_token": "***",
+        "api_key": "",
+        "storage_path": "s3://***@bucket/run/checkpoints",
+        "models": ["https://***@host/m", "smollm2-135m-instruct"],
+        "nested": {"password": "***", "seed": 3},
+    }
+    assert "s3cr3t" not in str(out) and dump["hf_token"] == "hf_abc"  # the input is untouched
+
+
+def test_config_file_errors_name_the_file_and_key(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("outer:\n  inner: {size: big}\n")
+    with pytest.raises(UserError, match=r"c\.yaml: field outer\.inner\.size: expected int, got"):
+        config.load(Outer, path, None, section="outer")
+    path.write_text("inner: {size: big}\n")
+    with pytest.raises(UserError, match=r"c\.yaml: field inner\.size: expected int, got 'big'"):
+        parse([], path)
+    # The same key given on the command line is the option's fault, not the file's.
+    with pytest.raises(UserError, match=r"^option inner\.size: expected int, got 'huge'"):
+        parse(["--inner.size", "huge"], path)

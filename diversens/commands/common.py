@@ -76,11 +76,42 @@ def generate_pairs_models(cfg) -> list[str | None]:
     return [cfg.sampling.model, embedder, quality_model(cfg.quality)]
 
 
-def connect_ray(address: str | None) -> None:
-    """Join the given (or $RAY_ADDRESS) cluster, else start a local Ray; the CLI edge only."""
+def pool_gpus(cfg, prefix: str = "") -> dict[str, float]:
+    """GPUs per actor of each pool of a config with sampling, embed_pool and quality_pool."""
+    gpus = {f"{prefix}sampling.num_gpus_per_actor": cfg.sampling.gpus_per_actor()}
+    for pool in ("embed_pool", "quality_pool"):
+        gpus[f"{prefix}{pool}.num_gpus_per_actor"] = getattr(cfg, pool).num_gpus_per_actor
+    return gpus
+
+
+def connect_ray(address: str | None, gpus: dict[str, float] | None = None) -> None:
+    """Join the given (or $RAY_ADDRESS) cluster, else start a local Ray; the CLI edge only.
+
+    `gpus` maps options to the GPUs they request per actor or worker; a request the cluster
+    cannot meet now nor after autoscaling is a UserError instead of a job waiting forever.
+    """
     import ray
 
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    ray.init(address=address, include_dashboard=False if address is None else None)
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, include_dashboard=False if address is None else None)
+    wanted = {k: v for k, v in (gpus or {}).items() if v > 0}
+    if wanted:
+        have = cluster_gpus()
+        option, need = max(wanted.items(), key=lambda kv: kv[1])
+        if need > have:
+            raise UserError(
+                f"option {option}={need:g} asks for GPUs, but the Ray cluster has {have:g} "
+                "(now, or at most after autoscaling); set it to 0 or join a GPU cluster "
+                "with --ray-address"
+            )
+
+
+def cluster_gpus() -> float:
+    """GPUs the cluster has, or can have at most once its autoscaler adds nodes."""
+    import ray
+    from ray._private.state import state  # what Ray Train and Ray Data use for the same check
+
+    now = ray.cluster_resources().get("GPU", 0.0)
+    most = (state.get_max_resources_from_cluster_config() or {}).get("GPU", 0)
+    return max(now, float(most))

@@ -7,10 +7,11 @@ import argparse
 from pathlib import Path
 
 from diversens import config
-from diversens.commands.common import connect_ray, preflight, quality_model
+from diversens.commands.common import connect_ray, pool_gpus, preflight, quality_model
+from diversens.config import redacted
 from diversens.evaluation.config import EvalConfig
 from diversens.sampling.engines import check_engine_available
-from diversens.storage import output_dir
+from diversens.storage import durable_root, output_dir
 
 HELP = "evaluate models on DAT, PGT, AUT and CWT; ΔDD against the base model; report"
 
@@ -37,10 +38,11 @@ def run(args: argparse.Namespace) -> None:
     check_engine_available(cfg.sampling)
     models = [m for _, m in cfg.labelled_models()]
     preflight([*models, cfg.measure.embedder, quality_model(cfg.quality)], args.output)
-    connect_ray(args.ray_address)
+    connect_ray(args.ray_address, pool_gpus(cfg))
 
     from diversens.evaluation import job
 
     with output_dir(args.output) as out:
-        result = job.run(cfg, out)
-    print(f"report: {args.output}/eval_report.md (ΔDD: {result['delta_dd_all']})")
+        root = durable_root(args.output)
+        result = job.run(cfg, out, parts=root and f"{root}/parts")
+    print(f"report: {redacted(args.output)}/eval_report.md (ΔDD: {result['delta_dd_all']})")

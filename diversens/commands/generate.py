@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from diversens import config, io
+from diversens import config, io, quarantine
 from diversens.commands.common import add_prompt_arguments, connect_ray, preflight, read_prompts
+from diversens.parts import CHUNK
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import check_engine_available
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> None:
     prompts = read_prompts(args)
     preflight([cfg.model], Path(args.output).parent)
 
-    connect_ray(args.ray_address)
+    connect_ray(args.ray_address, {"num_gpus_per_actor": cfg.gpus_per_actor()})
 
     from diversens.sampling.pipeline import generate_candidates, prompts_dataset
 
@@ -46,11 +47,14 @@ def run(args: argparse.Namespace) -> None:
     # Ray Data does not keep row order; write rows in the order of the prompts.
     position = {pid: i for i, pid in enumerate(prompts["prompt_id"])}
     order = sorted(range(table.num_rows), key=lambda r: position[table["prompt_id"][r].as_py()])
-    table = table.take(pa.array(order, type=pa.int64()))
+    table = table.take(pa.array(order, type=pa.int64())).drop_columns([CHUNK])
+    side_file = args.output.with_name(args.output.stem + ".quarantine.jsonl")
+    table, held = quarantine.split(table, side_file)
     io.write_parquet(table, args.output)
     truncated = sum(sum(t) for t in table["truncated"].to_pylist())
     k = cfg.num_samples_per_prompt
     print(
         f"wrote {table.num_rows} prompts x {k} candidates to {args.output} "
-        f"({truncated} truncated at max_new_tokens={cfg.max_new_tokens})"
+        f"({truncated} truncated at max_new_tokens={cfg.max_new_tokens}); "
+        f"quarantined prompts: {held or 'none'} ({side_file.name})"
     )

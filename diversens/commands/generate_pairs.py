@@ -10,12 +10,14 @@ from diversens.commands.common import (
     add_prompt_arguments,
     connect_ray,
     generate_pairs_models,
+    pool_gpus,
     preflight,
     read_prompts,
 )
+from diversens.config import redacted
 from diversens.generate_pairs import GeneratePairsConfig
 from diversens.sampling.engines import check_engine_available
-from diversens.storage import output_dir
+from diversens.storage import durable_root, output_dir
 
 HELP = "sample, score and select length-matched preference pairs (Diverse-NS) on Ray"
 
@@ -42,14 +44,15 @@ def run(args: argparse.Namespace) -> None:
     check_engine_available(cfg.sampling)
     prompts = read_prompts(args)
     preflight(generate_pairs_models(cfg), args.output)
-    connect_ray(args.ray_address)
+    connect_ray(args.ray_address, pool_gpus(cfg))
 
     from diversens import generate_pairs
 
     with output_dir(args.output) as out:
-        summary = generate_pairs.run(prompts, cfg, out)
+        root = durable_root(args.output)
+        summary = generate_pairs.run(prompts, cfg, out, parts=root and f"{root}/parts")
     main = cfg.selection.strategy
     print(
         f"{summary['pairs'][main]} {main} pairs from {summary['prompts']} prompts → "
-        f"{args.output}/pairs.parquet; report: selection_report.md beside it"
+        f"{redacted(args.output)}/pairs.parquet; report: selection_report.md beside it"
     )

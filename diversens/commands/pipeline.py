@@ -11,12 +11,14 @@ from diversens.commands.common import (
     add_prompt_arguments,
     connect_ray,
     generate_pairs_models,
+    pool_gpus,
     preflight,
     read_prompts,
 )
+from diversens.config import redacted
 from diversens.pipeline import PipelineConfig
 from diversens.sampling.engines import check_engine_available
-from diversens.storage import is_uri, output_dir
+from diversens.storage import durable_root, is_uri, output_dir
 
 HELP = "the whole loop: preference pairs, DPO for each strategy, evaluation against the base"
 
@@ -43,13 +45,18 @@ def run(args: argparse.Namespace) -> None:
     check_engine_available(cfg.pairs.sampling)
     prompts = read_prompts(args) if "generate-pairs" in cfg.stages else None
     preflight([*generate_pairs_models(cfg.pairs), cfg.train.model], args.output)
-    connect_ray(args.ray_address)
+    gpus = {
+        "generate-pairs": pool_gpus(cfg.pairs, "pairs."),
+        "train": {"train.use_gpu": float(cfg.train.use_gpu)},
+        "eval": pool_gpus(cfg.eval, "eval."),
+    }
+    connect_ray(args.ray_address, {k: v for s in cfg.stages for k, v in gpus[s].items()})
 
     from diversens import pipeline
 
     with output_dir(args.output) as out:
-        summary = pipeline.run(prompts, cfg, out)
-    where = args.output.rstrip("/")
+        summary = pipeline.run(prompts, cfg, out, parts_root=durable_root(args.output))
+    where = redacted(args.output).rstrip("/")
     if "eval" in summary:
         print(f"ΔDD vs base (all tasks): {summary['eval']['delta_dd_all']}")
         print(f"report: {where}/eval/eval_report.md")

@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     cfg = config.load(TrainConfig, args.config, args, section="train")
     read_pairs(args.pairs)  # fail on a bad file before Ray starts
-    connect_ray(args.ray_address)
+    connect_ray(args.ray_address, {"use_gpu": float(cfg.use_gpu)})
 
     from diversens.training.trainer import train
 

@@ -29,7 +29,7 @@ class EvalConfig:
     measure: MeasureConfig = field(default_factory=lambda: MeasureConfig(text_field="responses"))
     quality: QualityConfig = field(default_factory=QualityConfig)
     embed_pool: PoolConfig = field(default_factory=PoolConfig)
-    quality_pool: PoolConfig = field(default_factory=lambda: PoolConfig(batch_size=4))
+    quality_pool: PoolConfig = field(default_factory=PoolConfig)
     num_samples: dict[str, int] = field(
         default_factory=lambda: dict(LITERATURE_SAMPLES),
         metadata={"help": "independent samples per eval prompt, per task"},
@@ -56,6 +56,8 @@ class EvalConfig:
         unknown = sorted(set(self.num_samples) - set(TASKS))
         if unknown or any(n < 1 for n in self.num_samples.values()):
             raise ValueError(f"num_samples: tasks must be {TASKS} with counts >= 1")
+        self.embed_pool.check_device(self.measure.device, "measure.device")
+        self.quality_pool.check_device(self.quality.device, "quality.device")
         if "maas" in self.dd_measures:
             raise ValueError("dd_measures: maas falls as diversity rises; use ttr or mattr")
         if self.num_length_buckets < 1 or self.num_bootstrap < 1:

@@ -17,13 +17,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import ray.data
 
+from diversens import quarantine
+from diversens.config import config_hash
 from diversens.evaluation.config import EvalConfig
 from diversens.evaluation.decile import DecileMap, delta_dd
 from diversens.evaluation.report import write_eval_report
 from diversens.evaluation.task_scores import GloVe, score_dat, score_pgt
 from diversens.io import atomic_path, write_parquet
 from diversens.metrics.semantic import Embedder
+from diversens.parts import CHUNK, PartStore, plan_chunks
 from diversens.prompts import eval_prompts
 from diversens.sampling.pipeline import generate_candidates, prompts_dataset
 from diversens.scoring import score_candidates
@@ -49,41 +53,50 @@ def replicate(prompts: pd.DataFrame, num_samples: dict[str, int]) -> tuple[pd.Da
     return out.reset_index(drop=True), k
 
 
-def sample_and_score(prompts: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
-    """One row per output of every model on `prompts`, with all measures.
+def sample_and_score(
+    prompts: pd.DataFrame, cfg: EvalConfig, store: PartStore, out_dir: Path
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One row per output of every model on `prompts`, with all measures, and the quarantined
+    prompts' counts by reason (they are listed in out_dir/quarantine.jsonl).
 
+    Chunks already in `store` (an interrupted earlier run with the same config) are reused.
     Generation for all models is one Ray Data run (an engine pool per model, unioned) and is
     materialised before scoring starts: scoring pools alive beside engine pools still waiting
     for CPUs would hold them, so on a small machine the last engines could never start. Then
     one embedder pool and one quality pool score every model's outputs.
     """
     rows, k = replicate(prompts, cfg.num_samples)
-    branches = []
+    plans = {}
     for label, model in cfg.labelled_models():
         scfg = dataclasses.replace(
             cfg.sampling, model=model, num_samples_per_prompt=k, num_first_turn=k
         )
-        ds = prompts_dataset(rows.assign(model_label=label), scfg)
-        branches.append(generate_candidates(ds, scfg))
-    ds = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
-    ds = score_candidates(
-        ds.materialize(), cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool
-    )
-    per_output = ds.to_pandas().explode(list(PER_OUTPUT), ignore_index=True)
+        fingerprint = config_hash([label, scfg, cfg.measure, cfg.quality])
+        plans[label] = (scfg, plan_chunks(rows.assign(model_label=label), scfg.batch_size,
+                                          fingerprint))  # fmt: skip
+
+    def build(todo: pd.DataFrame) -> ray.data.Dataset:
+        branches = [
+            generate_candidates(prompts_dataset(todo[todo.model_label == label], scfg), scfg)
+            for label, (scfg, _) in plans.items()
+            if (todo.model_label == label).any()
+        ]
+        ds = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
+        return score_candidates(
+            ds.materialize(), cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool
+        )
+
+    planned = pd.concat([plan for _, plan in plans.values()], ignore_index=True)
+    store.fill(planned, build)
+    kept, quarantined = quarantine.split(store.read(planned), out_dir / quarantine.FILE)
+    per_output = kept.drop_columns([CHUNK]).to_pandas().explode(list(PER_OUTPUT), ignore_index=True)
     per_output = per_output.rename(
         columns={"responses": "response", "model_label": "model", "model": "model_path"}
     )
     numeric = ["n_words", "entropy", "ttr", "mattr", "maas", "mtld", "hdd", "dsi", "quality"]
     per_output[numeric] = per_output[numeric].astype(float)
-    # Ray Data does not keep order: sort for stable files (model order as configured).
-    order = {label: i for i, (label, _) in enumerate(cfg.labelled_models())}
-    per_output = per_output.sort_values(
-        ["model", "prompt_id"],
-        key=lambda c: c.map(order) if c.name == "model" else c,
-        kind="stable",
-    )
     keep = ["model", "model_path", "source_prompt_id", "prompt_id", "task", "response"]
-    return per_output[keep + list(PER_OUTPUT[1:])].reset_index(drop=True)
+    return per_output[keep + list(PER_OUTPUT[1:])].reset_index(drop=True), quarantined
 
 
 def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig, embedder: Embedder) -> pd.DataFrame:
@@ -146,13 +159,16 @@ def delta_dd_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def run(cfg: EvalConfig, out_dir: Path) -> dict:
+def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict:
     """Sample, score and compare every model; writes outputs.parquet, decile_map.csv,
-    eval_summary.csv, delta_dd.csv, eval_report.md (+ PNGs) and eval_summary.json."""
+    eval_summary.csv, delta_dd.csv, eval_report.md (+ PNGs) and eval_summary.json.
+    Scored chunks go to `parts` (default out_dir/parts): a rerun resumes from them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     prompts = eval_prompts()
+    store = PartStore(parts or out_dir / "parts")
     embedder = Embedder(cfg.measure.embedder, cfg.measure.device)
-    outputs = add_task_scores(sample_and_score(prompts, cfg), cfg, embedder)
+    outputs, quarantined = sample_and_score(prompts, cfg, store, out_dir)
+    outputs = add_task_scores(outputs, cfg, embedder)
 
     base = cfg.labelled_models()[0][0]
     dmap = DecileMap.fit(outputs[outputs.model == base], cfg.dd_measures, cfg.num_length_buckets)
@@ -173,6 +189,7 @@ def run(cfg: EvalConfig, out_dir: Path) -> dict:
             f"{r.model}/{r.measure}": [r.delta_dd, r.ci_low, r.ci_high]
             for r in deltas[deltas.task == "all"].itertuples()
         },
+        "prompts_quarantined": quarantined,
         "report": str(report),
     }
     with atomic_path(out_dir / "eval_summary.json") as tmp:

@@ -61,7 +61,10 @@ class SamplingConfig:
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
     max_new_tokens: int = field(default=256, metadata={"help": "generated tokens per answer"})
     seed: int = field(default=0, metadata={"help": "base seed; per-request seeds derive from it"})
-    batch_size: int = field(default=8, metadata={"help": "prompts per Ray Data batch"})
+    batch_size: int = field(
+        default=8,
+        metadata={"help": "prompts per chunk: the batch of every stage and the unit of resume"},
+    )
     engine_batch_size: int = field(
         default=32, metadata={"help": "transformers: conversations per generate() call"}
     )
@@ -74,6 +77,10 @@ class SamplingConfig:
     num_cpus_per_actor: float = field(
         default=1.0,
         metadata={"help": "CPUs per engine actor; Ray sets the actor's torch threads from it"},
+    )
+    max_restarts: int = field(
+        default=3,
+        metadata={"help": "times Ray restarts a dead engine actor (its batch is retried)"},
     )
     device: str = field(
         default="auto",
@@ -117,6 +124,13 @@ class SamplingConfig:
             )
         if self.num_gpus_per_actor is not None and self.num_gpus_per_actor < 0:
             raise ValueError(f"num_gpus_per_actor must be >= 0, got {self.num_gpus_per_actor}")
+        if self.max_restarts < 0:
+            raise ValueError(f"max_restarts must be >= 0, got {self.max_restarts}")
+        if self.device.startswith("cuda") and self.gpus_per_actor() == 0:
+            raise ValueError(
+                f"device {self.device!r} needs num_gpus_per_actor > 0: Ray hides GPUs from "
+                "actors that reserve none"
+            )
         if self.num_cpus_per_actor < 0:
             raise ValueError(f"num_cpus_per_actor must be >= 0, got {self.num_cpus_per_actor}")
         if not 0 < self.gpu_memory_utilization <= 1:

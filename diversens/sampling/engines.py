@@ -55,6 +55,15 @@ class Engine:
     """Turns conversations into completions; `render` shows the exact text the model sees."""
 
     name: str = ""
+    tokenizer: Any = None  # a Hugging Face tokenizer, where the engine has one
+    context_length: int | None = None  # prompt + generated tokens the model can attend to
+
+    def count_tokens(self, messages: Messages) -> int | None:
+        """Prompt tokens of a conversation, None without a tokenizer (raises what the chat
+        template or the tokenizer raises)."""
+        if self.tokenizer is None:
+            return None
+        return len(self.tokenizer(self.render(messages), add_special_tokens=False).input_ids)
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         raise NotImplementedError
@@ -98,6 +107,7 @@ class TransformersEngine(Engine):
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device)
         self.model.eval()
+        self.context_length = getattr(self.model.config, "max_position_embeddings", None)
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {int(e) for e in eos if e is not None} | {self.tokenizer.eos_token_id}
@@ -203,6 +213,7 @@ class VLLMEngine(Engine):
             distributed_executor_backend="mp" if tp > 1 else None,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        self.context_length = self.llm.llm_engine.model_config.max_model_len
 
     def render(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(

@@ -5,26 +5,27 @@ The library never calls `ray.init` nor touches the global `DataContext`; the cal
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import ray.data
 from ray.data import ActorPoolStrategy
 
+from diversens.config import config_hash
+from diversens.parts import CHUNK, chunk_frames, plan_chunks
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.sampling.stage import SampleStage
 
 
 def prompts_dataset(prompts: pd.DataFrame, cfg: SamplingConfig) -> ray.data.Dataset:
-    """A Dataset of the prompts table in blocks of `batch_size` rows.
+    """A Dataset of the prompts, one block per chunk (diversens.parts): planned here, `batch_size`
+    rows each, unless the table already has a `chunk` column.
 
-    Ray Data never splits one block across tasks, so one big block would keep all but one actor
-    of the pool idle; blocks of a batch each spread the work over the pool.
+    A block is the batch of every stage, so blocks of a batch also spread the work over the pool
+    (Ray Data never splits one block across tasks).
     """
-    n_blocks = max(1, math.ceil(len(prompts) / cfg.batch_size))
-    size = cfg.batch_size
-    return ray.data.from_pandas([prompts.iloc[i * size : (i + 1) * size] for i in range(n_blocks)])
+    if CHUNK not in prompts:
+        prompts = plan_chunks(prompts, cfg.batch_size, config_hash(cfg))
+    return ray.data.from_pandas(chunk_frames(prompts))
 
 
 def generate_candidates(
@@ -38,7 +39,7 @@ def generate_candidates(
     return ds.map_batches(
         stage_cls,
         fn_constructor_kwargs={"cfg": cfg},
-        batch_size=cfg.batch_size,
+        batch_size=None,  # one chunk (block) per batch: rows independent of scheduling
         batch_format="pandas",
         # One batch in flight per actor: a batch is long to generate and tiny to ship, so queueing
         # more on one actor would only idle the others (and actors that start late).
@@ -47,4 +48,8 @@ def generate_candidates(
         ),
         num_gpus=cfg.gpus_per_actor(),
         num_cpus=cfg.num_cpus_per_actor,
+        # A dead actor (OOM kill, node lost) is restarted and its batch retried; bounded, so a
+        # batch that kills every engine fails the run (resumable) instead of looping forever.
+        max_restarts=cfg.max_restarts,
+        max_task_retries=cfg.max_restarts,
     )

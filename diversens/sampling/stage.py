@@ -12,6 +12,10 @@ derive_seed(seed, prompt_id, 2, p); engines derive one seed per sample from thos
 depend on the config and the prompt, not on which actor ran the batch; the batch's other prompts
 can matter only through float rounding of padding (see engines.py), so a rerun with the same
 input order and `batch_size` gives the same rows.
+
+Quarantine: a prompt the engine cannot take (too long for the context with its answers, a chat
+template or tokenizer error, an engine exception on that prompt alone) gets no candidates and
+its reason in `quarantine`; the rest of the batch is sampled as usual.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ import pandas as pd
 
 from diversens.config import config_hash
 from diversens.sampling.config import SamplingConfig
-from diversens.sampling.engines import Engine, Messages, Request, derive_seed, make_engine
+from diversens.sampling.engines import (
+    Completion,
+    Engine,
+    Messages,
+    Request,
+    derive_seed,
+    make_engine,
+)
 from diversens.stage import Stage
 
 
@@ -59,6 +70,7 @@ class SampleStage(Stage):
         "finish_reason",
         "n_tokens",
         "truncated",
+        "quarantine",
         "engine",
         "model",
         "sampling",
@@ -72,11 +84,77 @@ class SampleStage(Stage):
         self.config_hash = config_hash(self.cfg)
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
-        cfg, f = self.cfg, self.cfg.num_first_turn
+        cfg = self.cfg
         pids = [str(p) for p in batch["prompt_id"]]
         tasks = [str(t) for t in batch["task"]]
         convs = [as_messages(m) for m in batch["messages"]]
+        problems = [self.problem(m, t) for m, t in zip(convs, tasks, strict=True)]
+        rows = self.sample_isolated(pids, convs, tasks, problems)
 
+        out = batch.copy()
+        out["responses"] = [[c.text for c in row] for row in rows]
+        out["turn"] = [[t for t, _ in self.plan[: len(row)]] for row in rows]
+        out["parent"] = [[p for _, p in self.plan[: len(row)]] for row in rows]
+        out["finish_reason"] = [[c.finish_reason for c in row] for row in rows]
+        out["n_tokens"] = [[c.n_tokens for c in row] for row in rows]
+        out["truncated"] = [[c.finish_reason == "length" for c in row] for row in rows]
+        out["quarantine"] = pd.Series(problems, index=out.index, dtype=object)  # None = fine
+        out["engine"] = self.engine.name
+        out["model"] = cfg.model
+        out["sampling"] = [
+            json.dumps({**cfg.sampling_params(), "followup": cfg.followup(t)}) for t in tasks
+        ]
+        out["config_hash"] = self.config_hash
+        return out
+
+    def problem(self, messages: Messages, task: str) -> str | None:
+        """Why the engine cannot take this prompt ("<code>: <detail>"), or None.
+
+        The longest conversation is a second turn: the prompt, a first answer of up to
+        max_new_tokens, the follow-up, then max_new_tokens more.
+        """
+        has_second = any(t == 2 for t, _ in self.plan)
+        longest = messages
+        if has_second:
+            longest = followup_messages(messages, "", self.cfg.followup(task))
+        try:
+            n = self.engine.count_tokens(longest)
+        except Exception as e:  # noqa: BLE001 - templates and tokenizers raise anything
+            return f"tokenizer_error: {type(e).__name__}: {e}"
+        limit = self.engine.context_length
+        need = None if n is None else n + self.cfg.max_new_tokens * (2 if has_second else 1)
+        if limit is not None and need is not None and need > limit:
+            return f"too_long: needs {need} tokens (prompt and answers), context is {limit}"
+        return None
+
+    def sample_isolated(self, pids, convs, tasks, problems) -> list[list[Completion]]:
+        """Candidates per prompt ([] for a quarantined one). If the engine raises on the batch,
+        each prompt is retried alone so one bad prompt is quarantined instead of the batch;
+        if every prompt then fails, the engine is broken, not the prompts, and that raises."""
+        ok = [i for i, p in enumerate(problems) if p is None]
+        rows: list[list[Completion]] = [[] for _ in pids]
+        try:
+            done = self.sample(*([xs[i] for i in ok] for xs in (pids, convs, tasks)))
+            for i, row in zip(ok, done, strict=True):
+                rows[i] = row
+            return rows
+        except Exception as batch_error:  # noqa: BLE001 - isolate, then re-raise if not a prompt's
+            failed = []
+            for i in ok:
+                try:
+                    rows[i] = self.sample([pids[i]], [convs[i]], [tasks[i]])[0]
+                except Exception as e:  # noqa: BLE001
+                    problems[i] = f"engine_error: {type(e).__name__}: {e}"
+                    failed.append(i)
+            if len(ok) > 1 and len(failed) == len(ok):
+                raise batch_error
+            return rows
+
+    def sample(self, pids: list[str], convs: list[Messages], tasks: list[str]):
+        """k candidates per prompt, in plan order (see the module docstring)."""
+        if not pids:
+            return []
+        cfg, f = self.cfg, self.cfg.num_first_turn
         pairs = zip(pids, convs, strict=True)
         first = self.engine.generate([Request(m, derive_seed(cfg.seed, p, 1), f) for p, m in pairs])
         # Second turns grouped by parent: one request (n = its count) per first answer.
@@ -91,24 +169,10 @@ class SampleStage(Stage):
         second: dict[tuple[int, int], list] = dict(
             zip(owners, self.engine.generate(requests), strict=True)
         )
-
-        candidates = []
+        rows = []
         for i in range(len(pids)):
             taken = {j: iter(second.get((i, j), [])) for j in range(f)}
-            row = [first[i][c] if t == 1 else next(taken[p]) for c, (t, p) in enumerate(self.plan)]
-            candidates.append(row)
-
-        out = batch.copy()
-        out["responses"] = [[c.text for c in row] for row in candidates]
-        out["turn"] = [[t for t, _ in self.plan]] * len(out)
-        out["parent"] = [[p for _, p in self.plan]] * len(out)
-        out["finish_reason"] = [[c.finish_reason for c in row] for row in candidates]
-        out["n_tokens"] = [[c.n_tokens for c in row] for row in candidates]
-        out["truncated"] = [[c.finish_reason == "length" for c in row] for row in candidates]
-        out["engine"] = self.engine.name
-        out["model"] = cfg.model
-        out["sampling"] = [
-            json.dumps({**cfg.sampling_params(), "followup": cfg.followup(t)}) for t in tasks
-        ]
-        out["config_hash"] = self.config_hash
-        return out
+            rows.append(
+                [first[i][c] if t == 1 else next(taken[p]) for c, (t, p) in enumerate(self.plan)]
+            )
+        return rows

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from diversens.config import config_hash
+from diversens.config import config_hash, redacted
 from diversens.io import atomic_path
 from diversens.models import resolve_model
 from diversens.training.config import TrainConfig
@@ -103,7 +103,7 @@ def train(pairs_path: str | Path, cfg: TrainConfig, output_dir: Path) -> dict[st
         "config_hash": config_hash(cfg),
     }
     with atomic_path(output_dir / "train_summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=1))
+        tmp.write_text(json.dumps(redacted(summary), indent=1))
     return summary
 
 

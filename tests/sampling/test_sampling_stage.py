@@ -22,6 +22,11 @@ class Recording:
     def render(self, messages):
         return self.engine.render(messages)
 
+    def count_tokens(self, messages):
+        return self.engine.count_tokens(messages)
+
+    context_length = property(lambda self: self.engine.context_length)
+
 
 @pytest.fixture(scope="module")
 def engine():

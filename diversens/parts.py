@@ -1,0 +1,134 @@
+"""Resumable runs: a chunk of prompts is the unit of work, from the engine to one Parquet part.
+
+A run plans its prompts into chunks of `size` consecutive rows. A chunk is one Ray Data block,
+hence one batch in every stage (`map_batches(batch_size=None)`): a row's floats never depend on
+which prompts happened to share its batch, so a rerun gives bitwise the same rows whatever the
+scheduling. The driver gathers the rows coming out of the pipeline by chunk and writes each
+complete chunk to `<dir>/<key>.parquet` atomically (temporary name, then rename).
+
+A chunk's key hashes the run's fingerprint (everything that decides its rows: configs, model
+ids) with the chunk's prompt ids. A rerun with the same config finds the parts already written
+and runs only the missing chunks; a changed config gives new keys, so nothing stale is reused.
+Rows come back from Ray Data in any order; `read` returns them in plan order. A chunk whose
+stage raised is never written: the run fails, and its rerun starts from that chunk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from diversens.io import write_parquet
+from diversens.storage import filesystem
+
+CHUNK = "chunk"  # column carrying a row's chunk key through the stages
+
+
+def plan_chunks(prompts: pd.DataFrame, size: int, fingerprint: str) -> pd.DataFrame:
+    """`prompts` plus a `chunk` column: runs of `size` consecutive rows, keyed by content."""
+    ids = prompts["prompt_id"].astype(str).tolist()
+    keys = []
+    for start in range(0, len(ids), size):
+        members = ids[start : start + size]
+        blob = "\x1f".join([fingerprint, *members]).encode()
+        keys += [hashlib.sha256(blob).hexdigest()[:20]] * len(members)
+    return prompts.assign(**{CHUNK: keys}).reset_index(drop=True)
+
+
+def chunk_frames(planned: pd.DataFrame) -> list[pd.DataFrame]:
+    """One frame per chunk, in plan order (one Ray Data block each)."""
+    return [g for _, g in planned.groupby(CHUNK, sort=False)]
+
+
+class PartStore:
+    """The parts of one run's output, one Parquet file per chunk, in a local directory or at a
+    URI (s3://, gs://): parts go there as they are written, so a rerun on another machine
+    resumes too. Local parts are renamed into place; object stores publish an object whole."""
+
+    def __init__(self, location: str | Path):
+        self.location = str(location)
+        self.fs, self.root = filesystem(self.location)
+        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, key: str) -> str:
+        return f"{self.root}/{key}.parquet"
+
+    def done(self) -> set[str]:
+        """Keys of the parts written so far (temporary files start with '.')."""
+        found = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+        names = (Path(f.path).name for f in found if f.type == pafs.FileType.File)
+        return {n.removesuffix(".parquet") for n in names
+                if n.endswith(".parquet") and not n.startswith(".")}  # fmt: skip
+
+    def pending(self, planned: pd.DataFrame) -> pd.DataFrame:
+        """The planned rows whose chunk has no part yet."""
+        return planned[~planned[CHUNK].isin(self.done())]
+
+    def write(self, key: str, table: pa.Table) -> None:
+        if self.local:
+            write_parquet(table, self.path(key))
+        else:
+            self.fs.create_dir(self.root, recursive=True)
+            pq.write_table(table, self.path(key), filesystem=self.fs)
+
+    def sink(self, planned: pd.DataFrame) -> PartSink:
+        members = planned.groupby(CHUNK, sort=False)["prompt_id"].agg(list).to_dict()
+        return PartSink(self, members)
+
+    def fill(self, planned: pd.DataFrame, build) -> dict[str, int]:
+        """Run `build(rows) -> ray.data.Dataset` on the rows of the chunks not written yet and
+        write their parts; returns chunk counts (planned, reused from an earlier run, written)."""
+        todo = self.pending(planned)
+        chunks = planned[CHUNK].nunique()
+        sink = self.sink(todo)
+        if len(todo):
+            sink.consume(build(todo).iter_batches(batch_size=None, batch_format="pyarrow"))
+        return {"chunks": chunks, "reused": chunks - todo[CHUNK].nunique(), "written": sink.written}
+
+    def read(self, planned: pd.DataFrame) -> pa.Table:
+        """Every planned chunk's rows, in plan order; a missing part is an error (run it first)."""
+        keys = list(dict.fromkeys(planned[CHUNK]))
+        missing = set(keys) - self.done()
+        if missing:
+            raise RuntimeError(f"{self.location}: {len(missing)} chunk(s) have no part yet")
+        tables = [pq.read_table(self.path(k), filesystem=self.fs) for k in keys]
+        return pa.concat_tables(tables, promote_options="permissive")
+
+
+class PartSink:
+    """Driver side of a run: buffers rows by chunk, writes a chunk once all its rows are in,
+    in the plan's row order."""
+
+    def __init__(self, store: PartStore, members: dict[str, list[str]]):
+        self.store, self.members = store, members
+        self.buffered: dict[str, list[pa.Table]] = defaultdict(list)
+        self.written = 0
+
+    def add(self, batch: pa.Table) -> None:
+        for key in pc.unique(batch[CHUNK]).to_pylist():
+            self.buffered[key].append(batch.filter(pc.equal(batch[CHUNK], key)))
+            have = sum(t.num_rows for t in self.buffered[key])
+            want = self.members[key]
+            if have > len(want):
+                raise RuntimeError(f"chunk {key}: {have} rows, expected {len(want)}")
+            if have == len(want):
+                rows = pa.concat_tables(self.buffered.pop(key), promote_options="permissive")
+                order = pc.index_in(pa.array(want), value_set=rows["prompt_id"])
+                self.store.write(key, rows.take(order))
+                self.written += 1
+
+    def consume(self, batches: Iterable[pa.Table]) -> None:
+        """Write every chunk of `batches`; rows of an incomplete chunk are an error at the end."""
+        for batch in batches:
+            self.add(batch)
+        if self.buffered:
+            short = {k: sum(t.num_rows for t in v) for k, v in self.buffered.items()}
+            raise RuntimeError(f"incomplete chunks after the run (rows seen): {short}")

@@ -1,0 +1,83 @@
+"""Chunk plans and the part store, without Ray: keys, complete-chunk writes, resume bookkeeping."""
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from diversens.parts import CHUNK, PartStore, chunk_frames, plan_chunks
+
+
+def prompts(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"prompt_id": [f"p{i}" for i in range(n)], "x": range(n)})
+
+
+@given(n=st.integers(1, 60), size=st.integers(1, 9))
+def test_plan_covers_every_prompt_once_in_consecutive_chunks(n, size):
+    planned = plan_chunks(prompts(n), size, "fp")
+    frames = chunk_frames(planned)
+    assert pd.concat(frames)["prompt_id"].tolist() == prompts(n)["prompt_id"].tolist()
+    assert [len(f) for f in frames[:-1]] == [size] * (len(frames) - 1)
+    assert 1 <= len(frames[-1]) <= size
+    assert len({f[CHUNK].iloc[0] for f in frames}) == len(frames)
+
+
+def test_keys_depend_on_fingerprint_and_members_only():
+    a = plan_chunks(prompts(5), 2, "fp")
+    assert a[CHUNK].tolist() == plan_chunks(prompts(5), 2, "fp")[CHUNK].tolist()
+    assert set(a[CHUNK]).isdisjoint(plan_chunks(prompts(5), 2, "other")[CHUNK])
+    # The same first chunk in a longer run keeps its key: its part is reused.
+    assert plan_chunks(prompts(7), 2, "fp")[CHUNK][0] == a[CHUNK][0]
+
+
+def rows_of(planned: pd.DataFrame) -> pa.Table:
+    return pa.Table.from_pandas(planned.assign(y=planned.x * 10), preserve_index=False)
+
+
+def test_sink_writes_a_chunk_only_once_all_its_rows_arrived(tmp_path):
+    store = PartStore(tmp_path / "parts")
+    planned = plan_chunks(prompts(5), 2, "fp")
+    table = rows_of(planned)
+    sink = store.sink(planned)
+    sink.add(table.slice(1, 1))  # half of chunk 0
+    assert store.done() == set() and sink.written == 0
+    sink.add(table.slice(4, 1))  # chunk 2 (a single row)
+    sink.add(table.slice(0, 1))  # chunk 0 complete
+    assert store.done() == {planned[CHUNK][0], planned[CHUNK][4]}
+    assert store.pending(planned)["prompt_id"].tolist() == ["p2", "p3"]
+    with pytest.raises(RuntimeError, match="incomplete chunks"):
+        sink.consume([table.slice(2, 1)])
+
+
+def test_fill_runs_only_missing_chunks_and_read_keeps_plan_order(tmp_path):
+    store = PartStore(tmp_path / "parts")
+    planned = plan_chunks(prompts(5), 2, "fp")
+    seen = []
+
+    class Rows:  # what `build` returns: anything with iter_batches, like a Ray Dataset
+        def __init__(self, todo):
+            seen.append(todo["prompt_id"].tolist())
+            self.table = rows_of(todo)
+
+        def iter_batches(self, **_):
+            yield from (self.table.slice(i, 1) for i in reversed(range(self.table.num_rows)))
+
+    store.sink(planned.iloc[:2]).consume([rows_of(planned.iloc[:2])])  # an interrupted run
+    assert store.fill(planned, Rows) == {"chunks": 3, "reused": 1, "written": 2}
+    assert seen == [["p2", "p3", "p4"]]
+    assert store.fill(planned, Rows) == {"chunks": 3, "reused": 3, "written": 0}
+    assert len(seen) == 1, "a finished run builds nothing"
+    out = store.read(planned)
+    assert out["prompt_id"].to_pylist() == [f"p{i}" for i in range(5)]
+    assert out["y"].to_pylist() == [0, 10, 20, 30, 40]
+
+
+def test_temporary_files_are_not_parts_and_missing_parts_fail_read(tmp_path):
+    store = PartStore(f"file://{tmp_path}/parts")  # the URI form goes through pyarrow too
+    planned = plan_chunks(prompts(3), 2, "fp")
+    (tmp_path / "parts").mkdir()
+    (tmp_path / "parts" / f".{planned[CHUNK][0]}.parquet.x.tmp").write_text("half")
+    assert store.done() == set()
+    with pytest.raises(RuntimeError, match="2 chunk"):
+        store.read(planned)

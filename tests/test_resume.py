@@ -1,0 +1,145 @@
+"""Reliability of the generate-pairs job on a real local Ray with the bundled models:
+- a run killed (SIGKILL, whole process group) at a random point and run again ends with the same
+  rows as an uninterrupted run, sampling only the chunks that were missing;
+- an engine actor that dies mid-batch is restarted by Ray and the job's counts stay exact;
+- a prompt too long for the model's context is quarantined, not a crash.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from diversens import config
+from diversens.generate_pairs import GeneratePairsConfig, run
+from diversens.prompts.loading import load_prompts
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """\
+pairs:
+  sampling: {max_new_tokens: 24, temperature: 0.8, batch_size: 1}
+  quality: {strict_compliance: false}
+  selection: {num_pairs: 10}
+  compare_strategies: [diverse-ns, random]
+"""
+TOPICS = ("the sea", "an old clock", "a rainy city", "a tired dog", "a red kite", "snow")
+TOO_LONG = "word " * 9000  # SmolLM2's context is 8192 tokens
+OUTPUTS = ("scored", "pairs.parquet", "run_summary.json", "quarantine.jsonl")
+
+
+@pytest.fixture(scope="module")
+def setup(ray_local, tmp_path_factory):
+    root = tmp_path_factory.mktemp("resume")
+    rows = [{"prompt": f"Write one short sentence about {t}."} for t in TOPICS]
+    rows.insert(3, {"prompt": TOO_LONG})
+    src = root / "prompts.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg_path = root / "cfg.yaml"
+    cfg_path.write_text(CONFIG)
+    cfg = config.load(GeneratePairsConfig, cfg_path, None, section="pairs")
+    prompts = load_prompts(src)
+    summary = run(prompts, cfg, root / "uninterrupted")
+    return root, src, cfg_path, cfg, prompts, summary
+
+
+def scored(out):
+    return pd.read_parquet(out / "scored")
+
+
+def cli(src, cfg_path, out) -> subprocess.Popen:
+    argv = [sys.executable, "-m", "diversens.cli", "generate-pairs", str(src),
+            "--config", str(cfg_path), "-o", str(out)]  # fmt: skip
+    return subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def test_uninterrupted_run_quarantines_the_too_long_prompt(setup):
+    root, _, _, _, prompts, summary = setup
+    assert summary["prompts"] == 7 and summary["prompts_quarantined"] == {"too_long": 1}
+    assert summary["candidates"] == 6 * 4
+    held = [json.loads(line) for line in (root / "uninterrupted/quarantine.jsonl").open()]
+    assert [h["prompt_id"] for h in held] == [prompts.prompt_id[3]]
+    assert held[0]["quarantine"].startswith("too_long: needs ")
+    assert prompts.prompt_id[3] not in set(scored(root / "uninterrupted").prompt_id)
+    for strategy, n in summary["pairs"].items():
+        assert n + sum(summary["prompts_without_pair"][strategy].values()) == 6, strategy
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(setup):
+    root, src, cfg_path, _, _, summary = setup
+    out = root / "killed"
+    kill_after = random.randint(1, 5)  # parts written before the kill (7 chunks in all)
+    proc = cli(src, cfg_path, out)
+    deadline = time.monotonic() + 300
+    while len(list((out / "parts").glob("*.parquet"))) < kill_after:
+        assert proc.poll() is None, f"run ended before the kill: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((out / "parts").glob("*.parquet")))
+    assert done_before < 7, f"killed too late to test resume (kill_after={kill_after})"
+    assert not any((out / name).exists() for name in OUTPUTS), "no final output from a killed run"
+
+    again = cli(src, cfg_path, out)
+    assert again.wait(timeout=600) == 0, again.stderr.read()
+    resumed = json.loads((out / "run_summary.json").read_text())
+    assert resumed["chunks"] == {"chunks": 7, "reused": done_before, "written": 7 - done_before}
+    pd.testing.assert_frame_equal(scored(out), scored(root / "uninterrupted"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "pairs.parquet"),
+        pd.read_parquet(root / "uninterrupted/pairs.parquet"),
+    )
+    for key in ("prompts", "prompts_quarantined", "candidates", "pairs", "prompts_without_pair"):
+        assert resumed[key] == summary[key], key
+
+
+FAULTY_JOB = """
+import json, os, sys
+from pathlib import Path
+import ray
+from diversens import config
+from diversens.generate_pairs import GeneratePairsConfig, run
+from diversens.prompts.loading import load_prompts
+from diversens.sampling import SampleStage
+
+src, cfg_path, out, victim = sys.argv[1:]
+marker = Path(out).parent / "died-once"
+
+class DiesOnce(SampleStage):  # in __main__, so Ray pickles it by value
+    def process(self, batch):
+        if victim in set(batch.prompt_id) and not marker.exists():
+            marker.touch()
+            os._exit(1)  # the actor process dies mid-batch, as on an OOM kill
+        return super().process(batch)
+
+# Room for the restarted engine beside the two scoring pools (1 CPU each).
+ray.init(num_cpus=4, include_dashboard=False)
+cfg = config.load(GeneratePairsConfig, cfg_path, None, section="pairs")
+summary = run(load_prompts(src), cfg, Path(out), stage_cls=DiesOnce)
+print(json.dumps({"summary": summary, "died": marker.exists()}, default=str))
+"""
+
+
+def test_engine_actor_death_is_retried_with_exact_counts(setup, tmp_path):
+    root, src, cfg_path, _, prompts, summary = setup
+    job = tmp_path / "faulty_job.py"
+    job.write_text(FAULTY_JOB)
+    argv = [sys.executable, str(job), str(src), str(cfg_path), str(tmp_path / "out"),
+            prompts.prompt_id[4]]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = result["summary"]
+    assert result["died"], "the fault was injected"
+    assert got["chunks"] == {"chunks": 7, "reused": 0, "written": 7}
+    for key in ("prompts", "prompts_quarantined", "candidates", "pairs", "prompts_without_pair"):
+        assert got[key] == summary[key], key
+    pd.testing.assert_frame_equal(scored(tmp_path / "out"), scored(root / "uninterrupted"))
