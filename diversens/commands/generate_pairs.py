@@ -56,3 +56,6 @@ def run(args: argparse.Namespace) -> None:
         f"{summary['pairs'][main]} {main} pairs from {summary['prompts']} prompts → "
         f"{redacted(args.output)}/pairs.parquet; report: selection_report.md beside it"
     )
+    chunks, held = summary["chunks"], summary["prompts_quarantined"]
+    print(f"chunks: {chunks['reused']} of {chunks['chunks']} reused from an earlier run; "
+          f"quarantined prompts: {held or 'none'} (quarantine.jsonl)")  # fmt: skip

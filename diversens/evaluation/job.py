@@ -55,9 +55,10 @@ def replicate(prompts: pd.DataFrame, num_samples: dict[str, int]) -> tuple[pd.Da
 
 def sample_and_score(
     prompts: pd.DataFrame, cfg: EvalConfig, store: PartStore, out_dir: Path
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One row per output of every model on `prompts`, with all measures, and the quarantined
-    prompts' counts by reason (they are listed in out_dir/quarantine.jsonl).
+) -> tuple[pd.DataFrame, dict]:
+    """One row per output of every model on `prompts`, with all measures, and the run's counts:
+    chunks (planned, reused, written) and quarantined prompts by reason (they are listed in
+    out_dir/quarantine.jsonl).
 
     Chunks already in `store` (an interrupted earlier run with the same config) are reused.
     Generation for all models is one Ray Data run (an engine pool per model, unioned) and is
@@ -87,7 +88,7 @@ def sample_and_score(
         )
 
     planned = pd.concat([plan for _, plan in plans.values()], ignore_index=True)
-    store.fill(planned, build)
+    chunks = store.fill(planned, build)
     kept, quarantined = quarantine.split(store.read(planned), out_dir / quarantine.FILE)
     per_output = kept.drop_columns([CHUNK]).to_pandas().explode(list(PER_OUTPUT), ignore_index=True)
     per_output = per_output.rename(
@@ -96,7 +97,8 @@ def sample_and_score(
     numeric = ["n_words", "entropy", "ttr", "mattr", "maas", "mtld", "hdd", "dsi", "quality"]
     per_output[numeric] = per_output[numeric].astype(float)
     keep = ["model", "model_path", "source_prompt_id", "prompt_id", "task", "response"]
-    return per_output[keep + list(PER_OUTPUT[1:])].reset_index(drop=True), quarantined
+    counts = {"chunks": chunks, "prompts_quarantined": quarantined}
+    return per_output[keep + list(PER_OUTPUT[1:])].reset_index(drop=True), counts
 
 
 def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig, embedder: Embedder) -> pd.DataFrame:
@@ -167,7 +169,7 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     prompts = eval_prompts()
     store = PartStore(parts or out_dir / "parts")
     embedder = Embedder(cfg.measure.embedder, cfg.measure.device)
-    outputs, quarantined = sample_and_score(prompts, cfg, store, out_dir)
+    outputs, counts = sample_and_score(prompts, cfg, store, out_dir)
     outputs = add_task_scores(outputs, cfg, embedder)
 
     base = cfg.labelled_models()[0][0]
@@ -189,7 +191,7 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
             f"{r.model}/{r.measure}": [r.delta_dd, r.ci_low, r.ci_high]
             for r in deltas[deltas.task == "all"].itertuples()
         },
-        "prompts_quarantined": quarantined,
+        **counts,
         "report": str(report),
     }
     with atomic_path(out_dir / "eval_summary.json") as tmp:

@@ -15,17 +15,17 @@ from diversens.prompts import eval_prompts
 pytestmark = pytest.mark.slow
 
 SAMPLES = {"dat": 2, "pgt": 2, "aut": 1, "cwt": 1}
+CONFIG = {
+    "models": ["base=smollm2-135m-instruct", "again=smollm2-135m-instruct"],
+    "sampling": {"max_new_tokens": 40, "batch_size": 8},
+    "num_samples": SAMPLES, "num_length_buckets": 2, "num_bootstrap": 200,
+}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def result(ray_local, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval")
-    cfg = config.from_dict(EvalConfig, {
-        "models": ["base=smollm2-135m-instruct", "again=smollm2-135m-instruct"],
-        "sampling": {"max_new_tokens": 40, "batch_size": 8},
-        "num_samples": SAMPLES, "num_length_buckets": 2, "num_bootstrap": 200,
-    })  # fmt: skip
-    return run(cfg, out), out
+    return run(config.from_dict(EvalConfig, CONFIG), out), out
 
 
 def test_same_model_has_zero_delta_dd(result):
@@ -57,3 +57,14 @@ def test_report_files(result):
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "eval_summary.json").read_text())["base"] == "base"
     assert "again" in (out / "eval_report.md").read_text()
+
+
+def test_rerun_reuses_every_chunk_and_gives_the_same_outputs(result, ray_local):
+    summary, out = result
+    before = pd.read_parquet(out / "outputs.parquet")
+    again = run(config.from_dict(EvalConfig, CONFIG), out)
+    chunks = summary["chunks"]["chunks"]
+    assert summary["chunks"] == {"chunks": chunks, "reused": 0, "written": chunks}
+    assert again["chunks"] == {"chunks": chunks, "reused": chunks, "written": 0}
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "outputs.parquet"), before)
+    assert again["delta_dd_all"] == summary["delta_dd_all"]
