@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 import ray.data
 
@@ -92,9 +91,9 @@ def write_scored(table: pa.Table, final: Path) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        pads.write_dataset(table, tmp, format="parquet", basename_template="part-{i}.parquet",
-                           max_rows_per_file=SCORED_ROWS_PER_FILE,
-                           max_rows_per_group=SCORED_ROWS_PER_FILE)  # fmt: skip
+        # Zero-padded names in plan order: readers list files by name, so rows keep their order.
+        for n, start in enumerate(range(0, max(table.num_rows, 1), SCORED_ROWS_PER_FILE)):
+            pq.write_table(table.slice(start, SCORED_ROWS_PER_FILE), tmp / f"part-{n:05d}.parquet")
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)

@@ -81,3 +81,13 @@ def test_temporary_files_are_not_parts_and_missing_parts_fail_read(tmp_path):
     assert store.done() == set()
     with pytest.raises(RuntimeError, match="2 chunk"):
         store.read(planned)
+
+
+def test_scored_dir_keeps_plan_order_across_files(tmp_path, monkeypatch):
+    from diversens import generate_pairs
+
+    monkeypatch.setattr(generate_pairs, "SCORED_ROWS_PER_FILE", 3)
+    ids = [f"p{i}" for i in range(25)]  # 9 files: part-00010 must not sort before part-00002
+    generate_pairs.write_scored(pa.table({"prompt_id": ids}), tmp_path / "scored")
+    assert pd.read_parquet(tmp_path / "scored")["prompt_id"].tolist() == ids
+    assert [p.name for p in tmp_path.iterdir()] == ["scored"], "no temporary left behind"
