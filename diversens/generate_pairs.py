@@ -83,7 +83,7 @@ class GeneratePairsConfig:
 
 def scored_fingerprint(cfg: GeneratePairsConfig) -> str:
     """What decides the scored rows: sampling, measures, quality, and whether DSI is computed."""
-    return config_hash([cfg.sampling, cfg.measure, cfg.quality, cfg.needs_embedder])
+    return config_hash([cfg.sampling.identity(), cfg.measure, cfg.quality, cfg.needs_embedder])
 
 
 def write_scored(table: pa.Table, final: Path) -> None:

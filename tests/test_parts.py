@@ -91,3 +91,14 @@ def test_scored_dir_keeps_plan_order_across_files(tmp_path, monkeypatch):
     generate_pairs.write_scored(pa.table({"prompt_id": ids}), tmp_path / "scored")
     assert pd.read_parquet(tmp_path / "scored")["prompt_id"].tolist() == ids
     assert [p.name for p in tmp_path.iterdir()] == ["scored"], "no temporary left behind"
+
+
+def test_resume_keys_ignore_pool_size_but_not_what_decides_rows():
+    from diversens.generate_pairs import GeneratePairsConfig, scored_fingerprint
+    from diversens.sampling import SamplingConfig
+
+    def key(**sampling):
+        return scored_fingerprint(GeneratePairsConfig(sampling=SamplingConfig(**sampling)))
+
+    assert key(max_actors=8, min_actors=2, max_restarts=0) == key()  # a rerun may grow the pool
+    assert key(seed=1) != key() and key(temperature=0.5) != key() and key(model="other") != key()

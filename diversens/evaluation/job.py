@@ -72,7 +72,7 @@ def sample_and_score(
         scfg = dataclasses.replace(
             cfg.sampling, model=model, num_samples_per_prompt=k, num_first_turn=k
         )
-        fingerprint = config_hash([label, scfg, cfg.measure, cfg.quality])
+        fingerprint = config_hash([label, scfg.identity(), cfg.measure, cfg.quality])
         plans[label] = (scfg, plan_chunks(rows.assign(model_label=label), scfg.batch_size,
                                           fingerprint))  # fmt: skip
 

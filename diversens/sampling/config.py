@@ -12,10 +12,14 @@ Defaults (the paper gives none, DESIGN.md §2):
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
 ENGINES = ("transformers", "vllm")
+# Fields that size or restart the actor pool without changing any row: not part of the identity
+# that resumable runs key their chunks by (a rerun may grow the pool and still reuse them).
+POOL_FIELDS = ("min_actors", "max_actors", "max_restarts")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 DEFAULT_FOLLOWUPS = {
@@ -135,6 +139,10 @@ class SamplingConfig:
             raise ValueError(f"num_cpus_per_actor must be >= 0, got {self.num_cpus_per_actor}")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
+
+    def identity(self) -> dict:
+        """Every field that can change a row: all but the pool's size and restarts."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in POOL_FIELDS}
 
     def followup(self, task: str) -> str:
         """The second-turn message for a task (unknown tasks use the custom one)."""

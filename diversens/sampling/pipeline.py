@@ -24,7 +24,7 @@ def prompts_dataset(prompts: pd.DataFrame, cfg: SamplingConfig) -> ray.data.Data
     (Ray Data never splits one block across tasks).
     """
     if CHUNK not in prompts:
-        prompts = plan_chunks(prompts, cfg.batch_size, config_hash(cfg))
+        prompts = plan_chunks(prompts, cfg.batch_size, config_hash(cfg.identity()))
     return ray.data.from_pandas(chunk_frames(prompts))
 
 
