@@ -47,7 +47,7 @@ def synthetic_scored(batch: dict) -> pd.DataFrame:
 def one_run(rows: int) -> dict:
     import ray
 
-    from diversens.generate_pairs import select_batch
+    from diversens.dataflow import select_batch
     from diversens.pairs import BalancedTopN
     from diversens.selection import SelectionConfig, SelectionStats
 

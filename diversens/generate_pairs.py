@@ -27,20 +27,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import ray.data
 
 from diversens import quarantine
 from diversens.config import config_hash, redacted
 from diversens.errors import UserError
 from diversens.io import atomic_path, write_parquet
 from diversens.measure import MeasureConfig
-from diversens.pairs import BalancedTopN, SelectStage
 from diversens.parts import CHUNK, PartStore, plan_chunks
+from diversens.pools import PoolConfig
 from diversens.quality import QualityConfig
 from diversens.sampling.config import SamplingConfig
-from diversens.sampling.pipeline import generate_candidates, prompts_dataset
 from diversens.sampling.stage import SampleStage
-from diversens.scoring import PoolConfig, score_candidates
 from diversens.selection import STRATEGIES, STRATEGY_MEASURES, SelectionConfig, SelectionStats
 from diversens.selection_report import write_report
 
@@ -115,21 +112,6 @@ def pairs_file(out_dir: Path, strategy: str, main_strategy: str) -> Path:
     return out_dir / ("pairs.parquet" if strategy == main_strategy else f"pairs_{strategy}.parquet")
 
 
-def select_batch(batch: pd.DataFrame, cfg: SelectionConfig, stats: SelectionStats) -> pd.DataFrame:
-    return SelectStage(cfg, stats)(batch)
-
-
-def select(scored_dir: Path, cfg: SelectionConfig, stats: SelectionStats) -> BalancedTopN:
-    """Stream scored rows through the selection stage into the balanced top-N."""
-    ds = ray.data.read_parquet(str(scored_dir)).map_batches(
-        select_batch, fn_kwargs={"cfg": cfg, "stats": stats}, batch_format="pandas"
-    )
-    top = BalancedTopN(cfg)
-    for batch in ds.iter_batches(batch_format="pandas"):
-        top.add(batch)
-    return top
-
-
 def candidate_reject_counts(scored_dir: Path) -> dict[str, int]:
     reasons = pq.read_table(scored_dir, columns=["reject_reason"])["reject_reason"]
     flat = pa.compute.list_flatten(reasons).to_pylist()
@@ -149,6 +131,8 @@ def run(
     Scored chunks go to `parts` (default out_dir/parts) as they finish: a rerun with the same
     config samples only the chunks missing there. `stage_cls` runs a subclass of SampleStage.
     """
+    from diversens.dataflow import generate_candidates, prompts_dataset, score_candidates, select
+
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = {
         "config_hash": config_hash(cfg),
@@ -158,10 +142,10 @@ def run(
     store = PartStore(parts or out_dir / "parts")
     planned = plan_chunks(prompts, cfg.sampling.batch_size, scored_fingerprint(cfg))
 
-    def build(rows: pd.DataFrame) -> ray.data.Dataset:
+    def build(rows: pd.DataFrame):
         ds = generate_candidates(prompts_dataset(rows, cfg.sampling), cfg.sampling, stage_cls)
         return score_candidates(ds, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool,
-                                cfg.needs_embedder)  # fmt: skip
+                                cfg.sampling.batch_size, cfg.needs_embedder)  # fmt: skip
 
     chunks = store.fill(planned, build)
     rows = store.read(planned).drop_columns([CHUNK])

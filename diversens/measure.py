@@ -58,6 +58,15 @@ class MeasureConfig:
             raise ValueError(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
 
 
+def no_semantic_batch(batch: pd.DataFrame) -> pd.DataFrame:
+    """NaN semantic columns for candidates rows when no strategy needs them (keeps the scored
+    schema fixed without loading an embedder)."""
+    out = batch.copy()
+    for name in SEMANTIC:
+        out[name] = [[float("nan")] * len(r) for r in batch["responses"]]
+    return out
+
+
 @dataclass
 class Responses:
     """A batch's responses flattened: one entry per response, whichever the row shape."""

@@ -27,9 +27,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from diversens.io import write_parquet
+from diversens.stage import CHUNK
 from diversens.storage import filesystem
-
-CHUNK = "chunk"  # column carrying a row's chunk key through the stages
 
 
 def plan_chunks(prompts: pd.DataFrame, size: int, fingerprint: str) -> pd.DataFrame:

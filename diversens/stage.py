@@ -12,6 +12,8 @@ from typing import ClassVar
 
 import pandas as pd
 
+CHUNK = "chunk"  # column carrying a row's chunk key through the stages (diversens.parts)
+
 
 class Stage:
     requires: ClassVar[tuple[str, ...]] = ()
@@ -32,8 +34,13 @@ class Stage:
         self._checked = True
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        """Process the batch one chunk at a time: a row's values never depend on which chunks
+        Ray Data happened to put in its batch."""
         self.check(batch)
-        return self.process(batch)
+        if CHUNK not in batch or batch[CHUNK].nunique() <= 1:
+            return self.process(batch)
+        parts = [self.process(part) for _, part in batch.groupby(CHUNK, sort=False)]
+        return pd.concat(parts, ignore_index=True)
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         raise NotImplementedError

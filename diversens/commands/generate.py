@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> None:
 
     connect_ray(args.ray_address, {"num_gpus_per_actor": cfg.gpus_per_actor()})
 
-    from diversens.sampling.pipeline import generate_candidates, prompts_dataset
+    from diversens.dataflow import generate_candidates, prompts_dataset
 
     ds = generate_candidates(prompts_dataset(prompts, cfg), cfg)
     batches = ds.iter_batches(batch_format="pyarrow", batch_size=None)

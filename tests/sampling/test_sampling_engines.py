@@ -1,18 +1,35 @@
-"""Engines on the bundled SmolLM2 (transformers, CPU) and vLLM where CUDA and vllm exist."""
+"""The engine contract, on both engines with the bundled SmolLM2: vLLM (its CPU build here, the
+same `LLM`/`SamplingParams` API as on GPU) and the transformers fallback. Each engine loads once.
 
-import importlib.util
+- all n samples of a request are kept, and they differ;
+- a request's texts depend on its seed and conversation, not on the other requests of the batch;
+- finish reasons and token counts agree with max_new_tokens;
+- greedy decoding ignores seeds;
+- a prompt too long for the engine's context is quarantined by the stage, the rest sampled.
+"""
 
+import types
+
+import pandas as pd
 import pytest
 
 from diversens.prompts import eval_prompts
-from diversens.sampling import Request, SamplingConfig, TransformersEngine
+from diversens.sampling import Request, SampleStage, SamplingConfig, make_engine
+from diversens.sampling.engines import vllm_completion
+
+pytestmark = pytest.mark.slow
 
 MAX_NEW_TOKENS = 16
 
 
-@pytest.fixture(scope="module")
-def engine():
-    return TransformersEngine(SamplingConfig(max_new_tokens=MAX_NEW_TOKENS, engine_batch_size=8))
+@pytest.fixture(scope="module", params=["vllm", "transformers"])
+def engine(request):
+    cfg = SamplingConfig(
+        engine=request.param, max_new_tokens=MAX_NEW_TOKENS, engine_batch_size=8, max_model_len=512
+    )
+    eng = make_engine(cfg)
+    yield eng
+    del eng
 
 
 @pytest.fixture(scope="module")
@@ -20,27 +37,24 @@ def convs():
     return [m for m in eval_prompts()["messages"].iloc[[0, 2, 17, 1]]]
 
 
-@pytest.mark.slow
 def test_render_uses_chat_template(engine, convs):
     text = engine.render(convs[2])
     assert convs[2][0]["content"] in text
     assert text.rstrip().endswith("assistant")  # generation prompt for the assistant turn
 
 
-@pytest.mark.slow
-def test_per_request_seeds_independent_of_batch(engine, convs):
+def test_all_n_kept_and_seeds_independent_of_batch(engine, convs):
     alone = engine.generate([Request(convs[0], seed=11, n=2)])[0]
     mixed = engine.generate(
         [Request(convs[1], seed=5, n=1), Request(convs[0], seed=11, n=2), Request(convs[2], 6, 3)]
     )
-    assert [c.text for c in mixed[1]] == [c.text for c in alone]
     assert [len(r) for r in mixed] == [1, 2, 3]
+    assert [c.text for c in mixed[1]] == [c.text for c in alone]
     other = engine.generate([Request(convs[0], seed=12, n=2)])[0]
     assert [c.text for c in other] != [c.text for c in alone]
     assert alone[0].text != alone[1].text  # the n samples of one request differ
 
 
-@pytest.mark.slow
 def test_finish_reason_and_token_counts(engine, convs):
     outs = [c for r in engine.generate([Request(m, seed=1, n=2) for m in convs]) for c in r]
     assert all(c.text for c in outs)
@@ -49,29 +63,48 @@ def test_finish_reason_and_token_counts(engine, convs):
         assert (c.finish_reason == "length") == (c.n_tokens == MAX_NEW_TOKENS)
         assert 0 <= c.n_tokens <= MAX_NEW_TOKENS
     assert any(c.finish_reason == "length" for c in outs)  # 16 tokens truncate a story
+    # A stopped answer's count excludes the stop token: re-tokenised, the text is no longer.
+    for c in outs:
+        if c.finish_reason == "stop":
+            ids = engine.tokenizer(c.text, add_special_tokens=False).input_ids
+            assert len(ids) <= c.n_tokens + 1
 
 
-@pytest.mark.slow
 def test_greedy_is_deterministic(engine, convs, monkeypatch):
     monkeypatch.setattr(engine, "cfg", SamplingConfig(max_new_tokens=8, temperature=0))
     a = engine.generate([Request(convs[3], seed=1, n=2)])[0]
-    assert a[0].text == a[1].text  # temperature 0: seeds do not matter
+    b = engine.generate([Request(convs[3], seed=2, n=1)])[0]
+    assert a[0].text == a[1].text == b[0].text  # temperature 0: seeds do not matter
 
 
-HAS_GPU_VLLM = importlib.util.find_spec("vllm") is not None and (
-    importlib.util.find_spec("torch") is not None and __import__("torch").cuda.is_available()
+def test_too_long_prompt_is_quarantined_the_rest_sampled(engine):
+    cfg = SamplingConfig(engine=engine.name, max_new_tokens=MAX_NEW_TOKENS)
+    stage = SampleStage(cfg, engine=engine)
+    limit = engine.context_length
+    assert limit == (512 if engine.name == "vllm" else 8192)  # max_model_len caps vLLM's
+    batch = pd.DataFrame({
+        "prompt_id": ["ok", "long"],
+        "task": ["custom", "custom"],
+        "messages": [[{"role": "user", "content": "Name a colour."}],
+                     [{"role": "user", "content": "word " * (limit + 10)}]],
+    })  # fmt: skip
+    out = stage(batch).set_index("prompt_id")
+    assert out.loc["long", "quarantine"].startswith("too_long: needs ")
+    assert list(out.loc["long", "responses"]) == []
+    assert out.loc["ok", "quarantine"] is None and len(out.loc["ok", "responses"]) == 4
+
+
+@pytest.mark.parametrize(
+    ("finish", "stop_reason", "ids", "expected"),
+    [
+        ("stop", None, [5, 6, 2], ("stop", 2)),  # EOS kept in token_ids
+        ("stop", 128008, [5, 6, 128008], ("stop", 2)),  # another stop token (<|eom_id|>)
+        ("stop", "THE END", [5, 6, 7], ("stop", 3)),  # stop string: its tokens are text
+        ("length", None, [5, 6, 7, 8], ("length", 4)),
+    ],
 )
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not HAS_GPU_VLLM, reason="needs CUDA and vllm")
-def test_vllm_engine_keeps_all_n_outputs(convs):
-    from diversens.sampling import VLLMEngine
-
-    eng = VLLMEngine(SamplingConfig(engine="vllm", max_new_tokens=32, gpu_memory_utilization=0.5))
-    outs = eng.generate([Request(m, seed=3, n=4) for m in convs])
-    assert [len(r) for r in outs] == [4] * len(convs)
-    assert all(c.text and c.finish_reason in ("stop", "length") for r in outs for c in r)
-    again = eng.generate([Request(convs[0], seed=3, n=4)])[0]
-    assert [c.text for c in again] == [c.text for c in outs[0]]
-    assert convs[0][0]["content"] in eng.render(convs[0])
+def test_vllm_token_count_excludes_the_stop_token(finish, stop_reason, ids, expected):
+    out = types.SimpleNamespace(text=" hi ", finish_reason=finish, stop_reason=stop_reason,
+                                token_ids=ids)  # fmt: skip
+    c = vllm_completion(out)
+    assert (c.finish_reason, c.n_tokens, c.text) == (*expected, "hi")

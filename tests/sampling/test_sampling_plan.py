@@ -63,8 +63,36 @@ def test_config_defaults_and_checks():
     cfg = SamplingConfig()
     assert (cfg.num_samples_per_prompt, cfg.num_first_turn) == (4, 2)
     assert SamplingConfig(num_samples_per_prompt=5).num_first_turn == 3
+    assert cfg.engine == "vllm"
+    assert SamplingConfig(engine="transformers").gpus_per_actor() == 0
+    assert SamplingConfig(num_gpus_per_actor=0.5).gpus_per_actor() == 0.5
+
+
+def test_vllm_gpus_default_to_tensor_parallel_size_except_on_its_cpu_build(monkeypatch):
+    from diversens.sampling import config as sampling_config
+
+    cfg = SamplingConfig(engine="vllm", tensor_parallel_size=2)
+    monkeypatch.setattr(sampling_config, "vllm_is_cpu_build", lambda: False)
+    assert cfg.gpus_per_actor() == 2
+    monkeypatch.setattr(sampling_config, "vllm_is_cpu_build", lambda: True)
     assert cfg.gpus_per_actor() == 0
-    assert SamplingConfig(engine="vllm", tensor_parallel_size=2).gpus_per_actor() == 2
+
+
+def test_vllm_options_take_cpu_defaults_only_where_unset():
+    cpu = SamplingConfig().vllm_options(on_cpu=True)
+    assert cpu["enforce_eager"] is True and cpu["enable_chunked_prefill"] is False
+    assert cpu["kv_cache_memory_bytes"] == 2 * 2**30 and cpu["max_model_len"] == 4096
+    gpu = SamplingConfig().vllm_options(on_cpu=False)
+    assert gpu["enforce_eager"] is False and "kv_cache_memory_bytes" not in gpu
+    assert "enable_chunked_prefill" not in gpu and gpu["gpu_memory_utilization"] == 0.9
+    mine = SamplingConfig(enforce_eager=False, kv_cache_gib=0.5, max_num_seqs=8,
+                          enable_prefix_caching=False).vllm_options(on_cpu=True)
+    assert mine["enforce_eager"] is False and mine["kv_cache_memory_bytes"] == 2**29
+    assert mine["max_num_seqs"] == 8 and mine["enable_prefix_caching"] is False
+
+
+def test_config_checks():
+    cfg = SamplingConfig()
     assert cfg.followup("unknown") == cfg.followup_custom
     for bad in (
         {"engine": "tgi"},
@@ -73,6 +101,10 @@ def test_config_defaults_and_checks():
         {"temperature": -1},
         {"min_actors": 3, "max_actors": 2},
         {"max_new_tokens": 0},
+        {"max_model_len": 0},
+        {"kv_cache_gib": 0},
+        {"kv_cache_gib": float("inf")},
+        {"max_num_seqs": 0},
         {"dtype": "int8"},
     ):
         with pytest.raises(ValueError):
@@ -126,10 +158,13 @@ def test_stage_names_missing_column():
         stage(_prompts().drop(columns=["messages"]))
 
 
-@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed")
-def test_selecting_missing_vllm_is_a_clear_error(tmp_path, capsys):
-    with pytest.raises(UserError, match="needs the vllm package"):
+def test_selecting_missing_vllm_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "vllm" else find_spec(n, *a))
+    with pytest.raises(UserError, match="needs vLLM"):
         check_engine_available(SamplingConfig(engine="vllm"))
     out = str(tmp_path / "c.parquet")
     assert main(["generate", "--split", "eval", "--engine", "vllm", "-o", out]) == 2
-    assert "engine 'vllm' needs the vllm package" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "option sampling.engine 'vllm' needs vLLM" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "c.parquet").exists()

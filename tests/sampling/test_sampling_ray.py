@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from diversens.cli import main
+from diversens.dataflow import generate_candidates, prompts_dataset
 from diversens.prompts import eval_prompts
 from diversens.sampling import SampleStage, SamplingConfig
-from diversens.sampling.pipeline import generate_candidates, prompts_dataset
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,122 @@
+"""Every Ray Data composition of the project, in one place.
+
+The stages are plain callables over pandas batches (sampling, measures, quality, selection) and
+know nothing of Ray; their resources are Ray-free `Pool` specs (diversens.pools). This module
+turns both into `map_batches` calls. It never calls `ray.init` nor touches the global
+`DataContext`: the caller connects.
+
+Batches: every operator takes `Pool.batch_size` rows, the chunk size, so a batch is one chunk of
+prompts (diversens.parts), and `Stage.__call__` processes the chunks of a batch one by one, so a
+row never depends on which chunk shared its batch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import ray.data
+from ray.data import ActorPoolStrategy
+
+from diversens.measure import LexicalStage, MeasureConfig, SemanticStage, no_semantic_batch
+from diversens.pairs import BalancedTopN, SelectStage
+from diversens.parts import CHUNK, chunk_frames, plan_chunks
+from diversens.pools import Pool, PoolConfig
+from diversens.quality import QualityConfig, QualityStage
+from diversens.sampling.config import SamplingConfig
+from diversens.sampling.engines import check_engine_available
+from diversens.sampling.stage import SampleStage
+from diversens.selection import SelectionConfig, SelectionStats
+
+
+def map_pool(ds: ray.data.Dataset, stage_cls: type, kwargs: dict, pool: Pool) -> ray.data.Dataset:
+    """`stage_cls(**kwargs)` held by an actor pool of `pool`'s shape."""
+    compute = ActorPoolStrategy(min_size=pool.min_actors, max_size=pool.max_actors,
+                                max_tasks_in_flight_per_actor=pool.max_tasks_in_flight)  # fmt: skip
+    remote = {}
+    if pool.max_restarts is not None:  # Ray Data's default restarts and retries without limit
+        remote = {"max_restarts": pool.max_restarts, "max_task_retries": pool.max_restarts}
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for actor restarts yet; the deprecation is about that.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        return ds.map_batches(
+            stage_cls,
+            fn_constructor_kwargs=kwargs,
+            batch_size=pool.batch_size,
+            batch_format="pandas",
+            compute=compute,
+            num_cpus=pool.num_cpus,
+            num_gpus=pool.num_gpus,
+            **remote,
+        )
+
+
+def map_tasks(ds: ray.data.Dataset, fn, kwargs: dict, batch_size: int) -> ray.data.Dataset:
+    """A stateless function as plain Ray tasks (fused into the next pool where Ray can)."""
+    return ds.map_batches(fn, fn_kwargs=kwargs, batch_size=batch_size, batch_format="pandas")
+
+
+def prompts_dataset(prompts: pd.DataFrame, cfg: SamplingConfig) -> ray.data.Dataset:
+    """A Dataset of the prompts, one block per chunk (diversens.parts): planned here, `batch_size`
+    rows each, unless the table already has a `chunk` column."""
+    if CHUNK not in prompts:
+        from diversens.config import config_hash
+
+        prompts = plan_chunks(prompts, cfg.batch_size, config_hash(cfg.identity()))
+    return ray.data.from_pandas(chunk_frames(prompts))
+
+
+def generate_candidates(
+    ds: ray.data.Dataset, cfg: SamplingConfig, stage_cls: type[SampleStage] = SampleStage
+) -> ray.data.Dataset:
+    """prompts → candidates (one row per prompt, k responses), lazily, on an engine actor pool.
+    `stage_cls` lets a subclass of SampleStage run instead (tests, custom post-processing)."""
+    check_engine_available(cfg)
+    return map_pool(ds, stage_cls, {"cfg": cfg}, cfg.pool())
+
+
+def lexical_batch(batch: pd.DataFrame, cfg: MeasureConfig) -> pd.DataFrame:
+    return LexicalStage(cfg)(batch)
+
+
+def score_candidates(
+    ds: ray.data.Dataset,
+    measure: MeasureConfig,
+    quality: QualityConfig,
+    embed_pool: PoolConfig,
+    quality_pool: PoolConfig,
+    batch_size: int,
+    semantic: bool = True,
+) -> ray.data.Dataset:
+    """candidates → scored candidates, lazily: lexical measures as tasks, then the embedder and
+    quality actor pools (`semantic=False` skips the embedder and leaves NaN semantic columns).
+
+    The embedder and quality pools take no remote args beyond their resources, so Ray fuses the
+    task stage before each into the pool (a pool with other args would need CPUs of its own,
+    which a small machine lacks)."""
+    ds = map_tasks(ds, lexical_batch, {"cfg": measure}, batch_size)
+    if semantic:
+        ds = map_pool(ds, SemanticStage, {"cfg": measure}, embed_pool.pool(batch_size))
+    else:
+        ds = map_tasks(ds, no_semantic_batch, {}, batch_size)
+    return map_pool(ds, QualityStage, {"cfg": quality}, quality_pool.pool(batch_size))
+
+
+def union(branches: list[ray.data.Dataset]) -> ray.data.Dataset:
+    return branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
+
+
+def select_batch(batch: pd.DataFrame, cfg: SelectionConfig, stats: SelectionStats) -> pd.DataFrame:
+    return SelectStage(cfg, stats)(batch)
+
+
+def select(scored_dir: Path, cfg: SelectionConfig, stats: SelectionStats) -> BalancedTopN:
+    """Stream scored rows through the selection stage (tasks) into the balanced top-N."""
+    ds = ray.data.read_parquet(str(scored_dir)).map_batches(
+        select_batch, fn_kwargs={"cfg": cfg, "stats": stats}, batch_format="pandas"
+    )
+    top = BalancedTopN(cfg)
+    for batch in ds.iter_batches(batch_format="pandas"):
+        top.add(batch)
+    return top

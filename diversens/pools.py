@@ -1,0 +1,54 @@
+"""Actor-pool resources as plain data (no Ray import): what a config says, what Ray Data gets.
+
+`PoolConfig` is the user-facing section of a model-holding pool (embedder, quality model);
+`Pool` is the resolved spec that `diversens.dataflow` turns into `map_batches` arguments. Every
+pool carries a batch size: Ray Data refuses a GPU pool without one, and here it is the chunk
+size, so a batch is one chunk of prompts (diversens.parts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One actor pool: size bounds, resources per actor, rows per batch, fault handling."""
+
+    min_actors: int
+    max_actors: int
+    num_cpus: float
+    num_gpus: float
+    batch_size: int
+    max_restarts: int | None = None  # None: Ray Data's default (restart without limit)
+    max_tasks_in_flight: int | None = None  # None: Ray Data's default
+
+
+@dataclass
+class PoolConfig:
+    """Resources of one model-holding actor pool (the stage never knows who runs it)."""
+
+    min_actors: int = field(default=1, metadata={"help": "actor pool minimum size"})
+    max_actors: int = field(default=1, metadata={"help": "actor pool maximum size"})
+    num_gpus_per_actor: float = field(
+        default=0.0, metadata={"help": "GPUs per actor (fractions share one GPU)"}
+    )
+    num_cpus_per_actor: float = field(default=1.0, metadata={"help": "CPUs per actor"})
+
+    def __post_init__(self):
+        if not 1 <= self.min_actors <= self.max_actors:
+            raise ValueError("need 1 <= min_actors <= max_actors")
+        if self.num_gpus_per_actor < 0 or self.num_cpus_per_actor < 0:
+            raise ValueError("GPUs/CPUs per actor must be >= 0")
+
+    def check_device(self, device: str | None, option: str) -> None:
+        """A CUDA device needs a GPU share: Ray hides GPUs from actors that reserve none."""
+        if device and device.startswith("cuda") and self.num_gpus_per_actor == 0:
+            raise ValueError(
+                f"{option} {device!r} needs num_gpus_per_actor > 0 in its pool: Ray hides GPUs "
+                "from actors that reserve none"
+            )
+
+    def pool(self, batch_size: int) -> Pool:
+        return Pool(self.min_actors, self.max_actors, self.num_cpus_per_actor,
+                    self.num_gpus_per_actor, batch_size)  # fmt: skip
