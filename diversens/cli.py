@@ -1,7 +1,8 @@
 """`diversens` command line: one sub-command per module in `diversens.commands`.
 
-User mistakes (`UserError`) print one line to stderr and exit 2; nothing else is caught, so a bug
-still shows its traceback.
+User mistakes (`UserError`, also when raised inside a Ray actor, such as an engine that cannot
+start) print one line to stderr and exit 2; nothing else is caught, so a bug still shows its
+traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 
 from diversens import __version__
 from diversens.commands import COMMANDS
-from diversens.errors import UserError
+from diversens.errors import user_error_in
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except UserError as e:
-        print(f"diversens {args.command}: error: {e}", file=sys.stderr)
-        return e.exit_code
+    except Exception as e:
+        user_error = user_error_in(e)
+        if user_error is None:
+            raise
+        print(f"diversens {args.command}: error: {user_error}", file=sys.stderr)
+        return user_error.exit_code
     return 0
 
 

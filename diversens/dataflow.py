@@ -19,6 +19,7 @@ import pandas as pd
 import ray.data
 from ray.data import ActorPoolStrategy
 
+from diversens.errors import UserError
 from diversens.measure import LexicalStage, MeasureConfig, SemanticStage, no_semantic_batch
 from diversens.pairs import BalancedTopN, SelectStage
 from diversens.parts import CHUNK, chunk_frames, plan_chunks
@@ -28,6 +29,31 @@ from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.sampling.stage import SampleStage
 from diversens.selection import SelectionConfig, SelectionStats
+
+
+def cluster_capacity() -> dict[str, float]:
+    """CPUs and GPUs the cluster has, or can have at most once its autoscaler adds nodes."""
+    from ray._private.state import state  # what Ray Train and Ray Data use for the same check
+
+    now = ray.cluster_resources()
+    most = state.get_max_resources_from_cluster_config() or {}
+    return {r: max(float(now.get(r, 0.0)), float(most.get(r, 0))) for r in ("CPU", "GPU")}
+
+
+def check_pools_fit(pools: dict[str, Pool]) -> None:
+    """Pools that stream into each other hold their actors at once: if their smallest sizes do
+    not fit the cluster together, the ones started first starve the others and the run hangs.
+    Fail instead, naming the options."""
+    have = cluster_capacity()
+    for resource, attr in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+        need = {name: p.min_actors * getattr(p, attr) for name, p in pools.items()}
+        if sum(need.values()) > have[resource] + 1e-9:
+            parts = " + ".join(f"{name} {n:g}" for name, n in need.items() if n)
+            raise UserError(
+                f"the actor pools need {sum(need.values()):g} {resource}s at once ({parts}: "
+                f"min_actors x {attr}_per_actor) but the Ray cluster has {have[resource]:g}; "
+                f"lower {attr}_per_actor or min_actors of these pools"
+            )
 
 
 def map_pool(ds: ray.data.Dataset, stage_cls: type, kwargs: dict, pool: Pool) -> ray.data.Dataset:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 import tempfile
 from collections import Counter
@@ -41,6 +42,7 @@ from diversens.sampling.stage import SampleStage
 from diversens.selection import STRATEGIES, STRATEGY_MEASURES, SelectionConfig, SelectionStats
 from diversens.selection_report import write_report
 
+log = logging.getLogger(__name__)
 SCORED_ROWS_PER_FILE = 4096  # prompt rows per scored/ file (and row group)
 
 
@@ -131,7 +133,13 @@ def run(
     Scored chunks go to `parts` (default out_dir/parts) as they finish: a rerun with the same
     config samples only the chunks missing there. `stage_cls` runs a subclass of SampleStage.
     """
-    from diversens.dataflow import generate_candidates, prompts_dataset, score_candidates, select
+    from diversens.dataflow import (
+        check_pools_fit,
+        generate_candidates,
+        prompts_dataset,
+        score_candidates,
+        select,
+    )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = {
@@ -142,11 +150,21 @@ def run(
     store = PartStore(parts or out_dir / "parts")
     planned = plan_chunks(prompts, cfg.sampling.batch_size, scored_fingerprint(cfg))
 
+    pools = {"sampling": cfg.sampling.pool(),
+             "quality_pool": cfg.quality_pool.pool(cfg.sampling.batch_size)}  # fmt: skip
+    if cfg.needs_embedder:
+        pools["embed_pool"] = cfg.embed_pool.pool(cfg.sampling.batch_size)
+    check_pools_fit(pools)
+
     def build(rows: pd.DataFrame):
         ds = generate_candidates(prompts_dataset(rows, cfg.sampling), cfg.sampling, stage_cls)
         return score_candidates(ds, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool,
                                 cfg.sampling.batch_size, cfg.needs_embedder)  # fmt: skip
 
+    todo = store.pending(planned)
+    log.info("generate-pairs: %d prompts x %d candidates, %d of %d chunks to sample and score",
+             len(prompts), cfg.sampling.num_samples_per_prompt, todo[CHUNK].nunique(),
+             planned[CHUNK].nunique())  # fmt: skip
     chunks = store.fill(planned, build)
     rows = store.read(planned).drop_columns([CHUNK])
     scored, quarantined = quarantine.split(rows, out_dir / quarantine.FILE)
@@ -165,6 +183,7 @@ def run(
         write_parquet(pa.Table.from_pandas(pairs[strategy], preserve_index=False),
                       pairs_file(out_dir, strategy, cfg.selection.strategy))  # fmt: skip
 
+    log.info("generate-pairs: pairs per strategy %s", {s: len(p) for s, p in pairs.items()})
     reasons = candidate_reject_counts(scored_dir)
     report = write_report(out_dir, pairs, drops, reasons)
     summary = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from diversens.selection import STRATEGIES
 from diversens.training.config import TrainConfig
 
 STAGES = ("generate-pairs", "train", "eval")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,7 +79,9 @@ def run(
         if "train" in cfg.stages:
             if pq.read_metadata(path).num_rows == 0:
                 skipped[strategy] = "no pairs selected"
+                log.warning("train %s: skipped, no pairs selected", strategy)
                 continue
+            log.info("train %s: DPO on %d pairs", strategy, pq.read_metadata(path).num_rows)
             tcfg = dataclasses.replace(cfg.train, name=f"dpo-{strategy}")
             summary.setdefault("train", {})[strategy] = train(path, tcfg, train_dir)["final"]
         if (train_dir / "model" / "config.json").exists():

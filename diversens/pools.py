@@ -33,7 +33,13 @@ class PoolConfig:
     num_gpus_per_actor: float = field(
         default=0.0, metadata={"help": "GPUs per actor (fractions share one GPU)"}
     )
-    num_cpus_per_actor: float = field(default=1.0, metadata={"help": "CPUs per actor"})
+    num_cpus_per_actor: float = field(
+        default=0.5,
+        metadata={
+            "help": "CPUs per actor (half by default: a scoring model waits on the engines most "
+            "of the time, and the engine and both scoring pools then fit 2 cores together)"
+        },
+    )
 
     def __post_init__(self):
         if not 1 <= self.min_actors <= self.max_actors:

@@ -1,7 +1,11 @@
-"""Shared fixtures. `ray_local` starts one small local Ray for the whole session (2 CPUs, no
-dashboard) and shuts it down at the end; tests that need Ray take it as an argument."""
+"""Shared fixtures. `ray_local` starts one small local Ray for the whole session (2 CPUs, 2
+logical GPUs, no dashboard) and shuts it down at the end; tests that need Ray take it as an
+argument. The GPUs are Ray resources only (no CUDA needed): pools that ask for them are scheduled
+as on a GPU cluster, and their models run on the CPU."""
 
 import pytest
+
+LOGICAL_GPUS = 2
 
 
 @pytest.fixture(scope="session")
@@ -9,7 +13,7 @@ def ray_local():
     ray = pytest.importorskip("ray")
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False)
+        ray.init(num_cpus=2, num_gpus=LOGICAL_GPUS, include_dashboard=False)
     yield ray
     if started:
         ray.shutdown()

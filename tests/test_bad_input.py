@@ -57,9 +57,9 @@ CASES = {
         r"model path '{t}/no-model' does not exist",
     ),
     "unwritable output dir": (None, r"output {out}: cannot write there"),
-    "GPU requested where none exists": (
-        lambda t: ["--split", "train", "--sampling.num_gpus_per_actor", "1"],
-        r"option sampling.num_gpus_per_actor=1 asks for GPUs, but the Ray cluster has 0",
+    "more GPUs requested than the cluster has": (
+        lambda t: ["--split", "train", "--sampling.num_gpus_per_actor", "3"],
+        r"option sampling.num_gpus_per_actor=3 asks for GPUs, but the Ray cluster has 2",
     ),
     "CUDA device without a GPU share": (
         lambda t: ["--split", "train", "--sampling.device", "cuda"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -84,17 +85,25 @@ def pool_gpus(cfg, prefix: str = "") -> dict[str, float]:
     return gpus
 
 
-def connect_ray(address: str | None, gpus: dict[str, float] | None = None) -> None:
+def connect_ray(
+    address: str | None, gpus: dict[str, float] | None = None, log_file: Path | None = None
+) -> None:
     """Join the given (or $RAY_ADDRESS) cluster, else start a local Ray; the CLI edge only.
 
     `gpus` maps options to the GPUs they request per actor or worker; a request the cluster
     cannot meet now nor after autoscaling is a UserError instead of a job waiting forever.
+    The console keeps step lines and warnings; the details go to `log_file` (diversens.console),
+    started only once the checks pass, so a refused run leaves nothing at its output.
     """
     import ray
 
+    from diversens import console
+
+    console.quiet()
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, include_dashboard=False if address is None else None)
+        ray.init(address=address, include_dashboard=False if address is None else None,
+                 log_to_driver=False)  # fmt: skip
     wanted = {k: v for k, v in (gpus or {}).items() if v > 0}
     if wanted:
         have = cluster_gpus()
@@ -105,13 +114,17 @@ def connect_ray(address: str | None, gpus: dict[str, float] | None = None) -> No
                 "(now, or at most after autoscaling); set it to 0 or join a GPU cluster "
                 "with --ray-address"
             )
+    if log_file is not None:
+        console.log_to(log_file)
+        node = getattr(ray._private.worker, "_global_node", None)
+        where = node.get_logs_dir_path() if node else "Ray's session logs on the head node"
+        log = logging.getLogger("diversens")
+        log.debug("engine, trainer and other Ray worker logs: %s", where)
+        log.info("details: %s", log_file)
 
 
 def cluster_gpus() -> float:
     """GPUs the cluster has, or can have at most once its autoscaler adds nodes."""
-    import ray
-    from ray._private.state import state  # what Ray Train and Ray Data use for the same check
+    from diversens.dataflow import cluster_capacity
 
-    now = ray.cluster_resources().get("GPU", 0.0)
-    most = (state.get_max_resources_from_cluster_config() or {}).get("GPU", 0)
-    return max(now, float(most))
+    return cluster_capacity()["GPU"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diversens import config
+from diversens import config, console
 from diversens.commands.common import connect_ray, pool_gpus, preflight, quality_model
 from diversens.config import redacted
 from diversens.evaluation.config import EvalConfig
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> None:
     check_engine_available(cfg.sampling)
     models = [m for _, m in cfg.labelled_models()]
     preflight([*models, cfg.measure.embedder, quality_model(cfg.quality)], args.output)
-    connect_ray(args.ray_address, pool_gpus(cfg))
+    connect_ray(args.ray_address, pool_gpus(cfg), log_file=console.run_log(args.output))
 
     from diversens.evaluation import job
 

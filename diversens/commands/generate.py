@@ -37,7 +37,11 @@ def run(args: argparse.Namespace) -> None:
     prompts = read_prompts(args)
     preflight([cfg.model], Path(args.output).parent)
 
-    connect_ray(args.ray_address, {"num_gpus_per_actor": cfg.gpus_per_actor()})
+    connect_ray(
+        args.ray_address,
+        {"num_gpus_per_actor": cfg.gpus_per_actor()},
+        log_file=args.output.with_name(args.output.stem + ".log"),
+    )
 
     from diversens.dataflow import generate_candidates, prompts_dataset
 

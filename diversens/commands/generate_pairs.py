@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diversens import config
+from diversens import config, console
 from diversens.commands.common import (
     add_prompt_arguments,
     connect_ray,
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> None:
     check_engine_available(cfg.sampling)
     prompts = read_prompts(args)
     preflight(generate_pairs_models(cfg), args.output)
-    connect_ray(args.ray_address, pool_gpus(cfg))
+    connect_ray(args.ray_address, pool_gpus(cfg), log_file=console.run_log(args.output))
 
     from diversens import generate_pairs
 

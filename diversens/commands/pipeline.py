@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from diversens import config
+from diversens import config, console
 from diversens.commands.common import (
     add_prompt_arguments,
     connect_ray,
@@ -50,7 +50,11 @@ def run(args: argparse.Namespace) -> None:
         "train": {"train.use_gpu": float(cfg.train.use_gpu)},
         "eval": pool_gpus(cfg.eval, "eval."),
     }
-    connect_ray(args.ray_address, {k: v for s in cfg.stages for k, v in gpus[s].items()})
+    connect_ray(
+        args.ray_address,
+        {k: v for s in cfg.stages for k, v in gpus[s].items()},
+        log_file=console.run_log(args.output),
+    )
 
     from diversens import pipeline
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from diversens import config
+from diversens import config, console
 from diversens.commands.common import connect_ray
 from diversens.training.config import TrainConfig
 from diversens.training.pairs_input import read_pairs
@@ -36,7 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     cfg = config.load(TrainConfig, args.config, args, section="train")
     read_pairs(args.pairs)  # fail on a bad file before Ray starts
-    connect_ray(args.ray_address, {"use_gpu": float(cfg.use_gpu)})
+    connect_ray(
+        args.ray_address, {"use_gpu": float(cfg.use_gpu)}, log_file=console.run_log(args.output)
+    )
 
     from diversens.training.trainer import train
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from diversens.metrics.semantic import Embedder
 from diversens.parts import CHUNK, PartStore, plan_chunks
 from diversens.prompts import eval_prompts
 from diversens.text import dat_words
+
+log = logging.getLogger(__name__)
 
 # Candidate-list columns exploded to one row per output.
 PER_OUTPUT = (
@@ -86,6 +89,9 @@ def sample_and_score(
                                 cfg.sampling.batch_size)  # fmt: skip
 
     planned = pd.concat([plan for _, plan in plans.values()], ignore_index=True)
+    log.info("eval: %d models x %d prompts x %d samples, %d of %d chunks to sample and score",
+             len(plans), len(rows), k, store.pending(planned)[CHUNK].nunique(),
+             planned[CHUNK].nunique())  # fmt: skip
     chunks = store.fill(planned, build)
     kept, quarantined = quarantine.split(store.read(planned), out_dir / quarantine.FILE)
     per_output = kept.drop_columns([CHUNK]).to_pandas().explode(list(PER_OUTPUT), ignore_index=True)

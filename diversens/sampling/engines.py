@@ -80,17 +80,18 @@ class Engine:
 
 
 class EngineStartError(UserError):
-    """The engine could not start; the message is one line and names the option to change.
-    `exit_code` is 2 when an option is at fault, 1 when the cause is unknown."""
+    """The engine could not start because of an option or the model: one line naming what to
+    change. Raised in an actor, it reaches the driver only as text inside Ray's ActorDiedError;
+    `diversens.errors.user_error_in` finds it there by the class name."""
 
-    MARKER = "EngineStartError: "  # how the driver finds it in Ray's error text
-
-    def __init__(self, message: str, exit_code: int = 2):
+    def __init__(self, message: str):
         super().__init__(" ".join(message.split()))
-        self.exit_code = exit_code
 
-    def __reduce__(self):  # keep exit_code when Ray ships the error between processes
-        return type(self), (str(self), self.exit_code)
+
+class EngineCrashError(EngineStartError):
+    """The engine could not start for a reason outside the user's input (exit code 1)."""
+
+    exit_code = 1
 
 
 def make_engine(cfg: SamplingConfig) -> Engine:
@@ -311,6 +312,4 @@ def vllm_start_error(e: Exception, cfg: SamplingConfig, on_cpu: bool) -> EngineS
         )
     if isinstance(e, (ValueError, TypeError)):  # vLLM's own argument checks
         return EngineStartError(f"vLLM rejected the engine options for {cfg.model!r}: {text[:300]}")
-    return EngineStartError(
-        f"vLLM failed to start {cfg.model!r}: {type(e).__name__}: {text[:300]}", exit_code=1
-    )
+    return EngineCrashError(f"vLLM failed to start {cfg.model!r}: {type(e).__name__}: {text[:300]}")

@@ -85,8 +85,9 @@ def test_vllm_options_take_cpu_defaults_only_where_unset():
     gpu = SamplingConfig().vllm_options(on_cpu=False)
     assert gpu["enforce_eager"] is False and "kv_cache_memory_bytes" not in gpu
     assert "enable_chunked_prefill" not in gpu and gpu["gpu_memory_utilization"] == 0.9
-    mine = SamplingConfig(enforce_eager=False, kv_cache_gib=0.5, max_num_seqs=8,
-                          enable_prefix_caching=False).vllm_options(on_cpu=True)
+    mine = SamplingConfig(
+        enforce_eager=False, kv_cache_gib=0.5, max_num_seqs=8, enable_prefix_caching=False
+    ).vllm_options(on_cpu=True)
     assert mine["enforce_eager"] is False and mine["kv_cache_memory_bytes"] == 2**29
     assert mine["max_num_seqs"] == 8 and mine["enable_prefix_caching"] is False
 
@@ -160,7 +161,9 @@ def test_stage_names_missing_column():
 
 def test_selecting_missing_vllm_is_a_clear_error(tmp_path, capsys, monkeypatch):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "vllm" else find_spec(n, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "vllm" else find_spec(n, *a)
+    )
     with pytest.raises(UserError, match="needs vLLM"):
         check_engine_available(SamplingConfig(engine="vllm"))
     out = str(tmp_path / "c.parquet")

@@ -1,0 +1,97 @@
+"""GPU scheduling without a GPU: the session's local Ray has 2 logical GPUs, and generate-pairs
+and eval run end to end with every pool asking for GPUs (engine 1, embedder and quality 0.5 each,
+so together they fill both), vLLM's CPU build inside the engine actors. Ray Data refuses a GPU
+pool without a batch size, so this is the path a GPU cluster takes.
+
+Determinism: the same config and seeds give identical candidates across two runs and across
+engine pool sizes (one engine actor, or two sharing the work)."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from diversens import config
+from diversens.evaluation.config import EvalConfig
+from diversens.evaluation.job import run as run_eval
+from diversens.generate_pairs import GeneratePairsConfig
+from diversens.generate_pairs import run as run_pairs
+from diversens.prompts.loading import load_prompts
+
+pytestmark = pytest.mark.slow
+
+GPU_POOLS = {
+    "sampling": {"engine": "vllm", "num_gpus_per_actor": 1, "max_new_tokens": 40,
+                 "temperature": 0.8, "batch_size": 2, "dtype": "bfloat16", "max_model_len": 1024},
+    "embed_pool": {"num_gpus_per_actor": 0.5},
+    "quality_pool": {"num_gpus_per_actor": 0.5},
+    "quality": {"strict_compliance": False},
+    "selection": {"num_pairs": 20},
+    "compare_strategies": ["diverse-ns", "random"],
+}  # fmt: skip
+TOPICS = ("the sea", "an old clock", "a rainy city", "a tired dog", "a red kite")
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory):
+    src = tmp_path_factory.mktemp("gpu") / "prompts.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"Write two short sentences about {t}."}) + "\n"
+                           for t in TOPICS))  # fmt: skip
+    return load_prompts(src)
+
+
+def pairs_run(prompts, out, **sampling):
+    data = {**GPU_POOLS, "sampling": {**GPU_POOLS["sampling"], **sampling}}
+    return run_pairs(prompts, config.from_dict(GeneratePairsConfig, data), out)
+
+
+def candidates(out):
+    cols = ["prompt_id", "responses", "turn", "finish_reason", "n_tokens", "engine"]
+    return pd.read_parquet(out / "scored", columns=cols).set_index("prompt_id").sort_index()
+
+
+@pytest.fixture(scope="module")
+def first(ray_local, prompts, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pairs-a")
+    return pairs_run(prompts, out), out
+
+
+def test_generate_pairs_with_gpu_pools(first, prompts):
+    summary, out = first
+    got = candidates(out)
+    assert list(got.index) == sorted(prompts.prompt_id) and set(got.engine) == {"vllm"}
+    assert all(len(r) == 4 and all(r) for r in got.responses)
+    assert summary["candidates"] == 4 * len(prompts) and summary["prompts_quarantined"] == {}
+    for strategy, n in summary["pairs"].items():
+        assert n + sum(summary["prompts_without_pair"][strategy].values()) == len(prompts)
+
+
+def test_second_run_with_another_pool_size_gives_the_same_candidates(first, prompts, tmp_path):
+    _, out = first
+    # A second run, and with two engines of half a GPU and half a CPU each: with the scorers they fill the cluster.
+    pairs_run(
+        prompts,
+        tmp_path / "two",
+        min_actors=2,
+        max_actors=2,
+        num_cpus_per_actor=0.5,
+        num_gpus_per_actor=0.5,
+    )
+    pd.testing.assert_frame_equal(candidates(tmp_path / "two"), candidates(out))
+
+
+def test_eval_with_gpu_pools(ray_local, tmp_path):
+    cfg = config.from_dict(EvalConfig, {
+        "models": ["base=smollm2-135m-instruct"],
+        "sampling": {**GPU_POOLS["sampling"], "batch_size": 8},
+        "embed_pool": GPU_POOLS["embed_pool"], "quality_pool": GPU_POOLS["quality_pool"],
+        "quality": {"strict_compliance": False},
+        "num_samples": {"dat": 2, "pgt": 2, "aut": 1, "cwt": 1},
+        "num_length_buckets": 2, "num_bootstrap": 50,
+    })  # fmt: skip
+    summary = run_eval(cfg, tmp_path)
+    outputs = pd.read_parquet(tmp_path / "outputs.parquet")
+    # DAT and PGT: 1 prompt x 2 samples each; AUT 15 x 1; CWT 7 x 1.
+    assert outputs.groupby("task").size().to_dict() == {"aut": 15, "cwt": 7, "dat": 2, "pgt": 2}
+    assert outputs.response.str.len().gt(0).all()
+    assert summary["chunks"]["written"] == summary["chunks"]["chunks"] > 0
