@@ -32,12 +32,13 @@ from diversens.selection import SelectionConfig, SelectionStats
 
 
 def cluster_capacity() -> dict[str, float]:
-    """CPUs and GPUs the cluster has, or can have at most once its autoscaler adds nodes."""
+    """CPUs, GPUs and memory (bytes) the cluster has, or can have at most once its autoscaler
+    adds nodes."""
     from ray._private.state import state  # what Ray Train and Ray Data use for the same check
 
     now = ray.cluster_resources()
     most = state.get_max_resources_from_cluster_config() or {}
-    return {r: max(float(now.get(r, 0.0)), float(most.get(r, 0))) for r in ("CPU", "GPU")}
+    return {r: max(float(now.get(r, 0.0)), float(most.get(r, 0))) for r in ("CPU", "GPU", "memory")}
 
 
 def check_pools_fit(pools: dict[str, Pool]) -> None:
@@ -45,14 +46,17 @@ def check_pools_fit(pools: dict[str, Pool]) -> None:
     not fit the cluster together, the ones started first starve the others and the run hangs.
     Fail instead, naming the options."""
     have = cluster_capacity()
-    for resource, attr in (("CPU", "num_cpus"), ("GPU", "num_gpus")):
+    have["memory"] /= 2**30
+    for resource, attr, unit in (("CPU", "num_cpus", " CPUs"), ("GPU", "num_gpus", " GPUs"),
+                                 ("memory", "memory_gib", " GiB of memory")):  # fmt: skip
         need = {name: p.min_actors * getattr(p, attr) for name, p in pools.items()}
         if sum(need.values()) > have[resource] + 1e-9:
             parts = " + ".join(f"{name} {n:g}" for name, n in need.items() if n)
+            option = "memory_gib_per_actor" if resource == "memory" else f"{attr}_per_actor"
             raise UserError(
-                f"the actor pools need {sum(need.values()):g} {resource}s at once ({parts}: "
-                f"min_actors x {attr}_per_actor) but the Ray cluster has {have[resource]:g}; "
-                f"lower {attr}_per_actor or min_actors of these pools"
+                f"the actor pools need {sum(need.values()):g}{unit} at once ({parts}: "
+                f"min_actors x {option}) but the Ray cluster has {have[resource]:.4g}; "
+                f"lower {option} or min_actors of these pools"
             )
 
 
@@ -74,6 +78,7 @@ def map_pool(ds: ray.data.Dataset, stage_cls: type, kwargs: dict, pool: Pool) ->
             compute=compute,
             num_cpus=pool.num_cpus,
             num_gpus=pool.num_gpus,
+            memory=int(pool.memory_gib * 2**30) or None,
             **remote,
         )
 
@@ -99,6 +104,7 @@ def generate_candidates(
     """prompts → candidates (one row per prompt, k responses), lazily, on an engine actor pool.
     `stage_cls` lets a subclass of SampleStage run instead (tests, custom post-processing)."""
     check_engine_available(cfg)
+    check_pools_fit({"sampling": cfg.pool()})  # a pool that can never start would wait forever
     return map_pool(ds, stage_cls, {"cfg": cfg}, cfg.pool())
 
 

@@ -20,6 +20,7 @@ class Pool:
     num_cpus: float
     num_gpus: float
     batch_size: int
+    memory_gib: float = 0.0  # RAM Ray reserves per actor (0: none)
     max_restarts: int | None = None  # None: Ray Data's default (restart without limit)
     max_tasks_in_flight: int | None = None  # None: Ray Data's default
 
@@ -41,11 +42,21 @@ class PoolConfig:
         },
     )
 
+    memory_gib_per_actor: float = field(
+        default=2.0,
+        metadata={
+            "help": "RAM in GiB Ray reserves per actor, so it never packs more actors on a node "
+            "than fit (the bundled embedder and fluency model use ~1.7 GiB; 0: none)"
+        },
+    )
+
     def __post_init__(self):
         if not 1 <= self.min_actors <= self.max_actors:
             raise ValueError("need 1 <= min_actors <= max_actors")
         if self.num_gpus_per_actor < 0 or self.num_cpus_per_actor < 0:
             raise ValueError("GPUs/CPUs per actor must be >= 0")
+        if not 0 <= self.memory_gib_per_actor < float("inf"):
+            raise ValueError("memory_gib_per_actor must be a number >= 0")
 
     def check_device(self, device: str | None, option: str) -> None:
         """A CUDA device needs a GPU share: Ray hides GPUs from actors that reserve none."""
@@ -57,4 +68,4 @@ class PoolConfig:
 
     def pool(self, batch_size: int) -> Pool:
         return Pool(self.min_actors, self.max_actors, self.num_cpus_per_actor,
-                    self.num_gpus_per_actor, batch_size)  # fmt: skip
+                    self.num_gpus_per_actor, batch_size, self.memory_gib_per_actor)  # fmt: skip

@@ -68,7 +68,8 @@ def test_generate_pairs_with_gpu_pools(first, prompts):
 
 def test_second_run_with_another_pool_size_gives_the_same_candidates(first, prompts, tmp_path):
     _, out = first
-    # A second run, and with two engines of half a GPU and half a CPU each: with the scorers they fill the cluster.
+    # A second run, with two engines of half a GPU and half a CPU each (the scorers take the
+    # rest of the cluster).
     pairs_run(
         prompts,
         tmp_path / "two",

@@ -31,6 +31,7 @@ ENGINES = ("transformers", "vllm")
 POOL_FIELDS = ("min_actors", "max_actors", "max_restarts")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 CPU_KV_CACHE_GIB = 2.0
+CPU_ENGINE_OVERHEAD_GIB = 2.0  # a vLLM CPU engine's process beside its KV cache (small model)
 
 DEFAULT_FOLLOWUPS = {
     "dat": "Now give a different answer: a new list that follows the same rules, using words "
@@ -106,6 +107,13 @@ class SamplingConfig:
     num_cpus_per_actor: float = field(
         default=1.0,
         metadata={"help": "CPUs per engine actor; Ray sets the actor's torch threads from it"},
+    )
+    memory_gib_per_actor: float | None = field(
+        default=None,
+        metadata={
+            "help": "RAM in GiB Ray reserves per engine actor (default: for vLLM on CPU its KV "
+            f"cache + {CPU_ENGINE_OVERHEAD_GIB:g} GiB, measured ~3.2 GiB with SmolLM2; else none)"
+        },
     )
     max_restarts: int = field(
         default=3,
@@ -195,6 +203,8 @@ class SamplingConfig:
             raise ValueError(f"max_model_len must be >= 1, got {self.max_model_len}")
         if self.kv_cache_gib is not None and not 0 < self.kv_cache_gib < math.inf:
             raise ValueError(f"kv_cache_gib must be a positive number, got {self.kv_cache_gib}")
+        if self.memory_gib_per_actor is not None and not 0 <= self.memory_gib_per_actor < math.inf:
+            raise ValueError(f"memory_gib_per_actor must be >= 0, got {self.memory_gib_per_actor}")
         if self.max_num_seqs is not None and self.max_num_seqs < 1:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
 
@@ -219,8 +229,17 @@ class SamplingConfig:
         Restarts are bounded: a batch that kills every engine fails the run (resumable)
         instead of looping forever."""
         return Pool(self.min_actors, self.max_actors, self.num_cpus_per_actor,
-                    self.gpus_per_actor(), self.batch_size, max_restarts=self.max_restarts,
-                    max_tasks_in_flight=1)  # fmt: skip
+                    self.gpus_per_actor(), self.batch_size, self.memory_gib(),
+                    max_restarts=self.max_restarts, max_tasks_in_flight=1)  # fmt: skip
+
+    def memory_gib(self) -> float:
+        """RAM to reserve per engine actor: the option, else a vLLM CPU engine's KV cache and
+        process (on GPU the KV cache is in GPU memory, and Ray leaves host RAM unreserved)."""
+        if self.memory_gib_per_actor is not None:
+            return self.memory_gib_per_actor
+        if self.engine == "vllm" and self.gpus_per_actor() == 0:
+            return (self.kv_cache_gib or CPU_KV_CACHE_GIB) + CPU_ENGINE_OVERHEAD_GIB
+        return 0.0
 
     def vllm_options(self, on_cpu: bool) -> dict:
         """Keyword arguments for `vllm.LLM`; unset options take the platform's defaults."""

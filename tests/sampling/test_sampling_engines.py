@@ -8,14 +8,11 @@ same `LLM`/`SamplingParams` API as on GPU) and the transformers fallback. Each e
 - a prompt too long for the engine's context is quarantined by the stage, the rest sampled.
 """
 
-import types
-
 import pandas as pd
 import pytest
 
 from diversens.prompts import eval_prompts
 from diversens.sampling import Request, SampleStage, SamplingConfig, make_engine
-from diversens.sampling.engines import vllm_completion
 
 pytestmark = pytest.mark.slow
 
@@ -92,19 +89,3 @@ def test_too_long_prompt_is_quarantined_the_rest_sampled(engine):
     assert out.loc["long", "quarantine"].startswith("too_long: needs ")
     assert list(out.loc["long", "responses"]) == []
     assert out.loc["ok", "quarantine"] is None and len(out.loc["ok", "responses"]) == 4
-
-
-@pytest.mark.parametrize(
-    ("finish", "stop_reason", "ids", "expected"),
-    [
-        ("stop", None, [5, 6, 2], ("stop", 2)),  # EOS kept in token_ids
-        ("stop", 128008, [5, 6, 128008], ("stop", 2)),  # another stop token (<|eom_id|>)
-        ("stop", "THE END", [5, 6, 7], ("stop", 3)),  # stop string: its tokens are text
-        ("length", None, [5, 6, 7, 8], ("length", 4)),
-    ],
-)
-def test_vllm_token_count_excludes_the_stop_token(finish, stop_reason, ids, expected):
-    out = types.SimpleNamespace(text=" hi ", finish_reason=finish, stop_reason=stop_reason,
-                                token_ids=ids)  # fmt: skip
-    c = vllm_completion(out)
-    assert (c.finish_reason, c.n_tokens, c.text) == (*expected, "hi")

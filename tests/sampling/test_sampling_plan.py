@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import types
 
 import pandas as pd
 import pytest
@@ -17,7 +18,7 @@ from diversens.sampling import (
     derive_seed,
     followup_messages,
 )
-from diversens.sampling.engines import check_engine_available
+from diversens.sampling.engines import check_engine_available, vllm_completion
 
 
 class EchoEngine(Engine):
@@ -90,6 +91,17 @@ def test_vllm_options_take_cpu_defaults_only_where_unset():
     ).vllm_options(on_cpu=True)
     assert mine["enforce_eager"] is False and mine["kv_cache_memory_bytes"] == 2**29
     assert mine["max_num_seqs"] == 8 and mine["enable_prefix_caching"] is False
+
+
+def test_engine_pool_reserves_ram_for_a_cpu_vllm_engine():
+    cpu = SamplingConfig(engine="vllm", num_gpus_per_actor=0)
+    assert cpu.pool().memory_gib == 4.0  # 2 GiB KV cache + the process
+    assert SamplingConfig(num_gpus_per_actor=0, kv_cache_gib=1).pool().memory_gib == 3.0
+    assert SamplingConfig(num_gpus_per_actor=1).pool().memory_gib == 0.0  # KV cache on the GPU
+    assert SamplingConfig(engine="transformers").pool().memory_gib == 0.0
+    assert SamplingConfig(memory_gib_per_actor=6).pool().memory_gib == 6.0
+    pool = SamplingConfig(batch_size=16, max_restarts=2).pool()
+    assert (pool.batch_size, pool.max_restarts, pool.max_tasks_in_flight) == (16, 2, 1)
 
 
 def test_config_checks():
@@ -171,3 +183,19 @@ def test_selecting_missing_vllm_is_a_clear_error(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "option sampling.engine 'vllm' needs vLLM" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "c.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("finish", "stop_reason", "ids", "expected"),
+    [
+        ("stop", None, [5, 6, 2], ("stop", 2)),  # EOS kept in token_ids
+        ("stop", 128008, [5, 6, 128008], ("stop", 2)),  # another stop token (<|eom_id|>)
+        ("stop", "THE END", [5, 6, 7], ("stop", 3)),  # stop string: its tokens are text
+        ("length", None, [5, 6, 7, 8], ("length", 4)),
+    ],
+)
+def test_vllm_token_count_excludes_the_stop_token(finish, stop_reason, ids, expected):
+    out = types.SimpleNamespace(text=" hi ", finish_reason=finish, stop_reason=stop_reason,
+                                token_ids=ids)  # fmt: skip
+    c = vllm_completion(out)
+    assert (c.finish_reason, c.n_tokens, c.text) == (*expected, "hi")

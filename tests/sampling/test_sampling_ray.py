@@ -1,6 +1,7 @@
 """The sampling stage on a real local Ray: an actor pool of two engines, and the CLI."""
 
 import os
+import time
 
 import pandas as pd
 import pytest
@@ -59,3 +60,32 @@ def test_cli_generate_writes_candidates_in_prompt_order(ray_local, tmp_path, cap
     assert df["turn"].map(list).tolist() == [[1, 1, 2]] * 3
     assert set(df["task"]) == {"custom"}
     assert not list(tmp_path.glob(".cands.parquet.*"))  # no temporary left behind
+
+
+def test_engine_that_cannot_start_is_one_line_naming_the_option(ray_local, tmp_path, capsys):
+    """vLLM refuses a KV cache larger than the machine's RAM: the actor's start-up error reaches
+    the console as one line naming the option, exit 2, no output, and no restart storm."""
+    out = tmp_path / "c.parquet"
+    argv = ["generate", "--split", "eval", "--limit", "1", "--max_new_tokens", "4",
+            "--kv_cache_gib", "100000", "--memory_gib_per_actor", "0", "-o", str(out)]  # fmt: skip
+    start = time.monotonic()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    last = err[-1]
+    assert last.startswith("diversens generate: error: vLLM could not start"), err
+    assert "sampling.kv_cache_gib" in last and "not enough memory" in last
+    assert not out.exists()
+    assert time.monotonic() - start < 240, "a failed start must not be retried for minutes"
+
+
+def test_engine_pool_that_cannot_fit_the_cluster_fails_before_waiting(ray_local, tmp_path, capsys):
+    out = tmp_path / "c.parquet"
+    argv = ["generate", "--split", "eval", "--limit", "1", "--kv_cache_gib", "100000",
+            "-o", str(out)]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        "need 100002 GiB of memory at once (sampling 100002: min_actors x memory_gib_per_actor)"
+        in err
+    ), err
+    assert not out.exists()
