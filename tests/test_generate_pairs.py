@@ -14,7 +14,7 @@ from diversens.selection import STRATEGIES
 pytestmark = pytest.mark.slow
 
 TINY = {
-    "sampling": {"max_new_tokens": 64, "temperature": 0.8, "batch_size": 2},
+    "sampling": {"max_new_tokens": 96, "temperature": 0.8, "batch_size": 2},
     "quality": {"strict_compliance": False},
     "selection": {"num_pairs": 50},
 }
@@ -23,11 +23,11 @@ TINY = {
 @pytest.fixture(scope="module")
 def job(ray_local, tmp_path_factory):
     out = tmp_path_factory.mktemp("pairs")
-    # Short custom prompts: a 135M model answers them in two sentences without truncation.
+    # Short custom prompts: a 135M model answers them in a few sentences (DSI needs two).
     src = out.parent / "prompts.jsonl"
     topics = ("the sea", "a old clock", "a rainy city", "a tired dog")
     src.write_text("".join(
-        json.dumps({"prompt": f"Write two short sentences about {t}."}) + "\n" for t in topics
+        json.dumps({"prompt": f"Write three short sentences about {t}."}) + "\n" for t in topics
     ))  # fmt: skip
     prompts = load_prompts(src)
     summary = run(prompts, config.from_dict(GeneratePairsConfig, TINY), out)

@@ -149,9 +149,13 @@ class SamplingConfig:
         default=None,
         metadata={"help": "vllm: no compilation or CUDA graphs (default: true on CPU only)"},
     )
-    enable_prefix_caching: bool | None = field(
-        default=None,
-        metadata={"help": "vllm: reuse the KV cache of shared prefixes (default: vLLM's)"},
+    enable_prefix_caching: bool = field(
+        default=False,
+        metadata={
+            "help": "vllm: reuse the KV cache of prefixes computed earlier. Faster, but a row "
+            "then depends on what the engine ran before it (cached and fresh prefixes round "
+            "differently), so a resumed or rescheduled run no longer gives the same rows"
+        },
     )
     max_num_seqs: int | None = field(
         default=None,
@@ -250,15 +254,15 @@ class SamplingConfig:
             "max_model_len": self.max_model_len,
             "enforce_eager": on_cpu if self.enforce_eager is None else self.enforce_eager,
             "gpu_memory_utilization": self.gpu_memory_utilization,
+            "enable_prefix_caching": self.enable_prefix_caching,
         }
         kv_gib = CPU_KV_CACHE_GIB if on_cpu and self.kv_cache_gib is None else self.kv_cache_gib
         if kv_gib is not None:
             opts["kv_cache_memory_bytes"] = int(kv_gib * 2**30)
         if on_cpu:
             opts["enable_chunked_prefill"] = False  # per-request seeds crash with it on CPU
-        for name in ("enable_prefix_caching", "max_num_seqs"):
-            if getattr(self, name) is not None:
-                opts[name] = getattr(self, name)
+        if self.max_num_seqs is not None:
+            opts["max_num_seqs"] = self.max_num_seqs
         return opts
 
     def sampling_params(self) -> dict:

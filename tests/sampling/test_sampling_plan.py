@@ -84,13 +84,14 @@ def test_vllm_options_take_cpu_defaults_only_where_unset():
     assert cpu["enforce_eager"] is True and cpu["enable_chunked_prefill"] is False
     assert cpu["kv_cache_memory_bytes"] == 2 * 2**30 and cpu["max_model_len"] == 4096
     gpu = SamplingConfig().vllm_options(on_cpu=False)
+    assert cpu["enable_prefix_caching"] is False  # rows must not depend on the engine history
     assert gpu["enforce_eager"] is False and "kv_cache_memory_bytes" not in gpu
     assert "enable_chunked_prefill" not in gpu and gpu["gpu_memory_utilization"] == 0.9
     mine = SamplingConfig(
-        enforce_eager=False, kv_cache_gib=0.5, max_num_seqs=8, enable_prefix_caching=False
+        enforce_eager=False, kv_cache_gib=0.5, max_num_seqs=8, enable_prefix_caching=True
     ).vllm_options(on_cpu=True)
     assert mine["enforce_eager"] is False and mine["kv_cache_memory_bytes"] == 2**29
-    assert mine["max_num_seqs"] == 8 and mine["enable_prefix_caching"] is False
+    assert mine["max_num_seqs"] == 8 and mine["enable_prefix_caching"] is True
 
 
 def test_engine_pool_reserves_ram_for_a_cpu_vllm_engine():
