@@ -115,8 +115,10 @@ def bench_ray(args) -> None:
     tokens = sum(sum(n) for n in via_ray.n_tokens)
     print(f"direct: {direct_seconds:.1f} s in batches; ray: first batch start to last end "
           f"{span:.1f} s; {tokens} tokens; identical texts: {same}")  # fmt: skip
-    print(f"ray / direct steady-state time: {steady:.3f} ({(steady - 1) * 100:+.1f}% overhead, "
-          "target <= +10%)")
+    print(
+        f"ray / direct steady-state time: {steady:.3f} ({(steady - 1) * 100:+.1f}% overhead, "
+        "target <= +10%)"
+    )
 
 
 def main() -> None:
