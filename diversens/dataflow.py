@@ -19,6 +19,7 @@ import pandas as pd
 import ray.data
 from ray.data import ActorPoolStrategy
 
+from diversens.config import config_hash
 from diversens.errors import UserError
 from diversens.measure import LexicalStage, MeasureConfig, SemanticStage, no_semantic_batch
 from diversens.pairs import BalancedTopN, SelectStage
@@ -92,8 +93,6 @@ def prompts_dataset(prompts: pd.DataFrame, cfg: SamplingConfig) -> ray.data.Data
     """A Dataset of the prompts, one block per chunk (diversens.parts): planned here, `batch_size`
     rows each, unless the table already has a `chunk` column."""
     if CHUNK not in prompts:
-        from diversens.config import config_hash
-
         prompts = plan_chunks(prompts, cfg.batch_size, config_hash(cfg.identity()))
     return ray.data.from_pandas(chunk_frames(prompts))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class UserError(Exception):
     """A mistake in what the user gave (file, row, field, option). The CLI prints it and exits 2.
@@ -19,8 +21,6 @@ def user_error_in(error: BaseException) -> UserError | None:
     """The UserError behind `error`: itself, one in its cause chain, or one raised inside a Ray
     actor, which reaches the driver only as the last line of a traceback in the error's text
     (`diversens.<module>.<Class>: <message>`)."""
-    import re
-
     seen = error
     while seen is not None:
         if isinstance(seen, UserError):

@@ -106,7 +106,9 @@ def connect_ray(
                  log_to_driver=False)  # fmt: skip
     wanted = {k: v for k, v in (gpus or {}).items() if v > 0}
     if wanted:
-        have = cluster_gpus()
+        from diversens.dataflow import cluster_capacity
+
+        have = cluster_capacity()["GPU"]
         option, need = max(wanted.items(), key=lambda kv: kv[1])
         if need > have:
             raise UserError(
@@ -121,10 +123,3 @@ def connect_ray(
         log = logging.getLogger("diversens")
         log.debug("engine, trainer and other Ray worker logs: %s", where)
         log.info("details: %s", log_file)
-
-
-def cluster_gpus() -> float:
-    """GPUs the cluster has, or can have at most once its autoscaler adds nodes."""
-    from diversens.dataflow import cluster_capacity
-
-    return cluster_capacity()["GPU"]
