@@ -1,8 +1,8 @@
 """`diversens` command line: one sub-command per module in `diversens.commands`.
 
 User mistakes (`UserError`, also when raised inside a Ray actor, such as an engine that cannot
-start) print one line to stderr and exit 2; nothing else is caught, so a bug still shows its
-traceback.
+start) print one line to stderr and exit 2; Ctrl-C prints one line and exits 130 (the shell's
+code for SIGINT); nothing else is caught, so a bug still shows its traceback.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except KeyboardInterrupt:
+        print(f"diversens {args.command}: interrupted; rerun the same command to resume",
+              file=sys.stderr)  # fmt: skip
+        return 130
     except Exception as e:
         user_error = user_error_in(e)
         if user_error is None:

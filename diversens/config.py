@@ -2,7 +2,7 @@
 
 Each stage owns a dataclass (fields carry `metadata={"help": ...}`, checks live in `__post_init__`);
 this module only turns YAML mappings and `--section.field value` options into those dataclasses.
-Configs are data: YAML is read with `safe_load`, never executed.
+Configs are data: YAML is read with a `SafeLoader` (duplicate keys refused), never executed.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import types
 import typing
@@ -86,9 +87,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 continue
         if t is float and isinstance(value, (int, float, str)) and not isinstance(value, bool):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 continue
+            if not math.isfinite(number):  # no option means anything with nan or inf
+                raise ConfigError(where, f"expected a finite number, got {value!r}")
+            return number
         if t is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         if typing.get_origin(t) is typing.Literal and value in typing.get_args(t):
@@ -108,7 +112,7 @@ def from_dict(
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{prefix}{unknown[0]}", f"unknown (known here: {', '.join(fields)})")
+        raise _unknown_key(prefix, unknown[0], fields)
     kwargs = {}
     for name, value in data.items():
         tp = _field_type(cls, fields[name])
@@ -122,7 +126,27 @@ def from_dict(
     try:
         return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
     except (ValueError, TypeError) as e:  # __post_init__ checks
-        raise UserError(f"config {prefix.rstrip('.') or cls.__name__}: {e}") from None
+        option = _option_named_in(str(e), fields, prefix, cls)
+        problem = str(e).removeprefix(f"{option.removeprefix(prefix)}: ")  # said once is enough
+        raise ConfigError(option, problem) from None
+
+
+def _unknown_key(prefix: str, name: str, fields: dict) -> ConfigError:
+    return ConfigError(f"{prefix}{name}", f"unknown (known here: {', '.join(fields)})")
+
+
+def _option_named_in(message: str, fields: dict, prefix: str, cls: type) -> str:
+    """The dotted option a __post_init__ message is about: the first field it names, with the
+    nested path it gives (`sampling.num_samples_per_prompt`); a message naming none is about
+    the section as a whole."""
+    found = [
+        (m.start(), m.group(0))
+        for name in fields
+        if (m := re.search(rf"(?<![\w.]){re.escape(name)}(\.\w+)*(?![\w])", message))
+    ]
+    if found:
+        return prefix + min(found)[1]
+    return prefix.rstrip(".") or cls.__name__
 
 
 def _default_instance(f: dataclasses.Field, tp: type) -> Any:
@@ -132,16 +156,36 @@ def _default_instance(f: dataclasses.Field, tp: type) -> Any:
     return None if factory is dataclasses.MISSING or factory is tp else factory()
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"config file {path} does not exist")
+        what = "is not a file" if path.exists() else "does not exist"
+        raise UserError(f"config file {path} {what}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+    except UnicodeDecodeError as e:
+        raise UserError(f"config file {path}: not UTF-8 (byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise UserError(f"config file {path}{line}: not valid YAML") from None
+        duplicate = isinstance(e, yaml.constructor.ConstructorError) and "duplicate" in str(e)
+        problem = e.problem if duplicate else "not valid YAML"
+        raise UserError(f"config file {path}{line}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -194,25 +238,48 @@ def load(
     config_path: str | Path | None,
     args: argparse.Namespace | None,
     section: str | None = None,
+    whole: type | None = None,
 ) -> T:
     """YAML file (optional) overlaid with CLI options, parsed once into the typed config.
 
     `section` ("pairs", "pairs.sampling", ...) lets a stage command read its part of a whole
-    pipeline config file; a file without that section is taken as the stage's own config.
+    pipeline config file (`whole`, the file's dataclass: every key of the file is checked
+    against it, so a misspelt section is an error, not ignored); a file without that section is
+    taken as the stage's own config.
     """
     data = read_yaml(config_path) if config_path else {}
-    in_section = False
-    for key in section.split(".") if section else []:
-        if isinstance(data.get(key), dict):
-            data, in_section = data[key], True
+    path = section.split(".") if section else []
+    if whole is not None and path and isinstance(data.get(path[0]), dict):
+        try:
+            check_keys(whole, data)
+        except ConfigError as e:
+            raise UserError(f"{config_path}: field {e.option}: {e.problem}") from None
+    in_section = bool(path) and isinstance(data.get(path[0]), dict)
+    if in_section:  # a pipeline file: its section, or nothing where the file has none
+        for depth, key in enumerate(path):
+            data = data.get(key, {})
+            if not isinstance(data, dict):
+                where = ".".join(path[: depth + 1])
+                raise UserError(f"{config_path}: field {where}: expected a mapping, got {data!r}")
     cli = overrides_from_args(args) if args is not None else {}
     try:
         return from_dict(cls, merge(data, cli))
     except ConfigError as e:
         if config_path is None or _has_path(cli, e.option):
             raise
-        where = f"{section}.{e.option}" if section and in_section else e.option
+        where = f"{section}.{e.option}" if in_section else e.option
         raise UserError(f"{config_path}: field {where}: {e.problem}") from None
+
+
+def check_keys(cls: type, data: dict[str, Any], prefix: str = "") -> None:
+    """Every key of a (nested) mapping names a field of `cls`; values are checked elsewhere."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name, value in data.items():
+        if name not in fields:
+            raise _unknown_key(prefix, name, fields)
+        tp = _field_type(cls, fields[name])
+        if _is_dataclass_type(tp) and isinstance(value, dict):
+            check_keys(tp, value, f"{prefix}{name}.")
 
 
 def _has_path(nested: dict[str, Any], dotted: str) -> bool:

@@ -16,7 +16,6 @@ Prompts the engine cannot take are quarantined (quarantine.jsonl) and counted in
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import shutil
 import tempfile
@@ -30,9 +29,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from diversens import quarantine
-from diversens.config import config_hash, redacted
+from diversens.config import config_hash
 from diversens.errors import UserError
-from diversens.io import atomic_path, write_parquet
+from diversens.io import write_parquet, write_summary
 from diversens.measure import MeasureConfig
 from diversens.parts import CHUNK, PartStore, plan_chunks
 from diversens.pools import PoolConfig
@@ -44,6 +43,7 @@ from diversens.selection_report import write_report
 
 log = logging.getLogger(__name__)
 SCORED_ROWS_PER_FILE = 4096  # prompt rows per scored/ file (and row group)
+SUMMARY = "run_summary.json"
 
 
 @dataclass
@@ -60,6 +60,10 @@ class GeneratePairsConfig:
     )
 
     def __post_init__(self):
+        if self.sampling.num_samples_per_prompt < 2:
+            raise ValueError(
+                "sampling.num_samples_per_prompt must be >= 2: a pair needs two candidates"
+            )
         unknown = [s for s in self.compare_strategies if s not in STRATEGIES]
         if unknown:
             raise ValueError(f"compare_strategies: unknown {unknown} (choose from {STRATEGIES})")
@@ -147,6 +151,7 @@ def run(
         "generator_model": cfg.sampling.model,
         "embedder_model": cfg.measure.embedder if cfg.needs_embedder else None,
     }
+    write_summary(out_dir / SUMMARY, {**stamp, "prompts": len(prompts)}, complete=False)
     store = PartStore(parts or out_dir / "parts")
     planned = plan_chunks(prompts, cfg.sampling.batch_size, scored_fingerprint(cfg))
 
@@ -198,6 +203,5 @@ def run(
         "report": str(report),
         "config": cfg,
     }
-    with atomic_path(out_dir / "run_summary.json") as tmp:
-        tmp.write_text(json.dumps(redacted(summary), indent=2, default=str), encoding="utf-8")
+    write_summary(out_dir / SUMMARY, summary)
     return summary

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +27,30 @@ def file_format(path: Path) -> str:
     return fmt
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+# A lone UTF-16 surrogate escape (\ud800-\udfff): json.loads accepts it, Arrow and UTF-8 do not.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def check_input_file(path: Path) -> None:
+    """The input exists and is a regular file (not a directory, FIFO or device)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise UserError(f"{path}: is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise UserError(f"{path}: not a regular file (a pipe or device); give a file")
+
+
 def read_table(path: str | Path) -> pa.Table:
     """Read a JSONL or Parquet file into Arrow; malformed content is a one-line UserError."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
     if file_format(path) == "parquet":
+        check_input_file(path)
         try:
             return pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as e:
@@ -59,9 +79,17 @@ def _mixed_types(numbered: list[tuple[int, dict]], path: Path) -> UserError:
 
 
 def read_jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line."""
+    """(line number, object) for each non-blank line. A UTF-8 byte-order mark (files saved on
+    Windows) is skipped; gzip data, bytes that are not UTF-8, JSON nested too deep for the
+    parser and lone surrogate escapes are one-line errors."""
+    check_input_file(path)
     with open(path, "rb") as f:
+        if f.read(2) == GZIP_MAGIC:
+            raise UserError(f"{path}: gzip-compressed; decompress it first (gunzip)")
+        f.seek(0)
         for lineno, raw in enumerate(f, start=1):
+            if lineno == 1:
+                raw = raw.removeprefix(b"\xef\xbb\xbf")
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -72,9 +100,25 @@ def read_jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}: row {lineno}: malformed JSON ({e.msg})") from None
+            except RecursionError:
+                raise UserError(f"{path}: row {lineno}: JSON nested too deeply") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}: row {lineno}: expected a JSON object")
+            if SURROGATE_ESCAPE.search(raw):
+                _check_unicode(row, f"{path}: row {lineno}")
             yield lineno, row
+
+
+def _check_unicode(row: dict, where: str) -> None:
+    """Name the field holding a lone surrogate (a pair of escapes decodes to one character)."""
+    for key, value in row.items():
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(
+                f"{where}: field {key!r}: holds a lone surrogate escape (\\ud800-\\udfff), "
+                "not valid Unicode"
+            ) from None
 
 
 def require_field(table: pa.Table, path: str | Path, name: str, hint: str = "") -> None:
@@ -106,6 +150,17 @@ def save_png(fig, path: str | Path) -> None:
     """Write a matplotlib Figure as PNG atomically (Figure objects need no pyplot backend)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+
+
+def write_summary(path: str | Path, summary: dict, complete: bool = True) -> None:
+    """A run's summary JSON (secrets masked), written atomically with a `complete` flag: a job
+    writes it with False before it writes any final output and with True after the last one, so
+    outputs an interrupted run left behind never pass for a finished run's."""
+    from diversens.config import redacted
+
+    body = {"complete": complete, **redacted(summary)}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> None:

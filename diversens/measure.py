@@ -36,7 +36,10 @@ class MeasureConfig:
     )
     group_field: str = field(
         default="prompt_id",
-        metadata={"help": "rows sharing this column are candidates of one prompt (flat rows only)"},
+        metadata={
+            "help": "rows sharing this column are candidates of one prompt (flat rows only; "
+            "'' for no across-candidate distance)"
+        },
     )
     embedder: str = field(
         default=DEFAULT_EMBEDDER, metadata={"help": "sentence-transformers model name, path or id"}

@@ -50,8 +50,12 @@ def resolve_model(name: str) -> str:
     """
     if name in BUILTIN_MODELS:
         return str(_resolve_builtin(name, BUILTIN_MODELS[name]))
-    if Path(name).expanduser().exists():
-        return str(Path(name).expanduser().resolve())
+    local = Path(name).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            what = "a directory without config.json" if local.is_dir() else "not a directory"
+            raise UserError(f"model path {name!r} is {what}: give a Hugging Face model dir")
+        return str(local.resolve())
     if name.startswith(("/", "./", "../", "~")) or name.count("/") > 1:
         raise UserError(f"model path {name!r} does not exist")
     if os.environ.get("HF_HUB_OFFLINE") == "1" and not _in_hf_cache(name):

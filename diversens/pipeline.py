@@ -8,7 +8,6 @@ another (`train.model`); the eval base is always the model that was trained.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,15 +16,15 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from diversens import generate_pairs
-from diversens.config import redacted
 from diversens.evaluation import job as eval_job
 from diversens.evaluation.config import EvalConfig
 from diversens.generate_pairs import GeneratePairsConfig, pairs_file
-from diversens.io import atomic_path
+from diversens.io import write_summary
 from diversens.selection import STRATEGIES
 from diversens.training.config import TrainConfig
 
 STAGES = ("generate-pairs", "train", "eval")
+SUMMARY = "pipeline_summary.json"
 log = logging.getLogger(__name__)
 
 
@@ -66,6 +65,7 @@ def run(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pairs_dir, summary = out_dir / "pairs", {"stages": cfg.stages}
+    write_summary(out_dir / SUMMARY, summary, complete=False)
     if "generate-pairs" in cfg.stages:
         pairs = generate_pairs.run(prompts, cfg.pairs, pairs_dir, parts=f"{root}/pairs/parts")
         summary["pairs"] = {
@@ -93,6 +93,5 @@ def run(
         ecfg = dataclasses.replace(cfg.eval, models=models)
         result = eval_job.run(ecfg, out_dir / "eval", parts=f"{root}/eval/parts")
         summary["eval"] = {k: result[k] for k in ("delta_dd_all", "report")}
-    with atomic_path(out_dir / "pipeline_summary.json") as tmp:
-        tmp.write_text(json.dumps(redacted(summary), indent=2, default=str), encoding="utf-8")
+    write_summary(out_dir / SUMMARY, summary)
     return summary

@@ -46,7 +46,7 @@ CASES = {
     ),
     "unknown strategy": (
         lambda t: ["--split", "train", "--selection.strategy", "longest"],
-        r"config selection: unknown strategy 'longest' (choose from",
+        r"option selection.strategy: unknown strategy 'longest' (choose from",
     ),
     "wrong type in the config": (
         lambda t: ["--config", str(config_file(t, "pairs:\n  sampling: {max_new_tokens: many}\n"))],

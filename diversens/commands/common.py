@@ -5,15 +5,22 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
 
 from diversens.errors import UserError
+from diversens.io import check_input_file
 from diversens.models import resolve_model
 from diversens.prompts import build_prompts, load_prompts
 from diversens.storage import is_uri
+
+# The train split's finite families hold at most ~400 items per task; beyond this bound only CWT
+# triples grow, and building a million prompts takes seconds and GBs before anything runs.
+MAX_PROMPTS_PER_TASK = 100_000
 
 
 def add_prompt_arguments(p: argparse.ArgumentParser, default_split: str | None = None) -> None:
@@ -38,8 +45,11 @@ def read_prompts(args: argparse.Namespace) -> pd.DataFrame:
     if args.prompts is not None:
         prompts = load_prompts(args.prompts)
     elif split is not None:
-        if args.num_prompts_per_task < 1:
-            raise UserError("option --num-prompts-per-task must be >= 1")
+        if not 1 <= args.num_prompts_per_task <= MAX_PROMPTS_PER_TASK:
+            raise UserError(
+                f"option --num-prompts-per-task must be in [1, {MAX_PROMPTS_PER_TASK}], "
+                f"got {args.num_prompts_per_task}"
+            )
         prompts = build_prompts(split, args.num_prompts_per_task, args.prompt_seed)
     else:
         raise UserError("give either a PROMPTS file or --split train|eval (exactly one)")
@@ -50,20 +60,62 @@ def read_prompts(args: argparse.Namespace) -> pd.DataFrame:
     return prompts
 
 
-def preflight(models: list[str | None], output: str | Path | None = None) -> None:
-    """Fail on a user's mistake before Ray starts: a model that does not resolve (missing path,
-    missing package) or an output directory that cannot be written."""
+def preflight(
+    models: list[str | None],
+    output: str | Path | None = None,
+    kind: str = "dir",
+    inputs: Iterable[Path | None] = (),
+) -> None:
+    """Fail on a user's mistake before Ray starts: an input file that is not there, a model that
+    does not resolve (missing path, no config.json, missing package), or an output that cannot
+    be written or would harm the run's inputs (see `check_output`)."""
+    inputs = [Path(i) for i in inputs if i is not None]
+    for path in inputs:
+        check_input_file(path)
+    if output is not None:
+        check_output(output, kind, inputs)
     for name in models:
         if name:
             resolve_model(name)
     if output is None or is_uri(str(output)):
         return
-    out = Path(output)
+    out = Path(output) if kind == "dir" else Path(output).parent
     try:
         out.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out).close()
     except OSError as e:
-        raise UserError(f"output {out}: cannot write there ({e.strerror})") from None
+        raise UserError(f"output {output}: cannot write there ({e.strerror})") from None
+
+
+def check_output(output: str | Path, kind: str, inputs: Iterable[Path] = ()) -> None:
+    """An output (`kind` "dir", or "parquet" for one file) is never empty, the current directory
+    or above it, a path of the other kind, an input of the same run, nor a directory holding
+    one (the run would write over or beside the user's data)."""
+    text = str(output)
+    if not text.strip():
+        raise UserError("option -o/--output: empty path; name the output")
+    if is_uri(text):
+        return
+    out, cwd = Path(text).expanduser().resolve(), Path.cwd().resolve()
+    sources = [Path(i).expanduser().resolve() for i in inputs]
+    if kind == "dir":
+        if out == cwd or out in cwd.parents:
+            raise UserError(
+                f"output {text}: is the current directory or above it; name a directory for "
+                "this run's outputs (e.g. out/run1)"
+            )
+        if out.exists() and not out.is_dir():
+            raise UserError(f"output {text}: exists and is not a directory")
+        for src in sources:
+            if out == src or out in src.parents:
+                raise UserError(f"output {text}: holds the input {src}; write outputs elsewhere")
+        return
+    if out.is_dir():
+        raise UserError(f"output {text}: is a directory; name a .{kind} file")
+    if out.suffix.lower() != f".{kind}":
+        raise UserError(f"output {text}: must end in .{kind} (the output is {kind.title()})")
+    if out in sources:
+        raise UserError(f"output {text}: is the input file; choose another path")
 
 
 def quality_model(q) -> str | None:
@@ -101,7 +153,10 @@ def connect_ray(
 
     console.quiet()
     if not ray.is_initialized():
+        option = "--ray-address" if address else "$RAY_ADDRESS"
         address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            check_reachable(address, option)
         ray.init(address=address, include_dashboard=False if address is None else None,
                  log_to_driver=False)  # fmt: skip
     wanted = {k: v for k, v in (gpus or {}).items() if v > 0}
@@ -123,3 +178,19 @@ def connect_ray(
         log = logging.getLogger("diversens")
         log.debug("engine, trainer and other Ray worker logs: %s", where)
         log.info("details: %s", log_file)
+
+
+def check_reachable(address: str, option: str, timeout_s: float = 5.0) -> None:
+    """A host:port (or ray://host:port) address answers on TCP: `ray.init` would otherwise retry
+    an unreachable GCS for minutes. "auto" and "local" are Ray's own look-ups."""
+    if address in ("auto", "local"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        raise UserError(f"option {option} {address!r}: expected HOST:PORT (or ray://HOST:PORT)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        message = f"option {option} {address}: no Ray cluster answers there ({reason})"
+        raise UserError(message) from None

@@ -34,10 +34,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = config.load(EvalConfig, args.config, args, section="eval")
+    from diversens.pipeline import PipelineConfig
+
+    cfg = config.load(EvalConfig, args.config, args, section="eval", whole=PipelineConfig)
     check_engine_available(cfg.sampling)
     models = [m for _, m in cfg.labelled_models()]
-    preflight([*models, cfg.measure.embedder, quality_model(cfg.quality)], args.output)
+    preflight([*models, cfg.measure.embedder, quality_model(cfg.quality)], args.output,
+              inputs=[cfg.glove_path])  # fmt: skip
     connect_ray(args.ray_address, pool_gpus(cfg), log_file=console.run_log(args.output))
 
     from diversens.evaluation import job

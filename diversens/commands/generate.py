@@ -25,22 +25,25 @@ HELP = "sample k candidate responses per prompt (sequential prompting) into a Pa
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help=HELP, description=f"{HELP}.")
     add_prompt_arguments(p)
-    p.add_argument("-o", "--output", type=Path, required=True, help="candidates Parquet to write")
+    p.add_argument("-o", "--output", required=True, help="candidates .parquet file to write")
     p.add_argument("--config", type=Path, help="YAML file with SamplingConfig fields")
     config.add_arguments(p, SamplingConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = config.load(SamplingConfig, args.config, args, section="pairs.sampling")
+    from diversens.pipeline import PipelineConfig
+
+    cfg = config.load(SamplingConfig, args.config, args, "pairs.sampling", whole=PipelineConfig)
     check_engine_available(cfg)
     prompts = read_prompts(args)
-    preflight([cfg.model], Path(args.output).parent)
+    preflight([cfg.model], args.output, kind="parquet", inputs=[args.prompts])
+    output = Path(args.output)
 
     connect_ray(
         args.ray_address,
         {"num_gpus_per_actor": cfg.gpus_per_actor()},
-        log_file=args.output.with_name(args.output.stem + ".log"),
+        log_file=output.with_name(output.stem + ".log"),
     )
 
     from diversens.dataflow import generate_candidates, prompts_dataset
@@ -52,13 +55,13 @@ def run(args: argparse.Namespace) -> None:
     position = {pid: i for i, pid in enumerate(prompts["prompt_id"])}
     order = sorted(range(table.num_rows), key=lambda r: position[table["prompt_id"][r].as_py()])
     table = table.take(pa.array(order, type=pa.int64())).drop_columns([CHUNK])
-    side_file = args.output.with_name(args.output.stem + ".quarantine.jsonl")
+    side_file = output.with_name(output.stem + ".quarantine.jsonl")
     table, held = quarantine.split(table, side_file)
-    io.write_parquet(table, args.output)
+    io.write_parquet(table, output)
     truncated = sum(sum(t) for t in table["truncated"].to_pylist())
     k = cfg.num_samples_per_prompt
     print(
-        f"wrote {table.num_rows} prompts x {k} candidates to {args.output} "
+        f"wrote {table.num_rows} prompts x {k} candidates to {output} "
         f"({truncated} truncated at max_new_tokens={cfg.max_new_tokens}); "
         f"quarantined prompts: {held or 'none'} ({side_file.name})"
     )

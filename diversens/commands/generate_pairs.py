@@ -40,10 +40,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = config.load(GeneratePairsConfig, args.config, args, section="pairs")
+    from diversens.pipeline import PipelineConfig
+
+    cfg = config.load(GeneratePairsConfig, args.config, args, "pairs", whole=PipelineConfig)
     check_engine_available(cfg.sampling)
     prompts = read_prompts(args)
-    preflight(generate_pairs_models(cfg), args.output)
+    preflight(generate_pairs_models(cfg), args.output, inputs=[args.prompts])
     connect_ray(args.ray_address, pool_gpus(cfg), log_file=console.run_log(args.output))
 
     from diversens import generate_pairs

@@ -11,8 +11,9 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from diversens import config, io
+from diversens.commands.common import preflight
 from diversens.errors import UserError
-from diversens.measure import LexicalStage, MeasureConfig, SemanticStage
+from diversens.measure import MEASURES, LexicalStage, MeasureConfig, SemanticStage
 
 HELP = "add length, lexical (entropy, TTR, MATTR, Maas, MTLD, HD-D) and semantic diversity"
 
@@ -25,22 +26,42 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "The text column may hold one response per row, or a list of candidates per row.",
     )
     p.add_argument("file", type=Path, help="input .jsonl or .parquet")
-    p.add_argument("-o", "--output", type=Path, help="output (default: FILE.measured.parquet)")
-    p.add_argument("--config", type=Path, help="YAML file with MeasureConfig fields")
+    p.add_argument("-o", "--output", help="output .parquet (default: FILE.measured.parquet)")
+    p.add_argument(
+        "--config", type=Path,
+        help="YAML file with MeasureConfig fields, or a pipeline config (reads pairs.measure)",
+    )  # fmt: skip
     p.add_argument("--rows-per-chunk", type=int, default=512, help="rows per progress step")
     config.add_arguments(p, MeasureConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = config.load(MeasureConfig, args.config, args)
+    from diversens.pipeline import PipelineConfig
+
+    cfg = config.load(MeasureConfig, args.config, args, "pairs.measure", whole=PipelineConfig)
     if args.rows_per_chunk < 1:
         raise UserError(f"option --rows-per-chunk must be >= 1, got {args.rows_per_chunk}")
-    output = args.output or args.file.with_name(args.file.stem + ".measured.parquet")
+    output = args.output
+    if output is None:
+        output = args.file.with_name(args.file.stem + ".measured.parquet")
+    preflight([cfg.embedder], output, kind="parquet", inputs=[args.file])
+    check_device(cfg.device)
     table = io.read_table(args.file)
     io.require_field(table, args.file, cfg.text_field, "; choose one with --text_field")
+    clash = [m for m in MEASURES if m in table.column_names]
+    if clash:
+        raise UserError(
+            f"{args.file}: field {clash[0]!r} has the name of a measure this command adds; "
+            "rename or drop it"
+        )
     df = table.to_pandas()
     _check_texts(df[cfg.text_field], args.file, cfg.text_field)
+    flat = len(df) == 0 or isinstance(df[cfg.text_field].iloc[0], str)
+    if flat and cfg.group_field and cfg.group_field not in df:
+        io.require_field(table, args.file, cfg.group_field,
+                         "; choose one with --group_field, or --group_field '' for no "
+                         "across-candidate distance")  # fmt: skip
 
     lexical, semantic = LexicalStage(cfg), SemanticStage(cfg)
     parts = []
@@ -51,6 +72,15 @@ def run(args: argparse.Namespace) -> None:
     result = pd.concat(parts).loc[df.index] if parts else semantic(lexical(df))
     io.write_parquet(pa.Table.from_pandas(result, preserve_index=False), output)
     print(f"wrote {len(result)} rows to {output}")
+
+
+def check_device(device: str | None) -> None:
+    """A CUDA device for a model loaded in this process needs CUDA here."""
+    if device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"option --device {device!r}: no CUDA device on this machine")
 
 
 def _check_texts(col: pd.Series, path: Path, name: str) -> None:

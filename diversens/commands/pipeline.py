@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> None:
     cfg = with_checkpoints_beside(config.load(PipelineConfig, args.config, args), args.output)
     check_engine_available(cfg.pairs.sampling)
     prompts = read_prompts(args) if "generate-pairs" in cfg.stages else None
-    preflight([*generate_pairs_models(cfg.pairs), cfg.train.model], args.output)
+    models = [*generate_pairs_models(cfg.pairs), cfg.train.model]
+    preflight(models, args.output, inputs=[args.prompts, cfg.eval.glove_path])
     gpus = {
         "generate-pairs": pool_gpus(cfg.pairs, "pairs."),
         "train": {"train.use_gpu": float(cfg.train.use_gpu)},
@@ -61,6 +62,10 @@ def run(args: argparse.Namespace) -> None:
     with output_dir(args.output) as out:
         summary = pipeline.run(prompts, cfg, out, parts_root=durable_root(args.output))
     where = redacted(args.output).rstrip("/")
+    if "train" in cfg.stages:
+        trained = ", ".join(summary["tuned_models"]) or "none"
+        why = "; ".join(f"{s}: {reason}" for s, reason in summary["skipped"].items())
+        print(f"tuned models: {trained}" + (f" (skipped {why})" if why else ""))
     if "eval" in summary:
         print(f"ΔDD vs base (all tasks): {summary['eval']['delta_dd_all']}")
         print(f"report: {where}/eval/eval_report.md")

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from diversens import config, console
-from diversens.commands.common import connect_ray
+from diversens.commands.common import connect_ray, preflight
 from diversens.training.config import TrainConfig
 from diversens.training.pairs_input import read_pairs
 
@@ -34,8 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg = config.load(TrainConfig, args.config, args, section="train")
+    from diversens.pipeline import PipelineConfig
+
+    cfg = config.load(TrainConfig, args.config, args, section="train", whole=PipelineConfig)
     read_pairs(args.pairs)  # fail on a bad file before Ray starts
+    preflight([cfg.model], args.output, inputs=[args.pairs])
     connect_ray(
         args.ray_address, {"use_gpu": float(cfg.use_gpu)}, log_file=console.run_log(args.output)
     )

@@ -14,6 +14,8 @@ from diversens.sampling.config import SamplingConfig
 # The literature's samples per eval prompt (DESIGN.md §2): DAT/PGT one prompt × 100, AUT 15 × 10,
 # CWT 7 × 10.
 LITERATURE_SAMPLES = {"dat": 100, "pgt": 100, "aut": 10, "cwt": 10}
+# Per-output measures that rise with diversity, so a decile over them means "more diverse".
+DD_MEASURES = ("entropy", "ttr", "mattr", "mtld", "hdd", "dsi", "div_across", "dat_score")
 
 
 @dataclass
@@ -39,7 +41,7 @@ class EvalConfig:
     )
     dd_measures: list[str] = field(
         default_factory=lambda: ["entropy", "ttr", "mattr", "dsi", "dat_score"],
-        metadata={"help": "diversity measures turned into deciles (higher = more diverse)"},
+        metadata={"help": f"diversity measures turned into deciles: {', '.join(DD_MEASURES)}"},
     )
     num_length_buckets: int = field(
         default=4, metadata={"help": "word-count buckets per task (quantiles of base lengths)"}
@@ -60,6 +62,9 @@ class EvalConfig:
         self.quality_pool.check_device(self.quality.device, "quality.device")
         if "maas" in self.dd_measures:
             raise ValueError("dd_measures: maas falls as diversity rises; use ttr or mattr")
+        unknown = [m for m in self.dd_measures if m not in DD_MEASURES]
+        if unknown or not self.dd_measures:
+            raise ValueError(f"dd_measures: unknown {unknown} (choose from {DD_MEASURES})")
         if self.num_length_buckets < 1 or self.num_bootstrap < 1:
             raise ValueError("num_length_buckets and num_bootstrap must be >= 1")
 

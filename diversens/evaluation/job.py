@@ -10,7 +10,6 @@ Then task scores (DAT, PGT), the decile map from the base model's outputs, per-o
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 from pathlib import Path
@@ -25,13 +24,14 @@ from diversens.evaluation.config import EvalConfig
 from diversens.evaluation.decile import DecileMap, delta_dd
 from diversens.evaluation.report import write_eval_report
 from diversens.evaluation.task_scores import GloVe, score_dat, score_pgt
-from diversens.io import atomic_path, write_parquet
+from diversens.io import atomic_path, write_parquet, write_summary
 from diversens.metrics.semantic import Embedder
 from diversens.parts import CHUNK, PartStore, plan_chunks
 from diversens.prompts import eval_prompts
 from diversens.text import dat_words
 
 log = logging.getLogger(__name__)
+SUMMARY = "eval_summary.json"
 
 # Candidate-list columns exploded to one row per output.
 PER_OUTPUT = (
@@ -170,6 +170,7 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     eval_summary.csv, delta_dd.csv, eval_report.md (+ PNGs) and eval_summary.json.
     Scored chunks go to `parts` (default out_dir/parts): a rerun resumes from them."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    write_summary(out_dir / SUMMARY, {"models": dict(cfg.labelled_models())}, complete=False)
     prompts = eval_prompts()
     store = PartStore(parts or out_dir / "parts")
     embedder = Embedder(cfg.measure.embedder, cfg.measure.device)
@@ -198,6 +199,5 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
         **counts,
         "report": str(report),
     }
-    with atomic_path(out_dir / "eval_summary.json") as tmp:
-        tmp.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    write_summary(out_dir / SUMMARY, result)
     return result

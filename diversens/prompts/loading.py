@@ -53,8 +53,6 @@ def _rows(path: Path) -> Iterator[tuple[str, dict]]:
         for i, rec in enumerate(io.read_table(path).to_pylist(), start=1):
             yield f"row {i}", rec
         return
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
     for lineno, rec in io.read_jsonl_rows(path):
         yield f"row {lineno}", rec
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from diversens.errors import UserError
 from diversens.io import read_table, require_field
+from diversens.prompts.loading import ROLES
 
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
 
@@ -30,8 +30,8 @@ def _kind(tp: pa.DataType) -> str | None:
 
 def read_pairs(path: str | Path) -> pa.Table:
     """The `prompt`/`chosen`/`rejected` columns of a JSONL/Parquet pairs file, checked: every
-    field present and of an accepted type, none empty, at least one row. Errors name the file,
-    row and field."""
+    field present and of an accepted type, at least one row, every row a usable pair
+    (`check_pair`). Errors name the file, row and field."""
     table = read_table(path)
     for name in PAIR_FIELDS:
         require_field(table, path, name, hint=" — a DPO pairs file needs prompt, chosen, rejected")
@@ -48,14 +48,31 @@ def read_pairs(path: str | Path) -> pa.Table:
             )
     if kinds["chosen"] != kinds["rejected"]:
         raise UserError(f"{path}: fields 'chosen' and 'rejected' must have the same type")
+    pairs = table.select(list(PAIR_FIELDS))
+    for row, rec in enumerate(pairs.to_pylist(), start=1):
+        check_pair(rec, kinds, f"{path}: row {row}")
+    return pairs
+
+
+def check_pair(rec: dict, kinds: dict[str, str], where: str) -> None:
+    """One pair as a TRL DPO example: no side empty or blank, messages with known roles, and a
+    chosen that differs from the rejected (identical sides carry no preference: DPO's loss
+    stays at log 2 and the run learns nothing)."""
+    texts = {}
     for name in PAIR_FIELDS:
-        column = table.column(name)
-        empty = pc.is_null(column)
+        value = rec[name]
         if kinds[name] == "conversational":
-            empty = pc.or_(empty, pc.equal(pc.list_value_length(column), 0))
-        else:
-            empty = pc.or_(empty, pc.equal(pc.utf8_length(column), 0))
-        if pc.any(empty).as_py():
-            row = pc.index(empty, True).as_py() + 1
-            raise UserError(f"{path}: row {row}: field {name!r} is empty")
-    return table.select(list(PAIR_FIELDS))
+            for j, m in enumerate(value or []):
+                if m.get("role") not in ROLES:
+                    raise UserError(
+                        f"{where}: field '{name}[{j}].role': {m.get('role')!r} is not one of "
+                        f"{ROLES}"
+                    )
+            value = "\n".join(str(m.get("content") or "") for m in value or [])
+        if not (value or "").strip():
+            raise UserError(f"{where}: field {name!r} is empty")
+        texts[name] = value.strip()
+    if texts["chosen"] == texts["rejected"]:
+        raise UserError(
+            f"{where}: fields 'chosen' and 'rejected' are the same text: no preference to learn"
+        )

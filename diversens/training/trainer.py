@@ -16,8 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from diversens.config import config_hash, redacted
-from diversens.io import atomic_path
+from diversens.config import config_hash
+from diversens.io import write_summary
 from diversens.models import resolve_model
 from diversens.training.config import TrainConfig
 from diversens.training.export import export_model
@@ -102,8 +102,7 @@ def train(pairs_path: str | Path, cfg: TrainConfig, output_dir: Path) -> dict[st
         "config": dataclasses.asdict(cfg),
         "config_hash": config_hash(cfg),
     }
-    with atomic_path(output_dir / "train_summary.json") as tmp:
-        tmp.write_text(json.dumps(redacted(summary), indent=1))
+    write_summary(output_dir / "train_summary.json", summary)
     return summary
 
 

@@ -85,7 +85,7 @@ def test_bad_config_fails_with_one_line_error(address, tmp_path):
     assert status == "failed"
     errors = [line for line in logs.splitlines() if "error:" in line]
     assert errors == [
-        "diversens pipeline: error: config pairs.selection: unknown strategy 'longest' "
+        "diversens pipeline: error: option pairs.selection.strategy: unknown strategy 'longest' "
         "(choose from ('diverse-ns', 'diverse-ns-lite', 'divpo', 'diverse-no-length', "
         "'quality', 'random'))"
     ]
