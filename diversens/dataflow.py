@@ -21,7 +21,7 @@ from ray.data import ActorPoolStrategy
 
 from diversens.config import config_hash
 from diversens.errors import UserError
-from diversens.measure import LexicalStage, MeasureConfig, SemanticStage, no_semantic_batch
+from diversens.measure import MeasureConfig, MeasureStage
 from diversens.pairs import BalancedTopN, SelectStage
 from diversens.parts import CHUNK, chunk_frames, plan_chunks
 from diversens.pools import Pool, PoolConfig
@@ -84,11 +84,6 @@ def map_pool(ds: ray.data.Dataset, stage_cls: type, kwargs: dict, pool: Pool) ->
         )
 
 
-def map_tasks(ds: ray.data.Dataset, fn, kwargs: dict, batch_size: int) -> ray.data.Dataset:
-    """A stateless function as plain Ray tasks (fused into the next pool where Ray can)."""
-    return ds.map_batches(fn, fn_kwargs=kwargs, batch_size=batch_size, batch_format="pandas")
-
-
 def prompts_dataset(prompts: pd.DataFrame, cfg: SamplingConfig) -> ray.data.Dataset:
     """A Dataset of the prompts, one block per chunk (diversens.parts): planned here, `batch_size`
     rows each, unless the table already has a `chunk` column."""
@@ -107,10 +102,6 @@ def generate_candidates(
     return map_pool(ds, stage_cls, {"cfg": cfg}, cfg.pool())
 
 
-def lexical_batch(batch: pd.DataFrame, cfg: MeasureConfig) -> pd.DataFrame:
-    return LexicalStage(cfg)(batch)
-
-
 def score_candidates(
     ds: ray.data.Dataset,
     measure: MeasureConfig,
@@ -120,17 +111,11 @@ def score_candidates(
     batch_size: int,
     semantic: bool = True,
 ) -> ray.data.Dataset:
-    """candidates → scored candidates, lazily: lexical measures as tasks, then the embedder and
-    quality actor pools (`semantic=False` skips the embedder and leaves NaN semantic columns).
-
-    The embedder and quality pools take no remote args beyond their resources, so Ray fuses the
-    task stage before each into the pool (a pool with other args would need CPUs of its own,
-    which a small machine lacks)."""
-    ds = map_tasks(ds, lexical_batch, {"cfg": measure}, batch_size)
-    if semantic:
-        ds = map_pool(ds, SemanticStage, {"cfg": measure}, embed_pool.pool(batch_size))
-    else:
-        ds = map_tasks(ds, no_semantic_batch, {}, batch_size)
+    """candidates → scored candidates, lazily: the measures (lexical and semantic in one
+    callable, so in one pool) on the embedder pool, then the quality pool (`semantic=False`
+    loads no embedder and leaves NaN semantic columns)."""
+    kwargs = {"cfg": measure, "semantic": semantic}
+    ds = map_pool(ds, MeasureStage, kwargs, embed_pool.pool(batch_size))
     return map_pool(ds, QualityStage, {"cfg": quality}, quality_pool.pool(batch_size))
 
 

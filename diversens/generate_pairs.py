@@ -1,8 +1,8 @@
 """The generate-pairs job: prompts → candidates → scores → pairs, on Ray Data (DESIGN.md §1, §5).
 
 Two passes over the data, both streaming:
-1. prompts → engine actor pool → lexical measures (plain tasks) → embedder actor pool → quality
-   actor pool → scored candidates Parquet (one row per prompt, DESIGN.md §3);
+1. prompts → engine actor pool → measures actor pool (lexical, and semantic with the embedder)
+   → quality actor pool → scored candidates Parquet (one row per prompt, DESIGN.md §3);
 2. run-level reference values (measure spreads, quality percentiles) from the scored columns, then
    per strategy: scored rows → `SelectStage` (streaming map_batches) → `BalancedTopN` on the driver.
 Selection needs run-level percentiles, which exist only once every candidate is scored: hence the
@@ -155,11 +155,9 @@ def run(
     store = PartStore(parts or out_dir / "parts")
     planned = plan_chunks(prompts, cfg.sampling.batch_size, scored_fingerprint(cfg))
 
-    pools = {"sampling": cfg.sampling.pool(),
-             "quality_pool": cfg.quality_pool.pool(cfg.sampling.batch_size)}  # fmt: skip
-    if cfg.needs_embedder:
-        pools["embed_pool"] = cfg.embed_pool.pool(cfg.sampling.batch_size)
-    check_pools_fit(pools)
+    size = cfg.sampling.batch_size
+    check_pools_fit({"sampling": cfg.sampling.pool(), "embed_pool": cfg.embed_pool.pool(size),
+                     "quality_pool": cfg.quality_pool.pool(size)})  # fmt: skip
 
     def build(rows: pd.DataFrame):
         ds = generate_candidates(prompts_dataset(rows, cfg.sampling), cfg.sampling, stage_cls)

@@ -70,6 +70,26 @@ def no_semantic_batch(batch: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+class MeasureStage(Stage):
+    """Length, lexical, then semantic measures (NaN columns with `semantic=False`, no embedder
+    loaded): one callable, so one actor pool runs them all. As a task of its own, the lexical
+    step would need a free CPU, and while the engine and scoring pools hold every CPU it would
+    wait for sampling to end, so scoring could not overlap sampling."""
+
+    adds = MEASURES
+
+    def __init__(self, cfg: MeasureConfig | None = None, semantic: bool = True):
+        self.lexical = LexicalStage(cfg)
+        self.semantic = SemanticStage(cfg) if semantic else None
+
+    def required_columns(self) -> tuple[str, ...]:
+        return self.lexical.required_columns()
+
+    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
+        out = self.lexical(batch)
+        return self.semantic(out) if self.semantic else no_semantic_batch(out)
+
+
 @dataclass
 class Responses:
     """A batch's responses flattened: one entry per response, whichever the row shape."""

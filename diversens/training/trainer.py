@@ -50,6 +50,8 @@ def train(pairs_path: str | Path, cfg: TrainConfig, output_dir: Path) -> dict[st
     from diversens.training.loop import train_loop
 
     output_dir = Path(output_dir).resolve()
+    summary_path = output_dir / "train_summary.json"
+    write_summary(summary_path, {"pairs_file": str(pairs_path), "name": cfg.name}, complete=False)
     storage_path = cfg.storage_path or str(output_dir / "checkpoints")
     resources_per_worker = {"CPU": cfg.num_cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
     trainer = TorchTrainer(
@@ -102,7 +104,7 @@ def train(pairs_path: str | Path, cfg: TrainConfig, output_dir: Path) -> dict[st
         "config": dataclasses.asdict(cfg),
         "config_hash": config_hash(cfg),
     }
-    write_summary(output_dir / "train_summary.json", summary)
+    write_summary(summary_path, summary)
     return summary
 
 
