@@ -249,13 +249,13 @@ def load(
     """
     data = read_yaml(config_path) if config_path else {}
     path = section.split(".") if section else []
-    if whole is not None and path and isinstance(data.get(path[0]), dict):
-        try:
-            check_keys(whole, data)
-        except ConfigError as e:
-            raise UserError(f"{config_path}: field {e.option}: {e.problem}") from None
     in_section = bool(path) and isinstance(data.get(path[0]), dict)
     if in_section:  # a pipeline file: its section, or nothing where the file has none
+        if whole is not None:
+            try:
+                check_keys(whole, data)
+            except ConfigError as e:
+                raise UserError(f"{config_path}: field {e.option}: {e.problem}") from None
         for depth, key in enumerate(path):
             data = data.get(key, {})
             if not isinstance(data, dict):

@@ -330,6 +330,22 @@ CLASSES = {
             ],  # fmt: skip
             "option pairs.sampling.num_samples_per_prompt: sampling.num_samples_per_prompt must",
         ),
+        "vLLM KV cache of nan GiB": (
+            lambda t: ["generate-pairs", "--sampling.kv_cache_gib", "nan", "-o", str(t / "o")],
+            "option sampling.kv_cache_gib: expected a finite number, got 'nan'",
+        ),
+        "vLLM context of 0 tokens": (
+            lambda t: ["generate-pairs", "--sampling.max_model_len", "0", "-o", str(t / "o")],
+            "option sampling.max_model_len: max_model_len must be >= 1, got 0",
+        ),
+        "vLLM dtype it has no kernels for": (
+            lambda t: ["generate-pairs", "--sampling.dtype", "float8", "-o", str(t / "o")],
+            "option sampling.dtype: dtype must be one of",
+        ),
+        "vLLM tensor parallel size 0": (
+            lambda t: ["eval", "--sampling.tensor_parallel_size", "0", "-o", str(t / "o")],
+            "option sampling.tensor_parallel_size: tensor_parallel_size must be >= 1, got 0",
+        ),
         "misspelt section in a pipeline config": (
             lambda t: [
                 "generate-pairs",

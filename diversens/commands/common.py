@@ -181,11 +181,12 @@ def connect_ray(
 
 
 def check_reachable(address: str, option: str, timeout_s: float = 5.0) -> None:
-    """A host:port (or ray://host:port) address answers on TCP: `ray.init` would otherwise retry
-    an unreachable GCS for minutes. "auto" and "local" are Ray's own look-ups."""
+    """A HOST:PORT address (with or without a scheme such as ray://) answers on TCP: `ray.init`
+    would otherwise retry an unreachable GCS for minutes. "auto" and "local" are Ray's own
+    look-ups."""
     if address in ("auto", "local"):
         return
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    host, sep, port = address.split("://", 1)[-1].rpartition(":")  # any scheme (ray://) off
     if not sep or not port.isdigit():
         raise UserError(f"option {option} {address!r}: expected HOST:PORT (or ray://HOST:PORT)")
     try:
