@@ -38,8 +38,8 @@ from diversens.pools import PoolConfig
 from diversens.quality import QualityConfig
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.stage import SampleStage
-from diversens.selection import STRATEGIES, STRATEGY_MEASURES, SelectionConfig, SelectionStats
-from diversens.selection_report import write_report
+from diversens.selection import DIVERSITY_SIGN, STRATEGIES, SelectionConfig, SelectionStats
+from diversens.selection_report import CORRELATED, length_correlations, write_report
 
 log = logging.getLogger(__name__)
 SCORED_ROWS_PER_FILE = 4096  # prompt rows per scored/ file (and row group)
@@ -104,13 +104,17 @@ def write_scored(table: pa.Table, final: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def selection_stats(scored_dir: Path) -> SelectionStats:
-    """Measure spreads and quality percentiles over the valid candidates of the whole run."""
-    names = ["quality", *sorted({m for pair in STRATEGY_MEASURES.values() for m in pair})]
-    table = pq.read_table(scored_dir, columns=["valid", *names])
+def valid_measures(scored_dir: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Quality and every diversity measure of the valid candidates of the whole run, flat, and
+    the task of each."""
+    schema = pq.read_schema(next(iter(sorted(scored_dir.glob("*.parquet")))))
+    names = ["quality", *(m for m in DIVERSITY_SIGN if m in schema.names)]  # any can rank
+    table = pq.read_table(scored_dir, columns=["task", "valid", *names])
     valid = np.asarray(pa.compute.list_flatten(table["valid"]), dtype=bool)
+    sizes = pa.compute.list_value_length(table["valid"]).to_numpy()
+    tasks = np.repeat(table["task"].to_numpy(zero_copy_only=False), sizes)[valid]
     columns = {n: np.asarray(pa.compute.list_flatten(table[n]), dtype=float)[valid] for n in names}
-    return SelectionStats.from_columns(columns)
+    return columns, tasks.astype(str)
 
 
 def pairs_file(out_dir: Path, strategy: str, main_strategy: str) -> Path:
@@ -176,7 +180,8 @@ def run(
     scored_dir = out_dir / "scored"
     write_scored(scored, scored_dir)
 
-    stats = selection_stats(scored_dir)
+    columns, tasks = valid_measures(scored_dir)
+    stats = SelectionStats.from_columns(columns, tasks)
     pairs, drops = {}, {}
     for strategy in cfg.strategies:
         scfg = dataclasses.replace(cfg.selection, strategy=strategy)
@@ -188,13 +193,28 @@ def run(
 
     log.info("generate-pairs: pairs per strategy %s", {s: len(p) for s, p in pairs.items()})
     reasons = candidate_reject_counts(scored_dir)
-    report = write_report(out_dir, pairs, drops, reasons)
+    measured = [
+        "prompt_id",
+        "n_words",
+        "valid",
+        *(c for c in CORRELATED if c in scored.schema.names),
+    ]
+    correlations = length_correlations(scored.select(measured).to_pandas())
+    report = write_report(out_dir, pairs, drops, reasons, correlations)
     summary = {
         **stamp,
         "prompts": len(prompts),
         "prompts_quarantined": quarantined,
         "candidates": int(scored.num_rows * cfg.sampling.num_samples_per_prompt),
         "candidates_rejected": reasons,
+        "length_correlation": {
+            r.measure: [r.spearman_rho, r.ci_low, r.ci_high] for r in correlations.itertuples()
+        },
+        # Valid, but without a finite value (DSI of a one-segment answer): such a candidate
+        # takes part only in the strategies that do not rank by that measure.
+        "valid_candidates_without": {
+            m: int((~np.isfinite(v)).sum()) for m, v in columns.items() if (~np.isfinite(v)).any()
+        },
         "pairs": {s: len(p) for s, p in pairs.items()},
         "prompts_without_pair": drops,
         "chunks": chunks,

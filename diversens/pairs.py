@@ -3,7 +3,10 @@
 `SelectStage` is the streaming step (one prompt row in → one row out: a pair, or the reason there is
 none), run by Ray Data's `map_batches`. `BalancedTopN` is the global step on the driver: it keeps at
 most `num_pairs` rows per (task, length bucket) cell in bounded heaps, so memory does not grow with
-the number of prompts, then deals pairs round-robin across cells.
+the number of prompts, then deals pairs round-robin across tasks first and, within a task,
+across its length buckets, so a task with more buckets gets no more pairs. Best first means the
+largest diversity margin, except for `random`, whose pairs are ranked by a seeded key: keeping
+the largest margins would turn the random baseline into a diversity-selected one.
 """
 
 from __future__ import annotations
@@ -55,9 +58,9 @@ class SelectStage(Stage):
         k = len(row.responses)
         arrays = {
             m: np.asarray(getattr(row, m), dtype=float) if hasattr(row, m) else np.full(k, np.nan)
-            for m in PAIR_MEASURES
+            for m in dict.fromkeys([*PAIR_MEASURES, *cfg.measures])  # the ranked ones too
         }
-        arrays["quality"] = self.stats.quality_rank(arrays["quality"])
+        arrays["quality"] = self.stats.quality_rank(arrays["quality"], row.task)
         cands = Candidates(
             n_words=arrays["n_words"],
             valid=np.asarray(row.valid, dtype=bool),
@@ -89,6 +92,17 @@ def length_bucket(n_words: float, edges: list[int]) -> str:
     return f"{edges[k]}+" if k == len(edges) - 1 else f"{edges[k]}-{edges[k + 1] - 1}"
 
 
+def bucket_start(label: str) -> int:
+    """The lower word edge of a bucket label ('50-99' → 50, '200+' → 200): labels sort as
+    numbers, not as strings ('100-199' before '50-99')."""
+    return int(label.split("-")[0].rstrip("+"))
+
+
+def _interleave(queues: list[list]) -> list:
+    """One from each queue in turn: [[a1, a2], [b1]] → [a1, b1, a2]."""
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
+
+
 class BalancedTopN:
     """Keep the best `num_pairs` pairs, balanced over (task, length bucket), deterministically.
 
@@ -109,25 +123,26 @@ class BalancedTopN:
         for row in batch[reasons.isna()].to_dict("records"):
             heap = self.cells.setdefault((row["task"], row["length_bucket"]), [])
             key = -prompt_key(self.cfg.seed, row["prompt_id"])
-            entry = (row["margin"], key, row["prompt_id"], row)
+            rank = key if self.cfg.strategy == "random" else row["margin"]
+            entry = (rank, key, row["prompt_id"], row)
             if len(heap) < self.cfg.num_pairs:
                 heapq.heappush(heap, entry)
             elif entry[:3] > heap[0][:3]:
                 heapq.heapreplace(heap, entry)
 
     def result(self) -> pd.DataFrame:
-        """Round-robin over cells (sorted by name), best first within each, until num_pairs."""
-        queues = [
-            sorted(self.cells[cell], key=lambda e: e[:3], reverse=True)
-            for cell in sorted(self.cells)
-        ]
+        """Round-robin over tasks (sorted by name); each task's turn takes its next pair from its
+        length buckets in turn (in word order), best first within a bucket; until num_pairs."""
+        tasks: dict[str, list[list]] = {}
+        for task, bucket in sorted(self.cells, key=lambda c: (c[0], bucket_start(c[1]))):
+            best_first = sorted(self.cells[(task, bucket)], key=lambda e: e[:3], reverse=True)
+            tasks.setdefault(task, []).append(best_first)
+        queues = [_interleave(buckets) for buckets in tasks.values()]
         picked: list[dict] = []
-        depth = 0
-        while len(picked) < self.cfg.num_pairs and any(depth < len(q) for q in queues):
+        for depth in range(max(map(len, queues), default=0)):
             for q in queues:
                 if depth < len(q) and len(picked) < self.cfg.num_pairs:
                     picked.append(q[depth][3])
-            depth += 1
         return pd.DataFrame(picked, columns=list(PAIR_COLUMNS)).drop(columns="drop_reason")
 
     def drop_counts(self) -> dict[str, int]:

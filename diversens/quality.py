@@ -59,8 +59,12 @@ class QualityConfig:
         default=1.0, metadata={"help": "quality taken off a non-compliant candidate (lenient mode)"}
     )
     check_measures: list[str] = field(
-        default_factory=lambda: ["entropy", "ttr", "maas", "dsi"],
-        metadata={"help": "measure columns that must be finite (when present)"},
+        default_factory=list,
+        metadata={
+            "help": "measure columns that must be finite for any candidate to be valid (default "
+            "none: each strategy needs finite values only of the measures it ranks by, so a "
+            "one-sentence answer without DSI still takes part in lite, quality and random)"
+        },
     )
 
     def __post_init__(self):
@@ -96,13 +100,32 @@ def compliance_issue(text: str, task: str, meta: dict, cfg: QualityConfig) -> st
         ok = all(isinstance(obj.get(k), str) and obj[k].strip() for k in fields)
         return None if ok else "pgt_missing_field"
     if task == "cwt":
-        tokens = words(text)
+        used = word_forms_in(text)
         required = [w.lower() for w in meta.get("words") or item.split("/") if w]
-        if not all(any(t.startswith(w) for t in tokens) for w in required):
+        if not all(inflections(w) & used for w in required):
             return "cwt_missing_word"
         lo, hi = cfg.cwt_sentences
         return None if lo <= len(sentences(text)) <= hi else "cwt_sentence_count"
     return None
+
+
+def inflections(word: str) -> set[str]:
+    """A required word and its regular inflections (plural, past, -ing, third person): a story
+    "sends" a letter, and "single" does not use "sing" (a prefix match would say it does)."""
+    forms = {word, word + "s", word + "es", word + "ed", word + "d", word + "ing"}
+    if word.endswith("e"):
+        forms.add(word[:-1] + "ing")
+    if word.endswith("y"):
+        forms |= {word[:-1] + "ies", word[:-1] + "ied"}
+    return forms
+
+
+def word_forms_in(text: str) -> set[str]:
+    """The text's words, with possessives and the parts of hyphenated words as words too."""
+    out = set()
+    for token in words(text):
+        out |= {token, token.removesuffix("'s"), *token.split("-")}
+    return out
 
 
 def parse_meta(meta) -> dict:
@@ -157,7 +180,10 @@ class _LMScorer:
 
 
 class FluencyScorer(_LMScorer):
-    """Mean log-probability per response token given the prompt, under a reference causal LM."""
+    """Mean log-probability per answer token given the prompt, under a reference causal LM.
+    Only the answer's own tokens count: the chat template's end-of-turn tokens after it are
+    nearly certain, so counting them would lift short answers (fewer tokens to average them
+    with) above long ones."""
 
     def __init__(self, cfg: QualityConfig):
         from transformers import AutoModelForCausalLM
@@ -166,15 +192,28 @@ class FluencyScorer(_LMScorer):
 
     def _score_batch(self, messages, responses) -> np.ndarray:
         prompts = [self.render(m, None) for m in messages]
-        enc = self.encode([self.render(m, r) for m, r in zip(messages, responses, strict=True)])
-        prompt_lens = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
+        full = [self.render(m, r) for m, r in zip(messages, responses, strict=True)]
+        enc = self.encode(full)
+        starts, ends = zip(*(self._answer_span(p, r, f) for p, r, f in
+                             zip(prompts, responses, full, strict=True)), strict=True)  # fmt: skip
         logits = self.model(**enc).logits[:, :-1].float()  # (B, T-1, V)
-        targets = enc.input_ids[:, 1:]  # (B, T-1)
+        targets = enc.input_ids[:, 1:]  # (B, T-1): position t predicts token t + 1
         logp = logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0]  # (B, T-1)
         positions = self.torch.arange(targets.shape[1], device=self.device)[None, :]
-        start = self.torch.tensor(prompt_lens, device=self.device)[:, None] - 1
-        mask = (positions >= start) & enc.attention_mask[:, 1:].bool()
+        start = self.torch.tensor(starts, device=self.device)[:, None] - 1
+        end = self.torch.tensor(ends, device=self.device)[:, None] - 1
+        mask = (positions >= start) & (positions < end) & enc.attention_mask[:, 1:].bool()
         return ((logp * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy()
+
+    def _answer_span(self, prompt: str, response: str, full: str) -> tuple[int, int]:
+        """[first, end) token positions of the answer in the rendered conversation. Where the
+        template does not render as prompt + answer + suffix, the suffix counts too."""
+        answered = prompt + response
+        end = self._count(answered if full.startswith(answered) else full)
+        return self._count(prompt), end
+
+    def _count(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
 
 class RewardModelScorer(_LMScorer):

@@ -3,9 +3,11 @@
 `select_pair(c, cfg, stats, key)` looks at one prompt's k candidates and returns the indices of a
 (chosen, rejected) pair and its margin, or a reason why there is none. Strategies:
 
-- diverse-ns: length parity (|Δwords| ≤ max(a, r·max words)), chosen more diverse on the lexical
-  AND the semantic measure, chosen quality ≥ floor and ≥ rejected quality − max drop; the pair with
-  the largest diversity margin wins, ties → higher chosen quality, then smaller length gap.
+- diverse-ns: length parity with the chosen not shorter (0 ≤ words(c+) − words(c−) ≤ max(a,
+  r·max words); `length_rule: symmetric` allows |Δwords| within the same tolerance), chosen more
+  diverse on the lexical AND the semantic measure, chosen quality ≥ floor and ≥ rejected
+  quality − max drop; the pair with the largest diversity margin wins, ties → higher chosen
+  quality, then smaller length gap.
 - diverse-ns-lite: the same rule with TTR (lexical) and Maas (lower = more diverse) instead of
   entropy and embedding diversity; needs no embedder or reward model.
 - divpo: chosen = most diverse with quality ≥ floor, rejected = least diverse below it; no length
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 STRATEGIES = ("diverse-ns", "diverse-ns-lite", "divpo", "diverse-no-length", "quality", "random")
+LENGTH_RULES = ("one-sided", "symmetric")
 
 # +1: larger is more diverse; -1: smaller is more diverse (Maas a² falls as vocabulary grows).
 DIVERSITY_SIGN = {"entropy": 1, "ttr": 1, "mattr": 1, "mtld": 1, "hdd": 1, "dsi": 1, "maas": -1}
@@ -47,6 +50,14 @@ class SelectionConfig:
     )
     length_tolerance_ratio: float = field(
         default=0.1, metadata={"help": "parity tolerance r (fraction of the longer response)"}
+    )
+    length_rule: str = field(
+        default="one-sided",
+        metadata={
+            "help": "one-sided: the chosen is never shorter, at most the tolerance longer; "
+            "symmetric: either side may be up to the tolerance longer (then a chosen can be "
+            "shorter, which lets the length bias back in)"
+        },
     )
     quality_floor_pct: float = field(
         default=0.25, metadata={"help": "chosen quality must reach this run percentile (0–1)"}
@@ -76,6 +87,8 @@ class SelectionConfig:
                 raise ValueError(f"{name} {value!r} is not one of {sorted(DIVERSITY_SIGN)}")
         if self.num_pairs < 1:
             raise ValueError(f"num_pairs must be >= 1, got {self.num_pairs}")
+        if self.length_rule not in LENGTH_RULES:
+            raise ValueError(f"length_rule must be one of {LENGTH_RULES}, got {self.length_rule!r}")
         if self.length_tolerance_words < 0 or not 0 <= self.length_tolerance_ratio < 1:
             raise ValueError("length tolerances must be >= 0 (ratio below 1)")
         for name in ("quality_floor_pct", "max_quality_drop_pct"):
@@ -97,27 +110,40 @@ class SelectionStats:
     """Run-level reference values, computed once over all scored candidates before selection."""
 
     scales: dict[str, float]  # per measure, a robust spread (IQR) to put margins on one scale
-    quality_quantiles: np.ndarray  # (Q,) sorted; maps raw quality to a percentile rank
+    quality_quantiles: np.ndarray  # (Q,) sorted, all tasks: maps raw quality to a rank
+    task_quality_quantiles: dict[str, np.ndarray] = field(default_factory=dict)  # per task
 
     @classmethod
-    def from_columns(cls, columns: dict[str, np.ndarray], num_quantiles: int = 1001):
+    def from_columns(
+        cls, columns: dict[str, np.ndarray], tasks: np.ndarray | None = None,
+        num_quantiles: int = 1001,
+    ):  # fmt: skip
+        """`columns`: flat values per measure (and "quality"); `tasks`: the task of each value,
+        so quality ranks within its task (a scorer's scale differs between a list of nouns and a
+        story, and a run-wide floor could then remove one task whole)."""
         scales = {}
         for name, values in columns.items():
             finite = values[np.isfinite(values)]
             iqr = np.subtract(*np.percentile(finite, [75, 25])) if finite.size else 0.0
             scales[name] = float(iqr) if iqr > 0 else 1.0
         q = columns.get("quality", np.zeros(0))
-        q = q[np.isfinite(q)]
-        grid = np.linspace(0, 100, num_quantiles)
-        quantiles = np.percentile(q, grid) if q.size else np.zeros(1)
-        return cls(scales=scales, quality_quantiles=quantiles)
+        per_task = {}
+        if tasks is not None:
+            per_task = {str(t): _quantiles(q[tasks == t], num_quantiles) for t in np.unique(tasks)}
+        return cls(scales, _quantiles(q, num_quantiles), per_task)
 
-    def quality_rank(self, quality: np.ndarray) -> np.ndarray:
-        """Percentile rank in [0, 1] of raw quality scores within the run."""
-        qq = self.quality_quantiles
+    def quality_rank(self, quality: np.ndarray, task: str | None = None) -> np.ndarray:
+        """Percentile rank in [0, 1] of raw quality scores within the task (the run where the
+        task is unknown)."""
+        qq = self.task_quality_quantiles.get(task, self.quality_quantiles)
         lo = np.searchsorted(qq, quality, side="left")
         hi = np.searchsorted(qq, quality, side="right")
         return ((lo + hi) / 2) / len(qq)
+
+
+def _quantiles(values: np.ndarray, num: int) -> np.ndarray:
+    finite = values[np.isfinite(values)]
+    return np.percentile(finite, np.linspace(0, 100, num)) if finite.size else np.zeros(1)
 
 
 @dataclass(frozen=True)
@@ -154,7 +180,9 @@ def diversity_score(c: Candidates, cfg: SelectionConfig, stats: SelectionStats) 
 def select_pair(c: Candidates, cfg: SelectionConfig, stats: SelectionStats, key: int) -> Pair | str:
     """The best pair of one prompt under `cfg.strategy`, or the reason there is none."""
     score = diversity_score(c, cfg, stats)
-    valid = c.valid & np.isfinite(score) & np.isfinite(c.quality)
+    valid = c.valid & np.isfinite(c.quality)
+    if cfg.strategy not in ("random", "quality"):  # the ones that rank by diversity
+        valid &= np.isfinite(score)  # a one-sentence answer has no DSI: only these lose it
     if valid.sum() < 2:
         return "fewer_than_2_valid"
     idx = np.flatnonzero(valid)
@@ -193,8 +221,11 @@ def _length_matched(
     tolerance = np.maximum(
         cfg.length_tolerance_words, cfg.length_tolerance_ratio * np.maximum.outer(words, words)
     )
+    parity = np.abs(gap) <= tolerance
+    if cfg.length_rule == "one-sided":
+        parity &= gap >= 0
     ok = (
-        (np.abs(gap) <= tolerance)
+        parity
         & (lex[:, None] > lex[None, :])
         & (sem[:, None] > sem[None, :])
         & (quality[:, None] >= cfg.quality_floor_pct)

@@ -8,10 +8,45 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global backend, no display needed
+from scipy.stats import spearmanr
 
 from diversens.io import atomic_path, save_png
 
 GAINS = ("entropy", "ttr", "maas", "dsi", "quality")  # maas: lower = more diverse
+CORRELATED = ("entropy", "ttr", "mattr", "maas", "mtld", "hdd", "dsi", "quality")
+
+
+def length_correlations(scored: pd.DataFrame, num_boot: int = 500, seed: int = 0) -> pd.DataFrame:
+    """Spearman correlation of each measure with length (words) over the valid candidates, with
+    a 95% bootstrap interval that resamples prompts (the candidates of a prompt are not
+    independent). The paper's first claim: diversity measures and quality scores favour short
+    answers (negative rho; for Maas, where lower is more diverse, positive)."""
+    cols = [c for c in CORRELATED if c in scored]
+    flat = scored[["prompt_id", "n_words", "valid", *cols]].explode(["n_words", "valid", *cols])
+    flat = flat[flat["valid"].astype(bool)]
+    values = flat[["n_words", *cols]].to_numpy(dtype=float)  # (N, 1 + M)
+    prompts = pd.factorize(flat["prompt_id"])[0]
+    members = [np.flatnonzero(prompts == p) for p in range(prompts.max() + 1)] if len(flat) else []
+    rng = np.random.default_rng(seed)
+    draws = [np.concatenate([members[p] for p in rng.integers(0, len(members), len(members))])
+             for _ in range(num_boot if members else 0)]  # fmt: skip
+    rows = []
+    for m, name in enumerate(cols, start=1):
+        rho = _spearman(values[:, 0], values[:, m])
+        boot = [_spearman(values[d, 0], values[d, m]) for d in draws]
+        lo, hi = np.nanpercentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
+        n = int((np.isfinite(values[:, 0]) & np.isfinite(values[:, m])).sum())
+        rows.append({"measure": name, "spearman_rho": rho, "ci_low": lo, "ci_high": hi,
+                     "candidates": n})  # fmt: skip
+    return pd.DataFrame(rows, columns=["measure", "spearman_rho", "ci_low", "ci_high",
+                                       "candidates"])  # fmt: skip
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return float("nan")
+    return float(spearmanr(x[ok], y[ok]).statistic)
 
 
 def summarise(pairs: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -35,7 +70,7 @@ def summarise(pairs: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 def write_report(
     out_dir: Path, pairs: dict[str, pd.DataFrame], drops: dict[str, dict[str, int]],
-    candidate_reasons: dict[str, int],
+    candidate_reasons: dict[str, int], correlations: pd.DataFrame,
 ) -> Path:  # fmt: skip
     """Write selection_report.md with its PNGs into out_dir; returns the Markdown path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -55,6 +90,14 @@ def write_report(
         "",
         "![chosen vs rejected length](selection_lengths.png)",
         "![diversity gain vs length ratio](selection_gain_vs_length.png)",
+        "",
+        "## Length bias of the measures",
+        "",
+        "Spearman correlation of each measure with length (words) over all valid candidates,",
+        "95% interval from a bootstrap over prompts. Negative: the measure favours shorter",
+        "answers (for Maas, lower is more diverse, so positive is the bias).",
+        "",
+        correlations.to_markdown(index=False, floatfmt=".3f"),
         "",
         "## Prompts without a pair, by reason (per strategy)",
         "",

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diversens.pairs import BalancedTopN, SelectStage, length_bucket
+from diversens.pairs import BalancedTopN, SelectStage, bucket_start, length_bucket
 from diversens.selection import SelectionConfig, SelectionStats
+from diversens.selection_report import length_correlations
 
 
 def scored_rows(n: int, seed: int = 0, k: int = 4) -> pd.DataFrame:
@@ -95,8 +96,71 @@ def test_balanced_over_tasks_and_buckets():
     assert set(pairs.task) == {"dat", "pgt", "aut", "cwt"}
 
 
+def test_tasks_are_balanced_before_length_buckets():
+    """A task with more length buckets gets no more pairs than the others."""
+    rows = []
+    for task, words in (("aut", [10, 60, 120, 250]), ("dat", [10])):
+        for n in range(40):
+            w = words[n % len(words)]
+            rows.append({"prompt_id": f"{task}{n}", "task": task, "length_bucket":
+                         length_bucket(w, [0, 50, 100, 200]), "margin": float(n),
+                         "drop_reason": None})  # fmt: skip
+    top = BalancedTopN(SelectionConfig(num_pairs=20))
+    top.add(pd.DataFrame(rows))
+    assert top.result().task.value_counts().to_dict() == {"aut": 10, "dat": 10}
+
+
+def test_random_pairs_are_ranked_by_seeded_key_not_margin():
+    """Cut to half, the random baseline keeps pairs whatever their diversity margin."""
+    rows = [{"prompt_id": f"p{n}", "task": "cwt", "length_bucket": "0-49", "margin": float(n),
+             "drop_reason": None} for n in range(400)]  # fmt: skip
+    kept = {}
+    for strategy in ("random", "diverse-ns"):
+        top = BalancedTopN(SelectionConfig(strategy=strategy, num_pairs=100))
+        top.add(pd.DataFrame(rows))
+        kept[strategy] = top.result().margin
+    assert kept["diverse-ns"].min() == 300  # the 100 largest margins
+    assert 100 < kept["random"].mean() < 300  # not the largest: about the middle of 0..399
+    assert kept["random"].lt(200).sum() > 30
+
+
+def test_bucket_labels_sort_by_words():
+    assert sorted(["100-199", "50-99", "200+", "0-49"], key=bucket_start) == [
+        "0-49", "50-99", "100-199", "200+",
+    ]  # fmt: skip
+
+
 def test_length_bucket_labels():
     edges = [0, 50, 100, 200]
     assert [length_bucket(w, edges) for w in (0, 49, 50, 199, 200, 5000)] == [
         "0-49", "0-49", "50-99", "100-199", "200+", "200+",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("measure", ["mattr", "mtld", "hdd"])
+def test_every_lexical_measure_the_config_accepts_ranks_pairs(measure):
+    df = scored_rows(40)
+    df[measure] = [np.random.default_rng(i).random(4).tolist() for i in range(len(df))]
+    cfg = SelectionConfig(lexical_measure=measure, num_pairs=40)
+    pairs = run(df, cfg).result()
+    assert len(pairs) > 0
+    by_id = df.set_index("prompt_id")
+    for p in pairs.itertuples():  # chosen more diverse on the measure asked for
+        row = by_id.loc[p.prompt_id]
+        values = dict(zip(row.responses, row[measure], strict=True))
+        assert values[p.chosen[0]["content"]] > values[p.rejected[0]["content"]]
+
+
+def test_length_correlations_find_a_planted_length_bias():
+    """TTR falls with length by construction, entropy rises, DSI does not depend on it."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for p in range(120):
+        words = rng.integers(10, 300, 4)
+        rows.append({"prompt_id": f"p{p}", "n_words": words.tolist(), "valid": [True] * 4,
+                     "ttr": (1 / np.sqrt(words) + rng.normal(0, 0.01, 4)).tolist(),
+                     "entropy": np.log2(words).tolist(), "dsi": rng.random(4).tolist()})  # fmt: skip
+    table = length_correlations(pd.DataFrame(rows), num_boot=200).set_index("measure")
+    assert table.loc["ttr", "ci_high"] < -0.8 and table.loc["entropy", "ci_low"] > 0.9
+    assert table.loc["dsi", "ci_low"] < 0 < table.loc["dsi", "ci_high"]
+    assert table.loc["ttr", "candidates"] == 480

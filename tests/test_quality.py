@@ -38,6 +38,16 @@ STORY = (
         ("1. cat\n2. dog\n3. eel", "dat", {"variant": "n3-w0"}, None),
         ("1. cat\n2. dog\n3. eel", "dat", {"variant": "n4-w0"}, "dat_too_few_single_words"),
         ('{"first_name": "Ana", "age": "30"}', "pgt", {"item": "first_name,age"}, None),
+        # Words, not prefixes: "single" does not use "sing", "organization" not "organ"; regular
+        # inflections, possessives and hyphenated parts do count.
+        ("She sang a single song. It was good. Faith grew. Belief too.", "cwt",
+         {"words": ["belief", "faith", "sing"]}, "cwt_missing_word"),
+        ("The organization grew. The empire fell. They complied. Done now.", "cwt",
+         {"words": ["organ", "empire", "comply"]}, "cwt_missing_word"),
+        ("The organ's pipes rang. Empires fell. Nobody complies. She is singing. Fine.", "cwt",
+         {"words": ["organ", "empire", "comply"]}, None),
+        ("A letter-writing day. She sends stamps. It was fine. The end came.", "cwt",
+         {"words": ["stamp", "letter", "send"]}, None),
     ],
 )  # fmt: skip
 def test_compliance(text, task, meta, reason):
@@ -60,9 +70,11 @@ def candidates(responses, task="cwt", finish=None, **measures):
 def test_reasons_truncated_and_non_finite_measures():
     df = candidates([STORY, STORY, STORY, ""], finish=["stop", "length", "stop", "stop"],
                     entropy=[1.0, 1.0, float("nan"), float("nan")])  # fmt: skip
-    out = QualityStage(CFG)(df)
+    out = QualityStage(QualityConfig(scorer="none", check_measures=["entropy"]))(df)
     assert out.reject_reason[0] == [None, "truncated", "entropy_not_finite", "empty"]
     assert out.valid[0] == [True, False, False, False]
+    # By default no measure decides validity: selection asks for the ones it ranks by.
+    assert QualityStage(CFG)(df).valid[0] == [True, False, True, False]
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +89,17 @@ def test_fluency_prefers_fluent_text(fluency_stage):
     q = np.array(out.quality[0])
     assert np.isfinite(q).all() and q[0] > q[1]
     assert q[0] == pytest.approx(q[2], abs=1e-4)  # batch position does not change the score
+
+
+@pytest.mark.slow
+def test_fluency_counts_answer_tokens_only(fluency_stage):
+    """The template's end-of-turn tokens after the answer are left out of the mean."""
+    scorer = fluency_stage.scorer
+    msgs = [{"role": "user", "content": "Write a story."}]
+    prompt, full = scorer.render(msgs, None), scorer.render(msgs, STORY)
+    start, end = scorer._answer_span(prompt, STORY, full)
+    assert end - start == scorer._count(prompt + STORY) - scorer._count(prompt) > 10
+    assert scorer._count(full) - end == scorer._count(full[len(prompt + STORY) :]) > 0
 
 
 @pytest.mark.slow

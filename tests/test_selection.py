@@ -48,10 +48,12 @@ candidate_sets = st.integers(2, 8).flatmap(
     st.integers(0, 20),
     st.floats(0, 0.5),
     st.sampled_from(["diverse-ns", "diverse-ns-lite"]),
+    st.sampled_from(["one-sided", "symmetric"]),
 )
-def test_length_matched_pairs_meet_every_rule(data, a, r, strategy):
+def test_length_matched_pairs_meet_every_rule(data, a, r, strategy, rule):
     words, ent, dsi, quality, valid = data
-    cfg = SelectionConfig(strategy=strategy, length_tolerance_words=a, length_tolerance_ratio=r)
+    cfg = SelectionConfig(strategy=strategy, length_tolerance_words=a, length_tolerance_ratio=r,
+                          length_rule=rule)  # fmt: skip
     c = cands(words, ent, dsi, quality, valid)
     result = select_pair(c, cfg, UNIT, key=1)
     if not isinstance(result, Pair):
@@ -63,6 +65,8 @@ def test_length_matched_pairs_meet_every_rule(data, a, r, strategy):
     tol = max(a, r * max(w[i], w[j]))
     assert abs(w[i] - w[j]) <= tol  # parity
     assert w[i] >= w[j] - tol  # chosen not shorter beyond the tolerance
+    if rule == "one-sided":
+        assert w[i] >= w[j]  # chosen never shorter
     lex, sem = cfg.measures
     sign = {"entropy": 1, "dsi": 1, "ttr": 1, "maas": -1}
     assert sign[lex] * c.diversity[lex][i] > sign[lex] * c.diversity[lex][j]
@@ -104,10 +108,14 @@ def test_no_length_control_picks_shorter_chosen(strategy):
 
 def test_diverse_ns_keeps_length_parity_on_biased_set():
     c = short_is_diverse()
-    pair = select_pair(c, SelectionConfig(strategy="diverse-ns"), UNIT, key=0)
+    cfg = SelectionConfig(strategy="diverse-ns", length_rule="symmetric")
+    pair = select_pair(c, cfg, UNIT, key=0)
     ratio = c.n_words[pair.chosen] / c.n_words[pair.rejected]
     assert 0.9 <= ratio <= 1.1
     assert (pair.chosen, pair.rejected) == (4, 5)  # largest margin among matched pairs
+    # In this set the shorter of every matched pair is the more diverse: the one-sided rule
+    # (the default) refuses all of them rather than prefer a shorter chosen.
+    assert select_pair(c, SelectionConfig(), UNIT, key=0) == "no_admissible_pair"
 
 
 def test_diverse_ns_prefers_quality_then_smaller_gap_on_ties():
@@ -124,6 +132,28 @@ def test_no_admissible_pair_when_lengths_differ():
 def test_invalid_and_nan_candidates_are_never_ranked():
     c = cands([50, 50, 50], [np.nan, 2, 1], [0.9, 0.5, 0.4], [0.9, 0.9, 0.9], [True, True, False])
     assert select_pair(c, SelectionConfig(), UNIT, key=0) == "fewer_than_2_valid"
+
+
+def test_missing_dsi_only_excludes_candidates_from_strategies_ranking_by_it():
+    """Two one-sentence answers (no DSI) and a third: diverse-ns cannot pair them, lite (TTR +
+    Maas), quality and random can."""
+    c = cands([30, 31, 30], [5, 4, 3], [np.nan, np.nan, 0.5], quality=[0.9, 0.5, 0.4])
+    assert select_pair(c, SelectionConfig(), UNIT, key=0) == "fewer_than_2_valid"
+    for strategy in ("diverse-ns-lite", "quality", "random"):
+        pair = select_pair(c, SelectionConfig(strategy=strategy), UNIT, key=0)
+        assert isinstance(pair, Pair), strategy
+
+
+def test_quality_ranks_within_its_task():
+    """Stories score far below noun lists on the scorer's scale: ranked across the run, every
+    story would sit under a 25% floor; ranked within its task, a quarter of each does."""
+    quality = np.r_[np.linspace(-1, 0, 100), np.linspace(-9, -8, 100)]
+    tasks = np.array(["dat"] * 100 + ["cwt"] * 100)
+    stats = SelectionStats.from_columns({"quality": quality}, tasks)
+    for task in ("dat", "cwt"):
+        ranks = stats.quality_rank(quality[tasks == task], task)
+        assert abs((ranks < 0.25).mean() - 0.25) < 0.02
+    assert (stats.quality_rank(quality[tasks == "cwt"]) < 0.5).all()  # the run-wide rank
 
 
 def test_quality_rank_is_a_percentile():

@@ -46,6 +46,13 @@ class EvalConfig:
     num_length_buckets: int = field(
         default=4, metadata={"help": "word-count buckets per task (quantiles of base lengths)"}
     )
+    min_outputs_per_bucket: int = field(
+        default=20,
+        metadata={
+            "help": "base outputs a length bucket needs; thinner buckets merge into a neighbour "
+            "(so every output is ranked among enough base outputs of its length)"
+        },
+    )
     num_bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for ΔDD CIs"})
     seed: int = field(default=0, metadata={"help": "bootstrap seed"})
 
@@ -65,8 +72,9 @@ class EvalConfig:
         unknown = [m for m in self.dd_measures if m not in DD_MEASURES]
         if unknown or not self.dd_measures:
             raise ValueError(f"dd_measures: unknown {unknown} (choose from {DD_MEASURES})")
-        if self.num_length_buckets < 1 or self.num_bootstrap < 1:
-            raise ValueError("num_length_buckets and num_bootstrap must be >= 1")
+        for name in ("num_length_buckets", "num_bootstrap", "min_outputs_per_bucket"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def labelled_models(self) -> list[tuple[str, str]]:
         """[(label, model)], label defaulting to the model's last path component."""

@@ -1,10 +1,18 @@
 """Diversity Decile (DD): diversity judged against the base model at the same length.
 
-From the base model's outputs, per task: word-count buckets (quantiles of base lengths), then per
-(task, bucket) the nine decile edges of each diversity measure — the decile map. Any output gets
-the decile (1–10) of its measure within its own task and length bucket; DD is the mean decile and
-ΔDD = DD(model) − DD(base). A model that only writes shorter text lands in shorter buckets and is
-compared with the base's short outputs there, so its raw TTR gain does not show up as ΔDD.
+From the base model's outputs, per task: word-count buckets (quantiles of base lengths, thin
+buckets merged into a neighbour until each holds `min_per_bucket` base outputs), then per (task,
+bucket) the nine decile edges of each diversity measure — the decile map. Any output gets the
+decile (1–10) of its measure within its own task and length bucket; every bucket holds base
+outputs, and the first and last are open-ended, so an output shorter or longer than all of the
+base's is ranked in the nearest populated bucket instead of being lost. Ties take mid-ranks (a
+value equal to several edges sits in the middle of them), so a measure that is often tied (TTR
+1.0 on short answers) can still register change. DD is the mean decile and ΔDD = DD(model) −
+DD(base). A model that only writes shorter text lands in shorter buckets and is compared with the
+base's short outputs there, so its raw TTR gain does not show up as ΔDD.
+
+Intervals: the samples of one prompt are not independent, so the bootstrap resamples prompts
+(with all their outputs) within each task, the same draw for the model and the base.
 """
 
 from __future__ import annotations
@@ -25,13 +33,17 @@ class DecileMap:
     edges: pd.DataFrame  # rows: task, bucket, measure, d10 ... d90
 
     @classmethod
-    def fit(cls, base: pd.DataFrame, measures: list[str], num_buckets: int = 4) -> DecileMap:
+    def fit(
+        cls, base: pd.DataFrame, measures: list[str], num_buckets: int = 4, min_per_bucket: int = 1
+    ) -> DecileMap:
         """base: one row per output with `task`, `n_words` and the measure columns."""
         length_edges, rows = {}, []
         for task, df in base.groupby("task", sort=True):
+            lengths = df["n_words"].to_numpy(dtype=float)
             qs = np.linspace(0, 100, num_buckets + 1)[1:-1]
-            length_edges[task] = np.unique(np.percentile(df["n_words"], qs))
-            buckets = bucket_of(df["n_words"].to_numpy(), length_edges[task])
+            edges = np.unique(np.percentile(lengths, qs))
+            length_edges[task] = merge_thin_buckets(lengths, edges, max(min_per_bucket, 1))
+            buckets = bucket_of(lengths, length_edges[task])
             for b in range(len(length_edges[task]) + 1):
                 in_bucket = df[buckets == b]
                 rows += [{"task": task, "bucket": b, **_edges(in_bucket, m)} for m in measures]
@@ -53,8 +65,10 @@ class DecileMap:
                 sel = (buckets == b) & np.isfinite(values)
                 if np.isnan(edges).any():
                     continue
-                # 1 + edges strictly below the value; ties at an edge go to the lower decile.
-                out[pos[sel]] = 1 + np.searchsorted(edges, values[sel], side="left")
+                # Mid-rank: 1 + edges below the value + half the edges equal to it.
+                below = np.searchsorted(edges, values[sel], side="left")
+                at_most = np.searchsorted(edges, values[sel], side="right")
+                out[pos[sel]] = 1 + (below + at_most) / 2
         return out
 
     def to_frame(self) -> pd.DataFrame:
@@ -76,26 +90,60 @@ def _edges(df: pd.DataFrame, measure: str) -> dict:
     return {"measure": measure, "n_base": v.size, **named}
 
 
+def merge_thin_buckets(lengths: np.ndarray, edges: np.ndarray, min_count: int) -> np.ndarray:
+    """Drop edges until every bucket holds at least `min_count` of `lengths` (or one bucket is
+    left): the thinnest bucket merges into its thinner neighbour. Many equal shortest lengths
+    otherwise leave bucket 0 empty (the edge equals them and they fall above it)."""
+    edges = list(edges)
+    while edges:
+        counts = np.bincount(bucket_of(lengths, np.asarray(edges)), minlength=len(edges) + 1)
+        b = int(np.argmin(counts))
+        if counts[b] >= min_count:
+            break
+        if b == 0 or (b < len(edges) and counts[b + 1] < counts[b - 1]):
+            del edges[b]  # merge with the bucket above: drop the edge between them
+        else:
+            del edges[b - 1]  # merge with the bucket below
+    return np.asarray(edges, dtype=float)
+
+
 def bucket_of(n_words: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Bucket index of each length; values on an edge go to the upper bucket."""
     return np.searchsorted(edges, n_words, side="right")
 
 
 def delta_dd(
-    model: np.ndarray, base: np.ndarray, num_boot: int = 1000, seed: int = 0, level: float = 0.95
+    model: pd.DataFrame,
+    base: pd.DataFrame,
+    column: str,
+    num_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
 ) -> tuple[float, float, float]:
-    """ΔDD = mean(model deciles) − mean(base deciles) with a percentile bootstrap interval.
+    """ΔDD = mean decile of the model's outputs − the base's, with a percentile bootstrap interval
+    that resamples prompts within each task (`task`, `prompt` columns; NaN deciles left out).
 
-    Outputs are resampled independently within each model (they are independent samples).
-    """
-    model, base = model[np.isfinite(model)], base[np.isfinite(base)]
-    if not model.size or not base.size:
+    Each draw takes, per task, as many prompts as the task has, with replacement, and the same
+    prompts for both sides; a prompt counts with all its outputs."""
+    sides = [df.loc[np.isfinite(df[column].to_numpy(float)), ["task", "prompt", column]]
+             for df in (model, base)]  # fmt: skip
+    if any(df.empty for df in sides):
         return (np.nan, np.nan, np.nan)
-    delta = float(model.mean() - base.mean())
+    delta = float(sides[0][column].mean() - sides[1][column].mean())
+    # Per prompt: sum of deciles and number of outputs, for each side (0 where it has none).
+    per_prompt = pd.concat(
+        [df.groupby(["task", "prompt"])[column].agg(["sum", "count"]).add_prefix(f"{i}_")
+         for i, df in enumerate(sides)], axis=1,
+    ).fillna(0.0)  # fmt: skip
     rng = np.random.default_rng(seed)
-    boot = model[rng.integers(0, model.size, (num_boot, model.size))].mean(1) - base[
-        rng.integers(0, base.size, (num_boot, base.size))
-    ].mean(1)
+    totals = np.zeros((num_boot, 4))  # (B, [model sum, model count, base sum, base count])
+    for _, group in per_prompt.groupby(level="task", sort=True):
+        values = group[["0_sum", "0_count", "1_sum", "1_count"]].to_numpy()  # (P, 4)
+        draws = rng.integers(0, len(values), (num_boot, len(values)))  # (B, P)
+        totals += values[draws].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = totals[:, 0] / totals[:, 1] - totals[:, 2] / totals[:, 3]
+    boot = boot[np.isfinite(boot)]
     alpha = (1 - level) / 2 * 100
     lo, hi = np.percentile(boot, [alpha, 100 - alpha])
     return delta, float(lo), float(hi)

@@ -147,8 +147,11 @@ def summarise(outputs: pd.DataFrame) -> pd.DataFrame:
 
 
 def delta_dd_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
-    """ΔDD per model × task (and "all") × measure, with bootstrap intervals."""
+    """ΔDD per model × task (and "all") × measure, with prompt-cluster bootstrap intervals and
+    coverage: the share of the model's outputs that got a decile (the rest have no finite
+    value of the measure, such as DSI of a one-sentence answer)."""
     rows = []
+    outputs = outputs.assign(prompt=outputs["source_prompt_id"])
     for measure in cfg.dd_measures:
         col = f"decile_{measure}"
         b = outputs[outputs.model == base]
@@ -156,12 +159,12 @@ def delta_dd_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.Data
             for task in ["all", *sorted(df.task.unique())]:
                 mine = df if task == "all" else df[df.task == task]
                 ref = b if task == "all" else b[b.task == task]
-                d, lo, hi = delta_dd(mine[col].to_numpy(float), ref[col].to_numpy(float),
-                                     cfg.num_bootstrap, cfg.seed)  # fmt: skip
+                d, lo, hi = delta_dd(mine, ref, col, cfg.num_bootstrap, cfg.seed)
                 if np.isfinite(d):
                     rows.append({"model": model, "task": task, "measure": measure,
                                  "dd": float(np.nanmean(mine[col])), "delta_dd": d,
-                                 "ci_low": lo, "ci_high": hi})  # fmt: skip
+                                 "ci_low": lo, "ci_high": hi,
+                                 "coverage": float(mine[col].notna().mean())})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -178,7 +181,8 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     outputs = add_task_scores(outputs, cfg, embedder)
 
     base = cfg.labelled_models()[0][0]
-    dmap = DecileMap.fit(outputs[outputs.model == base], cfg.dd_measures, cfg.num_length_buckets)
+    dmap = DecileMap.fit(outputs[outputs.model == base], cfg.dd_measures, cfg.num_length_buckets,
+                         cfg.min_outputs_per_bucket)  # fmt: skip
     for measure in cfg.dd_measures:
         outputs[f"decile_{measure}"] = dmap.deciles(outputs, measure)
     summary, deltas = summarise(outputs), delta_dd_table(outputs, cfg, base)

@@ -40,7 +40,11 @@ def write_eval_report(
         "",
         f"Base model: **{base}**. ΔDD = mean Diversity Decile of a model's outputs minus the "
         "base's, each output ranked against base outputs of the same task and length bucket "
-        "(positive = more diverse at equal length; 95% bootstrap interval in brackets).",
+        "(positive = more diverse at equal length; 95% interval in brackets, from a bootstrap "
+        "over prompts within each task). `coverage` is the share of a model's outputs that got "
+        "a decile: every output is ranked at its own length (the nearest populated length "
+        "bucket when it is shorter or longer than all base outputs); only outputs without a "
+        "finite value of the measure (DSI of a one-segment answer) get none.",
         "",
         *_headline(deltas, summary, base),
         "",

@@ -10,19 +10,31 @@ restores a run from its storage dir, and each worker continues from `ray.train.g
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from diversens.config import config_hash
+import pyarrow.fs as pafs
+
+from diversens.config import config_hash, redacted
+from diversens.errors import UserError
 from diversens.io import write_summary
 from diversens.models import resolve_model
+from diversens.storage import filesystem
 from diversens.training.config import TrainConfig
 from diversens.training.export import export_model
 from diversens.training.logs import step_rows, write_logs
 from diversens.training.pairs_input import read_pairs
+
+# Fields that may change between a run and its resumption: where it lives, how long it goes on
+# (raising max_steps extends a run), how often it saves or logs. Any other change, or other
+# pairs, makes a different run that must not continue from this one's checkpoint.
+RESUMABLE_FIELDS = ("name", "storage_path", "max_steps", "num_train_epochs", "save_steps",
+                    "logging_steps", "num_checkpoints_to_keep", "num_cpus_per_worker")  # fmt: skip
+RUN_FILE = "diversens_run.json"
 
 # Scoped to the training workers: Ray Train's print redirect would log the bytecode that dill
 # (datasets' fingerprinting in TRL) disassembles into a captured stdout, and the pairs are too few
@@ -53,6 +65,7 @@ def train(pairs_path: str | Path, cfg: TrainConfig, output_dir: Path) -> dict[st
     summary_path = output_dir / "train_summary.json"
     write_summary(summary_path, {"pairs_file": str(pairs_path), "name": cfg.name}, complete=False)
     storage_path = cfg.storage_path or str(output_dir / "checkpoints")
+    claim_run(f"{storage_path.rstrip('/')}/{cfg.name}", run_fingerprint(cfg, table), cfg.name)
     resources_per_worker = {"CPU": cfg.num_cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
     trainer = TorchTrainer(
         train_loop,
@@ -106,6 +119,33 @@ def train(pairs_path: str | Path, cfg: TrainConfig, output_dir: Path) -> dict[st
     }
     write_summary(summary_path, summary)
     return summary
+
+
+def run_fingerprint(cfg: TrainConfig, pairs) -> str:
+    """What decides a run's result: the config but RESUMABLE_FIELDS, and the pairs' content."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUMABLE_FIELDS}
+    rows = json.dumps(pairs.to_pylist(), sort_keys=True, ensure_ascii=False, default=str)
+    return config_hash([settings, hashlib.sha256(rows.encode()).hexdigest()])
+
+
+def claim_run(run_dir: str, fingerprint: str, name: str) -> None:
+    """Record the run's fingerprint in its storage dir, or check it against the one recorded: a
+    checkpoint made with other pairs or hyper-parameters is never resumed."""
+    fs, root = filesystem(run_dir)
+    path = f"{root}/{RUN_FILE}"
+    if fs.get_file_info(path).type == pafs.FileType.File:
+        with fs.open_input_stream(path) as f:
+            recorded = json.loads(f.read().decode())["fingerprint"]
+        if recorded != fingerprint:
+            raise UserError(
+                f"run {name!r} in {redacted(run_dir)} was trained on other pairs or "
+                f"hyper-parameters (fingerprint {recorded}, now {fingerprint}); give another "
+                "--name to start a new run, or remove that directory"
+            )
+        return
+    fs.create_dir(root, recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps({"fingerprint": fingerprint}).encode())
 
 
 def _final_metrics(steps) -> dict[str, float]:

@@ -1,5 +1,6 @@
-"""Diversity Decile: zero against itself, positive when more diverse at equal length, and not
-fooled by outputs that are merely shorter."""
+"""Diversity Decile: zero against itself, positive when more diverse at equal length, not fooled
+by outputs that are merely shorter; every output ranked, ties at mid-rank, and intervals that
+account for outputs clustering by prompt."""
 
 import numpy as np
 import pandas as pd
@@ -17,9 +18,8 @@ def outputs(n: int, lengths: tuple[int, int], zipf: float, seed: int, task: str 
     lens = rng.integers(*lengths, size=n)
     tokens = [list(rng.choice(vocab, size=k, p=p / p.sum())) for k in lens]
     m = lexical_measures(tokens)
-    return pd.DataFrame(
-        {"task": task, "n_words": m["n_words"], "ttr": m["ttr"], "mattr": m["mattr"]}
-    )
+    return pd.DataFrame({"task": task, "prompt": [f"{task}{i % 20}" for i in range(n)],
+                         "n_words": m["n_words"], "ttr": m["ttr"], "mattr": m["mattr"]})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +28,25 @@ def base():
 
 
 def dd(dmap, df, measure="ttr"):
-    return dmap.deciles(df.reset_index(drop=True), measure)
+    """df with its deciles of `measure` in column "d"."""
+    df = df.reset_index(drop=True)
+    return df.assign(d=dmap.deciles(df, measure))
 
 
 def test_base_against_itself_is_zero(base):
     dmap = DecileMap.fit(base, ["ttr"])
     d = dd(dmap, base)
-    delta, lo, hi = delta_dd(d, d)
-    assert delta == 0.0 and lo <= 0.0 <= hi
-    assert np.nanmin(d) == 1 and np.nanmax(d) == 10
-    assert abs(np.nanmean(d) - 5.5) < 0.2  # deciles of the base itself are ~uniform
+    delta, lo, hi = delta_dd(d, d, "d")
+    assert delta == 0.0 and lo == hi == 0.0  # the same prompts drawn for both sides
+    assert np.nanmin(d.d) == 1 and np.nanmax(d.d) == 10
+    assert abs(np.nanmean(d.d) - 5.5) < 0.2  # deciles of the base itself are ~uniform
 
 
 def test_more_diverse_at_same_length_is_positive(base):
     dmap = DecileMap.fit(base, ["ttr", "mattr"])
     diverse = pd.concat([outputs(600, (40, 300), 0.9, 2), outputs(300, (5, 60), 0.9, 3, "dat")])
     for m in ("ttr", "mattr"):
-        delta, lo, hi = delta_dd(dd(dmap, diverse, m), dd(dmap, base, m), seed=1)
+        delta, lo, hi = delta_dd(dd(dmap, diverse, m), dd(dmap, base, m), "d", seed=1)
         assert delta > 1.0 and lo > 0, m
 
 
@@ -53,7 +55,7 @@ def test_only_shorter_raises_ttr_but_not_dd(base):
     shorter = outputs(600, (40, 120), 1.1, 4)
     cwt = base[base.task == "cwt"]
     assert shorter.ttr.mean() > cwt.ttr.mean() + 0.08  # raw TTR says "more diverse"
-    delta, lo, hi = delta_dd(dd(dmap, shorter), dd(dmap, cwt), seed=2)
+    delta, lo, hi = delta_dd(dd(dmap, shorter), dd(dmap, cwt), "d", seed=2)
     assert abs(delta) < 0.5 and lo < 0.3  # DD does not
 
 
@@ -68,3 +70,47 @@ def test_decile_map_table_has_edges_per_bucket(base):
     assert set(table.task) == {"cwt", "dat"} and set(table.bucket) == {0, 1, 2}
     edges = table[[f"d{q}" for q in range(10, 100, 10)]].to_numpy()
     assert (np.diff(edges, axis=1) >= 0).all()
+
+
+def test_outputs_shorter_than_every_base_output_still_get_a_decile():
+    """Base lengths [20]*60 + [21]*20 + [22]*20: the first quartile edge equals the shortest
+    length, so bucket 0 held no base output and shorter tuned outputs got no decile."""
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame({"task": "dat", "n_words": [20] * 60 + [21] * 20 + [22] * 20,
+                         "ttr": rng.uniform(0.5, 1, 100)})  # fmt: skip
+    dmap = DecileMap.fit(base, ["ttr"], num_buckets=4, min_per_bucket=10)
+    tuned = pd.DataFrame({"task": "dat", "n_words": [12, 15, 19, 40], "ttr": [0.6, 0.7, 0.8, 0.9]})
+    assert np.isfinite(dmap.deciles(tuned, "ttr")).all()
+    counts = np.bincount(np.searchsorted(dmap.length_edges["dat"], base.n_words, side="right"))
+    assert counts.min() >= 10  # every bucket holds enough base outputs
+
+
+def test_ties_take_mid_ranks():
+    """TTR = 1.0 for most short answers: a tied value sits in the middle of the tied edges
+    instead of the lowest decile, so more answers at 1.0 raise DD."""
+    base = pd.DataFrame({"task": "pgt", "n_words": 5, "ttr": [0.6] * 40 + [1.0] * 60})
+    dmap = DecileMap.fit(base, ["ttr"], num_buckets=1)
+    d = dmap.deciles(pd.DataFrame({"task": "pgt", "n_words": [5, 5], "ttr": [1.0, 0.6]}), "ttr")
+    edges = np.percentile(base.ttr, range(10, 100, 10))
+    below, at = (edges < 1.0).sum(), (edges == 1.0).sum()
+    assert d[0] == 1 + below + at / 2 and d[0] > d[1]
+    assert abs(dmap.deciles(base, "ttr").mean() - 5.5) < 0.6
+
+
+def test_prompt_cluster_bootstrap_covers_zero_under_the_null():
+    """Model and base drawn alike, outputs sharing a strong per-prompt effect (15 prompts x 10,
+    as AUT): the 95% interval must cover 0 about 95% of the time. Resampling outputs as if
+    independent covered it only ~66% of the time in the issue's simulation."""
+    rng = np.random.default_rng(7)
+    covered = []
+    for _ in range(200):
+        effect = rng.normal(0, 2, 15)  # the prompt decides much of an output's decile
+        sides = [pd.DataFrame({"task": "aut", "prompt": np.repeat(np.arange(15), 10),
+                               "d": np.repeat(effect, 10) + rng.normal(0, 1, 150)})
+                 for _ in range(2)]  # fmt: skip
+        # Base and model answer the same prompts, whose effect they share; add independent
+        # per-prompt noise to the model so the null still varies between draws.
+        sides[0]["d"] += np.repeat(rng.normal(0, 1, 15), 10)
+        _, lo, hi = delta_dd(sides[0], sides[1], "d", num_boot=300, seed=int(rng.integers(1e9)))
+        covered.append(lo <= 0 <= hi)
+    assert 0.88 <= np.mean(covered) <= 0.995, np.mean(covered)

@@ -131,3 +131,24 @@ def test_export_keeps_the_model_and_drops_training_state(tmp_path):
         "model.safetensors",
         "tokenizer.json",
     ]
+
+
+def test_a_run_is_claimed_by_its_fingerprint(tmp_path):
+    """Same config and pairs resume; other pairs or hyper-parameters are refused in one line."""
+    import pyarrow as pa
+
+    from diversens.training.trainer import claim_run, run_fingerprint
+
+    pairs = pa.table({"prompt": ["p"], "chosen": ["a"], "rejected": ["b"]})
+    cfg = TrainConfig(max_steps=2)
+    run_dir = str(tmp_path / "ckpt" / "dpo")
+    claim_run(run_dir, run_fingerprint(cfg, pairs), "dpo")
+    # A longer run, saved more often, elsewhere named: the same run, resumable.
+    longer = TrainConfig(max_steps=5, save_steps=1, storage_path="x")
+    claim_run(run_dir, run_fingerprint(longer, pairs), "dpo")
+    for other in (run_fingerprint(TrainConfig(max_steps=2, beta=0.5), pairs),
+                  run_fingerprint(cfg, pa.table({"prompt": ["p"], "chosen": ["c"],
+                                                 "rejected": ["b"]}))):  # fmt: skip
+        with pytest.raises(UserError, match=r"run 'dpo' in .* was trained on other pairs or "
+                                            r"hyper-parameters"):  # fmt: skip
+            claim_run(run_dir, other, "dpo")
