@@ -59,6 +59,7 @@ def test_minilm_resolves_to_packaged_dir():
 
 def test_local_dir_and_hub_id_pass_through(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    (tmp_path / "config.json").write_text("{}")
     assert models.resolve_model(str(tmp_path)) == str(tmp_path.resolve())
     assert models.resolve_model("meta-llama/Llama-3.1-8B") == "meta-llama/Llama-3.1-8B"
 
@@ -72,6 +73,8 @@ def test_uncached_hub_id_offline_says_what_to_pass(monkeypatch):
 def test_missing_local_path_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         models.resolve_model(str(tmp_path / "nope"))
+    with pytest.raises(UserError, match="is a directory without config.json"):
+        models.resolve_model(str(tmp_path))
 
 
 def test_missing_model_package_says_what_to_install(monkeypatch):

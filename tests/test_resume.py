@@ -31,7 +31,7 @@ pairs:
 """
 TOPICS = ("the sea", "an old clock", "a rainy city", "a tired dog", "a red kite", "snow")
 TOO_LONG = "word " * 9000  # SmolLM2's context is 8192 tokens
-OUTPUTS = ("scored", "pairs.parquet", "run_summary.json", "quarantine.jsonl")
+OUTPUTS = ("scored", "pairs.parquet", "quarantine.jsonl")  # and run_summary.json, see below
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +87,13 @@ def test_killed_run_resumes_to_the_uninterrupted_result(setup):
     done_before = len(list((out / "parts").glob("*.parquet")))
     assert done_before < 7, f"killed too late to test resume (kill_after={kill_after})"
     assert not any((out / name).exists() for name in OUTPUTS), "no final output from a killed run"
+    # The summary is there from the start, and says the run did not finish.
+    assert json.loads((out / "run_summary.json").read_text())["complete"] is False
 
     again = cli(src, cfg_path, out)
     assert again.wait(timeout=600) == 0, again.stderr.read()
     resumed = json.loads((out / "run_summary.json").read_text())
+    assert resumed["complete"] is True
     assert resumed["chunks"] == {"chunks": 7, "reused": done_before, "written": 7 - done_before}
     pd.testing.assert_frame_equal(scored(out), scored(root / "uninterrupted"))
     pd.testing.assert_frame_equal(

@@ -15,10 +15,16 @@ from diversens.sampling import SampleStage, SamplingConfig
 pytestmark = pytest.mark.slow
 
 
-def test_two_actors_share_the_work_and_match_a_direct_run(ray_local):
+def test_two_actors_share_the_work_and_match_a_direct_run(ray_local, monkeypatch):
     class PidStage(SampleStage):  # defined here so Ray pickles it by value
         def process(self, batch):
             return super().process(batch).assign(actor_pid=os.getpid())
+
+    # Ray Data dispatches once one actor is up; on 2 busy cores the second vLLM engine can start
+    # after the first has run every batch. Wait for both, so the test checks the sharing.
+    import ray.data
+
+    monkeypatch.setattr(ray.data.DataContext.get_current(), "wait_for_min_actors_s", 600)
 
     cfg = SamplingConfig(max_new_tokens=10, batch_size=1, min_actors=2, max_actors=2)
     prompts = eval_prompts().iloc[[0, 1, 2, 17]].reset_index(drop=True)
