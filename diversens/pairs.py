@@ -63,7 +63,7 @@ class SelectStage(Stage):
         arrays["quality"] = self.stats.quality_rank(arrays["quality"], row.task)
         cands = Candidates(
             n_words=arrays["n_words"],
-            valid=np.asarray(row.valid, dtype=bool),
+            valid=np.asarray(row.valid, dtype=bool) & first_of_its_text(row.responses),
             quality=arrays["quality"],
             diversity={m: arrays[m] for m in cfg.measures},
         )
@@ -84,6 +84,13 @@ class SelectStage(Stage):
             "margin": result.margin,
             "drop_reason": None,
         }
+
+
+def first_of_its_text(responses) -> np.ndarray:
+    """(k,) False for a candidate whose text (stripped) an earlier one already has: a pair of
+    equal texts carries no preference, and DPO refuses it."""
+    texts = [str(r).strip() for r in responses]
+    return np.array([texts.index(t) == i for i, t in enumerate(texts)], dtype=bool)
 
 
 def length_bucket(n_words: float, edges: list[int]) -> str:

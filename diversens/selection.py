@@ -17,8 +17,9 @@
 - random: two distinct valid candidates, seeded by (seed, prompt_id).
 
 Diversity margins add the two measures, each divided by its run-level scale (`SelectionStats`), so
-margins are comparable across prompts for the global top-N. Quality is a run-level percentile rank
-in [0, 1], so the floor and the allowed drop are percentiles, not constants of one scorer.
+margins are comparable across prompts for the global top-N. Quality is a percentile rank in [0, 1]
+within the prompt's task over the run, so the floor and the allowed drop are percentiles, not
+constants of one scorer.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class SelectionConfig:
         },
     )
     quality_floor_pct: float = field(
-        default=0.25, metadata={"help": "chosen quality must reach this run percentile (0–1)"}
+        default=0.25,
+        metadata={"help": "chosen quality must reach this percentile of its task (0–1)"},
     )
     max_quality_drop_pct: float = field(
         default=0.25,

@@ -84,7 +84,7 @@ def write_report(
         "Per strategy: mean words of chosen and rejected answers, the median chosen/rejected",
         "length ratio and the share of pairs whose chosen answer is shorter (the length bias",
         "Diverse-NS removes), and the mean chosen − rejected difference of each measure (for",
-        "Maas a negative gain is more diverse; quality is a run percentile).",
+        "Maas a negative gain is more diverse; quality is a percentile within the task).",
         "",
         summary.to_markdown(index=False, floatfmt=".3f"),
         "",

@@ -164,3 +164,12 @@ def test_length_correlations_find_a_planted_length_bias():
     assert table.loc["ttr", "ci_high"] < -0.8 and table.loc["entropy", "ci_low"] > 0.9
     assert table.loc["dsi", "ci_low"] < 0 < table.loc["dsi", "ci_high"]
     assert table.loc["ttr", "candidates"] == 480
+
+
+@pytest.mark.parametrize("strategy", ["random", "quality", "diverse-no-length"])
+def test_candidates_with_the_same_text_are_never_paired(strategy):
+    df = scored_rows(30)
+    df["responses"] = [["same", "same ", "same", "other"] for _ in range(len(df))]
+    pairs = run(df, SelectionConfig(strategy=strategy, num_pairs=30)).result()
+    for p in pairs.itertuples():
+        assert p.chosen[0]["content"].strip() != p.rejected[0]["content"].strip()
