@@ -117,7 +117,7 @@ def write_report(
 
 
 def _plot_lengths(pairs: dict[str, pd.DataFrame], path: Path) -> None:
-    fig = Figure(figsize=(3.2 * len(pairs), 3.2))
+    fig = Figure(figsize=(3.2 * len(pairs), 3.2), layout="constrained")
     axes = fig.subplots(1, len(pairs), squeeze=False)
     for ax, (strategy, df) in zip(axes[0], pairs.items(), strict=True):
         top = max(df.chosen_n_words.max(), df.rejected_n_words.max(), 1) if len(df) else 1
@@ -129,7 +129,7 @@ def _plot_lengths(pairs: dict[str, pd.DataFrame], path: Path) -> None:
 
 
 def _plot_gain_vs_ratio(pairs: dict[str, pd.DataFrame], path: Path) -> None:
-    fig = Figure(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.subplots()
     for strategy, df in pairs.items():
         ratio = df.chosen_n_words / df.rejected_n_words.clip(lower=1)

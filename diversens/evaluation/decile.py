@@ -12,7 +12,8 @@ DD(base). A model that only writes shorter text lands in shorter buckets and is 
 base's short outputs there, so its raw TTR gain does not show up as ΔDD.
 
 Intervals: the samples of one prompt are not independent, so the bootstrap resamples prompts
-(with all their outputs) within each task, the same draw for the model and the base.
+within each task (the same draw for the model and the base), then the outputs within each drawn
+prompt (so a task of one prompt still has an interval).
 """
 
 from __future__ import annotations
@@ -120,30 +121,45 @@ def delta_dd(
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float, float]:
-    """ΔDD = mean decile of the model's outputs − the base's, with a percentile bootstrap interval
-    that resamples prompts within each task (`task`, `prompt` columns; NaN deciles left out).
-
-    Each draw takes, per task, as many prompts as the task has, with replacement, and the same
-    prompts for both sides; a prompt counts with all its outputs."""
+    """ΔDD = mean decile of the model's outputs − the base's, with a percentile interval from a
+    two-stage bootstrap (`task`, `prompt` columns; NaN deciles left out): per task, draw as many
+    prompts as it has, with replacement and the same prompts for both sides; then, within each
+    drawn prompt, draw its outputs with replacement. Outputs of one prompt are not independent
+    (the first stage carries that), and a task with one prompt (DAT, PGT: one prompt x 100
+    samples) still gets an interval from its outputs (the second stage)."""
     sides = [df.loc[np.isfinite(df[column].to_numpy(float)), ["task", "prompt", column]]
              for df in (model, base)]  # fmt: skip
     if any(df.empty for df in sides):
         return (np.nan, np.nan, np.nan)
     delta = float(sides[0][column].mean() - sides[1][column].mean())
-    # Per prompt: sum of deciles and number of outputs, for each side (0 where it has none).
-    per_prompt = pd.concat(
-        [df.groupby(["task", "prompt"])[column].agg(["sum", "count"]).add_prefix(f"{i}_")
-         for i, df in enumerate(sides)], axis=1,
-    ).fillna(0.0)  # fmt: skip
     rng = np.random.default_rng(seed)
-    totals = np.zeros((num_boot, 4))  # (B, [model sum, model count, base sum, base count])
-    for _, group in per_prompt.groupby(level="task", sort=True):
-        values = group[["0_sum", "0_count", "1_sum", "1_count"]].to_numpy()  # (P, 4)
-        draws = rng.integers(0, len(values), (num_boot, len(values)))  # (B, P)
-        totals += values[draws].sum(axis=1)
+    sums, counts = np.zeros((2, num_boot)), np.zeros((2, num_boot))
+    tasks = sorted(set(sides[0].task) | set(sides[1].task))
+    for task in tasks:
+        groups = [{p: g[column].to_numpy(float) for p, g in df[df.task == task].groupby("prompt")}
+                  for df in sides]  # fmt: skip
+        prompts = sorted(set(groups[0]) | set(groups[1]))
+        draws = rng.integers(0, len(prompts), (num_boot, len(prompts)))  # (B, P) stage 1
+        for i, prompt in enumerate(prompts):
+            times = (draws == i).sum(axis=1)  # (B,) copies of this prompt in each draw
+            for side, group in enumerate(groups):
+                values = group.get(prompt)
+                if values is None:
+                    continue
+                sums[side] += _resampled_sums(values, times, rng)
+                counts[side] += times * len(values)
     with np.errstate(invalid="ignore", divide="ignore"):
-        boot = totals[:, 0] / totals[:, 1] - totals[:, 2] / totals[:, 3]
+        boot = sums[0] / counts[0] - sums[1] / counts[1]
     boot = boot[np.isfinite(boot)]
     alpha = (1 - level) / 2 * 100
     lo, hi = np.percentile(boot, [alpha, 100 - alpha])
     return delta, float(lo), float(hi)
+
+
+def _resampled_sums(values: np.ndarray, times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(B,) for each draw, the sum over `times[b]` copies of the prompt, each its outputs drawn
+    again with replacement (stage 2)."""
+    total = int(times.sum())
+    copies = values[rng.integers(0, len(values), (total, len(values)))].sum(axis=1)  # (total,)
+    owner = np.repeat(np.arange(len(times)), times)  # which draw each copy belongs to
+    return np.bincount(owner, weights=copies, minlength=len(times))

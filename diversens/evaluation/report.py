@@ -73,7 +73,7 @@ def write_eval_report(
 
 def _plot_diversity_vs_length(outputs: pd.DataFrame, path: Path) -> None:
     tasks = sorted(outputs.task.unique())
-    fig = Figure(figsize=(3.3 * len(tasks), 3.2))
+    fig = Figure(figsize=(3.3 * len(tasks), 3.2), layout="constrained")
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     for ax, task in zip(axes, tasks, strict=True):
         for model, df in outputs[outputs.task == task].groupby("model", sort=False):
@@ -86,7 +86,7 @@ def _plot_diversity_vs_length(outputs: pd.DataFrame, path: Path) -> None:
 
 def _plot_delta_bars(deltas: pd.DataFrame, base: str, path: Path) -> None:
     d = deltas[deltas.model != base]
-    fig = Figure(figsize=(7, 3.5))
+    fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.subplots()
     if not d.empty:
         keys = d.task + "/" + d.measure
@@ -108,7 +108,7 @@ def _plot_delta_bars(deltas: pd.DataFrame, base: str, path: Path) -> None:
 
 def _plot_decile_hist(outputs: pd.DataFrame, path: Path) -> None:
     cols = [c for c in outputs.columns if c.startswith("decile_")]
-    fig = Figure(figsize=(3.2 * max(len(cols), 1), 3))
+    fig = Figure(figsize=(3.2 * max(len(cols), 1), 3), layout="constrained")
     axes = fig.subplots(1, max(len(cols), 1), squeeze=False)[0]
     for ax, col in zip(axes, cols, strict=False):
         for model, df in outputs.groupby("model", sort=False):
@@ -121,7 +121,7 @@ def _plot_decile_hist(outputs: pd.DataFrame, path: Path) -> None:
 
 def _plot_lengths(outputs: pd.DataFrame, path: Path) -> None:
     means = outputs.groupby(["task", "model"], sort=False).n_words.mean().unstack()
-    fig = Figure(figsize=(6, 3.2))
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
     ax = fig.subplots()
     means.plot.bar(ax=ax)
     ax.set(ylabel="mean words", title="Mean length per model and task")

@@ -39,7 +39,7 @@ def write_logs(log_history: list[dict[str, Any]], out_dir: Path) -> dict[str, Pa
 
 
 def plot_logs(steps: pd.DataFrame, path: Path) -> None:
-    fig = Figure(figsize=(4 * len(CURVES), 3.2))
+    fig = Figure(figsize=(4 * len(CURVES), 3.2), layout="constrained")
     axes = fig.subplots(1, len(CURVES))
     for ax, (keys, title) in zip(axes, CURVES, strict=True):
         for key in (keys,) if isinstance(keys, str) else keys:
@@ -49,5 +49,4 @@ def plot_logs(steps: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("step")
         if not isinstance(keys, str):
             ax.legend(fontsize=8)
-    fig.tight_layout()
     save_png(fig, path)

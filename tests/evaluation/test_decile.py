@@ -37,7 +37,7 @@ def test_base_against_itself_is_zero(base):
     dmap = DecileMap.fit(base, ["ttr"])
     d = dd(dmap, base)
     delta, lo, hi = delta_dd(d, d, "d")
-    assert delta == 0.0 and lo == hi == 0.0  # the same prompts drawn for both sides
+    assert delta == 0.0 and lo < 0.0 < hi and hi - lo < 1.0
     assert np.nanmin(d.d) == 1 and np.nanmax(d.d) == 10
     assert abs(np.nanmean(d.d) - 5.5) < 0.2  # deciles of the base itself are ~uniform
 
@@ -114,3 +114,17 @@ def test_prompt_cluster_bootstrap_covers_zero_under_the_null():
         _, lo, hi = delta_dd(sides[0], sides[1], "d", num_boot=300, seed=int(rng.integers(1e9)))
         covered.append(lo <= 0 <= hi)
     assert 0.88 <= np.mean(covered) <= 0.995, np.mean(covered)
+
+
+def test_a_task_of_one_prompt_still_gets_an_interval():
+    """DAT and PGT are one prompt x 100 samples: resampling prompts alone would give a zero-width
+    interval; the second stage resamples the outputs."""
+    rng = np.random.default_rng(3)
+
+    def one_prompt(shift: float) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"task": "dat", "prompt": "dat0", "d": rng.integers(1, 11, 100) + shift}
+        )
+
+    delta, lo, hi = delta_dd(one_prompt(1.0), one_prompt(0.0), "d", seed=4)
+    assert lo < delta < hi and 0.5 < hi - lo < 3
