@@ -182,6 +182,7 @@ def run(
 
     columns, tasks = valid_measures(scored_dir)
     stats = SelectionStats.from_columns(columns, tasks)
+    missing = {m: int((~np.isfinite(v)).sum()) for m, v in columns.items()}
     pairs, drops = {}, {}
     for strategy in cfg.strategies:
         scfg = dataclasses.replace(cfg.selection, strategy=strategy)
@@ -212,9 +213,7 @@ def run(
         },
         # Valid, but without a finite value (DSI of a one-segment answer): such a candidate
         # takes part only in the strategies that do not rank by that measure.
-        "valid_candidates_without": {
-            m: int((~np.isfinite(v)).sum()) for m, v in columns.items() if (~np.isfinite(v)).any()
-        },
+        "valid_candidates_without": {m: n for m, n in missing.items() if n},
         "pairs": {s: len(p) for s, p in pairs.items()},
         "prompts_without_pair": drops,
         "chunks": chunks,

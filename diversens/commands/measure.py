@@ -13,7 +13,7 @@ from tqdm import tqdm
 from diversens import config, io
 from diversens.commands.common import preflight
 from diversens.errors import UserError
-from diversens.measure import MEASURES, LexicalStage, MeasureConfig, SemanticStage
+from diversens.measure import MEASURES, MeasureConfig, MeasureStage
 
 HELP = "add length, lexical (entropy, TTR, MATTR, Maas, MTLD, HD-D) and semantic diversity"
 
@@ -63,13 +63,13 @@ def run(args: argparse.Namespace) -> None:
                          "; choose one with --group_field, or --group_field '' for no "
                          "across-candidate distance")  # fmt: skip
 
-    lexical, semantic = LexicalStage(cfg), SemanticStage(cfg)
+    stage = MeasureStage(cfg)
     parts = []
     with tqdm(total=len(df), desc="measure", unit="row") as bar:
         for idx in _chunks(df, cfg.group_field, args.rows_per_chunk):
-            parts.append(semantic(lexical(df.iloc[idx])))
+            parts.append(stage(df.iloc[idx]))
             bar.update(len(idx))
-    result = pd.concat(parts).loc[df.index] if parts else semantic(lexical(df))
+    result = pd.concat(parts).loc[df.index] if parts else stage(df)
     io.write_parquet(pa.Table.from_pandas(result, preserve_index=False), output)
     print(f"wrote {len(result)} rows to {output}")
 
