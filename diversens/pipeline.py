@@ -19,7 +19,7 @@ from diversens import generate_pairs
 from diversens.evaluation import job as eval_job
 from diversens.evaluation.config import EvalConfig
 from diversens.generate_pairs import GeneratePairsConfig, pairs_file
-from diversens.io import write_summary
+from diversens.io import write_parquet, write_summary
 from diversens.selection import STRATEGIES
 from diversens.training.config import TrainConfig
 
@@ -36,6 +36,14 @@ class PipelineConfig:
     train_strategies: list[str] = field(
         default_factory=lambda: ["diverse-ns", "divpo", "diverse-no-length"],
         metadata={"help": "one DPO run per strategy's pairs; each tuned model is evaluated"},
+    )
+    equal_pairs: bool = field(
+        default=False,
+        metadata={
+            "help": "train every strategy on the same number of pairs: the smallest count among "
+            "train_strategies, each strategy's first (balanced best) pairs, so tuned models differ "
+            "in which pairs they saw, not in how many"
+        },
     )
     stages: list[str] = field(
         default_factory=lambda: list(STAGES), metadata={"help": f"stages to run: {STAGES}"}
@@ -73,17 +81,25 @@ def run(
         }
 
     tuned, skipped = {}, {}
-    for strategy in cfg.train_strategies:
-        path = pairs_file(pairs_dir, strategy, cfg.pairs.selection.strategy)
+    main = cfg.pairs.selection.strategy
+    paths = {s: pairs_file(pairs_dir, s, main) for s in cfg.train_strategies}
+    training = "train" in cfg.stages
+    counts = {s: pq.read_metadata(p).num_rows for s, p in paths.items()} if training else {}
+    cap = min([n for n in counts.values() if n], default=0) if cfg.equal_pairs else None
+    for strategy, path in paths.items():
         train_dir = out_dir / "train" / strategy
-        if "train" in cfg.stages:
-            if pq.read_metadata(path).num_rows == 0:
+        if training:
+            if counts[strategy] == 0:
                 skipped[strategy] = "no pairs selected"
                 log.warning("train %s: skipped, no pairs selected", strategy)
                 continue
-            log.info("train %s: DPO on %d pairs", strategy, pq.read_metadata(path).num_rows)
+            if cap is not None:
+                path = first_pairs(path, cap, train_dir / "pairs.parquet")
+            n = cap or counts[strategy]
+            log.info("train %s: DPO on %d pairs", strategy, n)
             tcfg = dataclasses.replace(cfg.train, name=f"dpo-{strategy}")
-            summary.setdefault("train", {})[strategy] = train(path, tcfg, train_dir)["final"]
+            final = train(path, tcfg, train_dir)["final"]
+            summary.setdefault("train", {})[strategy] = {"pairs": n, **final}
         if (train_dir / "model" / "config.json").exists():
             tuned[strategy] = str(train_dir / "model")
     summary["tuned_models"], summary["skipped"] = tuned, skipped
@@ -95,3 +111,11 @@ def run(
         summary["eval"] = {k: result[k] for k in ("delta_dd_all", "report")}
     write_summary(out_dir / SUMMARY, summary)
     return summary
+
+
+def first_pairs(path: Path, n: int, out: Path) -> Path:
+    """The first `n` pairs of a pairs file (BalancedTopN writes them best first, balanced over
+    tasks and length buckets, so a prefix is itself balanced), written to `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_parquet(pq.read_table(path).slice(0, n), out)
+    return out

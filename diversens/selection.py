@@ -8,6 +8,8 @@
   diverse on the lexical AND the semantic measure, chosen quality ≥ floor and ≥ rejected
   quality − max drop; the pair with the largest diversity margin wins, ties → higher chosen
   quality, then smaller length gap.
+- diverse-ns-symmetric: diverse-ns under the symmetric length rule whatever `length_rule` says,
+  so one run can compare the two rules (the study does).
 - diverse-ns-lite: the same rule with TTR (lexical) and Maas (lower = more diverse) instead of
   entropy and embedding diversity; needs no embedder or reward model.
 - divpo: chosen = most diverse with quality ≥ floor, rejected = least diverse below it; no length
@@ -29,13 +31,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-STRATEGIES = ("diverse-ns", "diverse-ns-lite", "divpo", "diverse-no-length", "quality", "random")
+STRATEGIES = ("diverse-ns", "diverse-ns-symmetric", "diverse-ns-lite", "divpo", "diverse-no-length",
+              "quality", "random")  # fmt: skip
 LENGTH_RULES = ("one-sided", "symmetric")
 
 # +1: larger is more diverse; -1: smaller is more diverse (Maas a² falls as vocabulary grows).
 DIVERSITY_SIGN = {"entropy": 1, "ttr": 1, "mattr": 1, "mtld": 1, "hdd": 1, "dsi": 1, "maas": -1}
 STRATEGY_MEASURES = {
     "diverse-ns": ("entropy", "dsi"),
+    "diverse-ns-symmetric": ("entropy", "dsi"),
     "diverse-ns-lite": ("ttr", "maas"),
 }
 
@@ -224,7 +228,8 @@ def _length_matched(
         cfg.length_tolerance_words, cfg.length_tolerance_ratio * np.maximum.outer(words, words)
     )
     parity = np.abs(gap) <= tolerance
-    if cfg.length_rule == "one-sided":
+    symmetric = cfg.strategy == "diverse-ns-symmetric" or cfg.length_rule == "symmetric"
+    if not symmetric:
         parity &= gap >= 0
     ok = (
         parity

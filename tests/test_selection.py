@@ -47,7 +47,7 @@ candidate_sets = st.integers(2, 8).flatmap(
     candidate_sets,
     st.integers(0, 20),
     st.floats(0, 0.5),
-    st.sampled_from(["diverse-ns", "diverse-ns-lite"]),
+    st.sampled_from(["diverse-ns", "diverse-ns-symmetric", "diverse-ns-lite"]),
     st.sampled_from(["one-sided", "symmetric"]),
 )
 def test_length_matched_pairs_meet_every_rule(data, a, r, strategy, rule):
@@ -65,7 +65,7 @@ def test_length_matched_pairs_meet_every_rule(data, a, r, strategy, rule):
     tol = max(a, r * max(w[i], w[j]))
     assert abs(w[i] - w[j]) <= tol  # parity
     assert w[i] >= w[j] - tol  # chosen not shorter beyond the tolerance
-    if rule == "one-sided":
+    if rule == "one-sided" and strategy != "diverse-ns-symmetric":
         assert w[i] >= w[j]  # chosen never shorter
     lex, sem = cfg.measures
     sign = {"entropy": 1, "dsi": 1, "ttr": 1, "maas": -1}
@@ -116,6 +116,9 @@ def test_diverse_ns_keeps_length_parity_on_biased_set():
     # In this set the shorter of every matched pair is the more diverse: the one-sided rule
     # (the default) refuses all of them rather than prefer a shorter chosen.
     assert select_pair(c, SelectionConfig(), UNIT, key=0) == "no_admissible_pair"
+    # The symmetric strategy is that rule under its own name, so one run compares both.
+    sym = select_pair(c, SelectionConfig(strategy="diverse-ns-symmetric"), UNIT, key=0)
+    assert sym == pair
 
 
 def test_diverse_ns_prefers_quality_then_smaller_gap_on_ties():

@@ -13,7 +13,7 @@ from diversens.training.config import TrainConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["tiny.yaml", "paper.yaml", "study.yaml"])
 def test_config_parses_whole_and_by_section(name):
     path = ROOT / "configs" / name
     whole = config.load(PipelineConfig, path, None)

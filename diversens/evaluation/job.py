@@ -168,9 +168,31 @@ def delta_dd_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.Data
     return pd.DataFrame(rows)
 
 
+def length_change_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
+    """Mean words of each model minus the base's, per task and "all", with the same
+    prompt-cluster bootstrap as ΔDD: the "not shorter" half of the claim, with its interval."""
+    rows = []
+    outputs = outputs.assign(prompt=outputs["source_prompt_id"])
+    b = outputs[outputs.model == base]
+    for model, df in outputs.groupby("model", sort=False):
+        if model == base:
+            continue
+        for task in ["all", *sorted(df.task.unique())]:
+            mine = df if task == "all" else df[df.task == task]
+            ref = b if task == "all" else b[b.task == task]
+            d, lo, hi = delta_dd(mine, ref, "n_words", cfg.num_bootstrap, cfg.seed)
+            words = float(ref.n_words.mean())
+            rows.append({"model": model, "task": task, "base_words": words,
+                         "words": float(mine.n_words.mean()), "delta_words": d, "ci_low": lo,
+                         "ci_high": hi, "relative": d / words if words else np.nan})  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "task", "base_words", "words", "delta_words",
+                                       "ci_low", "ci_high", "relative"])  # fmt: skip
+
+
 def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict:
     """Sample, score and compare every model; writes outputs.parquet, decile_map.csv,
-    eval_summary.csv, delta_dd.csv, eval_report.md (+ PNGs) and eval_summary.json.
+    eval_summary.csv, delta_dd.csv, length_change.csv, eval_report.md (+ PNGs) and
+    eval_summary.json.
     Scored chunks go to `parts` (default out_dir/parts): a rerun resumes from them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_summary(out_dir / SUMMARY, {"models": dict(cfg.labelled_models())}, complete=False)
@@ -186,19 +208,24 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     for measure in cfg.dd_measures:
         outputs[f"decile_{measure}"] = dmap.deciles(outputs, measure)
     summary, deltas = summarise(outputs), delta_dd_table(outputs, cfg, base)
+    lengths = length_change_table(outputs, cfg, base)
 
     write_parquet(pa.Table.from_pandas(outputs, preserve_index=False), out_dir / "outputs.parquet")
     for name, frame in (("decile_map.csv", dmap.to_frame()), ("eval_summary.csv", summary),
-                        ("delta_dd.csv", deltas)):  # fmt: skip
+                        ("delta_dd.csv", deltas), ("length_change.csv", lengths)):  # fmt: skip
         with atomic_path(out_dir / name) as tmp:
             frame.to_csv(tmp, index=False)
-    report = write_eval_report(out_dir, outputs, summary, deltas, base)
+    report = write_eval_report(out_dir, outputs, summary, deltas, lengths, base)
     result = {
         "base": base,
         "models": dict(cfg.labelled_models()),
         "delta_dd_all": {
             f"{r.model}/{r.measure}": [r.delta_dd, r.ci_low, r.ci_high]
             for r in deltas[deltas.task == "all"].itertuples()
+        },
+        "length_change_all": {
+            r.model: [r.delta_words, r.ci_low, r.ci_high]
+            for r in lengths[lengths.task == "all"].itertuples()
         },
         **counts,
         "report": str(report),

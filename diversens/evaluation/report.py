@@ -11,30 +11,36 @@ from matplotlib.figure import Figure
 from diversens.io import atomic_path, save_png
 
 
-def _headline(deltas: pd.DataFrame, summary: pd.DataFrame, base: str) -> list[str]:
+def _headline(
+    deltas: pd.DataFrame, summary: pd.DataFrame, lengths: pd.DataFrame, base: str
+) -> list[str]:
     """One sentence per model: ΔDD over all tasks, length and quality change against the base."""
     lines = []
-    means = summary.groupby("model", sort=False)[["words", "quality"]].mean()
-    for model in means.index:
-        if model == base:
-            continue
-        d = deltas[(deltas.model == model) & (deltas.task == "all")].set_index("measure")
-        parts = [f"{m} ΔDD {r.delta_dd:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}]"
-                 for m, r in d.iterrows()]  # fmt: skip
-        dw = means.loc[model, "words"] / means.loc[base, "words"] - 1
-        dq = means.loc[model, "quality"] - means.loc[base, "quality"]
-        lines.append(f"- **{model}** vs {base}: {'; '.join(parts)}; length {dw:+.0%}; "
-                     f"quality {dq:+.3f}")  # fmt: skip
+    means = summary.groupby("model", sort=False)[["quality"]].mean()
+    for r in lengths[lengths.task == "all"].itertuples():
+        d = deltas[(deltas.model == r.model) & (deltas.task == "all")].set_index("measure")
+        parts = [f"{m} ΔDD {x.delta_dd:+.2f} [{x.ci_low:+.2f}, {x.ci_high:+.2f}]"
+                 for m, x in d.iterrows()]  # fmt: skip
+        dq = means.loc[r.model, "quality"] - means.loc[base, "quality"]
+        lines.append(f"- **{r.model}** vs {base}: {'; '.join(parts)}; length "
+                     f"{r.delta_words:+.1f} words [{r.ci_low:+.1f}, {r.ci_high:+.1f}] "
+                     f"({r.relative:+.0%}); quality {dq:+.3f}")  # fmt: skip
     return lines or ["- only the base model was evaluated"]
 
 
 def write_eval_report(
-    out_dir: Path, outputs: pd.DataFrame, summary: pd.DataFrame, deltas: pd.DataFrame, base: str
+    out_dir: Path,
+    outputs: pd.DataFrame,
+    summary: pd.DataFrame,
+    deltas: pd.DataFrame,
+    lengths: pd.DataFrame,
+    base: str,
 ) -> Path:
     _plot_diversity_vs_length(outputs, out_dir / "eval_diversity_vs_length.png")
     _plot_delta_bars(deltas, base, out_dir / "eval_delta_dd.png")
     _plot_decile_hist(outputs, out_dir / "eval_deciles.png")
     _plot_lengths(outputs, out_dir / "eval_lengths.png")
+    _plot_delta_vs_length(deltas, lengths, out_dir / "eval_diverse_not_short.png")
     lines = [
         "# Evaluation report",
         "",
@@ -46,7 +52,13 @@ def write_eval_report(
         "bucket when it is shorter or longer than all base outputs); only outputs without a "
         "finite value of the measure (DSI of a one-segment answer) get none.",
         "",
-        *_headline(deltas, summary, base),
+        *_headline(deltas, summary, lengths, base),
+        "",
+        "![ΔDD against length change](eval_diverse_not_short.png)",
+        "",
+        "## Length change against the base (words, 95% interval)",
+        "",
+        lengths.to_markdown(index=False, floatfmt=".3f") if not lengths.empty else "none",
         "",
         "## ΔDD per task and measure",
         "",
@@ -125,4 +137,28 @@ def _plot_lengths(outputs: pd.DataFrame, path: Path) -> None:
     ax = fig.subplots()
     means.plot.bar(ax=ax)
     ax.set(ylabel="mean words", title="Mean length per model and task")
+    save_png(fig, path)
+
+
+def _plot_delta_vs_length(deltas: pd.DataFrame, lengths: pd.DataFrame, path: Path) -> None:
+    """The claim in one picture: per measure, each tuned model's ΔDD (all tasks) against its
+    relative length change, both with 95% intervals; "diverse, not short" is the upper right."""
+    d = deltas[deltas.task == "all"]
+    change = lengths[lengths.task == "all"].set_index("model")
+    measures = list(dict.fromkeys(d.measure))
+    fig = Figure(figsize=(3.2 * max(len(measures), 1), 3.4), layout="constrained")
+    axes = fig.subplots(1, max(len(measures), 1), squeeze=False)[0]
+    for ax, measure in zip(axes, measures, strict=False):
+        for r in d[(d.measure == measure) & d.model.isin(change.index)].itertuples():
+            x = change.loc[r.model]
+            xerr = np.array([[x.delta_words - x.ci_low], [x.ci_high - x.delta_words]])
+            yerr = np.array([[r.delta_dd - r.ci_low], [r.ci_high - r.delta_dd]])
+            ax.errorbar(100 * x.relative, r.delta_dd, xerr=100 * xerr / x.base_words, yerr=yerr,
+                        fmt="o", capsize=2, label=r.model)  # fmt: skip
+        ax.axhline(0, color="grey", lw=1)
+        ax.axvline(0, color="grey", lw=1)
+        ax.set(title=measure, xlabel="length change vs base (%)", ylabel="ΔDD")
+    if len(change):
+        axes[0].legend(fontsize=6)
+    fig.suptitle("Diverse, not short? (all tasks, 95% intervals)")
     save_png(fig, path)

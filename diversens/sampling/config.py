@@ -123,7 +123,13 @@ class SamplingConfig:
         default="auto",
         metadata={"help": "transformers: torch device; auto = cuda if the actor has a GPU"},
     )
-    dtype: str = field(default="auto", metadata={"help": f"model dtype: {', '.join(DTYPES)}"})
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": f"model dtype: {', '.join(DTYPES)}; auto = the model's own on GPU, on CPU "
+            "bfloat16 where the CPU has native bf16 (AVX512-BF16, AMX), else float32"
+        },
+    )
     tensor_parallel_size: int = field(
         default=1, metadata={"help": "vllm: GPUs one model is split over (one node)"}
     )

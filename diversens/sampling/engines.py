@@ -20,6 +20,9 @@ input order and batch sizes) give bitwise-identical rows.
 or another stop token such as Llama's `<|eom_id|>`); `finish_reason` is "stop" or "length" (hit
 max_new_tokens: truncated).
 A vLLM engine that cannot start raises `EngineStartError`: one line naming the option to change.
+`dtype: auto` on CPU is bfloat16 only where the CPU computes it natively (AVX512-BF16, AMX, Arm
+BF16): elsewhere vLLM's oneDNN matmul refuses bf16 and falls back to kernels many times slower
+than float32.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import importlib.util
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from diversens.errors import UserError
@@ -36,6 +40,29 @@ from diversens.models import resolve_model
 from diversens.sampling.config import SamplingConfig
 
 Messages = list[dict[str, str]]
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo: x86 and Arm names
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has bf16 arithmetic (False where it cannot be told: not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & NATIVE_BF16_FLAGS)
+
+
+def cpu_dtype(requested: str) -> str:
+    """The dtype an engine on CPU uses for `requested` ("auto" resolved for this CPU)."""
+    if requested != "auto":
+        return requested
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
 @dataclass(frozen=True)
@@ -123,7 +150,8 @@ class TransformersEngine(Engine):
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         else:
             self.device = cfg.device
-        dtype = "auto" if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+        name = cpu_dtype(cfg.dtype) if self.device == "cpu" else cfg.dtype
+        dtype = "auto" if name == "auto" else getattr(torch, name)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"  # decoder-only: new tokens follow the prompt
         if self.tokenizer.pad_token is None:
@@ -235,6 +263,8 @@ class VLLMEngine(Engine):
         self.cfg = cfg
         path = resolve_model(cfg.model)
         opts = cfg.vllm_options(on_cpu)
+        if on_cpu:
+            opts["dtype"] = cpu_dtype(cfg.dtype)
         opts["max_model_len"] = min(opts["max_model_len"], model_context_length(path))
         tp = cfg.tensor_parallel_size
         try:

@@ -34,6 +34,15 @@ def test_same_model_has_zero_delta_dd(result):
     again = deltas[deltas.model == "again"]
     assert len(again) > 0 and np.allclose(again.delta_dd, 0.0)
     assert all(v[0] == 0.0 for k, v in summary["delta_dd_all"].items() if k.startswith("again/"))
+    lengths = pd.read_csv(out / "length_change.csv")
+    assert set(lengths.model) == {"again"} and set(lengths.task) == {
+        "all",
+        "dat",
+        "pgt",
+        "aut",
+        "cwt",
+    }
+    assert np.allclose(lengths[["delta_words", "ci_low", "ci_high"]], 0.0)
 
 
 def test_every_sample_kept_with_deciles(result):
@@ -53,7 +62,8 @@ def test_every_sample_kept_with_deciles(result):
 def test_report_files(result):
     summary, out = result
     for name in ("eval_report.md", "eval_delta_dd.png", "eval_deciles.png", "eval_lengths.png",
-                 "eval_diversity_vs_length.png", "decile_map.csv", "eval_summary.csv"):  # fmt: skip
+                 "eval_diversity_vs_length.png", "eval_diverse_not_short.png", "decile_map.csv",
+                 "eval_summary.csv", "length_change.csv"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "eval_summary.json").read_text())["base"] == "base"
     assert "again" in (out / "eval_report.md").read_text()

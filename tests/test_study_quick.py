@@ -1,0 +1,68 @@
+"""The study's quick variant (docs/results.md): configs/study.yaml end to end — every strategy
+selected, DPO on the same number of pairs per trained strategy, eval with length change — on
+8 prompts, short answers and two optimiser steps, through the CLI as a user runs it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from diversens.selection import STRATEGIES
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+# The overrides that make the study quick; the rest is configs/study.yaml as run by hand.
+QUICK = [
+    "--num-prompts-per-task", "2",
+    "--pairs.sampling.max_new_tokens", "96", "--pairs.sampling.batch_size", "8",
+    "--train_strategies", "random,quality", "--train.max_steps", "2",
+    "--eval.sampling.max_new_tokens", "48",
+    "--eval.num_samples", "dat=3,pgt=3,aut=1,cwt=1", "--eval.num_bootstrap", "200",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("study") / "quick"
+    cli = Path(sys.executable).parent / "diversens"
+    proc = subprocess.run(
+        [str(cli), "pipeline", "--config", str(ROOT / "configs" / "study.yaml"), *QUICK,
+         "-o", str(out)],
+        capture_output=True, text=True, timeout=1500, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, json.loads((out / "pipeline_summary.json").read_text())
+
+
+def test_every_strategy_selected_and_reported(run):
+    out, summary = run
+    assert summary["complete"] and set(summary["pairs"]["pairs"]) == set(STRATEGIES)
+    report = (out / "pairs" / "selection_report.md").read_text()
+    assert "Spearman" in report and "diverse-ns-symmetric" in report
+    one_sided = pd.read_parquet(out / "pairs" / "pairs.parquet")
+    assert (one_sided.chosen_n_words >= one_sided.rejected_n_words).all()
+
+
+def test_trained_strategies_see_the_same_number_of_pairs(run):
+    out, summary = run
+    counts = summary["pairs"]["pairs"]
+    n = min(counts["random"], counts["quality"])
+    for strategy in ("random", "quality"):
+        used = pd.read_parquet(out / "train" / strategy / "pairs.parquet")
+        first = pd.read_parquet(out / "pairs" / f"pairs_{strategy}.parquet").head(n)
+        assert list(used.prompt_id) == list(first.prompt_id)
+        assert summary["train"][strategy]["pairs"] == n
+
+
+def test_eval_reports_length_change_per_tuned_model(run):
+    out, summary = run
+    lengths = pd.read_csv(out / "eval" / "length_change.csv")
+    assert set(lengths.model) == {"random", "quality"}
+    all_tasks = lengths[lengths.task == "all"]
+    assert (all_tasks.ci_low <= all_tasks.delta_words).all()
+    assert (all_tasks.delta_words <= all_tasks.ci_high).all()
+    assert "Length change against the base" in (out / "eval" / "eval_report.md").read_text()
