@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from diversens import config
 from diversens.evaluation.config import EvalConfig
@@ -26,6 +27,13 @@ def test_paper_config_is_the_paper_setting():
     cfg = config.load(PipelineConfig, ROOT / "configs" / "paper.yaml", None)
     assert cfg.pairs.selection.num_pairs == 3000 and cfg.pairs.sampling.engine == "vllm"
     assert cfg.train.deepspeed == "zero3" and cfg.train.num_workers == 8 and cfg.train.use_gpu
+    # ZeRO-3 stays on one node, and that node type offers the accelerator the run asks for.
+    assert cfg.train.placement_strategy == "STRICT_PACK"
+    cluster = yaml.safe_load((ROOT / "cluster.yaml").read_text())["available_node_types"]
+    fits = [n for n in cluster.values()
+            if n["resources"].get("GPU", 0) >= cfg.train.num_workers
+            and f"accelerator_type:{cfg.train.accelerator_type}" in n["resources"]]  # fmt: skip
+    assert fits
 
 
 def test_missing_model_path_and_unwritable_output_fail_before_ray(tmp_path, capsys):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DEEPSPEED_STAGES = ("zero3", "zero2", "none")
+PLACEMENT_STRATEGIES = ("STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD")  # Ray placement groups
 
 
 @dataclass
@@ -37,6 +38,21 @@ class TrainConfig:
     num_workers: int = field(default=2, metadata={"help": "Ray Train workers (one per GPU)"})
     use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker (nccl backend)"})
     num_cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs per Ray worker"})
+    placement_strategy: str = field(
+        default="STRICT_PACK",
+        metadata={
+            "help": f"Ray placement of the workers ({', '.join(PLACEMENT_STRATEGIES)}); "
+            "STRICT_PACK keeps ZeRO-3 on one node (the autoscaler then starts one 8-GPU node, "
+            "not eight 1-GPU ones); PACK or SPREAD for a run meant to span nodes"
+        },
+    )
+    accelerator_type: str | None = field(
+        default=None,
+        metadata={
+            "help": "GPU type every worker needs (A100, H100, ...; the node type must offer "
+            "the resource accelerator_type:<TYPE>)"
+        },
+    )
     deepspeed: str = field(
         default="zero3",
         metadata={"help": "DeepSpeed ZeRO stage: zero3 (params, grads and optimizer sharded), "
@@ -107,6 +123,13 @@ class TrainConfig:
             raise ValueError(f"ld_alpha must be in [0, 1], got {self.ld_alpha}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        if self.placement_strategy not in PLACEMENT_STRATEGIES:
+            raise ValueError(
+                f"placement_strategy must be one of {PLACEMENT_STRATEGIES}, "
+                f"got {self.placement_strategy!r}"
+            )
+        if self.accelerator_type is not None and not self.use_gpu:
+            raise ValueError("accelerator_type needs use_gpu: true")
         if not self.name or "/" in self.name:
             raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
 

@@ -33,7 +33,8 @@ from diversens.training.pairs_input import read_pairs
 # (raising max_steps extends a run), how often it saves or logs. Any other change, or other
 # pairs, makes a different run that must not continue from this one's checkpoint.
 RESUMABLE_FIELDS = ("name", "storage_path", "max_steps", "num_train_epochs", "save_steps",
-                    "logging_steps", "num_checkpoints_to_keep", "num_cpus_per_worker")  # fmt: skip
+                    "logging_steps", "num_checkpoints_to_keep", "num_cpus_per_worker",
+                    "placement_strategy", "accelerator_type")  # fmt: skip
 RUN_FILE = "diversens_run.json"
 
 # Scoped to the training workers: Ray Train's print redirect would log the bytecode that dill
@@ -77,6 +78,8 @@ def train(pairs_path: str | Path, cfg: TrainConfig, output_dir: Path) -> dict[st
             num_workers=cfg.num_workers,
             use_gpu=cfg.use_gpu,
             resources_per_worker=resources_per_worker,
+            placement_strategy=cfg.placement_strategy,
+            accelerator_type=cfg.accelerator_type,
         ),
         run_config=RunConfig(
             name=cfg.name,

@@ -31,7 +31,15 @@ def test_defaults_are_documented_and_valid():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"deepspeed": "zero1"}, {"ld_alpha": 1.5}, {"beta": 0}, {"num_workers": 0}, {"name": "a/b"}],
+    [
+        {"deepspeed": "zero1"},
+        {"ld_alpha": 1.5},
+        {"beta": 0},
+        {"num_workers": 0},
+        {"name": "a/b"},
+        {"placement_strategy": "pack"},
+        {"accelerator_type": "A100"},
+    ],  # the last: no use_gpu
 )
 def test_bad_values_are_rejected(kwargs):
     with pytest.raises(ValueError):
