@@ -30,7 +30,8 @@ RUN pip install --no-cache-dir \
         "pyyaml==6.0.4" \
         "tqdm==4.70.1" \
         "matplotlib==3.11.2" \
-        "tabulate==0.10.0"
+        "tabulate==0.10.0" \
+        "psutil==7.2.2"
 
 # The package itself (code and bundled data, no dependencies: all installed above). A job
 # submitted with --working-dir runs the shipped checkout instead, which takes precedence.

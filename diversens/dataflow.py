@@ -19,6 +19,7 @@ import pandas as pd
 import ray.data
 from ray.data import ActorPoolStrategy
 
+from diversens import cluster
 from diversens.config import config_hash
 from diversens.errors import UserError
 from diversens.measure import MeasureConfig, MeasureStage
@@ -32,21 +33,11 @@ from diversens.sampling.stage import SampleStage
 from diversens.selection import SelectionConfig, SelectionStats
 
 
-def cluster_capacity() -> dict[str, float]:
-    """CPUs, GPUs and memory (bytes) the cluster has, or can have at most once its autoscaler
-    adds nodes."""
-    from ray._private.state import state  # what Ray Train and Ray Data use for the same check
-
-    now = ray.cluster_resources()
-    most = state.get_max_resources_from_cluster_config() or {}
-    return {r: max(float(now.get(r, 0.0)), float(most.get(r, 0))) for r in ("CPU", "GPU", "memory")}
-
-
 def check_pools_fit(pools: dict[str, Pool]) -> None:
     """Pools that stream into each other hold their actors at once: if their smallest sizes do
     not fit the cluster together, the ones started first starve the others and the run hangs.
     Fail instead, naming the options."""
-    have = cluster_capacity()
+    have = cluster.capacity()
     have["memory"] /= 2**30
     for resource, attr, unit in (("CPU", "num_cpus", " CPUs"), ("GPU", "num_gpus", " GPUs"),
                                  ("memory", "memory_gib", " GiB of memory")):  # fmt: skip

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 GPU_POOLS = {
     "sampling": {"engine": "vllm", "num_gpus_per_actor": 1, "max_new_tokens": 40,
-                 "temperature": 0.8, "batch_size": 2, "dtype": "bfloat16", "max_model_len": 1024},
+                 "temperature": 0.8, "batch_size": 2, "max_model_len": 1024},
     "embed_pool": {"num_gpus_per_actor": 0.5},
     "quality_pool": {"num_gpus_per_actor": 0.5},
     "quality": {"strict_compliance": False},

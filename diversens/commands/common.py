@@ -138,12 +138,18 @@ def pool_gpus(cfg, prefix: str = "") -> dict[str, float]:
 
 
 def connect_ray(
-    address: str | None, gpus: dict[str, float] | None = None, log_file: Path | None = None
+    address: str | None,
+    gpus: dict[str, float] | None = None,
+    log_file: Path | None = None,
+    worker_paths: dict[str, str] | None = None,
 ) -> None:
     """Join the given (or $RAY_ADDRESS) cluster, else start a local Ray; the CLI edge only.
 
     `gpus` maps options to the GPUs they request per actor or worker; a request the cluster
     cannot meet now nor after autoscaling is a UserError instead of a job waiting forever.
+    `worker_paths` maps options to paths Ray workers write (training checkpoints): a local path
+    on a cluster that has or may autoscale to several nodes is a UserError too, before any GPU
+    is asked for (Ray Train would refuse it only once its workers are up).
     The console keeps step lines and warnings; the details go to `log_file` (diversens.console),
     started only once the checks pass, so a refused run leaves nothing at its output.
     """
@@ -161,9 +167,9 @@ def connect_ray(
                  log_to_driver=False)  # fmt: skip
     wanted = {k: v for k, v in (gpus or {}).items() if v > 0}
     if wanted:
-        from diversens.dataflow import cluster_capacity
+        from diversens import cluster
 
-        have = cluster_capacity()["GPU"]
+        have = cluster.capacity()["GPU"]
         option, need = max(wanted.items(), key=lambda kv: kv[1])
         if need > have:
             raise UserError(
@@ -171,6 +177,7 @@ def connect_ray(
                 "(now, or at most after autoscaling); set it to 0 or join a GPU cluster "
                 "with --ray-address"
             )
+    check_shared(worker_paths or {})
     if log_file is not None:
         console.log_to(log_file)
         node = getattr(ray._private.worker, "_global_node", None)
@@ -178,6 +185,28 @@ def connect_ray(
         log = logging.getLogger("diversens")
         log.debug("engine, trainer and other Ray worker logs: %s", where)
         log.info("details: %s", log_file)
+
+
+def check_shared(worker_paths: dict[str, str]) -> None:
+    local = {k: v for k, v in worker_paths.items() if v and not is_uri(str(v))}
+    if not local:
+        return
+    from diversens import cluster
+
+    if cluster.can_span_nodes():
+        option, path = next(iter(local.items()))
+        raise UserError(
+            f"option {option} {path}: a local path, but this Ray cluster has (or may autoscale "
+            "to) several nodes, and Ray Train workers on the others cannot reach it; give "
+            "s3://... or gs://..., or file:///... for a filesystem every node mounts"
+        )
+
+
+def checkpoint_path(storage_path: str | None, output: str) -> dict[str, str]:
+    """The option and path Ray Train checkpoints go to (default: beside the output)."""
+    if storage_path:
+        return {"train.storage_path": storage_path}
+    return {"-o/--output": f"{str(output).rstrip('/')}/checkpoints"}
 
 
 def check_reachable(address: str, option: str, timeout_s: float = 5.0) -> None:

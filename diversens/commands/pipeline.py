@@ -9,6 +9,7 @@ from pathlib import Path
 from diversens import config, console
 from diversens.commands.common import (
     add_prompt_arguments,
+    checkpoint_path,
     connect_ray,
     generate_pairs_models,
     pool_gpus,
@@ -55,6 +56,9 @@ def run(args: argparse.Namespace) -> None:
         args.ray_address,
         {k: v for s in cfg.stages for k, v in gpus[s].items()},
         log_file=console.run_log(args.output),
+        worker_paths=checkpoint_path(cfg.train.storage_path, args.output)
+        if "train" in cfg.stages
+        else None,
     )
 
     from diversens import pipeline

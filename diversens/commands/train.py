@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from diversens import config, console
-from diversens.commands.common import connect_ray, preflight
+from diversens.commands.common import checkpoint_path, connect_ray, preflight
 from diversens.training.config import TrainConfig
 from diversens.training.pairs_input import read_pairs
 
@@ -40,7 +40,10 @@ def run(args: argparse.Namespace) -> None:
     read_pairs(args.pairs)  # fail on a bad file before Ray starts
     preflight([cfg.model], args.output, inputs=[args.pairs])
     connect_ray(
-        args.ray_address, {"use_gpu": float(cfg.use_gpu)}, log_file=console.run_log(args.output)
+        args.ray_address,
+        {"use_gpu": float(cfg.use_gpu)},
+        log_file=console.run_log(args.output),
+        worker_paths=checkpoint_path(cfg.storage_path, args.output),
     )
 
     from diversens.training.trainer import train

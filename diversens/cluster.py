@@ -1,0 +1,66 @@
+"""What the joined Ray cluster has now and what its autoscaler may add: the checks that refuse a
+run before it waits forever (GPUs it can never get) or fails late (a local checkpoint path on
+several nodes) read it.
+
+The autoscaler's node types come from the cluster config it reports to the GCS (autoscaler v2,
+KubeRay), or else from the config file the head's v1 autoscaler runs with (`ray up` clusters,
+Ray's fake multi-node provider), found on its command line: a driver on the head (`ray job
+submit`) sees it. Elsewhere (Ray Client) the limits are unknown and only what runs now counts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psutil
+import ray
+import yaml
+
+RESOURCES = ("CPU", "GPU", "memory")
+
+
+def node_types() -> list[tuple[dict[str, float], int]] | None:
+    """(resources, max nodes; -1 = unbounded) per autoscaler node type, or None if unknown."""
+    from ray._private.state import state
+
+    config = state.get_cluster_config()
+    if config is not None and config.node_group_configs:
+        return [(dict(g.resources), g.max_count) for g in config.node_group_configs]
+    path = _v1_autoscaling_config()
+    if path is None:
+        return None
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    head = data.get("head_node_type")
+    return [(dict(t.get("resources") or {}), 0 if name == head else int(t.get("max_workers", 0)))
+            for name, t in (data.get("available_node_types") or {}).items()]  # fmt: skip
+
+
+def _v1_autoscaling_config() -> Path | None:
+    for proc in psutil.process_iter(["cmdline"]):
+        for arg in proc.info["cmdline"] or []:
+            if arg.startswith("--autoscaling-config="):
+                path = Path(arg.partition("=")[2]).expanduser()
+                return path if path.is_file() else None
+    return None
+
+
+def capacity() -> dict[str, float]:
+    """CPUs, GPUs and memory (bytes) the cluster has, or can have at most once its autoscaler
+    adds nodes (the larger of the two)."""
+    now = ray.cluster_resources()
+    most = {r: float(now.get(r, 0.0)) for r in RESOURCES}
+    for resources, count in node_types() or []:
+        for r in RESOURCES:
+            if resources.get(r):
+                grow = float("inf") if count < 0 else count * float(resources[r])
+                most[r] = max(most[r], float(now.get(r, 0.0)) + grow)
+    return most
+
+
+def can_span_nodes() -> bool:
+    """More than one node now, or an autoscaler that may add worker nodes."""
+    if sum(1 for n in ray.nodes() if n.get("Alive")) > 1:
+        return True
+    return any(count != 0 for _, count in node_types() or [])
