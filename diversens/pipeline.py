@@ -20,6 +20,7 @@ from diversens.evaluation import job as eval_job
 from diversens.evaluation.config import EvalConfig
 from diversens.generate_pairs import GeneratePairsConfig, pairs_file
 from diversens.io import write_parquet, write_summary
+from diversens.plan import PlanConfig
 from diversens.selection import STRATEGIES
 from diversens.training.config import TrainConfig
 
@@ -48,6 +49,7 @@ class PipelineConfig:
     stages: list[str] = field(
         default_factory=lambda: list(STAGES), metadata={"help": f"stages to run: {STAGES}"}
     )
+    plan: PlanConfig = field(default_factory=PlanConfig)  # `diversens plan` only
 
     def __post_init__(self):
         bad = [s for s in self.train_strategies if s not in STRATEGIES]

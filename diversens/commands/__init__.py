@@ -1,5 +1,13 @@
 """Sub-commands of the `diversens` CLI; each module has `add_parser(subparsers)`."""
 
-from diversens.commands import evaluate, generate, generate_pairs, measure, pipeline, train
+from diversens.commands import (
+    evaluate,
+    generate,
+    generate_pairs,
+    measure,
+    pipeline,
+    plan,
+    train,
+)
 
-COMMANDS = [measure, generate, generate_pairs, train, evaluate, pipeline]
+COMMANDS = [measure, generate, generate_pairs, train, evaluate, pipeline, plan]

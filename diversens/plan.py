@@ -1,0 +1,200 @@
+"""Cost planner (`diversens plan`): GPU-hours, memory per GPU, wall time and cost per stage of a
+pipeline config, computed from the config itself (model shape, prompts, k, max tokens, pairs,
+epochs, batch, pools) and from stated assumptions (`PlanConfig`: throughputs, MFU, prices,
+start-up). Every assumption is a config value and is printed with the plan.
+
+Arithmetic (Llama-style decoder, N parameters, ZeRO-3 over G GPUs of one node):
+- sample: prompts × k × mean response tokens / (engine GPUs × generated tokens/s per GPU);
+- score: fluency prefill of every candidate (prompt + response tokens) on the quality pool;
+- DPO: tokens T = pairs × epochs × 2 sequences × (prompt + response); FLOPs = 10·N·T (policy
+  forward + backward 6NT, checkpoint recompute 2NT, reference forward 2NT); time = FLOPs /
+  (G × peak × MFU), plus checkpoint writes (12 B/parameter of optimizer state + 2 B weights)
+  at a storage bandwidth, plus load and export;
+- memory per GPU: bf16 weights and grads 4N/G, fp32 master + Adam 12N/G, reference 2N/G,
+  gathered embedding, checkpointed activations, one recomputed layer, logits and context;
+- eval: models × samples × max tokens over the eval engines, plus one model load each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+GB = 1e9
+
+
+@dataclass
+class PlanConfig:
+    num_prompts: int = field(default=6000, metadata={"help": "training prompts sampled"})
+    response_tokens: int = field(
+        default=250, metadata={"help": "assumed mean generated tokens per candidate"}
+    )
+    prompt_tokens: int = field(
+        default=150, metadata={"help": "assumed mean prompt tokens (a second turn included)"}
+    )
+    model_params: float = field(default=8.03e9, metadata={"help": "parameters N of the model"})
+    hidden_size: int = field(default=4096, metadata={"help": "model hidden size"})
+    num_layers: int = field(default=32, metadata={"help": "model layers"})
+    vocab_size: int = field(default=128256, metadata={"help": "model vocabulary"})
+    gen_tokens_per_s: float = field(
+        default=1500, metadata={"help": "assumed vLLM generated tokens/s per sampling GPU"}
+    )
+    prefill_tokens_per_s: float = field(
+        default=5000, metadata={"help": "assumed fluency-scoring prefill tokens/s per GPU"}
+    )
+    select_rows_per_s: float = field(
+        default=6600, metadata={"help": "selection rows/s on the head (benchmarks/)"}
+    )
+    gpu_flops: float = field(default=312e12, metadata={"help": "peak bf16 FLOP/s per GPU"})
+    mfu: float = field(default=0.35, metadata={"help": "assumed model FLOPs utilisation"})
+    checkpoint_gb_per_s: float = field(
+        default=2.0, metadata={"help": "assumed checkpoint write bandwidth (GB/s)"}
+    )
+    load_export_min: float = field(
+        default=4.0, metadata={"help": "assumed model load + ZeRO-3 init + export (minutes)"}
+    )
+    eval_min_per_model: float = field(
+        default=4.0, metadata={"help": "assumed eval engine start + model load per model (min)"}
+    )
+    node_startup_min: float = field(
+        default=10.0, metadata={"help": "assumed node boot + image pull (minutes)"}
+    )
+    sample_node: str = field(default="gpu_1x", metadata={"help": "node type of the engines"})
+    train_node: str = field(default="gpu_8x", metadata={"help": "node type of DPO"})
+    head_node: str = field(default="head", metadata={"help": "node type of the head"})
+    node_gpus: dict[str, int] = field(
+        default_factory=lambda: {"head": 0, "gpu_1x": 1, "gpu_8x": 8},
+        metadata={"help": "GPUs per node type (cluster.yaml)"},
+    )
+    node_price_per_h: dict[str, float] = field(
+        default_factory=lambda: {"head": 0.38, "gpu_1x": 1.21, "gpu_8x": 32.77},
+        metadata={"help": "on-demand $/hour per node type (us-west-2: m5.2xlarge, g5.2xlarge, "
+                          "p4d.24xlarge)"},
+    )  # fmt: skip
+
+    def __post_init__(self):
+        for name in ("num_prompts", "response_tokens", "model_params", "gen_tokens_per_s",
+                     "prefill_tokens_per_s", "gpu_flops", "checkpoint_gb_per_s"):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.mfu <= 1:
+            raise ValueError(f"mfu must be in (0, 1], got {self.mfu}")
+        for name in (self.sample_node, self.train_node, self.head_node):
+            if name not in self.node_gpus or name not in self.node_price_per_h:
+                raise ValueError(f"node_gpus and node_price_per_h need node type {name!r}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    arithmetic: str
+    minutes: float  # wall time, node start-up included where the stage waits for it
+    gpus: float  # GPUs held
+    nodes: float  # nodes of `node` held for `minutes`
+    node: str
+
+    def cost(self, plan: PlanConfig) -> float:
+        return self.nodes * plan.node_price_per_h[self.node] * self.minutes / 60
+
+
+def stages(cfg, plan: PlanConfig) -> list[Stage]:
+    """The pipeline config's stages, planned. `cfg` is a PipelineConfig."""
+    s, q, t = cfg.pairs.sampling, cfg.pairs.quality_pool, cfg.train
+    k = s.num_samples_per_prompt
+    engine_gpus = s.max_actors * s.gpus_per_actor()
+    per_node = max(plan.node_gpus[plan.sample_node], 1)
+    tokens = plan.num_prompts * k * plan.response_tokens
+    sample_min = tokens / (engine_gpus * plan.gen_tokens_per_s) / 60
+    prefill = plan.num_prompts * k * (plan.prompt_tokens + plan.response_tokens)
+    score_gpus = max(q.max_actors * q.num_gpus_per_actor, 1e-9)
+    score_min = prefill / (score_gpus * plan.prefill_tokens_per_s) / 60
+    select_min = plan.num_prompts / plan.select_rows_per_s / 60
+    dpo = train_plan(cfg, plan)
+    models = 1 + len(cfg.train_strategies)
+    eval_samples = eval_sample_count(cfg.eval.num_samples)
+    eval_gpus = cfg.eval.sampling.max_actors * cfg.eval.sampling.gpus_per_actor()
+    eval_tokens = models * eval_samples * cfg.eval.sampling.max_new_tokens
+    eval_min = models * plan.eval_min_per_model + eval_tokens / (
+        max(eval_gpus, 1e-9) * plan.gen_tokens_per_s) / 60  # fmt: skip
+    start = plan.node_startup_min
+    out = [
+        Stage("sample", f"{plan.num_prompts:,} × {k} × {plan.response_tokens} = {tokens:.1e} "
+              f"tokens / ({engine_gpus:g} GPUs × {plan.gen_tokens_per_s:,.0f} tok/s)",
+              sample_min + start, engine_gpus, engine_gpus / per_node, plan.sample_node),
+        Stage("score", f"fluency prefill {prefill:.1e} tokens / ({score_gpus:g} GPUs × "
+              f"{plan.prefill_tokens_per_s:,.0f} tok/s)", score_min, score_gpus,
+              score_gpus / per_node, plan.sample_node),
+        Stage("select", f"{plan.num_prompts:,} rows / {plan.select_rows_per_s:,.0f} rows/s",
+              select_min, 0, 0, plan.head_node),
+        Stage("DPO", f"{dpo['flops']:.3g} FLOPs / ({t.num_workers} × {plan.gpu_flops:.3g} × "
+              f"{plan.mfu:.0%} MFU) + {dpo['saves']} checkpoint saves + load/export",
+              dpo["minutes"] + start, t.num_workers, 1, plan.train_node),
+        Stage("eval", f"{models} models × {eval_samples} samples × "
+              f"{cfg.eval.sampling.max_new_tokens} tokens on {eval_gpus:g} GPUs + "
+              f"{plan.eval_min_per_model:g} min load per model", eval_min, eval_gpus,
+              eval_gpus / per_node, plan.sample_node),
+    ]  # fmt: skip
+    total = sum(x.minutes for x in out)
+    out.append(Stage("head", "the whole run", total, 0, 1, plan.head_node))
+    return out
+
+
+def eval_sample_count(num_samples: dict[str, int]) -> int:
+    """Samples per model over the eval split: DAT and PGT one prompt, AUT 15, CWT 7."""
+    from diversens.prompts import eval_prompts
+
+    prompts = eval_prompts().task.value_counts()
+    return int(sum(n * prompts.get(task, 0) for task, n in num_samples.items()))
+
+
+def train_plan(cfg, plan: PlanConfig) -> dict[str, float]:
+    """DPO steps, tokens, FLOPs, checkpoint saves and minutes for the train section."""
+    t, n = cfg.train, plan.model_params
+    pairs = cfg.pairs.selection.num_pairs
+    batch = t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_workers
+    steps = t.max_steps if t.max_steps > 0 else math.ceil(pairs / batch) * t.num_train_epochs
+    tokens = steps * batch * 2 * (plan.prompt_tokens + plan.response_tokens)
+    flops = 10 * n * tokens
+    compute_s = flops / (t.num_workers * plan.gpu_flops * plan.mfu)
+    saves = math.ceil(steps / t.save_steps)
+    save_s = saves * n * (12 + 2) / GB / plan.checkpoint_gb_per_s
+    minutes = (compute_s + save_s) / 60 + plan.load_export_min
+    return {"steps": steps, "tokens": tokens, "flops": flops, "compute_s": compute_s,
+            "saves": saves, "save_s": save_s, "minutes": minutes}  # fmt: skip
+
+
+def memory_per_gpu(cfg, plan: PlanConfig) -> list[tuple[str, float]]:
+    """(item, GB) per GPU for ZeRO-3 DPO with bf16 weights, gradient checkpointing, SDPA."""
+    t, n, g = cfg.train, plan.model_params, cfg.train.num_workers
+    seqs = 2 * t.per_device_train_batch_size  # chosen + rejected per pair
+    h, layers = plan.hidden_size, plan.num_layers
+    rows = [
+        ("policy weights + grads (bf16)", n * 4 / g),
+        ("fp32 master weights + Adam m, v", n * 12 / g),
+        ("reference model (bf16, sharded)", n * 2 / g),
+        ("gathered embedding / lm_head + buckets", plan.vocab_size * h * 2 + 1 * GB),
+        ("checkpointed layer inputs", seqs * t.max_length * h * 2 * layers),
+        ("one layer recomputed", 34 * t.max_length * seqs * h),
+        ("logits (chunked) + CUDA context, fragmentation", 4 * GB),
+    ]
+    return [(item, b / GB) for item, b in rows]
+
+
+def render(cfg, plan: PlanConfig) -> str:
+    """The plan as Markdown: stages, DPO memory per GPU, and the assumptions."""
+    rows = stages(cfg, plan)
+    lines = ["| stage | arithmetic | wall (min) | GPU-hours | cost ($) |", "|---|---|---|---|---|"]
+    for x in rows:
+        lines.append(f"| {x.name} | {x.arithmetic} | {x.minutes:.1f} | "
+                     f"{x.gpus * x.minutes / 60:.2f} | {x.cost(plan):.2f} |")  # fmt: skip
+    cost = sum(x.cost(plan) for x in rows)
+    gpu_h = sum(x.gpus * x.minutes / 60 for x in rows)
+    lines.append(f"| **total** | | **{rows[-1].minutes:.0f}** | **{gpu_h:.1f}** | "
+                 f"**{cost:.1f}** |")  # fmt: skip
+    mem = memory_per_gpu(cfg, plan)
+    total = sum(gb for _, gb in mem)
+    lines += ["", f"DPO memory per GPU (ZeRO-3 over {cfg.train.num_workers} GPUs):", "",
+              "| item | GB |", "|---|---|", *(f"| {i} | {gb:.1f} |" for i, gb in mem),
+              f"| **total** | **{total:.1f}** |", "", "Assumptions:", ""]  # fmt: skip
+    lines += [f"- {name}: {value}" for name, value in vars(plan).items()]
+    return "\n".join(lines) + "\n"
