@@ -127,7 +127,9 @@ def main() -> None:
     p.add_argument("--num-prompts", type=int, default=32)
     p.add_argument("--n", type=int, default=4, help="engines: samples per prompt")
     p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--dtype", default="bfloat16", help="both engines' dtype")
+    p.add_argument(
+        "--dtype", default="auto", help="both engines' dtype (auto: bf16 where the CPU has it)"
+    )
     p.add_argument("--threads", type=int, default=1, help="threads (cores) per engine")
     p.add_argument("--trials", type=int, default=2, help="engines: timed runs per process")
     p.add_argument("--rounds", type=int, default=2, help="engines: processes per engine")
