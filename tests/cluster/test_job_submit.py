@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from diversens.selection import STRATEGIES
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +88,6 @@ def test_bad_config_fails_with_one_line_error(address, tmp_path):
     errors = [line for line in logs.splitlines() if "error:" in line]
     assert errors == [
         "diversens pipeline: error: option pairs.selection.strategy: unknown strategy 'longest' "
-        "(choose from ('diverse-ns', 'diverse-ns-lite', 'divpo', 'diverse-no-length', "
-        "'quality', 'random'))"
+        f"(choose from {STRATEGIES})"
     ]
     assert "Traceback" not in logs and not (tmp_path / "bad").exists()
