@@ -146,25 +146,33 @@ def summarise(outputs: pd.DataFrame) -> pd.DataFrame:
     return agg
 
 
+def model_task_slices(outputs: pd.DataFrame, base: str):
+    """(model, task, the model's outputs, the base's outputs) per model and task, "all" first;
+    a `prompt` column (the source prompt) added for the prompt-cluster bootstrap."""
+    outputs = outputs.assign(prompt=outputs["source_prompt_id"])
+    b = outputs[outputs.model == base]
+    for model, df in outputs.groupby("model", sort=False):
+        for task in ["all", *sorted(df.task.unique())]:
+            if task == "all":
+                yield model, task, df, b
+            else:
+                yield model, task, df[df.task == task], b[b.task == task]
+
+
 def delta_dd_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
     """ΔDD per model × task (and "all") × measure, with prompt-cluster bootstrap intervals and
     coverage: the share of the model's outputs that got a decile (the rest have no finite
     value of the measure, such as DSI of a one-sentence answer)."""
     rows = []
-    outputs = outputs.assign(prompt=outputs["source_prompt_id"])
     for measure in cfg.dd_measures:
         col = f"decile_{measure}"
-        b = outputs[outputs.model == base]
-        for model, df in outputs.groupby("model", sort=False):
-            for task in ["all", *sorted(df.task.unique())]:
-                mine = df if task == "all" else df[df.task == task]
-                ref = b if task == "all" else b[b.task == task]
-                d, lo, hi = delta_dd(mine, ref, col, cfg.num_bootstrap, cfg.seed)
-                if np.isfinite(d):
-                    rows.append({"model": model, "task": task, "measure": measure,
-                                 "dd": float(np.nanmean(mine[col])), "delta_dd": d,
-                                 "ci_low": lo, "ci_high": hi,
-                                 "coverage": float(mine[col].notna().mean())})  # fmt: skip
+        for model, task, mine, ref in model_task_slices(outputs, base):
+            d, lo, hi = delta_dd(mine, ref, col, cfg.num_bootstrap, cfg.seed)
+            if np.isfinite(d):
+                rows.append({"model": model, "task": task, "measure": measure,
+                             "dd": float(np.nanmean(mine[col])), "delta_dd": d,
+                             "ci_low": lo, "ci_high": hi,
+                             "coverage": float(mine[col].notna().mean())})  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -172,19 +180,14 @@ def length_change_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd
     """Mean words of each model minus the base's, per task and "all", with the same
     prompt-cluster bootstrap as ΔDD: the "not shorter" half of the claim, with its interval."""
     rows = []
-    outputs = outputs.assign(prompt=outputs["source_prompt_id"])
-    b = outputs[outputs.model == base]
-    for model, df in outputs.groupby("model", sort=False):
+    for model, task, mine, ref in model_task_slices(outputs, base):
         if model == base:
             continue
-        for task in ["all", *sorted(df.task.unique())]:
-            mine = df if task == "all" else df[df.task == task]
-            ref = b if task == "all" else b[b.task == task]
-            d, lo, hi = delta_dd(mine, ref, "n_words", cfg.num_bootstrap, cfg.seed)
-            words = float(ref.n_words.mean())
-            rows.append({"model": model, "task": task, "base_words": words,
-                         "words": float(mine.n_words.mean()), "delta_words": d, "ci_low": lo,
-                         "ci_high": hi, "relative": d / words if words else np.nan})  # fmt: skip
+        d, lo, hi = delta_dd(mine, ref, "n_words", cfg.num_bootstrap, cfg.seed)
+        words = float(ref.n_words.mean())
+        rows.append({"model": model, "task": task, "base_words": words,
+                     "words": float(mine.n_words.mean()), "delta_words": d, "ci_low": lo,
+                     "ci_high": hi, "relative": d / words if words else np.nan})  # fmt: skip
     return pd.DataFrame(rows, columns=["model", "task", "base_words", "words", "delta_words",
                                        "ci_low", "ci_high", "relative"])  # fmt: skip
 
