@@ -80,7 +80,7 @@ def bench_engines(args) -> None:
 def bench_ray(args) -> None:
     import ray
 
-    from diversens.dataflow import generate_candidates, prompts_dataset
+    from diversens.jobs.dataflow import generate_candidates, prompts_dataset
 
     prompts = _prompts(args.num_prompts)
     cfg = _cfg(args, "vllm", batch_size=args.prompts_per_batch, num_cpus_per_actor=args.threads)

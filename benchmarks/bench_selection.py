@@ -47,9 +47,9 @@ def synthetic_scored(batch: dict) -> pd.DataFrame:
 def one_run(rows: int) -> dict:
     import ray
 
-    from diversens.dataflow import select_batch
-    from diversens.pairs import BalancedTopN
-    from diversens.selection import SelectionConfig, SelectionStats
+    from diversens.jobs.dataflow import select_batch
+    from diversens.selection.rules import SelectionConfig, SelectionStats
+    from diversens.selection.stage import BalancedTopN
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     cfg = SelectionConfig(num_pairs=3000)

@@ -1,9 +1,9 @@
 """Actor-pool resources as plain data (no Ray import): what a config says, what Ray Data gets.
 
 `PoolConfig` is the user-facing section of a model-holding pool (embedder, quality model);
-`Pool` is the resolved spec that `diversens.dataflow` turns into `map_batches` arguments. Every
+`Pool` is the resolved spec that `diversens.jobs.dataflow` turns into `map_batches` arguments. Every
 pool carries a batch size: Ray Data refuses a GPU pool without one, and here it is the chunk
-size, so a batch is one chunk of prompts (diversens.parts).
+size, so a batch is one chunk of prompts (diversens.jobs.chunks).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import pandas as pd
 
-CHUNK = "chunk"  # column carrying a row's chunk key through the stages (diversens.parts)
+CHUNK = "chunk"  # column carrying a row's chunk key through the stages (diversens.jobs.chunks)
 
 
 class Stage:

@@ -3,7 +3,7 @@
 Stages write to a local directory; for a URI they write to a local staging directory that is
 copied to the URI when the stage succeeds (pyarrow's filesystems: S3, GCS, local). A failed stage
 uploads nothing, so the URI never holds a half-written run; only the resumable parts
-(diversens.parts) go to the URI as they are written, each one whole.
+(diversens.jobs.chunks) go to the URI as they are written, each one whole.
 """
 
 from __future__ import annotations

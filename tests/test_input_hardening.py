@@ -15,9 +15,9 @@ import pytest
 
 from diversens.cli import main
 from diversens.config import load
-from diversens.measure import MeasureConfig
-from diversens.pipeline import PipelineConfig
+from diversens.jobs.pipeline import PipelineConfig
 from diversens.prompts.loading import load_prompts
+from diversens.scoring.measure import MeasureConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")

@@ -7,8 +7,8 @@ import yaml
 
 from diversens import config
 from diversens.evaluation.config import EvalConfig
-from diversens.generate_pairs import GeneratePairsConfig
-from diversens.pipeline import PipelineConfig
+from diversens.jobs.generate_pairs import GeneratePairsConfig
+from diversens.jobs.pipeline import PipelineConfig
 from diversens.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -167,7 +167,7 @@ def connect_ray(
                  log_to_driver=False)  # fmt: skip
     wanted = {k: v for k, v in (gpus or {}).items() if v > 0}
     if wanted:
-        from diversens import cluster
+        from diversens.jobs import cluster
 
         have = cluster.capacity()["GPU"]
         option, need = max(wanted.items(), key=lambda kv: kv[1])
@@ -191,7 +191,7 @@ def check_shared(worker_paths: dict[str, str]) -> None:
     local = {k: v for k, v in worker_paths.items() if v and not is_uri(str(v))}
     if not local:
         return
-    from diversens import cluster
+    from diversens.jobs import cluster
 
     if cluster.can_span_nodes():
         option, path = next(iter(local.items()))

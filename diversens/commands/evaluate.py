@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.pipeline import PipelineConfig
+    from diversens.jobs.pipeline import PipelineConfig
 
     cfg = config.load(EvalConfig, args.config, args, section="eval", whole=PipelineConfig)
     check_engine_available(cfg.sampling)

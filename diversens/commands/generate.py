@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from diversens import config, io, quarantine
+from diversens import config, io
 from diversens.commands.common import add_prompt_arguments, connect_ray, preflight, read_prompts
-from diversens.parts import CHUNK
+from diversens.jobs import quarantine
+from diversens.jobs.chunks import CHUNK
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import check_engine_available
 
@@ -32,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.pipeline import PipelineConfig
+    from diversens.jobs.pipeline import PipelineConfig
 
     cfg = config.load(SamplingConfig, args.config, args, "pairs.sampling", whole=PipelineConfig)
     check_engine_available(cfg)
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> None:
         log_file=output.with_name(output.stem + ".log"),
     )
 
-    from diversens.dataflow import generate_candidates, prompts_dataset
+    from diversens.jobs.dataflow import generate_candidates, prompts_dataset
 
     ds = generate_candidates(prompts_dataset(prompts, cfg), cfg)
     batches = ds.iter_batches(batch_format="pyarrow", batch_size=None)

@@ -15,7 +15,7 @@ from diversens.commands.common import (
     read_prompts,
 )
 from diversens.config import redacted
-from diversens.generate_pairs import GeneratePairsConfig
+from diversens.jobs.generate_pairs import GeneratePairsConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.storage import durable_root, output_dir
 
@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.pipeline import PipelineConfig
+    from diversens.jobs.pipeline import PipelineConfig
 
     cfg = config.load(GeneratePairsConfig, args.config, args, "pairs", whole=PipelineConfig)
     check_engine_available(cfg.sampling)
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> None:
     preflight(generate_pairs_models(cfg), args.output, inputs=[args.prompts])
     connect_ray(args.ray_address, pool_gpus(cfg), log_file=console.run_log(args.output))
 
-    from diversens import generate_pairs
+    from diversens.jobs import generate_pairs
 
     with output_dir(args.output) as out:
         root = durable_root(args.output)

@@ -13,7 +13,7 @@ from tqdm import tqdm
 from diversens import config, io
 from diversens.commands.common import preflight
 from diversens.errors import UserError
-from diversens.measure import MEASURES, MeasureConfig, MeasureStage
+from diversens.scoring.measure import MEASURES, MeasureConfig, MeasureStage
 
 HELP = "add length, lexical (entropy, TTR, MATTR, Maas, MTLD, HD-D) and semantic diversity"
 
@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.pipeline import PipelineConfig
+    from diversens.jobs.pipeline import PipelineConfig
 
     cfg = config.load(MeasureConfig, args.config, args, "pairs.measure", whole=PipelineConfig)
     if args.rows_per_chunk < 1:

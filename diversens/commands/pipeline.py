@@ -17,7 +17,7 @@ from diversens.commands.common import (
     read_prompts,
 )
 from diversens.config import redacted
-from diversens.pipeline import PipelineConfig
+from diversens.jobs.pipeline import PipelineConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.storage import durable_root, is_uri, output_dir
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> None:
         else None,
     )
 
-    from diversens import pipeline
+    from diversens.jobs import pipeline
 
     with output_dir(args.output) as out:
         summary = pipeline.run(prompts, cfg, out, parts_root=durable_root(args.output))

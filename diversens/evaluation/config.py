@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diversens.measure import MeasureConfig
 from diversens.pools import PoolConfig
 from diversens.prompts import TASKS
-from diversens.quality import QualityConfig
 from diversens.sampling.config import SamplingConfig
+from diversens.scoring.measure import MeasureConfig
+from diversens.scoring.quality import QualityConfig
 
 # The literature's samples per eval prompt (DESIGN.md §2): DAT/PGT one prompt × 100, AUT 15 × 10,
 # CWT 7 × 10.

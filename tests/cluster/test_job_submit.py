@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from diversens.selection import STRATEGIES
+from diversens.selection.rules import STRATEGIES
 
 pytestmark = pytest.mark.slow
 

@@ -53,7 +53,7 @@ def test_pgt_counts_unique_values_and_invalid_json():
 
 def test_replicate_gives_each_task_its_sample_count_with_one_k():
     from diversens.evaluation.config import LITERATURE_SAMPLES
-    from diversens.evaluation.job import replicate
+    from diversens.jobs.evaluate import replicate
     from diversens.prompts import eval_prompts
 
     prompts = eval_prompts()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diversens.cli import main
-from diversens.dataflow import generate_candidates, prompts_dataset
+from diversens.jobs.dataflow import generate_candidates, prompts_dataset
 from diversens.prompts import eval_prompts
 from diversens.sampling import SampleStage, SamplingConfig
 

@@ -13,9 +13,9 @@ import pytest
 
 from diversens import config
 from diversens.evaluation.config import EvalConfig
-from diversens.evaluation.job import run as run_eval
-from diversens.generate_pairs import GeneratePairsConfig
-from diversens.generate_pairs import run as run_pairs
+from diversens.jobs.evaluate import run as run_eval
+from diversens.jobs.generate_pairs import GeneratePairsConfig
+from diversens.jobs.generate_pairs import run as run_pairs
 from diversens.prompts.loading import load_prompts
 
 pytestmark = pytest.mark.slow

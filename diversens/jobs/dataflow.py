@@ -5,9 +5,9 @@ know nothing of Ray; their resources are Ray-free `Pool` specs (diversens.pools)
 turns both into `map_batches` calls. It never calls `ray.init` nor touches the global
 `DataContext`: the caller connects.
 
-Batches: every operator takes `Pool.batch_size` rows, the chunk size, so a batch is one chunk of
-prompts (diversens.parts), and `Stage.__call__` processes the chunks of a batch one by one, so a
-row never depends on which chunk shared its batch.
+Batches: every operator takes `Pool.batch_size` rows, the chunk size, so a batch is one chunk
+of prompts (diversens.jobs.chunks), and `Stage.__call__` processes the chunks of a batch one by
+one, so a row never depends on which chunk shared its batch.
 """
 
 from __future__ import annotations
@@ -19,18 +19,18 @@ import pandas as pd
 import ray.data
 from ray.data import ActorPoolStrategy
 
-from diversens import cluster
 from diversens.config import config_hash
 from diversens.errors import UserError
-from diversens.measure import MeasureConfig, MeasureStage
-from diversens.pairs import BalancedTopN, SelectStage
-from diversens.parts import CHUNK, chunk_frames, plan_chunks
+from diversens.jobs import cluster
+from diversens.jobs.chunks import CHUNK, chunk_frames, plan_chunks
 from diversens.pools import Pool, PoolConfig
-from diversens.quality import QualityConfig, QualityStage
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.sampling.stage import SampleStage
-from diversens.selection import SelectionConfig, SelectionStats
+from diversens.scoring.measure import MeasureConfig, MeasureStage
+from diversens.scoring.quality import QualityConfig, QualityStage
+from diversens.selection.rules import SelectionConfig, SelectionStats
+from diversens.selection.stage import BalancedTopN, SelectStage
 
 
 def check_pools_fit(pools: dict[str, Pool]) -> None:
@@ -76,8 +76,8 @@ def map_pool(ds: ray.data.Dataset, stage_cls: type, kwargs: dict, pool: Pool) ->
 
 
 def prompts_dataset(prompts: pd.DataFrame, cfg: SamplingConfig) -> ray.data.Dataset:
-    """A Dataset of the prompts, one block per chunk (diversens.parts): planned here, `batch_size`
-    rows each, unless the table already has a `chunk` column."""
+    """A Dataset of the prompts, one block per chunk (diversens.jobs.chunks): planned here,
+    `batch_size` rows each, unless the table already has a `chunk` column."""
     if CHUNK not in prompts:
         prompts = plan_chunks(prompts, cfg.batch_size, config_hash(cfg.identity()))
     return ray.data.from_pandas(chunk_frames(prompts))

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diversens.quality import QualityConfig, QualityStage, compliance_issue
+from diversens.scoring.quality import QualityConfig, QualityStage, compliance_issue
 
 CFG = QualityConfig(scorer="none")
 DAT_OK = "\n".join(f"{i}. {w}" for i, w in enumerate(

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diversens.selection import (
+from diversens.selection.rules import (
     STRATEGIES,
     Candidates,
     Pair,

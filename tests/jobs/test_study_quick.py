@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from diversens.selection import STRATEGIES
+from diversens.selection.rules import STRATEGIES
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The overrides that make the study quick; the rest is configs/study.yaml as run by hand.
 QUICK = [
     "--num-prompts-per-task", "2",

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diversens.measure import MEASURES
+from diversens.scoring.measure import MEASURES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "diversens" / "data" / "sample_responses.jsonl"
 
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diversens.metrics.semantic import Embedder, distance_to_others, group_mean_pairwise_distance
+from diversens.scoring.semantic import Embedder, distance_to_others, group_mean_pairwise_distance
 
 
 def _unit(rng, n, d=8):

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from diversens.metrics.lexical import lexical_measures
-from diversens.metrics.semantic import Embedder
 from diversens.models import DEFAULT_EMBEDDER
+from diversens.scoring.lexical import lexical_measures
+from diversens.scoring.semantic import Embedder
 from diversens.stage import Stage
 from diversens.text import words
 

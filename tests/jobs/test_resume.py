@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from diversens import config
-from diversens.generate_pairs import GeneratePairsConfig, run
+from diversens.jobs.generate_pairs import GeneratePairsConfig, run
 from diversens.prompts.loading import load_prompts
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,7 @@ import json, os, sys
 from pathlib import Path
 import ray
 from diversens import config
-from diversens.generate_pairs import GeneratePairsConfig, run
+from diversens.jobs.generate_pairs import GeneratePairsConfig, run
 from diversens.prompts.loading import load_prompts
 from diversens.sampling import SampleStage
 

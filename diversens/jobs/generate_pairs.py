@@ -8,8 +8,8 @@ Two passes over the data, both streaming:
 Selection needs run-level percentiles, which exist only once every candidate is scored: hence the
 scored Parquet between the passes (it is an output users want anyway).
 
-The first pass is resumable (diversens.parts): scored chunks are kept as parts, and a rerun with
-the same config scores only the chunks still missing, then rebuilds everything after them.
+The first pass is resumable (diversens.jobs.chunks): scored chunks are kept as parts, and a
+rerun with the same config scores only the chunks still missing, then rebuilds everything after.
 Prompts the engine cannot take are quarantined (quarantine.jsonl) and counted in the summary.
 """
 
@@ -28,18 +28,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from diversens import quarantine
 from diversens.config import config_hash
 from diversens.errors import UserError
 from diversens.io import write_parquet, write_summary
-from diversens.measure import MeasureConfig
-from diversens.parts import CHUNK, PartStore, plan_chunks
+from diversens.jobs import quarantine
+from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
 from diversens.pools import PoolConfig
-from diversens.quality import QualityConfig
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.stage import SampleStage
-from diversens.selection import DIVERSITY_SIGN, STRATEGIES, SelectionConfig, SelectionStats
-from diversens.selection_report import CORRELATED, length_correlations, write_report
+from diversens.scoring.measure import MeasureConfig
+from diversens.scoring.quality import QualityConfig
+from diversens.selection.report import CORRELATED, length_correlations, write_report
+from diversens.selection.rules import DIVERSITY_SIGN, STRATEGIES, SelectionConfig, SelectionStats
 
 log = logging.getLogger(__name__)
 SCORED_ROWS_PER_FILE = 4096  # prompt rows per scored/ file (and row group)
@@ -141,7 +141,7 @@ def run(
     Scored chunks go to `parts` (default out_dir/parts) as they finish: a rerun with the same
     config samples only the chunks missing there. `stage_cls` runs a subclass of SampleStage.
     """
-    from diversens.dataflow import (
+    from diversens.jobs.dataflow import (
         check_pools_fit,
         generate_candidates,
         prompts_dataset,

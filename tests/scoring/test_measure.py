@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diversens.measure import LEXICAL, LexicalStage, MeasureConfig, MeasureStage, SemanticStage
+from diversens.scoring.measure import (
+    LEXICAL,
+    LexicalStage,
+    MeasureConfig,
+    MeasureStage,
+    SemanticStage,
+)
 
 ROWS = pd.DataFrame({
     "task": ["cwt", "aut"],

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from diversens import config
-from diversens.generate_pairs import GeneratePairsConfig, run
+from diversens.jobs.generate_pairs import GeneratePairsConfig, run
 from diversens.prompts.loading import load_prompts
-from diversens.selection import STRATEGIES
+from diversens.selection.rules import STRATEGIES
 
 pytestmark = pytest.mark.slow
 

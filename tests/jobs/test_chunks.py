@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from diversens.parts import CHUNK, PartStore, chunk_frames, plan_chunks
+from diversens.jobs.chunks import CHUNK, PartStore, chunk_frames, plan_chunks
 
 
 def prompts(n: int) -> pd.DataFrame:
@@ -84,7 +84,7 @@ def test_temporary_files_are_not_parts_and_missing_parts_fail_read(tmp_path):
 
 
 def test_scored_dir_keeps_plan_order_across_files(tmp_path, monkeypatch):
-    from diversens import generate_pairs
+    from diversens.jobs import generate_pairs
 
     monkeypatch.setattr(generate_pairs, "SCORED_ROWS_PER_FILE", 3)
     ids = [f"p{i}" for i in range(25)]  # 9 files: part-00010 must not sort before part-00002
@@ -94,7 +94,7 @@ def test_scored_dir_keeps_plan_order_across_files(tmp_path, monkeypatch):
 
 
 def test_resume_keys_ignore_pool_size_but_not_what_decides_rows():
-    from diversens.generate_pairs import GeneratePairsConfig, scored_fingerprint
+    from diversens.jobs.generate_pairs import GeneratePairsConfig, scored_fingerprint
     from diversens.sampling import SamplingConfig
 
     def key(**sampling):

@@ -17,7 +17,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from diversens.selection import (
+from diversens.selection.rules import (
     Candidates,
     Pair,
     SelectionConfig,

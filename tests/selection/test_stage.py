@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diversens.pairs import BalancedTopN, SelectStage, bucket_start, length_bucket
-from diversens.selection import SelectionConfig, SelectionStats
-from diversens.selection_report import length_correlations
+from diversens.selection.report import length_correlations
+from diversens.selection.rules import SelectionConfig, SelectionStats
+from diversens.selection.stage import BalancedTopN, SelectStage, bucket_start, length_bucket
 
 
 def scored_rows(n: int, seed: int = 0, k: int = 4) -> pd.DataFrame:

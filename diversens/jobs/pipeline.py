@@ -15,13 +15,13 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from diversens import generate_pairs
-from diversens.evaluation import job as eval_job
 from diversens.evaluation.config import EvalConfig
-from diversens.generate_pairs import GeneratePairsConfig, pairs_file
 from diversens.io import write_parquet, write_summary
+from diversens.jobs import evaluate as eval_job
+from diversens.jobs import generate_pairs
+from diversens.jobs.generate_pairs import GeneratePairsConfig, pairs_file
 from diversens.plan import PlanConfig
-from diversens.selection import STRATEGIES
+from diversens.selection.rules import STRATEGIES
 from diversens.training.config import TrainConfig
 
 STAGES = ("generate-pairs", "train", "eval")

@@ -9,7 +9,7 @@ import pytest
 
 from diversens import config
 from diversens.evaluation.config import EvalConfig
-from diversens.evaluation.job import run
+from diversens.jobs.evaluate import run
 from diversens.prompts import eval_prompts
 
 pytestmark = pytest.mark.slow

@@ -18,16 +18,16 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from diversens import quarantine
 from diversens.config import config_hash
 from diversens.evaluation.config import EvalConfig
 from diversens.evaluation.decile import DecileMap, delta_dd
 from diversens.evaluation.report import write_eval_report
 from diversens.evaluation.task_scores import GloVe, score_dat, score_pgt
 from diversens.io import atomic_path, write_parquet, write_summary
-from diversens.metrics.semantic import Embedder
-from diversens.parts import CHUNK, PartStore, plan_chunks
+from diversens.jobs import quarantine
+from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
 from diversens.prompts import eval_prompts
+from diversens.scoring.semantic import Embedder
 from diversens.text import dat_words
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,12 @@ def sample_and_score(
         plans[label] = (scfg, plan_chunks(rows.assign(model_label=label), scfg.batch_size,
                                           fingerprint))  # fmt: skip
 
-    from diversens.dataflow import generate_candidates, prompts_dataset, score_candidates, union
+    from diversens.jobs.dataflow import (
+        generate_candidates,
+        prompts_dataset,
+        score_candidates,
+        union,
+    )
 
     def build(todo: pd.DataFrame):
         branches = [

@@ -1,1 +1,0 @@
-"""Diversity measures: lexical (`lexical`) and semantic (`semantic`)."""

@@ -1,0 +1,1 @@
+"""Scoring: diversity measures (lexical, semantic), quality and compliance, validity."""

@@ -1,0 +1,1 @@
+"""Selection: the strategies' rules, the streaming pair stage, the balanced top-N, the report."""
