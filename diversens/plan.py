@@ -99,7 +99,7 @@ class Stage:
 
 def stages(cfg, plan: PlanConfig) -> list[Stage]:
     """The pipeline config's stages, planned. `cfg` is a PipelineConfig."""
-    s, q, t = cfg.pairs.sampling, cfg.pairs.quality_pool, cfg.train
+    s, q, t = cfg.pairs.sampling, cfg.pairs.scoring.quality_pool, cfg.train
     k = s.num_samples_per_prompt
     engine_gpus = s.max_actors * s.gpus_per_actor()
     per_node = max(plan.node_gpus[plan.sample_node], 1)

@@ -15,7 +15,7 @@ import pytest
 
 from diversens.cli import main
 from diversens.config import load
-from diversens.jobs.pipeline import PipelineConfig
+from diversens.jobs.config import PipelineConfig
 from diversens.prompts.loading import load_prompts
 from diversens.scoring.measure import MeasureConfig
 
@@ -463,7 +463,7 @@ def test_utf8_bom_is_accepted(tmp_path):
 
 
 def test_measure_reads_its_section_of_a_pipeline_config():
-    cfg = load(MeasureConfig, TINY, None, "pairs.measure", whole=PipelineConfig)
+    cfg = load(MeasureConfig, TINY, None, "pairs.scoring.measure", whole=PipelineConfig)
     assert cfg == MeasureConfig()  # tiny.yaml sets no measure options: the defaults
 
 

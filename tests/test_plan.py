@@ -8,7 +8,7 @@ import pytest
 
 from diversens import config
 from diversens.cli import main
-from diversens.jobs.pipeline import PipelineConfig
+from diversens.jobs.config import PipelineConfig
 from diversens.plan import PlanConfig, memory_per_gpu, render, stages, train_plan
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,8 +7,7 @@ import yaml
 
 from diversens import config
 from diversens.evaluation.config import EvalConfig
-from diversens.jobs.generate_pairs import GeneratePairsConfig
-from diversens.jobs.pipeline import PipelineConfig
+from diversens.jobs.config import GeneratePairsConfig, PipelineConfig
 from diversens.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

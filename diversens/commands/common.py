@@ -118,25 +118,6 @@ def check_output(output: str | Path, kind: str, inputs: Iterable[Path] = ()) -> 
         raise UserError(f"output {text}: is the input file; choose another path")
 
 
-def quality_model(q) -> str | None:
-    """The model a QualityConfig's scorer loads (None for compliance only)."""
-    return {"offline": q.reference_model, "reward-model": q.reward_model}.get(q.scorer)
-
-
-def generate_pairs_models(cfg) -> list[str | None]:
-    """Every model a GeneratePairsConfig will load."""
-    embedder = cfg.measure.embedder if cfg.needs_embedder else None
-    return [cfg.sampling.model, embedder, quality_model(cfg.quality)]
-
-
-def pool_gpus(cfg, prefix: str = "") -> dict[str, float]:
-    """GPUs per actor of each pool of a config with sampling, embed_pool and quality_pool."""
-    gpus = {f"{prefix}sampling.num_gpus_per_actor": cfg.sampling.gpus_per_actor()}
-    for pool in ("embed_pool", "quality_pool"):
-        gpus[f"{prefix}{pool}.num_gpus_per_actor"] = getattr(cfg, pool).num_gpus_per_actor
-    return gpus
-
-
 def connect_ray(
     address: str | None,
     gpus: dict[str, float] | None = None,

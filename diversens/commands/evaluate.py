@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from diversens import config, console
-from diversens.commands.common import connect_ray, pool_gpus, preflight, quality_model
+from diversens.commands.common import connect_ray, preflight
 from diversens.config import redacted
 from diversens.evaluation.config import EvalConfig
 from diversens.sampling.engines import check_engine_available
@@ -34,16 +34,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.jobs.pipeline import PipelineConfig
+    from diversens.jobs.config import PipelineConfig
 
     cfg = config.load(EvalConfig, args.config, args, section="eval", whole=PipelineConfig)
     check_engine_available(cfg.sampling)
     models = [m for _, m in cfg.labelled_models()]
-    preflight([*models, cfg.measure.embedder, quality_model(cfg.quality)], args.output,
+    preflight([*models, *cfg.scoring.models()], args.output,
               inputs=[cfg.glove_path])  # fmt: skip
-    connect_ray(args.ray_address, pool_gpus(cfg), log_file=console.run_log(args.output))
+    connect_ray(args.ray_address, cfg.gpus(), log_file=console.run_log(args.output))
 
-    from diversens.evaluation import job
+    from diversens.jobs import evaluate as job
 
     with output_dir(args.output) as out:
         root = durable_root(args.output)

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.jobs.pipeline import PipelineConfig
+    from diversens.jobs.config import PipelineConfig
 
     cfg = config.load(SamplingConfig, args.config, args, "pairs.sampling", whole=PipelineConfig)
     check_engine_available(cfg)

@@ -9,13 +9,11 @@ from diversens import config, console
 from diversens.commands.common import (
     add_prompt_arguments,
     connect_ray,
-    generate_pairs_models,
-    pool_gpus,
     preflight,
     read_prompts,
 )
 from diversens.config import redacted
-from diversens.jobs.generate_pairs import GeneratePairsConfig
+from diversens.jobs.config import GeneratePairsConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.storage import durable_root, output_dir
 
@@ -40,13 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.jobs.pipeline import PipelineConfig
+    from diversens.jobs.config import PipelineConfig
 
     cfg = config.load(GeneratePairsConfig, args.config, args, "pairs", whole=PipelineConfig)
     check_engine_available(cfg.sampling)
     prompts = read_prompts(args)
-    preflight(generate_pairs_models(cfg), args.output, inputs=[args.prompts])
-    connect_ray(args.ray_address, pool_gpus(cfg), log_file=console.run_log(args.output))
+    preflight(cfg.models(), args.output, inputs=[args.prompts])
+    connect_ray(args.ray_address, cfg.gpus(), log_file=console.run_log(args.output))
 
     from diversens.jobs import generate_pairs
 

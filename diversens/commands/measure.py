@@ -37,9 +37,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.jobs.pipeline import PipelineConfig
+    from diversens.jobs.config import PipelineConfig
 
-    cfg = config.load(MeasureConfig, args.config, args, "pairs.measure", whole=PipelineConfig)
+    cfg = config.load(
+        MeasureConfig, args.config, args, "pairs.scoring.measure", whole=PipelineConfig
+    )
     if args.rows_per_chunk < 1:
         raise UserError(f"option --rows-per-chunk must be >= 1, got {args.rows_per_chunk}")
     output = args.output

@@ -11,13 +11,11 @@ from diversens.commands.common import (
     add_prompt_arguments,
     checkpoint_path,
     connect_ray,
-    generate_pairs_models,
-    pool_gpus,
     preflight,
     read_prompts,
 )
 from diversens.config import redacted
-from diversens.jobs.pipeline import PipelineConfig
+from diversens.jobs.config import PipelineConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.storage import durable_root, is_uri, output_dir
 
@@ -45,12 +43,12 @@ def run(args: argparse.Namespace) -> None:
     cfg = with_checkpoints_beside(config.load(PipelineConfig, args.config, args), args.output)
     check_engine_available(cfg.pairs.sampling)
     prompts = read_prompts(args) if "generate-pairs" in cfg.stages else None
-    models = [*generate_pairs_models(cfg.pairs), cfg.train.model]
+    models = [*cfg.pairs.models(), cfg.train.model]
     preflight(models, args.output, inputs=[args.prompts, cfg.eval.glove_path])
     gpus = {
-        "generate-pairs": pool_gpus(cfg.pairs, "pairs."),
+        "generate-pairs": cfg.pairs.gpus("pairs."),
         "train": {"train.use_gpu": float(cfg.train.use_gpu)},
-        "eval": pool_gpus(cfg.eval, "eval."),
+        "eval": cfg.eval.gpus("eval."),
     }
     connect_ray(
         args.ray_address,

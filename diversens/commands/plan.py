@@ -11,7 +11,7 @@ HELP = "GPU-hours, memory per GPU, wall time and cost per stage of a pipeline co
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from diversens.jobs.pipeline import PipelineConfig
+    from diversens.jobs.config import PipelineConfig
 
     p = sub.add_parser(
         "plan",
@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.jobs.pipeline import PipelineConfig
+    from diversens.jobs.config import PipelineConfig
     from diversens.plan import render
 
     cfg = config.load(PipelineConfig, args.config, args)

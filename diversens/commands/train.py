@@ -34,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.jobs.pipeline import PipelineConfig
+    from diversens.jobs.config import PipelineConfig
 
     cfg = config.load(TrainConfig, args.config, args, section="train", whole=PipelineConfig)
     read_pairs(args.pairs)  # fail on a bad file before Ray starts

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from diversens.pools import PoolConfig
 from diversens.prompts import TASKS
 from diversens.sampling.config import SamplingConfig
-from diversens.scoring.measure import MeasureConfig
-from diversens.scoring.quality import QualityConfig
+from diversens.scoring.config import ScoringConfig
 
 # The literature's samples per eval prompt (DESIGN.md §2): DAT/PGT one prompt × 100, AUT 15 × 10,
 # CWT 7 × 10.
@@ -28,10 +26,7 @@ class EvalConfig:
         },
     )
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    measure: MeasureConfig = field(default_factory=lambda: MeasureConfig(text_field="responses"))
-    quality: QualityConfig = field(default_factory=QualityConfig)
-    embed_pool: PoolConfig = field(default_factory=PoolConfig)
-    quality_pool: PoolConfig = field(default_factory=PoolConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
     num_samples: dict[str, int] = field(
         default_factory=lambda: dict(LITERATURE_SAMPLES),
         metadata={"help": "independent samples per eval prompt, per task"},
@@ -65,8 +60,6 @@ class EvalConfig:
         unknown = sorted(set(self.num_samples) - set(TASKS))
         if unknown or any(n < 1 for n in self.num_samples.values()):
             raise ValueError(f"num_samples: tasks must be {TASKS} with counts >= 1")
-        self.embed_pool.check_device(self.measure.device, "measure.device")
-        self.quality_pool.check_device(self.quality.device, "quality.device")
         if "maas" in self.dd_measures:
             raise ValueError("dd_measures: maas falls as diversity rises; use ttr or mattr")
         unknown = [m for m in self.dd_measures if m not in DD_MEASURES]
@@ -83,3 +76,8 @@ class EvalConfig:
             label, sep, model = entry.partition("=")
             out.append((label, model) if sep else (Path(entry).name or entry, entry))
         return out
+
+    def gpus(self, prefix: str = "") -> dict[str, float]:
+        """GPUs per actor each pool asks for, by option name."""
+        return {f"{prefix}sampling.num_gpus_per_actor": self.sampling.gpus_per_actor(),
+                **self.scoring.gpus(f"{prefix}scoring.")}  # fmt: skip

@@ -23,12 +23,13 @@ from diversens.config import config_hash
 from diversens.errors import UserError
 from diversens.jobs import cluster
 from diversens.jobs.chunks import CHUNK, chunk_frames, plan_chunks
-from diversens.pools import Pool, PoolConfig
+from diversens.pools import Pool
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.sampling.stage import SampleStage
-from diversens.scoring.measure import MeasureConfig, MeasureStage
-from diversens.scoring.quality import QualityConfig, QualityStage
+from diversens.scoring.config import ScoringConfig
+from diversens.scoring.measure import MeasureStage
+from diversens.scoring.quality import QualityStage
 from diversens.selection.rules import SelectionConfig, SelectionStats
 from diversens.selection.stage import BalancedTopN, SelectStage
 
@@ -95,19 +96,17 @@ def generate_candidates(
 
 def score_candidates(
     ds: ray.data.Dataset,
-    measure: MeasureConfig,
-    quality: QualityConfig,
-    embed_pool: PoolConfig,
-    quality_pool: PoolConfig,
+    scoring: ScoringConfig,
     batch_size: int,
     semantic: bool = True,
 ) -> ray.data.Dataset:
     """candidates → scored candidates, lazily: the measures (lexical and semantic in one
     callable, so in one pool) on the embedder pool, then the quality pool (`semantic=False`
     loads no embedder and leaves NaN semantic columns)."""
-    kwargs = {"cfg": measure, "semantic": semantic}
-    ds = map_pool(ds, MeasureStage, kwargs, embed_pool.pool(batch_size))
-    return map_pool(ds, QualityStage, {"cfg": quality}, quality_pool.pool(batch_size))
+    pools = scoring.pools(batch_size)
+    kwargs = {"cfg": scoring.measure, "semantic": semantic}
+    ds = map_pool(ds, MeasureStage, kwargs, pools["embed_pool"])
+    return map_pool(ds, QualityStage, {"cfg": scoring.quality}, pools["quality_pool"])
 
 
 def union(branches: list[ray.data.Dataset]) -> ray.data.Dataset:

@@ -67,12 +67,12 @@ def sample_and_score(
     one embedder pool and one quality pool score every model's outputs.
     """
     rows, k = replicate(prompts, cfg.num_samples)
-    plans = {}
+    plans, scores = {}, [cfg.scoring.measure, cfg.scoring.quality]
     for label, model in cfg.labelled_models():
         scfg = dataclasses.replace(
             cfg.sampling, model=model, num_samples_per_prompt=k, num_first_turn=k
         )
-        fingerprint = config_hash([label, scfg.identity(), cfg.measure, cfg.quality])
+        fingerprint = config_hash([label, scfg.identity(), *scores])
         plans[label] = (scfg, plan_chunks(rows.assign(model_label=label), scfg.batch_size,
                                           fingerprint))  # fmt: skip
 
@@ -90,8 +90,7 @@ def sample_and_score(
             if (todo.model_label == label).any()
         ]
         ds = union(branches).materialize()
-        return score_candidates(ds, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool,
-                                cfg.sampling.batch_size)  # fmt: skip
+        return score_candidates(ds, cfg.scoring, cfg.sampling.batch_size)
 
     planned = pd.concat([plan for _, plan in plans.values()], ignore_index=True)
     log.info("eval: %d models x %d prompts x %d samples, %d of %d chunks to sample and score",
@@ -206,7 +205,7 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     write_summary(out_dir / SUMMARY, {"models": dict(cfg.labelled_models())}, complete=False)
     prompts = eval_prompts()
     store = PartStore(parts or out_dir / "parts")
-    embedder = Embedder(cfg.measure.embedder, cfg.measure.device)
+    embedder = Embedder(cfg.scoring.measure.embedder, cfg.scoring.measure.device)
     outputs, counts = sample_and_score(prompts, cfg, store, out_dir)
     outputs = add_task_scores(outputs, cfg, embedder)
 

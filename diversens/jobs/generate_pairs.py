@@ -20,7 +20,6 @@ import logging
 import shutil
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,60 +32,20 @@ from diversens.errors import UserError
 from diversens.io import write_parquet, write_summary
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
-from diversens.pools import PoolConfig
-from diversens.sampling.config import SamplingConfig
+from diversens.jobs.config import GeneratePairsConfig
 from diversens.sampling.stage import SampleStage
-from diversens.scoring.measure import MeasureConfig
-from diversens.scoring.quality import QualityConfig
 from diversens.selection.report import CORRELATED, length_correlations, write_report
-from diversens.selection.rules import DIVERSITY_SIGN, STRATEGIES, SelectionConfig, SelectionStats
+from diversens.selection.rules import DIVERSITY_SIGN, SelectionStats
 
 log = logging.getLogger(__name__)
 SCORED_ROWS_PER_FILE = 4096  # prompt rows per scored/ file (and row group)
 SUMMARY = "run_summary.json"
 
 
-@dataclass
-class GeneratePairsConfig:
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    measure: MeasureConfig = field(default_factory=lambda: MeasureConfig(text_field="responses"))
-    quality: QualityConfig = field(default_factory=QualityConfig)
-    selection: SelectionConfig = field(default_factory=SelectionConfig)
-    embed_pool: PoolConfig = field(default_factory=PoolConfig)
-    quality_pool: PoolConfig = field(default_factory=PoolConfig)
-    compare_strategies: list[str] = field(
-        default_factory=lambda: list(STRATEGIES),
-        metadata={"help": "strategies also selected for the report (pairs_<strategy>.parquet)"},
-    )
-
-    def __post_init__(self):
-        if self.sampling.num_samples_per_prompt < 2:
-            raise ValueError(
-                "sampling.num_samples_per_prompt must be >= 2: a pair needs two candidates"
-            )
-        unknown = [s for s in self.compare_strategies if s not in STRATEGIES]
-        if unknown:
-            raise ValueError(f"compare_strategies: unknown {unknown} (choose from {STRATEGIES})")
-        if self.measure.text_field != "responses":
-            raise ValueError("measure.text_field must be 'responses' for candidates rows")
-        self.embed_pool.check_device(self.measure.device, "measure.device")
-        self.quality_pool.check_device(self.quality.device, "quality.device")
-
-    @property
-    def strategies(self) -> list[str]:
-        """The main strategy first, then the ones compared with it."""
-        main = self.selection.strategy
-        return [main] + [s for s in self.compare_strategies if s != main]
-
-    @property
-    def needs_embedder(self) -> bool:
-        """Lite alone needs no embedder (TTR + Maas); any other strategy ranks by `dsi`."""
-        return any(s != "diverse-ns-lite" for s in self.strategies)
-
-
 def scored_fingerprint(cfg: GeneratePairsConfig) -> str:
     """What decides the scored rows: sampling, measures, quality, and whether DSI is computed."""
-    return config_hash([cfg.sampling.identity(), cfg.measure, cfg.quality, cfg.needs_embedder])
+    measures = [cfg.scoring.measure, cfg.scoring.quality, cfg.needs_embedder]
+    return config_hash([cfg.sampling.identity(), *measures])
 
 
 def write_scored(table: pa.Table, final: Path) -> None:
@@ -153,20 +112,18 @@ def run(
     stamp = {
         "config_hash": config_hash(cfg),
         "generator_model": cfg.sampling.model,
-        "embedder_model": cfg.measure.embedder if cfg.needs_embedder else None,
+        "embedder_model": cfg.scoring.measure.embedder if cfg.needs_embedder else None,
     }
     write_summary(out_dir / SUMMARY, {**stamp, "prompts": len(prompts)}, complete=False)
     store = PartStore(parts or out_dir / "parts")
     planned = plan_chunks(prompts, cfg.sampling.batch_size, scored_fingerprint(cfg))
 
     size = cfg.sampling.batch_size
-    check_pools_fit({"sampling": cfg.sampling.pool(), "embed_pool": cfg.embed_pool.pool(size),
-                     "quality_pool": cfg.quality_pool.pool(size)})  # fmt: skip
+    check_pools_fit({"sampling": cfg.sampling.pool(), **cfg.scoring.pools(size)})
 
     def build(rows: pd.DataFrame):
         ds = generate_candidates(prompts_dataset(rows, cfg.sampling), cfg.sampling, stage_cls)
-        return score_candidates(ds, cfg.measure, cfg.quality, cfg.embed_pool, cfg.quality_pool,
-                                cfg.sampling.batch_size, cfg.needs_embedder)  # fmt: skip
+        return score_candidates(ds, cfg.scoring, cfg.sampling.batch_size, cfg.needs_embedder)
 
     todo = store.pending(planned)
     log.info("generate-pairs: %d prompts x %d candidates, %d of %d chunks to sample and score",

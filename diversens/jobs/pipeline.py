@@ -9,57 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
-from diversens.evaluation.config import EvalConfig
 from diversens.io import write_parquet, write_summary
 from diversens.jobs import evaluate as eval_job
 from diversens.jobs import generate_pairs
-from diversens.jobs.generate_pairs import GeneratePairsConfig, pairs_file
-from diversens.plan import PlanConfig
-from diversens.selection.rules import STRATEGIES
-from diversens.training.config import TrainConfig
+from diversens.jobs.config import PipelineConfig
+from diversens.jobs.generate_pairs import pairs_file
 
-STAGES = ("generate-pairs", "train", "eval")
 SUMMARY = "pipeline_summary.json"
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PipelineConfig:
-    pairs: GeneratePairsConfig = field(default_factory=GeneratePairsConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    train_strategies: list[str] = field(
-        default_factory=lambda: ["diverse-ns", "divpo", "diverse-no-length"],
-        metadata={"help": "one DPO run per strategy's pairs; each tuned model is evaluated"},
-    )
-    equal_pairs: bool = field(
-        default=False,
-        metadata={
-            "help": "train every strategy on the same number of pairs: the smallest count among "
-            "train_strategies, each strategy's first (balanced best) pairs, so tuned models differ "
-            "in which pairs they saw, not in how many"
-        },
-    )
-    stages: list[str] = field(
-        default_factory=lambda: list(STAGES), metadata={"help": f"stages to run: {STAGES}"}
-    )
-    plan: PlanConfig = field(default_factory=PlanConfig)  # `diversens plan` only
-
-    def __post_init__(self):
-        bad = [s for s in self.train_strategies if s not in STRATEGIES]
-        if bad:
-            raise ValueError(f"train_strategies: unknown {bad} (choose from {STRATEGIES})")
-        missing = [s for s in self.train_strategies if s not in self.pairs.strategies]
-        if missing:
-            raise ValueError(f"train_strategies {missing} are not in pairs.compare_strategies")
-        if not self.stages or any(s not in STAGES for s in self.stages):
-            raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {self.stages}")
 
 
 def run(

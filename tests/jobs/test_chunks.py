@@ -94,7 +94,8 @@ def test_scored_dir_keeps_plan_order_across_files(tmp_path, monkeypatch):
 
 
 def test_resume_keys_ignore_pool_size_but_not_what_decides_rows():
-    from diversens.jobs.generate_pairs import GeneratePairsConfig, scored_fingerprint
+    from diversens.jobs.config import GeneratePairsConfig
+    from diversens.jobs.generate_pairs import scored_fingerprint
     from diversens.sampling import SamplingConfig
 
     def key(**sampling):

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from diversens import config
-from diversens.jobs.generate_pairs import GeneratePairsConfig, run
+from diversens.jobs.config import GeneratePairsConfig
+from diversens.jobs.generate_pairs import run
 from diversens.prompts.loading import load_prompts
 from diversens.selection.rules import STRATEGIES
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 TINY = {
     "sampling": {"max_new_tokens": 96, "temperature": 0.8, "batch_size": 2},
-    "quality": {"strict_compliance": False},
+    "scoring": {"quality": {"strict_compliance": False}},
     "selection": {"num_pairs": 50},
 }
 

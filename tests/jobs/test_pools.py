@@ -13,8 +13,8 @@ import pytest
 
 from diversens import config
 from diversens.evaluation.config import EvalConfig
+from diversens.jobs.config import GeneratePairsConfig
 from diversens.jobs.evaluate import run as run_eval
-from diversens.jobs.generate_pairs import GeneratePairsConfig
 from diversens.jobs.generate_pairs import run as run_pairs
 from diversens.prompts.loading import load_prompts
 
@@ -23,9 +23,9 @@ pytestmark = pytest.mark.slow
 GPU_POOLS = {
     "sampling": {"engine": "vllm", "num_gpus_per_actor": 1, "max_new_tokens": 40,
                  "temperature": 0.8, "batch_size": 2, "max_model_len": 1024},
-    "embed_pool": {"num_gpus_per_actor": 0.5},
-    "quality_pool": {"num_gpus_per_actor": 0.5},
-    "quality": {"strict_compliance": False},
+    "scoring": {"embed_pool": {"num_gpus_per_actor": 0.5},
+                "quality_pool": {"num_gpus_per_actor": 0.5},
+                "quality": {"strict_compliance": False}},
     "selection": {"num_pairs": 20},
     "compare_strategies": ["diverse-ns", "random"],
 }  # fmt: skip
@@ -85,8 +85,7 @@ def test_eval_with_gpu_pools(ray_local, tmp_path):
     cfg = config.from_dict(EvalConfig, {
         "models": ["base=smollm2-135m-instruct"],
         "sampling": {**GPU_POOLS["sampling"], "batch_size": 8},
-        "embed_pool": GPU_POOLS["embed_pool"], "quality_pool": GPU_POOLS["quality_pool"],
-        "quality": {"strict_compliance": False},
+        "scoring": GPU_POOLS["scoring"],
         "num_samples": {"dat": 2, "pgt": 2, "aut": 1, "cwt": 1},
         "num_length_buckets": 2, "num_bootstrap": 50,
     })  # fmt: skip

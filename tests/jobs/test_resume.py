@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from diversens import config
-from diversens.jobs.generate_pairs import GeneratePairsConfig, run
+from diversens.jobs.config import GeneratePairsConfig
+from diversens.jobs.generate_pairs import run
 from diversens.prompts.loading import load_prompts
 
 pytestmark = pytest.mark.slow
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.slow
 CONFIG = """\
 pairs:
   sampling: {max_new_tokens: 24, temperature: 0.8, batch_size: 1}
-  quality: {strict_compliance: false}
+  scoring: {quality: {strict_compliance: false}}
   selection: {num_pairs: 10}
   compare_strategies: [diverse-ns, random]
 """
@@ -109,7 +110,8 @@ import json, os, sys
 from pathlib import Path
 import ray
 from diversens import config
-from diversens.jobs.generate_pairs import GeneratePairsConfig, run
+from diversens.jobs.config import GeneratePairsConfig
+from diversens.jobs.generate_pairs import run
 from diversens.prompts.loading import load_prompts
 from diversens.sampling import SampleStage
 

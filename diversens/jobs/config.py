@@ -1,0 +1,91 @@
+"""The job configs: generate-pairs and the whole pipeline, as plain data (no Ray import).
+
+Each section is the dataclass of the step it configures; the CLI, YAML files and `ray job submit`
+entrypoints all fill these through `diversens.config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from diversens.evaluation.config import EvalConfig
+from diversens.plan import PlanConfig
+from diversens.sampling.config import SamplingConfig
+from diversens.scoring.config import ScoringConfig
+from diversens.selection.rules import STRATEGIES, SelectionConfig
+from diversens.training.config import TrainConfig
+
+STAGES = ("generate-pairs", "train", "eval")
+
+
+@dataclass
+class GeneratePairsConfig:
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    compare_strategies: list[str] = field(
+        default_factory=lambda: list(STRATEGIES),
+        metadata={"help": "strategies also selected for the report (pairs_<strategy>.parquet)"},
+    )
+
+    def __post_init__(self):
+        if self.sampling.num_samples_per_prompt < 2:
+            raise ValueError(
+                "sampling.num_samples_per_prompt must be >= 2: a pair needs two candidates"
+            )
+        unknown = [s for s in self.compare_strategies if s not in STRATEGIES]
+        if unknown:
+            raise ValueError(f"compare_strategies: unknown {unknown} (choose from {STRATEGIES})")
+
+    @property
+    def strategies(self) -> list[str]:
+        """The main strategy first, then the ones compared with it."""
+        main = self.selection.strategy
+        return [main] + [s for s in self.compare_strategies if s != main]
+
+    @property
+    def needs_embedder(self) -> bool:
+        """Lite alone needs no embedder (TTR + Maas); any other strategy ranks by `dsi`."""
+        return any(s != "diverse-ns-lite" for s in self.strategies)
+
+    def models(self) -> list[str]:
+        """Every model the job loads."""
+        return [self.sampling.model, *self.scoring.models(self.needs_embedder)]
+
+    def gpus(self, prefix: str = "") -> dict[str, float]:
+        """GPUs per actor each pool asks for, by option name."""
+        return {f"{prefix}sampling.num_gpus_per_actor": self.sampling.gpus_per_actor(),
+                **self.scoring.gpus(f"{prefix}scoring.")}  # fmt: skip
+
+
+@dataclass
+class PipelineConfig:
+    pairs: GeneratePairsConfig = field(default_factory=GeneratePairsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    train_strategies: list[str] = field(
+        default_factory=lambda: ["diverse-ns", "divpo", "diverse-no-length"],
+        metadata={"help": "one DPO run per strategy's pairs; each tuned model is evaluated"},
+    )
+    equal_pairs: bool = field(
+        default=False,
+        metadata={
+            "help": "train every strategy on the same number of pairs: the smallest count among "
+            "train_strategies, each strategy's first (balanced best) pairs, so tuned models differ "
+            "in which pairs they saw, not in how many"
+        },
+    )
+    stages: list[str] = field(
+        default_factory=lambda: list(STAGES), metadata={"help": f"stages to run: {STAGES}"}
+    )
+    plan: PlanConfig = field(default_factory=PlanConfig)  # `diversens plan` only
+
+    def __post_init__(self):
+        bad = [s for s in self.train_strategies if s not in STRATEGIES]
+        if bad:
+            raise ValueError(f"train_strategies: unknown {bad} (choose from {STRATEGIES})")
+        missing = [s for s in self.train_strategies if s not in self.pairs.strategies]
+        if missing:
+            raise ValueError(f"train_strategies {missing} are not in pairs.compare_strategies")
+        if not self.stages or any(s not in STAGES for s in self.stages):
+            raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {self.stages}")
