@@ -56,7 +56,9 @@ def one_run(rows: int) -> dict:
     stats = SelectionStats.from_columns({"quality": np.random.default_rng(0).random(10_000)})
     ds = ray.data.range(rows, override_num_blocks=max(8, rows // 10_000))
     ds = ds.map_batches(synthetic_scored, batch_size=2_000, batch_format="numpy")
-    ds = ds.map_batches(select_batch, fn_kwargs={"cfg": cfg, "stats": stats}, batch_format="pandas")
+    ds = ds.map_batches(
+        select_batch, fn_kwargs={"cfgs": [cfg], "stats": stats}, batch_format="pandas"
+    )
     top = BalancedTopN(cfg)
     t0 = time.perf_counter()
     for batch in ds.iter_batches(batch_format="pandas", batch_size=2_000):

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -144,6 +145,32 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary directory beside `final`; it becomes `final` only if the block succeeds.
+
+    `replace=False` is for outputs several processes may build at once (a cache): the first one
+    renamed into place wins and the others' identical copies are dropped.
+    """
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    except OSError as e:
+        raise UserError(f"{final}: cannot write output ({e.strerror})") from None
+    try:
+        yield tmp
+        if replace and final.exists():
+            shutil.rmtree(final)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if replace or not final.exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_png(fig, path: str | Path) -> None:

@@ -9,12 +9,11 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from diversens.errors import UserError
+from diversens.io import atomic_dir
 
 
 @dataclass(frozen=True)
@@ -117,17 +116,8 @@ def convert_gguf(gguf_path: Path) -> Path:
     model.tie_weights()
     model.generation_config = quantised.generation_config
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Write beside the final dir, then rename: a crash never leaves a half model at `out`.
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
-    try:
+    # A crash never leaves a half model at `out`; of two processes racing, the first one wins.
+    with atomic_dir(out, replace=False) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        try:
-            tmp.rename(out)
-        except OSError:  # another process won the race; its copy is identical
-            shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

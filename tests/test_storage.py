@@ -35,3 +35,23 @@ def test_bad_uri_is_a_user_error():
     assert is_uri("s3://b/k") and is_uri("gs://b/k") and not is_uri("out/run")
     with pytest.raises(UserError, match="not a usable URI"), output_dir("file://relative/x"):
         pass
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    from diversens.io import atomic_dir
+
+    final = tmp_path / "out"
+    with atomic_dir(final) as tmp:
+        (tmp / "a").write_text("1")
+    with pytest.raises(RuntimeError), atomic_dir(final) as tmp:
+        (tmp / "b").write_text("2")
+        raise RuntimeError("crash mid-write")
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary dir left behind
+    assert [p.name for p in final.iterdir()] == ["a"]
+    with atomic_dir(final) as tmp:
+        (tmp / "c").write_text("3")
+    assert [p.name for p in final.iterdir()] == ["c"]
+    with atomic_dir(final, replace=False) as tmp:  # a cache: the copy already there wins
+        (tmp / "d").write_text("4")
+    assert [p.name for p in final.iterdir()] == ["c"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -113,16 +113,23 @@ def union(branches: list[ray.data.Dataset]) -> ray.data.Dataset:
     return branches[0].union(*branches[1:]) if len(branches) > 1 else branches[0]
 
 
-def select_batch(batch: pd.DataFrame, cfg: SelectionConfig, stats: SelectionStats) -> pd.DataFrame:
-    return SelectStage(cfg, stats)(batch)
+def select_batch(
+    batch: pd.DataFrame, cfgs: list[SelectionConfig], stats: SelectionStats
+) -> pd.DataFrame:
+    """Every strategy's pair row (or drop reason) for each prompt row of the batch."""
+    return pd.concat([SelectStage(cfg, stats)(batch) for cfg in cfgs], ignore_index=True)
 
 
-def select(scored_dir: Path, cfg: SelectionConfig, stats: SelectionStats) -> BalancedTopN:
-    """Stream scored rows through the selection stage (tasks) into the balanced top-N."""
+def select(
+    scored_dir: Path, cfgs: list[SelectionConfig], stats: SelectionStats
+) -> dict[str, BalancedTopN]:
+    """Stream scored rows once through every strategy's selection stage (tasks) into each
+    strategy's balanced top-N."""
     ds = ray.data.read_parquet(str(scored_dir)).map_batches(
-        select_batch, fn_kwargs={"cfg": cfg, "stats": stats}, batch_format="pandas"
+        select_batch, fn_kwargs={"cfgs": cfgs, "stats": stats}, batch_format="pandas"
     )
-    top = BalancedTopN(cfg)
+    tops = {cfg.strategy: BalancedTopN(cfg) for cfg in cfgs}
     for batch in ds.iter_batches(batch_format="pandas"):
-        top.add(batch)
-    return top
+        for strategy, rows in batch.groupby("strategy", sort=False):
+            tops[strategy].add(rows)
+    return tops

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +27,7 @@ import pyarrow.parquet as pq
 
 from diversens.config import config_hash
 from diversens.errors import UserError
-from diversens.io import write_parquet, write_summary
+from diversens.io import atomic_dir, write_parquet, write_summary
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
 from diversens.jobs.config import GeneratePairsConfig
@@ -50,25 +48,16 @@ def scored_fingerprint(cfg: GeneratePairsConfig) -> str:
 
 def write_scored(table: pa.Table, final: Path) -> None:
     """The scored rows as a Parquet directory, written under a temporary name then swapped in."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+    with atomic_dir(final) as tmp:
         # Zero-padded names in plan order: readers list files by name, so rows keep their order.
         for n, start in enumerate(range(0, max(table.num_rows, 1), SCORED_ROWS_PER_FILE)):
             pq.write_table(table.slice(start, SCORED_ROWS_PER_FILE), tmp / f"part-{n:05d}.parquet")
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
-def valid_measures(scored_dir: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def valid_measures(table: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Quality and every diversity measure of the valid candidates of the whole run, flat, and
     the task of each."""
-    schema = pq.read_schema(next(iter(sorted(scored_dir.glob("*.parquet")))))
-    names = ["quality", *(m for m in DIVERSITY_SIGN if m in schema.names)]  # any can rank
-    table = pq.read_table(scored_dir, columns=["task", "valid", *names])
+    names = ["quality", *(m for m in DIVERSITY_SIGN if m in table.column_names)]  # any can rank
     valid = np.asarray(pa.compute.list_flatten(table["valid"]), dtype=bool)
     sizes = pa.compute.list_value_length(table["valid"]).to_numpy()
     tasks = np.repeat(table["task"].to_numpy(zero_copy_only=False), sizes)[valid]
@@ -81,9 +70,8 @@ def pairs_file(out_dir: Path, strategy: str, main_strategy: str) -> Path:
     return out_dir / ("pairs.parquet" if strategy == main_strategy else f"pairs_{strategy}.parquet")
 
 
-def candidate_reject_counts(scored_dir: Path) -> dict[str, int]:
-    reasons = pq.read_table(scored_dir, columns=["reject_reason"])["reject_reason"]
-    flat = pa.compute.list_flatten(reasons).to_pylist()
+def candidate_reject_counts(table: pa.Table) -> dict[str, int]:
+    flat = pa.compute.list_flatten(table["reject_reason"]).to_pylist()
     return dict(sorted(Counter(r for r in flat if r is not None).items()))
 
 
@@ -137,20 +125,19 @@ def run(
     scored_dir = out_dir / "scored"
     write_scored(scored, scored_dir)
 
-    columns, tasks = valid_measures(scored_dir)
+    columns, tasks = valid_measures(scored)
     stats = SelectionStats.from_columns(columns, tasks)
     missing = {m: int((~np.isfinite(v)).sum()) for m, v in columns.items()}
+    cfgs = [dataclasses.replace(cfg.selection, strategy=s) for s in cfg.strategies]
     pairs, drops = {}, {}
-    for strategy in cfg.strategies:
-        scfg = dataclasses.replace(cfg.selection, strategy=strategy)
-        top = select(scored_dir, scfg, stats)
+    for strategy, top in select(scored_dir, cfgs, stats).items():
         pairs[strategy] = top.result().assign(**stamp)
         drops[strategy] = top.drop_counts()
         write_parquet(pa.Table.from_pandas(pairs[strategy], preserve_index=False),
                       pairs_file(out_dir, strategy, cfg.selection.strategy))  # fmt: skip
 
     log.info("generate-pairs: pairs per strategy %s", {s: len(p) for s, p in pairs.items()})
-    reasons = candidate_reject_counts(scored_dir)
+    reasons = candidate_reject_counts(scored)
     measured = [
         "prompt_id",
         "n_words",

@@ -51,7 +51,12 @@ class SelectStage(Stage):
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows = [self._select_row(row) for row in batch.itertuples(index=False)]
-        return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
+        out = pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
+        # None, not NaN, where a prompt has no pair: Ray Data's Arrow conversion refuses NaN
+        # among strings or lists (it would pickle the whole column instead).
+        for col in ("prompt", "chosen", "rejected", "length_bucket", "drop_reason"):
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+        return out
 
     def _select_row(self, row) -> dict:
         cfg = self.cfg
@@ -125,9 +130,9 @@ class BalancedTopN:
 
     def add(self, batch: pd.DataFrame) -> None:
         self.seen += len(batch)
-        reasons = batch["drop_reason"]
-        self.dropped.update(reasons[reasons.notna()].tolist())
-        for row in batch[reasons.isna()].to_dict("records"):
+        dropped = batch["drop_reason"].notna().to_numpy()
+        self.dropped.update(batch["drop_reason"].to_numpy()[dropped].tolist())
+        for row in batch.iloc[np.flatnonzero(~dropped)].to_dict("records"):
             heap = self.cells.setdefault((row["task"], row["length_bucket"]), [])
             key = -prompt_key(self.cfg.seed, row["prompt_id"])
             rank = key if self.cfg.strategy == "random" else row["margin"]

@@ -9,8 +9,9 @@ base model here.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
+
+from diversens.io import atomic_dir
 
 # Files and dirs of a Hugging Face + DeepSpeed checkpoint that only matter for resuming.
 _TRAINING_STATE = ("global_step", "latest", "zero_to_", "optimizer", "scheduler", "rng_state",
@@ -19,9 +20,7 @@ _TRAINING_STATE = ("global_step", "latest", "zero_to_", "optimizer", "scheduler"
 
 def export_model(checkpoint_dir: Path, base_model: str, out: Path) -> Path:
     """Write `out` (replacing it) as a loadable model dir from a Hugging Face checkpoint dir."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         if (checkpoint_dir / "adapter_config.json").exists():
             _merge_lora(checkpoint_dir, base_model, tmp)
         else:
@@ -29,12 +28,6 @@ def export_model(checkpoint_dir: Path, base_model: str, out: Path) -> Path:
                 if not src.name.startswith(_TRAINING_STATE):
                     copy = shutil.copytree if src.is_dir() else shutil.copy2
                     copy(src, tmp / src.name)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from diversens.io import atomic_dir
 from diversens.training.config import TrainConfig
 from diversens.training.pairs_input import PAIR_FIELDS
 
@@ -86,9 +87,8 @@ def _on_disk_dataset(rows: list[dict], is_local_leader: bool):
     digest = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"diversens-dpo-pairs-{digest}"
     if is_local_leader and not path.exists():
-        tmp = Path(tempfile.mkdtemp(prefix=path.name + ".", dir=path.parent))
-        Dataset.from_list(rows).save_to_disk(tmp)
-        tmp.rename(path)
+        with atomic_dir(path, replace=False) as tmp:
+            Dataset.from_list(rows).save_to_disk(tmp)
     dist.barrier()
     return load_from_disk(str(path))
 

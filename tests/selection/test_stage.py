@@ -173,3 +173,30 @@ def test_candidates_with_the_same_text_are_never_paired(strategy):
     pairs = run(df, SelectionConfig(strategy=strategy, num_pairs=30)).result()
     for p in pairs.itertuples():
         assert p.chosen[0]["content"].strip() != p.rejected[0]["content"].strip()
+
+
+def test_one_pass_over_every_strategy_equals_one_pass_each():
+    from diversens.jobs.dataflow import select_batch
+
+    df = scored_rows(120, seed=4)
+    cfgs = [SelectionConfig(strategy=s, num_pairs=20) for s in ("diverse-ns", "random", "quality")]
+    tops = {c.strategy: BalancedTopN(c) for c in cfgs}
+    for start in range(0, len(df), 17):
+        out = select_batch(df.iloc[start : start + 17], cfgs, STATS)
+        for strategy, rows in out.groupby("strategy", sort=False):
+            tops[strategy].add(rows)
+    for c in cfgs:
+        alone = run(df, c)
+        pd.testing.assert_frame_equal(tops[c.strategy].result(), alone.result())
+        assert tops[c.strategy].drop_counts() == alone.drop_counts()
+
+
+def test_rows_without_a_pair_hold_none_not_nan():
+    """Ray Data converts batches with plain pa.array: a NaN among strings or lists would make
+    it pickle the whole column."""
+    import pyarrow as pa
+
+    out = SelectStage(SelectionConfig(), STATS)(scored_rows(40, seed=2))
+    assert out.drop_reason.notna().any() and out.drop_reason.isna().any()
+    for col in ("chosen", "rejected", "length_bucket", "drop_reason"):
+        assert not pa.types.is_null(pa.array(out[col].tolist()).type)
