@@ -11,12 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pyarrow as pa
-
-from diversens import config, io
+from diversens import config
 from diversens.commands.common import add_prompt_arguments, connect_ray, preflight, read_prompts
-from diversens.jobs import quarantine
-from diversens.jobs.chunks import CHUNK
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import check_engine_available
 
@@ -47,22 +43,11 @@ def run(args: argparse.Namespace) -> None:
         log_file=output.with_name(output.stem + ".log"),
     )
 
-    from diversens.jobs.dataflow import generate_candidates, prompts_dataset
+    from diversens.jobs import generate
 
-    ds = generate_candidates(prompts_dataset(prompts, cfg), cfg)
-    batches = ds.iter_batches(batch_format="pyarrow", batch_size=None)
-    table = pa.concat_tables(batches, promote_options="default")
-    # Ray Data does not keep row order; write rows in the order of the prompts.
-    position = {pid: i for i, pid in enumerate(prompts["prompt_id"])}
-    order = sorted(range(table.num_rows), key=lambda r: position[table["prompt_id"][r].as_py()])
-    table = table.take(pa.array(order, type=pa.int64())).drop_columns([CHUNK])
-    side_file = output.with_name(output.stem + ".quarantine.jsonl")
-    table, held = quarantine.split(table, side_file)
-    io.write_parquet(table, output)
-    truncated = sum(sum(t) for t in table["truncated"].to_pylist())
-    k = cfg.num_samples_per_prompt
+    done = generate.run(prompts, cfg, output)
     print(
-        f"wrote {table.num_rows} prompts x {k} candidates to {output} "
-        f"({truncated} truncated at max_new_tokens={cfg.max_new_tokens}); "
-        f"quarantined prompts: {held or 'none'} ({side_file.name})"
+        f"wrote {done['prompts']} prompts x {cfg.num_samples_per_prompt} candidates to {output} "
+        f"({done['truncated']} truncated at max_new_tokens={cfg.max_new_tokens}); "
+        f"quarantined prompts: {done['quarantined'] or 'none'} ({done['quarantine_file'].name})"
     )
