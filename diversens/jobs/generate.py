@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from diversens import io
+from diversens import io, schema
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK
 from diversens.jobs.dataflow import generate_candidates, prompts_dataset
@@ -28,6 +28,7 @@ def run(prompts: pd.DataFrame, cfg: SamplingConfig, output: Path) -> dict:
     table = table.take(pa.array(order, type=pa.int64())).drop_columns([CHUNK])
     side_file = output.with_name(output.stem + ".quarantine.jsonl")
     table, held = quarantine.split(table, side_file)
+    schema.check(table.schema, "candidates", schema.PROMPT, schema.CANDIDATE)
     io.write_parquet(table, output)
     truncated = sum(sum(t) for t in table["truncated"].to_pylist())
     return {"prompts": table.num_rows, "truncated": truncated, "quarantined": held,

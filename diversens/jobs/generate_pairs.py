@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from diversens import schema
 from diversens.config import config_hash
 from diversens.errors import UserError
 from diversens.io import atomic_dir, write_parquet, write_summary
@@ -123,6 +124,8 @@ def run(
     if scored.num_rows == 0:
         raise UserError(f"every prompt was quarantined; see {out_dir / quarantine.FILE}")
     scored_dir = out_dir / "scored"
+    schema.check(scored.schema, "scored rows", schema.PROMPT, schema.CANDIDATE, schema.LEXICAL,
+                 schema.SEMANTIC, schema.QUALITY)  # fmt: skip
     write_scored(scored, scored_dir)
 
     columns, tasks = valid_measures(scored)
@@ -133,8 +136,9 @@ def run(
     for strategy, top in select(scored_dir, cfgs, stats).items():
         pairs[strategy] = top.result().assign(**stamp)
         drops[strategy] = top.drop_counts()
-        write_parquet(pa.Table.from_pandas(pairs[strategy], preserve_index=False),
-                      pairs_file(out_dir, strategy, cfg.selection.strategy))  # fmt: skip
+        table = pa.Table.from_pandas(pairs[strategy], preserve_index=False)
+        schema.check(table.schema, f"{strategy} pairs", schema.PAIR)
+        write_parquet(table, pairs_file(out_dir, strategy, cfg.selection.strategy))
 
     log.info("generate-pairs: pairs per strategy %s", {s: len(p) for s, p in pairs.items()})
     reasons = candidate_reject_counts(scored)

@@ -25,6 +25,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from diversens import schema
 from diversens.config import config_hash
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import (
@@ -62,20 +63,8 @@ def as_messages(value) -> Messages:
 class SampleStage(Stage):
     """Adds the candidates columns (DESIGN.md §3). Loads the engine once (one per Ray actor)."""
 
-    requires = ("prompt_id", "task", "messages")
-    adds = (
-        "responses",
-        "turn",
-        "parent",
-        "finish_reason",
-        "n_tokens",
-        "truncated",
-        "quarantine",
-        "engine",
-        "model",
-        "sampling",
-        "config_hash",
-    )
+    requires = schema.names(schema.PROMPT)
+    adds = schema.names(schema.CANDIDATE)
 
     def __init__(self, cfg: SamplingConfig | None = None, engine: Engine | None = None):
         self.cfg = cfg or SamplingConfig()

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from diversens import schema
 from diversens.models import DEFAULT_EMBEDDER
 from diversens.scoring.lexical import lexical_measures
 from diversens.scoring.semantic import Embedder
 from diversens.stage import Stage
 from diversens.text import words
 
-LEXICAL = ("n_words", "entropy", "ttr", "mattr", "maas", "mtld", "hdd")
-SEMANTIC = ("dsi", "div_across")
+LEXICAL = schema.names(schema.LEXICAL)
+SEMANTIC = schema.names(schema.SEMANTIC)
 MEASURES = LEXICAL + SEMANTIC
 
 

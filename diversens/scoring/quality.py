@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from diversens import schema
 from diversens.models import DEFAULT_GENERATOR, resolve_model
 from diversens.prompts.tasks import PGT_EVAL_KEYS
 from diversens.stage import Stage
@@ -235,7 +236,7 @@ class QualityStage(Stage):
     """Adds per-candidate `quality`, `valid`, `reject_reason` to candidates rows."""
 
     requires = ("task", "messages", "responses")
-    adds = ("quality", "valid", "reject_reason")
+    adds = schema.names(schema.QUALITY)
 
     def __init__(self, cfg: QualityConfig | None = None):
         self.cfg = cfg or QualityConfig()

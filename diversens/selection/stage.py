@@ -17,6 +17,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
+from diversens import schema
 from diversens.selection.rules import (
     Candidates,
     Pair,
@@ -27,20 +28,14 @@ from diversens.selection.rules import (
 )
 from diversens.stage import Stage
 
-# Both sides of every pair carry the same measures whatever the strategy ranked by, so reports
-# compare strategies on one footing.
-PAIR_MEASURES = ("n_words", "entropy", "ttr", "maas", "dsi", "quality")
-PAIR_COLUMNS = (
-    "prompt_id", "task", "prompt", "chosen", "rejected",
-    *(f"{side}_{m}" for m in PAIR_MEASURES for side in ("chosen", "rejected")),
-    "length_bucket", "strategy", "margin", "drop_reason",
-)  # fmt: skip
+PAIR_MEASURES = schema.PAIR_MEASURES
+PAIR_COLUMNS = (*schema.names(schema.PAIR), "drop_reason")
 
 
 class SelectStage(Stage):
     """Scored prompt rows → one row each: a pair (drop_reason None) or a drop reason."""
 
-    requires = ("prompt_id", "task", "messages", "responses", "n_words", "valid", "quality")
+    requires = (*schema.names(schema.PROMPT), "responses", "n_words", "valid", "quality")
     adds = PAIR_COLUMNS
 
     def __init__(self, cfg: SelectionConfig, stats: SelectionStats):
