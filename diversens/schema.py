@@ -25,12 +25,14 @@ CANDIDATE = {
     "finish_reason": _per_candidate(pa.string()),
     "n_tokens": _per_candidate(pa.int64()),
     "truncated": _per_candidate(pa.bool_()),
-    "quarantine": pa.string(),  # why the engine could not take the prompt; null: fine
     "engine": pa.string(),
     "model": pa.string(),
     "sampling": pa.string(),  # JSON of the sampling parameters
     "config_hash": pa.string(),
 }
+# Why the engine could not take a prompt (null: fine); such rows go to a side file, and the
+# column is dropped from the rows that are kept (diversens.jobs.quarantine).
+QUARANTINE = {"quarantine": pa.string()}
 LEXICAL = {m: _per_candidate(pa.float64())
            for m in ("n_words", "entropy", "ttr", "mattr", "maas", "mtld", "hdd")}  # fmt: skip
 SEMANTIC = {m: _per_candidate(pa.float64()) for m in ("dsi", "div_across")}

@@ -21,7 +21,7 @@ def pairs_table(**override) -> pa.Table:
 
 def test_stages_declare_their_columns_from_the_schema():
     assert SampleStage.requires == schema.names(schema.PROMPT)
-    assert SampleStage.adds == schema.names(schema.CANDIDATE)
+    assert SampleStage.adds == schema.names(schema.CANDIDATE, schema.QUARANTINE)
     assert MeasureStage.adds == schema.names(schema.LEXICAL, schema.SEMANTIC)
     assert QualityStage.adds == schema.names(schema.QUALITY)
     assert SelectStage.adds[:-1] == schema.names(schema.PAIR)

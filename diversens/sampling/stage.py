@@ -64,7 +64,7 @@ class SampleStage(Stage):
     """Adds the candidates columns (DESIGN.md §3). Loads the engine once (one per Ray actor)."""
 
     requires = schema.names(schema.PROMPT)
-    adds = schema.names(schema.CANDIDATE)
+    adds = schema.names(schema.CANDIDATE, schema.QUARANTINE)
 
     def __init__(self, cfg: SamplingConfig | None = None, engine: Engine | None = None):
         self.cfg = cfg or SamplingConfig()
