@@ -17,3 +17,19 @@ def ray_local():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _markers_are_true(request, monkeypatch):
+    """A test not marked slow may neither start Ray nor load a model's weights: `-m "not slow"`
+    is the quick suite, and stays quick only if the marker tells the truth."""
+    if "slow" in request.keywords:
+        return
+    import ray
+    import transformers
+
+    def refuse(*args, **kwargs):
+        pytest.fail(f"{request.node.nodeid} starts Ray or loads a model: mark it slow")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    monkeypatch.setattr(transformers.PreTrainedModel, "from_pretrained", classmethod(refuse))

@@ -11,6 +11,7 @@ from diversens.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")
 GOOD = {"prompt": "Name a colour."}
+pytestmark = pytest.mark.slow  # every case starts Ray and resolves the model
 
 
 def jsonl(path: Path, rows: list) -> Path:
