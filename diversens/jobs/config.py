@@ -54,8 +54,7 @@ class GeneratePairsConfig:
 
     def gpus(self, prefix: str = "") -> dict[str, float]:
         """GPUs per actor each pool asks for, by option name."""
-        return {f"{prefix}sampling.num_gpus_per_actor": self.sampling.gpus_per_actor(),
-                **self.scoring.gpus(f"{prefix}scoring.")}  # fmt: skip
+        return self.scoring.gpus(self.sampling.gpus_per_actor(), prefix)
 
 
 @dataclass

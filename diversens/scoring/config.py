@@ -39,7 +39,10 @@ class ScoringConfig:
         return {"embed_pool": self.embed_pool.pool(batch_size),
                 "quality_pool": self.quality_pool.pool(batch_size)}  # fmt: skip
 
-    def gpus(self, prefix: str = "") -> dict[str, float]:
-        """GPUs per actor each pool asks for, by option name."""
-        return {f"{prefix}{name}.num_gpus_per_actor": getattr(self, name).num_gpus_per_actor
-                for name in ("embed_pool", "quality_pool")}  # fmt: skip
+    def gpus(self, engine_gpus: float, prefix: str = "") -> dict[str, float]:
+        """GPUs per actor that a job's pools ask for (its engine's and the two scoring pools),
+        by option name (`prefix` is the job's section, "pairs." or "eval.")."""
+        pools = {f"{prefix}scoring.{name}.num_gpus_per_actor": getattr(self, name)
+                 for name in ("embed_pool", "quality_pool")}  # fmt: skip
+        pools = {option: pool.num_gpus_per_actor for option, pool in pools.items()}
+        return {f"{prefix}sampling.num_gpus_per_actor": engine_gpus, **pools}

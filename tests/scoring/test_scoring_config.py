@@ -30,3 +30,16 @@ def test_scoring_models_follow_the_scorer_and_the_embedder():
         {"selection": {"strategy": "diverse-ns-lite"}, "compare_strategies": ["diverse-ns-lite"]},
     )
     assert lite.models() == [lite.sampling.model, lite.scoring.quality.reference_model]
+
+
+def test_gpu_requests_are_named_by_the_option_that_asks():
+    cfg = config.from_dict(
+        GeneratePairsConfig,
+        {"sampling": {"engine": "vllm", "num_gpus_per_actor": 1},
+         "scoring": {"embed_pool": {"num_gpus_per_actor": 0.25}}},
+    )  # fmt: skip
+    assert cfg.gpus("pairs.") == {
+        "pairs.sampling.num_gpus_per_actor": 1,
+        "pairs.scoring.embed_pool.num_gpus_per_actor": 0.25,
+        "pairs.scoring.quality_pool.num_gpus_per_actor": 0.0,
+    }
