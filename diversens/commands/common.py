@@ -34,6 +34,10 @@ def add_prompt_arguments(p: argparse.ArgumentParser, default_split: str | None =
     )
     p.add_argument("--prompt-seed", type=int, default=0, help="train split: seed drawing items")
     p.add_argument("--limit", type=int, help="use only the first N prompts")
+    add_ray_argument(p)
+
+
+def add_ray_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else local)")
 
 

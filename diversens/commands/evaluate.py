@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from diversens import config, console
-from diversens.commands.common import connect_ray, preflight
+from diversens.commands.common import add_ray_argument, connect_ray, preflight
 from diversens.config import redacted
 from diversens.evaluation.config import EvalConfig
 from diversens.sampling.engines import check_engine_available
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "-o", "--output", required=True, help="output directory or URI (s3://, gs://, file://)"
     )
     p.add_argument("--config", type=Path, help="YAML file with EvalConfig fields")
-    p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else local)")
+    add_ray_argument(p)
     config.add_arguments(p, EvalConfig)
     p.set_defaults(func=run)
 

@@ -3,7 +3,7 @@
 Prompts come from a user file (JSONL/Parquet with `prompt` or `messages`) or a built-in split
 (`--split train|eval`). Connects to the Ray cluster at --ray-address / $RAY_ADDRESS when given,
 else starts a local one. Progress is Ray Data's progress bars; the output is written atomically
-in input order.
+in input order, and a rerun resumes from the chunks kept in OUT.parts/ (diversens.jobs.generate).
 """
 
 from __future__ import annotations
@@ -46,8 +46,11 @@ def run(args: argparse.Namespace) -> None:
     from diversens.jobs import generate
 
     done = generate.run(prompts, cfg, output)
+    chunks = done["chunks"]
     print(
         f"wrote {done['prompts']} prompts x {cfg.num_samples_per_prompt} candidates to {output} "
         f"({done['truncated']} truncated at max_new_tokens={cfg.max_new_tokens}); "
-        f"quarantined prompts: {done['quarantined'] or 'none'} ({done['quarantine_file'].name})"
+        f"quarantined prompts: {done['quarantined'] or 'none'} ({done['quarantine_file'].name}); "
+        f"chunks: {chunks['written']} sampled, {chunks['reused']} reused "
+        f"({generate.parts_dir(output).name}/)"
     )

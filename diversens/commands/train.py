@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from diversens import config, console
-from diversens.commands.common import checkpoint_path, connect_ray, preflight
+from diversens.commands.common import add_ray_argument, checkpoint_path, connect_ray, preflight
 from diversens.training.config import TrainConfig
 from diversens.training.pairs_input import read_pairs
 
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
     p.add_argument("--config", type=Path, help="YAML file with TrainConfig fields")
-    p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else local)")
+    add_ray_argument(p)
     config.add_arguments(p, TrainConfig)
     p.set_defaults(func=run)
 

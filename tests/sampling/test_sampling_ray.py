@@ -67,6 +67,16 @@ def test_cli_generate_writes_candidates_in_prompt_order(ray_local, tmp_path, cap
     assert set(df["task"]) == {"custom"}
     assert not list(tmp_path.glob(".cands.parquet.*"))  # no temporary left behind
 
+    # A rerun resumes: with every chunk kept it samples nothing; with one part lost (a killed
+    # run), it samples that chunk alone; both give the same rows.
+    assert main([*argv, "--num_samples_per_prompt", "3", "--seed", "5"]) == 0
+    assert "chunks: 0 sampled, 3 reused" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_parquet(out), df)
+    sorted((tmp_path / "cands.parts").glob("*.parquet"))[0].unlink()
+    assert main([*argv, "--num_samples_per_prompt", "3", "--seed", "5"]) == 0
+    assert "chunks: 1 sampled, 2 reused" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_parquet(out), df)
+
 
 def test_engine_that_cannot_start_is_one_line_naming_the_option(ray_local, tmp_path, capsys):
     """vLLM refuses a KV cache larger than the machine's RAM: the actor's start-up error reaches
