@@ -1,6 +1,6 @@
 """The study's quick variant (docs/results.md): configs/study.yaml end to end — every strategy
 selected, DPO on the same number of pairs per trained strategy, eval with length change — on
-8 prompts, short answers and two optimiser steps, through the CLI as a user runs it."""
+8 prompts, short answers and one small optimiser step, through the CLI as a user runs it."""
 
 import json
 import subprocess
@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 QUICK = [
     "--num-prompts-per-task", "2",
     "--pairs.sampling.max_new_tokens", "96", "--pairs.sampling.batch_size", "8",
-    "--train_strategies", "random,quality", "--train.max_steps", "2",
+    "--train_strategies", "random,quality", "--train.max_steps", "1",
+    "--train.per_device_train_batch_size", "2", "--train.max_length", "128",
     "--eval.sampling.max_new_tokens", "48",
     "--eval.num_samples", "dat=3,pgt=3,aut=1,cwt=1", "--eval.num_bootstrap", "200",
 ]  # fmt: skip
