@@ -13,9 +13,9 @@ one, so a row never depends on which chunk shared its batch.
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import ray.data
 from ray.data import ActorPoolStrategy
 
@@ -121,11 +121,16 @@ def select_batch(
 
 
 def select(
-    scored_dir: Path, cfgs: list[SelectionConfig], stats: SelectionStats
+    scored: pa.Table, cfgs: list[SelectionConfig], stats: SelectionStats, rows_per_block: int
 ) -> dict[str, BalancedTopN]:
     """Stream scored rows once through every strategy's selection stage (tasks) into each
-    strategy's balanced top-N."""
-    ds = ray.data.read_parquet(str(scored_dir)).map_batches(
+    strategy's balanced top-N.
+
+    The rows come from the table the driver holds, not from a Parquet read: Ray Data lists
+    files on an actor, and an autoscaler that removes an idle GPU node under that actor fails
+    the stage, whereas plain tasks are retried elsewhere."""
+    blocks = [scored.slice(s, rows_per_block) for s in range(0, scored.num_rows, rows_per_block)]
+    ds = ray.data.from_arrow(blocks).map_batches(
         select_batch, fn_kwargs={"cfgs": cfgs, "stats": stats}, batch_format="pandas"
     )
     tops = {cfg.strategy: BalancedTopN(cfg) for cfg in cfgs}

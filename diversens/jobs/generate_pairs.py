@@ -133,7 +133,7 @@ def run(
     missing = {m: int((~np.isfinite(v)).sum()) for m, v in columns.items()}
     cfgs = [dataclasses.replace(cfg.selection, strategy=s) for s in cfg.strategies]
     pairs, drops = {}, {}
-    for strategy, top in select(scored_dir, cfgs, stats).items():
+    for strategy, top in select(scored, cfgs, stats, SCORED_ROWS_PER_FILE).items():
         pairs[strategy] = top.result().assign(**stamp)
         drops[strategy] = top.drop_counts()
         table = pa.Table.from_pandas(pairs[strategy], preserve_index=False)

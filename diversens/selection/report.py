@@ -33,8 +33,8 @@ def length_correlations(scored: pd.DataFrame, num_boot: int = 500, seed: int = 0
     rows = []
     for m, name in enumerate(cols, start=1):
         rho = _spearman(values[:, 0], values[:, m])
-        boot = [_spearman(values[d, 0], values[d, m]) for d in draws]
-        lo, hi = np.nanpercentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
+        boot = [r for d in draws if np.isfinite(r := _spearman(values[d, 0], values[d, m]))]
+        lo, hi = np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
         n = int((np.isfinite(values[:, 0]) & np.isfinite(values[:, m])).sum())
         rows.append({"measure": name, "spearman_rho": rho, "ci_low": lo, "ci_high": hi,
                      "candidates": n})  # fmt: skip

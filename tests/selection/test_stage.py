@@ -200,3 +200,14 @@ def test_rows_without_a_pair_hold_none_not_nan():
     assert out.drop_reason.notna().any() and out.drop_reason.isna().any()
     for col in ("chosen", "rejected", "length_bucket", "drop_reason"):
         assert not pa.types.is_null(pa.array(out[col].tolist()).type)
+
+
+def test_length_correlation_of_a_measure_without_values_is_nan_without_warnings():
+    import warnings
+
+    df = scored_rows(30, seed=3).assign(dsi=lambda d: [[np.nan] * 4] * len(d))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "All-NaN slice" reached the run log before
+        table = length_correlations(df, num_boot=50).set_index("measure")
+    assert np.isnan(table.loc["dsi", ["spearman_rho", "ci_low", "ci_high"]].astype(float)).all()
+    assert table.loc["dsi", "candidates"] == 0 and np.isfinite(table.loc["entropy", "ci_low"])
