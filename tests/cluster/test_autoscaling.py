@@ -42,6 +42,27 @@ def generate_pairs(out: Path, env: dict, *extra: str) -> subprocess.CompletedPro
     )  # fmt: skip
 
 
+def generate_pairs_watching_gpu_nodes(out: Path, env: dict) -> tuple:
+    """generate-pairs, listing the cluster's GPU nodes every few seconds while it runs: with an
+    idle timeout of 12 s the autoscaler may add one and remove it between two looks, and the
+    state API does not always still list a removed node once the run is over."""
+    logs = out.parent / f"{out.name}.stdout", out.parent / f"{out.name}.stderr"
+    argv = [str(BIN / "diversens"), "generate-pairs", str(PROMPTS), "--config", str(CONFIG),
+            "-o", str(out)]  # fmt: skip
+    seen: dict[str, dict] = {}
+    with logs[0].open("w") as stdout, logs[1].open("w") as stderr:
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, text=True, env=env)
+        deadline = time.monotonic() + 900
+        while proc.poll() is None and time.monotonic() < deadline:
+            seen |= {n["NodeID"]: n for n in nodes(env) if n["Resources"].get("GPU", 0) > 0}
+            time.sleep(2)
+        if proc.poll() is None:
+            proc.kill()
+    seen |= {n["NodeID"]: n for n in nodes(env) if n["Resources"].get("GPU", 0) > 0}
+    done = subprocess.CompletedProcess(argv, proc.wait(), logs[0].read_text(), logs[1].read_text())
+    return done, list(seen.values())
+
+
 def ray_cli(*args: str, env: dict) -> None:
     subprocess.run([str(BIN / "ray"), *args], check=True, capture_output=True, timeout=180,
                    env=env)  # fmt: skip
@@ -78,8 +99,7 @@ def autoscaling(env, single_node, tmp_path_factory):
     try:
         before = gpu_nodes(env)
         out = tmp_path_factory.mktemp("auto") / "run"
-        proc = generate_pairs(out, env)
-        seen = [n for n in nodes(env) if n["Resources"].get("GPU", 0) > 0]  # alive or not
+        proc, seen = generate_pairs_watching_gpu_nodes(out, env)
         deadline = time.monotonic() + 180
         while gpu_nodes(env) and time.monotonic() < deadline:
             time.sleep(5)
