@@ -18,6 +18,12 @@ from diversens.training.config import TrainConfig
 STAGES = ("generate-pairs", "train", "eval")
 
 
+def check_strategies(option: str, names: list[str]) -> None:
+    unknown = [s for s in names if s not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"{option}: unknown {unknown} (choose from {STRATEGIES})")
+
+
 @dataclass
 class GeneratePairsConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -33,9 +39,7 @@ class GeneratePairsConfig:
             raise ValueError(
                 "sampling.num_samples_per_prompt must be >= 2: a pair needs two candidates"
             )
-        unknown = [s for s in self.compare_strategies if s not in STRATEGIES]
-        if unknown:
-            raise ValueError(f"compare_strategies: unknown {unknown} (choose from {STRATEGIES})")
+        check_strategies("compare_strategies", self.compare_strategies)
 
     @property
     def strategies(self) -> list[str]:
@@ -80,9 +84,7 @@ class PipelineConfig:
     plan: PlanConfig = field(default_factory=PlanConfig)  # `diversens plan` only
 
     def __post_init__(self):
-        bad = [s for s in self.train_strategies if s not in STRATEGIES]
-        if bad:
-            raise ValueError(f"train_strategies: unknown {bad} (choose from {STRATEGIES})")
+        check_strategies("train_strategies", self.train_strategies)
         missing = [s for s in self.train_strategies if s not in self.pairs.strategies]
         if missing:
             raise ValueError(f"train_strategies {missing} are not in pairs.compare_strategies")
