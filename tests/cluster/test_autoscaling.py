@@ -70,10 +70,13 @@ def ray_cli(*args: str, env: dict) -> None:
 
 def nodes(env: dict) -> list[dict]:
     """The cluster's nodes as the state API sees them, from a separate driver."""
-    code = "import json, ray; ray.init(); print(json.dumps(ray.nodes()))"
+    # The driver also prints autoscaler events ("(autoscaler +0s) Resized to 2 CPUs.") to
+    # stdout, at any point: the JSON line is the one carrying the marker.
+    code = "import json, ray; ray.init(); print('NODES', json.dumps(ray.nodes()), flush=True)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, env=env, check=True)  # fmt: skip
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("NODES "))
+    return json.loads(line.removeprefix("NODES "))
 
 
 def gpu_nodes(env: dict) -> list[dict]:
