@@ -193,32 +193,46 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, prefix: str = "") -> None:
-    """Add `--field` (or `--section.field`) options for every scalar field, help from metadata."""
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    prefix: str = "",
+    group: str = "cfg",
+    help: dict[str, str] | None = None,
+) -> None:
+    """Add a `--field` (or `--section.field`) option for every scalar field of `cls`, its help
+    from the field's metadata (or from `help`, by dotted name, where a command words it its own
+    way). A field without a default is a required option; `metadata["short"]` adds an alias such
+    as `-o`. Values land under `group` (see `overrides_from_args`)."""
     for f in dataclasses.fields(cls):
         tp = _field_type(cls, f)
         name = f"{prefix}{f.name}"
         if _is_dataclass_type(tp):
-            add_arguments(parser, tp, prefix=f"{name}.")
+            add_arguments(parser, tp, f"{name}.", group, help)
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f.metadata.get("help", "")
+        help_text = (help or {}).get(name) or f.metadata.get("help", "")
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if not required:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            help_text = f"{help_text} (default: {default!r})"
         parser.add_argument(
+            *([f.metadata["short"]] if "short" in f.metadata else []),
             f"--{name}",
-            dest=f"cfg:{name}",
+            dest=f"{group}:{name}",
             default=argparse.SUPPRESS,
+            required=required,
             metavar=name.rsplit(".", 1)[-1].upper(),
-            help=f"{help_text} (default: {default!r})",
+            help=help_text,
         )
 
 
-def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Collect `--a.b value` options into a nested mapping (only the ones the user gave)."""
+def overrides_from_args(args: argparse.Namespace, group: str = "cfg") -> dict[str, Any]:
+    """The `--a.b value` options the user gave, of one `group`, as a nested mapping."""
     nested: dict[str, Any] = {}
     for key, value in vars(args).items():
-        if not key.startswith("cfg:"):
+        if not key.startswith(f"{group}:"):
             continue
-        *parents, leaf = key[4:].split(".")
+        *parents, leaf = key.removeprefix(f"{group}:").split(".")
         node = nested
         for p in parents:
             node = node.setdefault(p, {})
@@ -236,15 +250,17 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def load(
     cls: type[T],
     config_path: str | Path | None,
-    args: argparse.Namespace | None,
+    overrides: dict[str, Any] | None = None,
     section: str | None = None,
     whole: type | None = None,
 ) -> T:
-    """YAML file (optional) overlaid with CLI options, parsed once into the typed config.
+    """YAML file (optional) overlaid with command-line `overrides` (a nested mapping, as
+    `overrides_from_args` gives), parsed once into the typed config.
 
-    `section` ("pairs", "pairs.sampling", ...) lets a stage command read its part of a whole
-    pipeline config file (`whole`, the file's dataclass: every key of the file is checked
-    against it, so a misspelt section is an error, not ignored); a file without that section is
+    `section` ("pairs", "train", ...) lets a stage command read its part of a whole pipeline
+    config file (`whole`, the file's dataclass: every key of the file is checked against it, so
+    a misspelt section is an error, not ignored; keys of the section that `cls` does not hold
+    belong to the pipeline's other steps and are left to them); a file without that section is
     taken as the stage's own config.
     """
     data = read_yaml(config_path) if config_path else {}
@@ -261,7 +277,9 @@ def load(
             if not isinstance(data, dict):
                 where = ".".join(path[: depth + 1])
                 raise UserError(f"{config_path}: field {where}: expected a mapping, got {data!r}")
-    cli = overrides_from_args(args) if args is not None else {}
+        if whole is not None:
+            data = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
+    cli = overrides or {}
     try:
         return from_dict(cls, merge(data, cli))
     except ConfigError as e:

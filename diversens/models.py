@@ -6,8 +6,10 @@ as a local directory or a Hugging Face id and passed through unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +105,14 @@ def convert_gguf(gguf_path: Path) -> Path:
     out = cache_dir() / "models" / f"{gguf_path.stem}-{_file_sha256(gguf_path)[:16]}"
     if (out / "config.json").exists():
         return out
+    # A one-off step of a few seconds inside a command: the progress bars transformers draws
+    # for it (plain tqdm on stderr) would break the command's console, and a user error after
+    # it would no longer be one line.
+    with contextlib.redirect_stderr(io.StringIO()):
+        return _convert(gguf_path, out)
+
+
+def _convert(gguf_path: Path, out: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": gguf_path.name}

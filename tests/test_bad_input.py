@@ -46,7 +46,7 @@ CASES = {
         r"p.jsonl: row 1: field 'task': 'poem' is not one of",
     ),
     "unknown strategy": (
-        lambda t: ["--split", "train", "--selection.strategy", "longest"],
+        lambda t: ["--prompts.split", "train", "--selection.strategy", "longest"],
         r"option selection.strategy: unknown strategy 'longest' (choose from",
     ),
     "wrong type in the config": (
@@ -54,16 +54,16 @@ CASES = {
         r"cfg.yaml: field pairs.sampling.max_new_tokens: expected int, got 'many'",
     ),
     "model path that does not exist": (
-        lambda t: ["--split", "train", "--sampling.model", str(t / "no-model")],
+        lambda t: ["--prompts.split", "train", "--sampling.model", str(t / "no-model")],
         r"model path '{t}/no-model' does not exist",
     ),
     "unwritable output dir": (None, r"output {out}: cannot write there"),
     "more GPUs requested than the cluster has": (
-        lambda t: ["--split", "train", "--sampling.num_gpus_per_actor", "3"],
+        lambda t: ["--prompts.split", "train", "--sampling.num_gpus_per_actor", "3"],
         r"option sampling.num_gpus_per_actor=3 asks for GPUs, but the Ray cluster has 2",
     ),
     "CUDA device without a GPU share": (
-        lambda t: ["--split", "train", "--sampling.device", "cuda"],
+        lambda t: ["--prompts.split", "train", "--sampling.device", "cuda"],
         r"device 'cuda' needs num_gpus_per_actor > 0",
     ),
 }
@@ -81,10 +81,10 @@ def test_generate_pairs_bad_input(case, tmp_path, capsys, ray_local):
     out = tmp_path / "out"
     if make_args is None:  # the output's parent is a file: nothing can be created there
         (tmp_path / "a-file").write_text("")
-        out, args = tmp_path / "a-file" / "out", ["--split", "train"]
+        out, args = tmp_path / "a-file" / "out", ["--prompts.split", "train"]
     else:
         args = make_args(tmp_path)
-    base = ["generate-pairs", "--num-prompts-per-task", "1"]
+    base = ["generate-pairs", "--prompts.num_per_task", "1"]
     if "--config" not in args:
         base += ["--config", TINY]
     assert main([*base, *args, "-o", str(out)]) == 2

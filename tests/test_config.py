@@ -32,7 +32,7 @@ class Outer:
 def parse(argv, yaml_path=None):
     p = argparse.ArgumentParser()
     config.add_arguments(p, Outer)
-    return config.load(Outer, yaml_path, p.parse_args(argv))
+    return config.load(Outer, yaml_path, config.overrides_from_args(p.parse_args(argv)))
 
 
 def test_defaults_yaml_then_cli_precedence(tmp_path):

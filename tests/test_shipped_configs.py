@@ -35,10 +35,17 @@ def test_paper_config_is_the_paper_setting():
     assert fits
 
 
+@pytest.mark.slow  # the output check comes after the built-in model resolves (converts once)
 def test_missing_model_path_and_unwritable_output_fail_before_ray(tmp_path, capsys):
     from diversens.cli import main
 
-    argv = ["generate-pairs", "--config", str(ROOT / "configs" / "tiny.yaml"), "--limit", "1"]
+    argv = [
+        "generate-pairs",
+        "--config",
+        str(ROOT / "configs" / "tiny.yaml"),
+        "--prompts.limit",
+        "1",
+    ]
     missing = str(tmp_path / "no-such-model")
     assert main([*argv, "--sampling.model", missing, "-o", str(tmp_path / "o")]) == 2
     assert f"model path {missing!r} does not exist" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Options and steps several commands share: where prompts come from, how Ray is joined."""
+"""Options and steps several commands share: the run options, preflight checks, joining Ray."""
 
 from __future__ import annotations
 
@@ -9,59 +9,40 @@ import socket
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
-import pandas as pd
-
+from diversens import config
+from diversens.commands.options import RunOptions
 from diversens.errors import UserError
 from diversens.io import check_input_file
 from diversens.models import resolve_model
-from diversens.prompts import build_prompts, load_prompts
 from diversens.storage import is_uri
+from diversens.training.config import TrainConfig
 
-# The train split's finite families hold at most ~400 items per task; beyond this bound only CWT
-# triples grow, and building a million prompts takes seconds and GBs before anything runs.
-MAX_PROMPTS_PER_TASK = 100_000
-
-
-def add_prompt_arguments(p: argparse.ArgumentParser, default_split: str | None = None) -> None:
-    """PROMPTS file or --split; `default_split` is used when neither is given."""
-    p.add_argument("prompts", nargs="?", type=Path, help="prompt file (.jsonl or .parquet)")
-    split_help = "built-in prompt split" + (f" (default: {default_split})" if default_split else "")
-    p.add_argument("--split", choices=("train", "eval"), help=split_help)
-    p.set_defaults(default_split=default_split)
-    p.add_argument(
-        "--num-prompts-per-task", type=int, default=250, help="train split: prompts per task"
-    )
-    p.add_argument("--prompt-seed", type=int, default=0, help="train split: seed drawing items")
-    p.add_argument("--limit", type=int, help="use only the first N prompts")
-    add_ray_argument(p)
+T = TypeVar("T")
 
 
-def add_ray_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ray-address", help="Ray cluster to join (default: $RAY_ADDRESS, else local)")
+def add_prompts_argument(p: argparse.ArgumentParser, section: str) -> None:
+    """The optional PROMPTS argument, the same option as `--SECTION.file`."""
+    p.add_argument(f"cfg:{section}.file", nargs="?", metavar="PROMPTS", default=argparse.SUPPRESS,
+                   help=f"prompt file (.jsonl or .parquet); same as --{section}.file")  # fmt: skip
 
 
-def read_prompts(args: argparse.Namespace) -> pd.DataFrame:
-    """Prompts from the user's file or a built-in split (exactly one of the two)."""
-    if args.prompts is not None and args.split is not None:
-        raise UserError("give either a PROMPTS file or --split train|eval, not both")
-    split = args.split or args.default_split
-    if args.prompts is not None:
-        prompts = load_prompts(args.prompts)
-    elif split is not None:
-        if not 1 <= args.num_prompts_per_task <= MAX_PROMPTS_PER_TASK:
-            raise UserError(
-                f"option --num-prompts-per-task must be in [1, {MAX_PROMPTS_PER_TASK}], "
-                f"got {args.num_prompts_per_task}"
-            )
-        prompts = build_prompts(split, args.num_prompts_per_task, args.prompt_seed)
-    else:
-        raise UserError("give either a PROMPTS file or --split train|eval (exactly one)")
-    if args.limit is not None:
-        if args.limit < 1:
-            raise UserError(f"option --limit must be >= 1, got {args.limit}")
-        prompts = prompts.iloc[: args.limit]
-    return prompts
+def add_run_options(p: argparse.ArgumentParser, output_help: str | None = None) -> None:
+    config.add_arguments(p, RunOptions, group="run", help={"output": output_help or ""})
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    return config.from_dict(RunOptions, config.overrides_from_args(args, "run"))
+
+
+def load(cls: type[T], args: argparse.Namespace, section: str | None = None) -> T:
+    """The command's config from --config and its options; `section` names its part of a
+    pipeline config file."""
+    from diversens.jobs.config import PipelineConfig
+
+    whole = PipelineConfig if section else None
+    return config.load(cls, args.config, config.overrides_from_args(args), section, whole)
 
 
 def preflight(
@@ -144,7 +125,7 @@ def connect_ray(
 
     console.quiet()
     if not ray.is_initialized():
-        option = "--ray-address" if address else "$RAY_ADDRESS"
+        option = "--ray_address" if address else "$RAY_ADDRESS"
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             check_reachable(address, option)
@@ -160,7 +141,7 @@ def connect_ray(
             raise UserError(
                 f"option {option}={need:g} asks for GPUs, but the Ray cluster has {have:g} "
                 "(now, or at most after autoscaling); set it to 0 or join a GPU cluster "
-                "with --ray-address"
+                "with --ray_address"
             )
     check_shared(worker_paths or {})
     if log_file is not None:
@@ -187,11 +168,10 @@ def check_shared(worker_paths: dict[str, str]) -> None:
         )
 
 
-def checkpoint_path(storage_path: str | None, output: str) -> dict[str, str]:
-    """The option and path Ray Train checkpoints go to (default: beside the output)."""
-    if storage_path:
-        return {"train.storage_path": storage_path}
-    return {"-o/--output": f"{str(output).rstrip('/')}/checkpoints"}
+def checkpoint_option(cfg: TrainConfig, output: str) -> dict[str, str]:
+    """The option behind the path Ray Train checkpoints go to, and that path."""
+    option = "train.storage_path" if cfg.storage_path else "-o/--output"
+    return {option: cfg.checkpoints(output)}
 
 
 def check_reachable(address: str, option: str, timeout_s: float = 5.0) -> None:

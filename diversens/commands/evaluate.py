@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from diversens import config, console
-from diversens.commands.common import add_ray_argument, connect_ray, preflight
+from diversens.commands.common import add_run_options, connect_ray, load, preflight, run_options
 from diversens.config import redacted
 from diversens.evaluation.config import EvalConfig
 from diversens.sampling.engines import check_engine_available
@@ -24,28 +24,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(every output with its measures and deciles), OUT/decile_map.csv, OUT/delta_dd.csv, "
         "OUT/eval_summary.csv and OUT/eval_summary.json.",
     )
-    p.add_argument(
-        "-o", "--output", required=True, help="output directory or URI (s3://, gs://, file://)"
-    )
+    add_run_options(p)
     p.add_argument("--config", type=Path, help="YAML file with EvalConfig fields")
-    add_ray_argument(p)
     config.add_arguments(p, EvalConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.jobs.config import PipelineConfig
-
-    cfg = config.load(EvalConfig, args.config, args, section="eval", whole=PipelineConfig)
+    cfg, opts = load(EvalConfig, args, "eval"), run_options(args)
     check_engine_available(cfg.sampling)
     models = [m for _, m in cfg.labelled_models()]
-    preflight([*models, *cfg.scoring.models()], args.output,
+    preflight([*models, *cfg.scoring.models()], opts.output,
               inputs=[cfg.glove_path])  # fmt: skip
-    connect_ray(args.ray_address, cfg.gpus(), log_file=console.run_log(args.output))
+    connect_ray(opts.ray_address, cfg.gpus(), log_file=console.run_log(opts.output))
 
     from diversens.jobs import evaluate as job
 
-    with output_dir(args.output) as out:
-        root = durable_root(args.output)
+    with output_dir(opts.output) as out:
+        root = durable_root(opts.output)
         result = job.run(cfg, out, parts=root and f"{root}/parts")
-    print(f"report: {redacted(args.output)}/eval_report.md (ΔDD: {result['delta_dd_all']})")
+    print(f"report: {redacted(opts.output)}/eval_report.md (ΔDD: {result['delta_dd_all']})")

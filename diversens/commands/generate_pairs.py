@@ -7,13 +7,16 @@ from pathlib import Path
 
 from diversens import config, console
 from diversens.commands.common import (
-    add_prompt_arguments,
+    add_prompts_argument,
+    add_run_options,
     connect_ray,
+    load,
     preflight,
-    read_prompts,
+    run_options,
 )
 from diversens.config import redacted
 from diversens.jobs.config import GeneratePairsConfig
+from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available
 from diversens.storage import durable_root, output_dir
 
@@ -28,33 +31,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "OUT/pairs_<strategy>.parquet for the compared strategies, OUT/scored/ (all candidates "
         "with their measures), OUT/selection_report.md with PNG plots, OUT/run_summary.json.",
     )
-    add_prompt_arguments(p, default_split="train")
-    p.add_argument(
-        "-o", "--output", required=True, help="output directory or URI (s3://, gs://, file://)"
-    )
+    add_prompts_argument(p, "prompts")
+    add_run_options(p)
     p.add_argument("--config", type=Path, help="YAML file with GeneratePairsConfig sections")
     config.add_arguments(p, GeneratePairsConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.jobs.config import PipelineConfig
-
-    cfg = config.load(GeneratePairsConfig, args.config, args, "pairs", whole=PipelineConfig)
+    cfg, opts = load(GeneratePairsConfig, args, "pairs"), run_options(args)
     check_engine_available(cfg.sampling)
-    prompts = read_prompts(args)
-    preflight(cfg.models(), args.output, inputs=[args.prompts])
-    connect_ray(args.ray_address, cfg.gpus(), log_file=console.run_log(args.output))
+    prompts = read_prompts(cfg.prompts, default_split="train")
+    preflight(cfg.models(), opts.output, inputs=[cfg.prompts.file])
+    connect_ray(opts.ray_address, cfg.gpus(), log_file=console.run_log(opts.output))
 
     from diversens.jobs import generate_pairs
 
-    with output_dir(args.output) as out:
-        root = durable_root(args.output)
+    with output_dir(opts.output) as out:
+        root = durable_root(opts.output)
         summary = generate_pairs.run(prompts, cfg, out, parts=root and f"{root}/parts")
     main = cfg.selection.strategy
     print(
         f"{summary['pairs'][main]} {main} pairs from {summary['prompts']} prompts → "
-        f"{redacted(args.output)}/pairs.parquet; report: selection_report.md beside it"
+        f"{redacted(opts.output)}/pairs.parquet; report: selection_report.md beside it"
     )
     chunks, held = summary["chunks"], summary["prompts_quarantined"]
     print(f"chunks: {chunks['reused']} of {chunks['chunks']} reused from an earlier run; "

@@ -11,7 +11,8 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from diversens import config, io
-from diversens.commands.common import preflight
+from diversens.commands.common import load, preflight
+from diversens.commands.options import MeasureOptions
 from diversens.errors import UserError
 from diversens.scoring.measure import MEASURES, MeasureConfig, MeasureStage
 
@@ -26,25 +27,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "The text column may hold one response per row, or a list of candidates per row.",
     )
     p.add_argument("file", type=Path, help="input .jsonl or .parquet")
-    p.add_argument("-o", "--output", help="output .parquet (default: FILE.measured.parquet)")
     p.add_argument(
         "--config", type=Path,
         help="YAML file with MeasureConfig fields, or a pipeline config (reads pairs.measure)",
     )  # fmt: skip
-    p.add_argument("--rows-per-chunk", type=int, default=512, help="rows per progress step")
+    config.add_arguments(p, MeasureOptions, group="run")
     config.add_arguments(p, MeasureConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.jobs.config import PipelineConfig
-
-    cfg = config.load(
-        MeasureConfig, args.config, args, "pairs.scoring.measure", whole=PipelineConfig
-    )
-    if args.rows_per_chunk < 1:
-        raise UserError(f"option --rows-per-chunk must be >= 1, got {args.rows_per_chunk}")
-    output = args.output
+    cfg = load(MeasureConfig, args, "pairs.scoring.measure")
+    opts = config.from_dict(MeasureOptions, config.overrides_from_args(args, "run"))
+    output = opts.output
     if output is None:
         output = args.file.with_name(args.file.stem + ".measured.parquet")
     preflight([cfg.embedder], output, kind="parquet", inputs=[args.file])
@@ -68,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
     stage = MeasureStage(cfg)
     parts = []
     with tqdm(total=len(df), desc="measure", unit="row") as bar:
-        for idx in _chunks(df, cfg.group_field, args.rows_per_chunk):
+        for idx in _chunks(df, cfg.group_field, opts.rows_per_chunk):
             parts.append(stage(df.iloc[idx]))
             bar.update(len(idx))
     result = pd.concat(parts).loc[df.index] if parts else stage(df)

@@ -25,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from diversens.commands.common import load
     from diversens.jobs.config import PipelineConfig
     from diversens.plan import render
 
-    cfg = config.load(PipelineConfig, args.config, args)
+    cfg = load(PipelineConfig, args)
     print(render(cfg, cfg.plan), end="")

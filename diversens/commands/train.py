@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 
 from diversens import config, console
-from diversens.commands.common import add_ray_argument, checkpoint_path, connect_ray, preflight
+from diversens.commands.common import (
+    add_run_options,
+    checkpoint_option,
+    connect_ray,
+    load,
+    preflight,
+    run_options,
+)
 from diversens.training.config import TrainConfig
 from diversens.training.pairs_input import read_pairs
 
@@ -26,29 +33,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "pairs", type=Path, help="pairs file (.parquet or .jsonl) with prompt, chosen, rejected"
     )
-    p.add_argument("-o", "--output", type=Path, required=True, help="output directory")
+    add_run_options(p, "output directory")
     p.add_argument("--config", type=Path, help="YAML file with TrainConfig fields")
-    add_ray_argument(p)
     config.add_arguments(p, TrainConfig)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.jobs.config import PipelineConfig
-
-    cfg = config.load(TrainConfig, args.config, args, section="train", whole=PipelineConfig)
+    cfg, opts = load(TrainConfig, args, "train"), run_options(args)
     read_pairs(args.pairs)  # fail on a bad file before Ray starts
-    preflight([cfg.model], args.output, inputs=[args.pairs])
+    preflight([cfg.model], opts.output, inputs=[args.pairs])
     connect_ray(
-        args.ray_address,
+        opts.ray_address,
         {"use_gpu": float(cfg.use_gpu)},
-        log_file=console.run_log(args.output),
-        worker_paths=checkpoint_path(cfg.storage_path, args.output),
+        log_file=console.run_log(opts.output),
+        worker_paths=checkpoint_option(cfg, opts.output),
     )
 
     from diversens.training.trainer import train
 
-    summary = train(args.pairs, cfg, args.output)
+    summary = train(args.pairs, cfg, Path(opts.output))
     final = summary["final"]
     print(
         f"trained {summary['global_step']} steps on {summary['num_pairs']} pairs "

@@ -1,4 +1,4 @@
-"""The job configs: generate-pairs and the whole pipeline, as plain data (no Ray import).
+"""The job configs: generate, generate-pairs and the whole pipeline, as plain data (no Ray).
 
 Each section is the dataclass of the step it configures; the CLI, YAML files and `ray job submit`
 entrypoints all fill these through `diversens.config`.
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from diversens.evaluation.config import EvalConfig
 from diversens.plan import PlanConfig
+from diversens.prompts.config import PromptsConfig
 from diversens.sampling.config import SamplingConfig
 from diversens.scoring.config import ScoringConfig
 from diversens.selection.rules import STRATEGIES, SelectionConfig
@@ -25,7 +26,16 @@ def check_strategies(option: str, names: list[str]) -> None:
 
 
 @dataclass
+class GenerateConfig:
+    """`diversens generate`: the pair job's first step alone (its `prompts` and `sampling`)."""
+
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+
+
+@dataclass
 class GeneratePairsConfig:
+    prompts: PromptsConfig = field(default_factory=PromptsConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)

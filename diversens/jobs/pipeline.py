@@ -62,7 +62,7 @@ def run(
             n = cap or counts[strategy]
             log.info("train %s: DPO on %d pairs", strategy, n)
             tcfg = dataclasses.replace(cfg.train, name=f"dpo-{strategy}")
-            final = train(path, tcfg, train_dir)["final"]
+            final = train(path, tcfg, train_dir, checkpoint_root=root)["final"]
             summary.setdefault("train", {})[strategy] = {"pairs": n, **final}
         if (train_dir / "model" / "config.json").exists():
             tuned[strategy] = str(train_dir / "model")

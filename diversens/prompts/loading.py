@@ -21,11 +21,25 @@ import pandas as pd
 
 from diversens import io
 from diversens.errors import UserError
-from diversens.prompts.tasks import TASKS, prompt_id
+from diversens.prompts.config import PromptsConfig
+from diversens.prompts.tasks import TASKS, build_prompts, prompt_id
 
 ROLES = ("system", "user", "assistant")
 TASK_NAMES = (*TASKS, "custom")
 COLUMNS = ("prompt_id", "task", "messages", "meta")
+
+
+def read_prompts(cfg: PromptsConfig, default_split: str | None = None) -> pd.DataFrame:
+    """The prompts a job runs on: the user's file, else the split (`default_split` when the user
+    named neither), cut to `cfg.limit`."""
+    split = cfg.split or (None if cfg.file else default_split)
+    if cfg.file is not None:
+        prompts = load_prompts(cfg.file)
+    elif split is not None:
+        prompts = build_prompts(split, cfg.num_per_task, cfg.seed)
+    else:
+        raise UserError("give a PROMPTS file or --prompts.split train|eval")
+    return prompts if cfg.limit is None else prompts.iloc[: cfg.limit]
 
 
 def load_prompts(path: str | Path) -> pd.DataFrame:

@@ -15,6 +15,7 @@ an 8B model on ~3,000 pairs on 8 GPUs:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 DEEPSPEED_STAGES = ("zero3", "zero2", "none")
 PLACEMENT_STRATEGIES = ("STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD")  # Ray placement groups
@@ -105,6 +106,11 @@ class TrainConfig:
         default=None, metadata={"help": "recompute activations (default: on with GPUs)"}
     )
     seed: int = field(default=0, metadata={"help": "seed for data order and initialisation"})
+
+    def checkpoints(self, output: str | Path) -> str:
+        """Where Ray Train checkpoints go: storage_path, else OUTPUT/checkpoints (decided here
+        only, for the preflight check and the trainer alike)."""
+        return self.storage_path or f"{str(output).rstrip('/')}/checkpoints"
 
     def __post_init__(self) -> None:
         if self.deepspeed not in DEEPSPEED_STAGES:

@@ -52,8 +52,11 @@ def deepspeed_config(stage: str) -> dict[str, Any] | None:
     )
 
 
-def train(pairs_path: str | Path, cfg: TrainConfig, output_dir: Path) -> dict[str, Any]:
-    """Train with DPO on the pairs; returns the run summary (also written as train_summary.json)."""
+def train(
+    pairs_path: str | Path, cfg: TrainConfig, output_dir: Path, checkpoint_root: str | None = None
+) -> dict[str, Any]:
+    """Train with DPO on the pairs; returns the run summary (also written as train_summary.json).
+    Checkpoints go to `cfg.checkpoints(checkpoint_root or output_dir)`."""
     table = read_pairs(pairs_path)  # a bad file fails here, before any worker starts
 
     import ray.data
@@ -65,7 +68,7 @@ def train(pairs_path: str | Path, cfg: TrainConfig, output_dir: Path) -> dict[st
     output_dir = Path(output_dir).resolve()
     summary_path = output_dir / "train_summary.json"
     write_summary(summary_path, {"pairs_file": str(pairs_path), "name": cfg.name}, complete=False)
-    storage_path = cfg.storage_path or str(output_dir / "checkpoints")
+    storage_path = cfg.checkpoints(checkpoint_root or output_dir)
     claim_run(f"{storage_path.rstrip('/')}/{cfg.name}", run_fingerprint(cfg, table), cfg.name)
     resources_per_worker = {"CPU": cfg.num_cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
     trainer = TorchTrainer(

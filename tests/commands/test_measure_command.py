@@ -40,7 +40,7 @@ def test_help_explains_commands():
 @pytest.mark.slow
 def test_measure_sample_writes_all_columns(tmp_path):
     out = tmp_path / "sub" / "measured.parquet"
-    proc = cli("measure", str(SAMPLE), "-o", str(out), "--rows-per-chunk", "5")
+    proc = cli("measure", str(SAMPLE), "-o", str(out), "--rows_per_chunk", "5")
     assert proc.returncode == 0, proc.stderr
     df = pd.read_parquet(out)
     src = pd.read_json(SAMPLE, lines=True)

@@ -110,6 +110,11 @@ def test_cli_reports_bad_prompt_file_in_one_line(tmp_path, capsys):
 
 def test_cli_needs_exactly_one_prompt_source(tmp_path, capsys):
     assert main(["generate", "-o", str(tmp_path / "o.parquet")]) == 2
-    assert "exactly one" in capsys.readouterr().err
-    assert main(["generate", "--split", "eval", "--engine", "gpt", "-o", "o.parquet"]) == 2
+    assert "give a PROMPTS file or --prompts.split train|eval" in capsys.readouterr().err
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"prompt": "hi"}\n')
+    assert main(["generate", str(prompts), "--prompts.split", "eval", "-o", "o.parquet"]) == 2
+    assert "option prompts.split: 'eval' and a prompt file given" in capsys.readouterr().err
+    argv = ["generate", "--prompts.split", "eval", "--sampling.engine", "gpt", "-o", "o.parquet"]
+    assert main(argv) == 2
     assert "engine must be one of" in capsys.readouterr().err

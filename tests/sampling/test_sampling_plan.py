@@ -180,7 +180,9 @@ def test_selecting_missing_vllm_is_a_clear_error(tmp_path, capsys, monkeypatch):
     with pytest.raises(UserError, match="needs vLLM"):
         check_engine_available(SamplingConfig(engine="vllm"))
     out = str(tmp_path / "c.parquet")
-    assert main(["generate", "--split", "eval", "--engine", "vllm", "-o", out]) == 2
+    assert (
+        main(["generate", "--prompts.split", "eval", "--sampling.engine", "vllm", "-o", out]) == 2
+    )
     err = capsys.readouterr().err
     assert "option sampling.engine 'vllm' needs vLLM" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "c.parquet").exists()

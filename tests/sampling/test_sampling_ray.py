@@ -54,8 +54,9 @@ def test_cli_generate_writes_candidates_in_prompt_order(ray_local, tmp_path, cap
         {"prompt": ["Name three fruits.", "Describe rain in one sentence.", "Say hello."]}
     ).to_json(src, orient="records", lines=True)
     out = tmp_path / "cands.parquet"
-    argv = ["generate", str(src), "-o", str(out), "--max_new_tokens", "8", "--batch_size", "1"]
-    assert main([*argv, "--num_samples_per_prompt", "3", "--seed", "5"]) == 0
+    argv = ["generate", str(src), "-o", str(out), "--sampling.max_new_tokens", "8",
+            "--sampling.batch_size", "1"]  # fmt: skip
+    assert main([*argv, "--sampling.num_samples_per_prompt", "3", "--sampling.seed", "5"]) == 0
     assert "wrote 3 prompts x 3 candidates" in capsys.readouterr().out
     df = pd.read_parquet(out)
     assert [m[0]["content"] for m in df["messages"]] == [
@@ -69,11 +70,11 @@ def test_cli_generate_writes_candidates_in_prompt_order(ray_local, tmp_path, cap
 
     # A rerun resumes: with every chunk kept it samples nothing; with one part lost (a killed
     # run), it samples that chunk alone; both give the same rows.
-    assert main([*argv, "--num_samples_per_prompt", "3", "--seed", "5"]) == 0
+    assert main([*argv, "--sampling.num_samples_per_prompt", "3", "--sampling.seed", "5"]) == 0
     assert "chunks: 0 sampled, 3 reused" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_parquet(out), df)
     sorted((tmp_path / "cands.parts").glob("*.parquet"))[0].unlink()
-    assert main([*argv, "--num_samples_per_prompt", "3", "--seed", "5"]) == 0
+    assert main([*argv, "--sampling.num_samples_per_prompt", "3", "--sampling.seed", "5"]) == 0
     assert "chunks: 1 sampled, 2 reused" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_parquet(out), df)
 
@@ -82,8 +83,9 @@ def test_engine_that_cannot_start_is_one_line_naming_the_option(ray_local, tmp_p
     """vLLM refuses a KV cache larger than the machine's RAM: the actor's start-up error reaches
     the console as one line naming the option, exit 2, no output, and no restart storm."""
     out = tmp_path / "c.parquet"
-    argv = ["generate", "--split", "eval", "--limit", "1", "--max_new_tokens", "4",
-            "--kv_cache_gib", "100000", "--memory_gib_per_actor", "0", "-o", str(out)]  # fmt: skip
+    argv = ["generate", "--prompts.split", "eval", "--prompts.limit", "1",
+            "--sampling.max_new_tokens", "4", "--sampling.kv_cache_gib", "100000",
+            "--sampling.memory_gib_per_actor", "0", "-o", str(out)]  # fmt: skip
     start = time.monotonic()
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -96,7 +98,8 @@ def test_engine_that_cannot_start_is_one_line_naming_the_option(ray_local, tmp_p
 
 def test_engine_pool_that_cannot_fit_the_cluster_fails_before_waiting(ray_local, tmp_path, capsys):
     out = tmp_path / "c.parquet"
-    argv = ["generate", "--split", "eval", "--limit", "1", "--kv_cache_gib", "100000",
+    argv = ["generate", "--prompts.split", "eval", "--prompts.limit", "1",
+            "--sampling.kv_cache_gib", "100000",
             "-o", str(out)]  # fmt: skip
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]

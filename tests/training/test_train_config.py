@@ -51,7 +51,7 @@ def test_cli_options_fill_the_config(tmp_path):
         ["train", "p.parquet", "-o", str(tmp_path), "--lora", "true", "--ld_alpha", "0.5",
          "--lora_target_modules", "q_proj,v_proj", "--deepspeed", "none"]
     )  # fmt: skip
-    cfg = config.load(TrainConfig, None, args)
+    cfg = config.load(TrainConfig, None, config.overrides_from_args(args))
     assert cfg.lora and cfg.ld_alpha == 0.5 and cfg.deepspeed == "none"
     assert cfg.lora_target_modules == ["q_proj", "v_proj"]
 

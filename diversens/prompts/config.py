@@ -1,0 +1,36 @@
+"""Where a job's prompts come from: a user file or a built-in split (plain data, no Ray)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# The train split's finite families hold at most ~400 items per task; beyond this bound only CWT
+# triples grow, and building a million prompts takes seconds and GBs before anything runs.
+MAX_PROMPTS_PER_TASK = 100_000
+
+
+@dataclass
+class PromptsConfig:
+    file: str | None = field(
+        default=None,
+        metadata={"help": "prompt file (.jsonl or .parquet); also the PROMPTS argument"},
+    )
+    split: Literal["train", "eval"] | None = field(
+        default=None,
+        metadata={"help": "built-in prompt split, train or eval (instead of a file; the pair "
+                  "jobs use train when neither is given)"},
+    )  # fmt: skip
+    num_per_task: int = field(default=250, metadata={"help": "train split: prompts per task"})
+    seed: int = field(default=0, metadata={"help": "train split: seed drawing the items"})
+    limit: int | None = field(default=None, metadata={"help": "use only the first N prompts"})
+
+    def __post_init__(self):
+        if self.file is not None and self.split is not None:
+            raise ValueError(f"split: {self.split!r} and a prompt file given; give one of them")
+        if not 1 <= self.num_per_task <= MAX_PROMPTS_PER_TASK:
+            raise ValueError(
+                f"num_per_task: must be in [1, {MAX_PROMPTS_PER_TASK}], got {self.num_per_task}"
+            )
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit: must be >= 1, got {self.limit}")
