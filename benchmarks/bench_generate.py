@@ -83,7 +83,9 @@ def bench_ray(args) -> None:
     from diversens.jobs.dataflow import generate_candidates, prompts_dataset
 
     prompts = _prompts(args.num_prompts)
-    cfg = _cfg(args, "vllm", batch_size=args.prompts_per_batch, num_cpus_per_actor=args.threads)
+    cfg = _cfg(
+        args, "vllm", prompts_per_chunk=args.prompts_per_batch, num_cpus_per_actor=args.threads
+    )
 
     class Timed(SampleStage):
         def process(self, batch):
@@ -96,8 +98,8 @@ def bench_ray(args) -> None:
     torch.set_num_threads(args.threads)  # the actor below gets as many (Ray sets OMP_NUM_THREADS)
     stage = Timed(cfg)
     stage(prompts.iloc[:1])  # warm-up, as the actor's first batch is not excluded either
-    direct_parts = [stage(prompts.iloc[i : i + cfg.batch_size])
-                    for i in range(0, len(prompts), cfg.batch_size)]  # fmt: skip
+    direct_parts = [stage(prompts.iloc[i : i + cfg.prompts_per_chunk])
+                    for i in range(0, len(prompts), cfg.prompts_per_chunk)]  # fmt: skip
     direct = pd.concat(direct_parts)
     direct_seconds = sum(p.batch_end.iloc[0] - p.batch_start.iloc[0] for p in direct_parts)
     del stage

@@ -490,7 +490,7 @@ def test_ctrl_c_is_one_line_exit_130_and_marks_the_run_incomplete(tmp_path):
                                        for t in ("a cat", "a ship", "rain", "a key")])  # fmt: skip
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "diversens.cli", "generate-pairs", src,
-            "--sampling.batch_size", "1", "--sampling.max_new_tokens", "64", "-o", str(out)]  # fmt: skip
+            "--sampling.prompts_per_chunk", "1", "--sampling.max_new_tokens", "64", "-o", str(out)]  # fmt: skip
     proc = subprocess.Popen(argv, start_new_session=True, stderr=subprocess.PIPE, text=True)
     lines = []
     for line in proc.stderr:  # wait until the job is running on Ray

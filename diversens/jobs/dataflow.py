@@ -80,7 +80,7 @@ def prompts_dataset(prompts: pd.DataFrame, cfg: SamplingConfig) -> ray.data.Data
     """A Dataset of the prompts, one block per chunk (diversens.jobs.chunks): planned here,
     `batch_size` rows each, unless the table already has a `chunk` column."""
     if CHUNK not in prompts:
-        prompts = plan_chunks(prompts, cfg.batch_size, config_hash(cfg.identity()))
+        prompts = plan_chunks(prompts, cfg.prompts_per_chunk, config_hash(cfg.identity()))
     return ray.data.from_pandas(chunk_frames(prompts))
 
 

@@ -73,7 +73,7 @@ def sample_and_score(
             cfg.sampling, model=model, num_samples_per_prompt=k, num_first_turn=k
         )
         fingerprint = config_hash([label, scfg.identity(), *scores])
-        plans[label] = (scfg, plan_chunks(rows.assign(model_label=label), scfg.batch_size,
+        plans[label] = (scfg, plan_chunks(rows.assign(model_label=label), scfg.prompts_per_chunk,
                                           fingerprint))  # fmt: skip
 
     from diversens.jobs.dataflow import (
@@ -90,7 +90,7 @@ def sample_and_score(
             if (todo.model_label == label).any()
         ]
         ds = union(branches).materialize()
-        return score_candidates(ds, cfg.scoring, cfg.sampling.batch_size)
+        return score_candidates(ds, cfg.scoring, cfg.sampling.prompts_per_chunk)
 
     planned = pd.concat([plan for _, plan in plans.values()], ignore_index=True)
     log.info("eval: %d models x %d prompts x %d samples, %d of %d chunks to sample and score",

@@ -27,7 +27,7 @@ def parts_dir(output: Path) -> Path:
 def run(prompts: pd.DataFrame, cfg: SamplingConfig, output: Path) -> dict:
     """Write the candidates to `output` and return what was written."""
     store = PartStore(parts_dir(output))
-    planned = plan_chunks(prompts, cfg.batch_size, config_hash(cfg.identity()))
+    planned = plan_chunks(prompts, cfg.prompts_per_chunk, config_hash(cfg.identity()))
     chunks = store.fill(planned, lambda rows: generate_candidates(prompts_dataset(rows, cfg), cfg))
     table = store.read(planned).drop_columns([CHUNK])
     side_file = output.with_name(output.stem + ".quarantine.jsonl")

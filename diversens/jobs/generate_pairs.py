@@ -105,14 +105,14 @@ def run(
     }
     write_summary(out_dir / SUMMARY, {**stamp, "prompts": len(prompts)}, complete=False)
     store = PartStore(parts or out_dir / "parts")
-    planned = plan_chunks(prompts, cfg.sampling.batch_size, scored_fingerprint(cfg))
+    planned = plan_chunks(prompts, cfg.sampling.prompts_per_chunk, scored_fingerprint(cfg))
 
-    size = cfg.sampling.batch_size
+    size = cfg.sampling.prompts_per_chunk
     check_pools_fit({"sampling": cfg.sampling.pool(), **cfg.scoring.pools(size)})
 
     def build(rows: pd.DataFrame):
         ds = generate_candidates(prompts_dataset(rows, cfg.sampling), cfg.sampling, stage_cls)
-        return score_candidates(ds, cfg.scoring, cfg.sampling.batch_size, cfg.needs_embedder)
+        return score_candidates(ds, cfg.scoring, cfg.sampling.prompts_per_chunk, cfg.needs_embedder)
 
     todo = store.pending(planned)
     log.info("generate-pairs: %d prompts x %d candidates, %d of %d chunks to sample and score",

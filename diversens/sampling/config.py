@@ -88,7 +88,7 @@ class SamplingConfig:
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
     max_new_tokens: int = field(default=256, metadata={"help": "generated tokens per answer"})
     seed: int = field(default=0, metadata={"help": "base seed; per-request seeds derive from it"})
-    batch_size: int = field(
+    prompts_per_chunk: int = field(
         default=8,
         metadata={"help": "prompts per chunk: the batch of every stage and the unit of resume"},
     )
@@ -189,7 +189,12 @@ class SamplingConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        for name in ("max_new_tokens", "batch_size", "engine_batch_size", "tensor_parallel_size"):
+        for name in (
+            "max_new_tokens",
+            "prompts_per_chunk",
+            "engine_batch_size",
+            "tensor_parallel_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 1 <= self.min_actors <= self.max_actors:
@@ -239,7 +244,7 @@ class SamplingConfig:
         Restarts are bounded: a batch that kills every engine fails the run (resumable)
         instead of looping forever."""
         return Pool(self.min_actors, self.max_actors, self.num_cpus_per_actor,
-                    self.gpus_per_actor(), self.batch_size, self.memory_gib(),
+                    self.gpus_per_actor(), self.prompts_per_chunk, self.memory_gib(),
                     max_restarts=self.max_restarts, max_tasks_in_flight=1)  # fmt: skip
 
     def memory_gib(self) -> float:

@@ -11,7 +11,7 @@ derive_seed(seed, prompt_id, 1), the second turns after first answer p with
 derive_seed(seed, prompt_id, 2, p); engines derive one seed per sample from those. Results thus
 depend on the config and the prompt, not on which actor ran the batch; the batch's other prompts
 can matter only through float rounding of padding (see engines.py), so a rerun with the same
-input order and `batch_size` gives the same rows.
+input order and `prompts_per_chunk` gives the same rows.
 
 Quarantine: a prompt the engine cannot take (too long for the context with its answers, a chat
 template or tokenizer error, an engine exception on that prompt alone) gets no candidates and

@@ -64,13 +64,18 @@ class SelectionConfig:
             "shorter, which lets the length bias back in)"
         },
     )
-    quality_floor_pct: float = field(
+    quality_floor: float = field(
         default=0.25,
-        metadata={"help": "chosen quality must reach this percentile of its task (0–1)"},
+        metadata={
+            "help": "chosen quality quantile must reach this (quality is the response's "
+            "quantile within its task, 0–1)"
+        },
     )
-    max_quality_drop_pct: float = field(
+    max_quality_drop: float = field(
         default=0.25,
-        metadata={"help": "chosen may sit at most this many percentiles below rejected"},
+        metadata={
+            "help": "chosen quality quantile may sit at most this far below the rejected's (0–1)"
+        },
     )
     lexical_measure: str | None = field(
         default=None, metadata={"help": "override the strategy's lexical measure"}
@@ -97,7 +102,7 @@ class SelectionConfig:
             raise ValueError(f"length_rule must be one of {LENGTH_RULES}, got {self.length_rule!r}")
         if self.length_tolerance_words < 0 or not 0 <= self.length_tolerance_ratio < 1:
             raise ValueError("length tolerances must be >= 0 (ratio below 1)")
-        for name in ("quality_floor_pct", "max_quality_drop_pct"):
+        for name in ("quality_floor", "max_quality_drop"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         edges = self.length_buckets
@@ -203,8 +208,8 @@ def select_pair(c: Candidates, cfg: SelectionConfig, stats: SelectionStats, key:
             return "no_quality_difference"
         return Pair(int(i), int(j), float(c.quality[i] - c.quality[j]))
     if cfg.strategy == "divpo":
-        good = idx[c.quality[idx] >= cfg.quality_floor_pct]
-        bad = idx[c.quality[idx] < cfg.quality_floor_pct]
+        good = idx[c.quality[idx] >= cfg.quality_floor]
+        bad = idx[c.quality[idx] < cfg.quality_floor]
         if not len(good) or not len(bad):
             return "no_quality_split"
         i, j = good[np.argmax(score[good])], bad[np.argmin(score[bad])]
@@ -235,8 +240,8 @@ def _length_matched(
         parity
         & (lex[:, None] > lex[None, :])
         & (sem[:, None] > sem[None, :])
-        & (quality[:, None] >= cfg.quality_floor_pct)
-        & (quality[:, None] >= quality[None, :] - cfg.max_quality_drop_pct)
+        & (quality[:, None] >= cfg.quality_floor)
+        & (quality[:, None] >= quality[None, :] - cfg.max_quality_drop)
     )
     if not ok.any():
         return "no_admissible_pair"

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 SAMPLES = {"dat": 2, "pgt": 2, "aut": 1, "cwt": 1}
 CONFIG = {
     "models": ["base=smollm2-135m-instruct", "again=smollm2-135m-instruct"],
-    "sampling": {"max_new_tokens": 40, "batch_size": 8},
+    "sampling": {"max_new_tokens": 40, "prompts_per_chunk": 8},
     "num_samples": SAMPLES, "num_length_buckets": 2, "num_bootstrap": 200,
 }  # fmt: skip
 

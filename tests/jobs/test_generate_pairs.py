@@ -15,7 +15,7 @@ from diversens.selection.rules import STRATEGIES
 pytestmark = pytest.mark.slow
 
 TINY = {
-    "sampling": {"max_new_tokens": 96, "temperature": 0.8, "batch_size": 2},
+    "sampling": {"max_new_tokens": 96, "temperature": 0.8, "prompts_per_chunk": 2},
     "scoring": {"quality": {"strict_compliance": False}},
     "selection": {"num_pairs": 50},
 }

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 GPU_POOLS = {
     "sampling": {"engine": "vllm", "num_gpus_per_actor": 1, "max_new_tokens": 40,
-                 "temperature": 0.8, "batch_size": 2, "max_model_len": 1024},
+                 "temperature": 0.8, "prompts_per_chunk": 2, "max_model_len": 1024},
     "scoring": {"embed_pool": {"num_gpus_per_actor": 0.5},
                 "quality_pool": {"num_gpus_per_actor": 0.5},
                 "quality": {"strict_compliance": False}},
@@ -84,7 +84,7 @@ def test_second_run_with_another_pool_size_gives_the_same_candidates(first, prom
 def test_eval_with_gpu_pools(ray_local, tmp_path):
     cfg = config.from_dict(EvalConfig, {
         "models": ["base=smollm2-135m-instruct"],
-        "sampling": {**GPU_POOLS["sampling"], "batch_size": 8},
+        "sampling": {**GPU_POOLS["sampling"], "prompts_per_chunk": 8},
         "scoring": GPU_POOLS["scoring"],
         "num_samples": {"dat": 2, "pgt": 2, "aut": 1, "cwt": 1},
         "num_length_buckets": 2, "num_bootstrap": 50,

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 CONFIG = """\
 pairs:
-  sampling: {max_new_tokens: 24, temperature: 0.8, batch_size: 1}
+  sampling: {max_new_tokens: 24, temperature: 0.8, prompts_per_chunk: 1}
   scoring: {quality: {strict_compliance: false}}
   selection: {num_pairs: 10}
   compare_strategies: [diverse-ns, random]

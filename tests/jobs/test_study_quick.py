@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # The overrides that make the study quick; the rest is configs/study.yaml as run by hand.
 QUICK = [
     "--pairs.prompts.num_per_task", "2",
-    "--pairs.sampling.max_new_tokens", "96", "--pairs.sampling.batch_size", "8",
+    "--pairs.sampling.max_new_tokens", "96", "--pairs.sampling.prompts_per_chunk", "8",
     "--train_strategies", "random,quality", "--train.max_steps", "1",
     "--train.per_device_train_batch_size", "2", "--train.max_length", "128",
     "--eval.sampling.max_new_tokens", "48",

@@ -101,7 +101,7 @@ def test_engine_pool_reserves_ram_for_a_cpu_vllm_engine():
     assert SamplingConfig(num_gpus_per_actor=1).pool().memory_gib == 0.0  # KV cache on the GPU
     assert SamplingConfig(engine="transformers").pool().memory_gib == 0.0
     assert SamplingConfig(memory_gib_per_actor=6).pool().memory_gib == 6.0
-    pool = SamplingConfig(batch_size=16, max_restarts=2).pool()
+    pool = SamplingConfig(prompts_per_chunk=16, max_restarts=2).pool()
     assert (pool.batch_size, pool.max_restarts, pool.max_tasks_in_flight) == (16, 2, 1)
 
 

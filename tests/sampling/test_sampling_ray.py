@@ -26,7 +26,7 @@ def test_two_actors_share_the_work_and_match_a_direct_run(ray_local, monkeypatch
 
     monkeypatch.setattr(ray.data.DataContext.get_current(), "wait_for_min_actors_s", 600)
 
-    cfg = SamplingConfig(max_new_tokens=10, batch_size=1, min_actors=2, max_actors=2)
+    cfg = SamplingConfig(max_new_tokens=10, prompts_per_chunk=1, min_actors=2, max_actors=2)
     prompts = eval_prompts().iloc[[0, 1, 2, 17]].reset_index(drop=True)
     out = generate_candidates(prompts_dataset(prompts, cfg), cfg, stage_cls=PidStage).to_pandas()
 
@@ -55,7 +55,7 @@ def test_cli_generate_writes_candidates_in_prompt_order(ray_local, tmp_path, cap
     ).to_json(src, orient="records", lines=True)
     out = tmp_path / "cands.parquet"
     argv = ["generate", str(src), "-o", str(out), "--sampling.max_new_tokens", "8",
-            "--sampling.batch_size", "1"]  # fmt: skip
+            "--sampling.prompts_per_chunk", "1"]  # fmt: skip
     assert main([*argv, "--sampling.num_samples_per_prompt", "3", "--sampling.seed", "5"]) == 0
     assert "wrote 3 prompts x 3 candidates" in capsys.readouterr().out
     df = pd.read_parquet(out)

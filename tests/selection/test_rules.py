@@ -71,8 +71,8 @@ def test_length_matched_pairs_meet_every_rule(data, a, r, strategy, rule):
     sign = {"entropy": 1, "dsi": 1, "ttr": 1, "maas": -1}
     assert sign[lex] * c.diversity[lex][i] > sign[lex] * c.diversity[lex][j]
     assert sign[sem] * c.diversity[sem][i] > sign[sem] * c.diversity[sem][j]
-    assert c.quality[i] >= cfg.quality_floor_pct
-    assert c.quality[i] >= c.quality[j] - cfg.max_quality_drop_pct
+    assert c.quality[i] >= cfg.quality_floor
+    assert c.quality[i] >= c.quality[j] - cfg.max_quality_drop
     assert result.margin > 0
 
 
