@@ -49,7 +49,7 @@ def one_run(rows: int) -> dict:
 
     from diversens.jobs.dataflow import select_batch
     from diversens.selection.rules import SelectionConfig, SelectionStats
-    from diversens.selection.stage import BalancedTopN
+    from diversens.selection.topn import BalancedTopN
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     cfg = SelectionConfig(num_pairs=3000)

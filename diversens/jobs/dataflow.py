@@ -31,7 +31,8 @@ from diversens.scoring.config import ScoringConfig
 from diversens.scoring.measure import MeasureStage
 from diversens.scoring.quality import QualityStage
 from diversens.selection.rules import SelectionConfig, SelectionStats
-from diversens.selection.stage import BalancedTopN, SelectStage
+from diversens.selection.stage import SelectStage
+from diversens.selection.topn import BalancedTopN
 
 
 def check_pools_fit(pools: dict[str, Pool]) -> None:

@@ -6,7 +6,8 @@ import pytest
 
 from diversens.selection.report import length_correlations
 from diversens.selection.rules import SelectionConfig, SelectionStats
-from diversens.selection.stage import BalancedTopN, SelectStage, bucket_start, length_bucket
+from diversens.selection.stage import SelectStage, length_bucket
+from diversens.selection.topn import BalancedTopN, bucket_start
 
 
 def scored_rows(n: int, seed: int = 0, k: int = 4) -> pd.DataFrame:
