@@ -278,7 +278,8 @@ def load(
                 where = ".".join(path[: depth + 1])
                 raise UserError(f"{config_path}: field {where}: expected a mapping, got {data!r}")
         if whole is not None:
-            data = {k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(cls)}}
+            own = {f.name for f in dataclasses.fields(cls)}
+            data = {k: v for k, v in data.items() if k in own}
     cli = overrides or {}
     try:
         return from_dict(cls, merge(data, cli))

@@ -32,8 +32,9 @@ def add_run_options(p: argparse.ArgumentParser, output_help: str | None = None) 
     config.add_arguments(p, RunOptions, group="run", help={"output": output_help or ""})
 
 
-def run_options(args: argparse.Namespace) -> RunOptions:
-    return config.from_dict(RunOptions, config.overrides_from_args(args, "run"))
+def run_options(args: argparse.Namespace, cls: type[T] = RunOptions) -> T:
+    """The run options the command line gave (`cls`: the command's dataclass of them)."""
+    return config.from_dict(cls, config.overrides_from_args(args, "run"))
 
 
 def load(cls: type[T], args: argparse.Namespace, section: str | None = None) -> T:

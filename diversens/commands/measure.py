@@ -11,7 +11,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from diversens import config, io
-from diversens.commands.common import load, preflight
+from diversens.commands.common import load, preflight, run_options
 from diversens.commands.options import MeasureOptions
 from diversens.errors import UserError
 from diversens.scoring.measure import MEASURES, MeasureConfig, MeasureStage
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     cfg = load(MeasureConfig, args, "pairs.scoring.measure")
-    opts = config.from_dict(MeasureOptions, config.overrides_from_args(args, "run"))
+    opts = run_options(args, MeasureOptions)
     output = opts.output
     if output is None:
         output = args.file.with_name(args.file.stem + ".measured.parquet")

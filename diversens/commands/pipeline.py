@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> None:
     with output_dir(opts.output) as out:
         summary = pipeline.run(prompts, cfg, out, parts_root=durable_root(opts.output))
     where = redacted(opts.output).rstrip("/")
-    if "train" in cfg.stages:
+    if "train" in stages:
         trained = ", ".join(summary["tuned_models"]) or "none"
         why = "; ".join(f"{s}: {reason}" for s, reason in summary["skipped"].items())
         print(f"tuned models: {trained}" + (f" (skipped {why})" if why else ""))

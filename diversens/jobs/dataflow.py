@@ -79,7 +79,7 @@ def map_pool(ds: ray.data.Dataset, stage_cls: type, kwargs: dict, pool: Pool) ->
 
 def prompts_dataset(prompts: pd.DataFrame, cfg: SamplingConfig) -> ray.data.Dataset:
     """A Dataset of the prompts, one block per chunk (diversens.jobs.chunks): planned here,
-    `batch_size` rows each, unless the table already has a `chunk` column."""
+    `prompts_per_chunk` rows each, unless the table already has a `chunk` column."""
     if CHUNK not in prompts:
         prompts = plan_chunks(prompts, cfg.prompts_per_chunk, config_hash(cfg.identity()))
     return ray.data.from_pandas(chunk_frames(prompts))

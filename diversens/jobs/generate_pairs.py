@@ -112,7 +112,7 @@ def run(
 
     def build(rows: pd.DataFrame):
         ds = generate_candidates(prompts_dataset(rows, cfg.sampling), cfg.sampling, stage_cls)
-        return score_candidates(ds, cfg.scoring, cfg.sampling.prompts_per_chunk, cfg.needs_embedder)
+        return score_candidates(ds, cfg.scoring, size, cfg.needs_embedder)
 
     todo = store.pending(planned)
     log.info("generate-pairs: %d prompts x %d candidates, %d of %d chunks to sample and score",

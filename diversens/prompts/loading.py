@@ -32,10 +32,9 @@ COLUMNS = ("prompt_id", "task", "messages", "meta")
 def read_prompts(cfg: PromptsConfig, default_split: str | None = None) -> pd.DataFrame:
     """The prompts a job runs on: the user's file, else the split (`default_split` when the user
     named neither), cut to `cfg.limit`."""
-    split = cfg.split or (None if cfg.file else default_split)
     if cfg.file is not None:
         prompts = load_prompts(cfg.file)
-    elif split is not None:
+    elif (split := cfg.split or default_split) is not None:
         prompts = build_prompts(split, cfg.num_per_task, cfg.seed)
     else:
         raise UserError("give a PROMPTS file or --prompts.split train|eval")
