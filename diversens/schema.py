@@ -36,8 +36,8 @@ QUARANTINE = {"quarantine": pa.string()}
 LEXICAL = {m: _per_candidate(pa.float64())
            for m in ("n_words", "entropy", "ttr", "mattr", "maas", "mtld", "hdd")}  # fmt: skip
 SEMANTIC = {m: _per_candidate(pa.float64()) for m in ("dsi", "div_across")}
-QUALITY = {
-    "quality": _per_candidate(pa.float64()),
+QUALITY = {"quality": _per_candidate(pa.float64())}
+VALIDITY = {
     "reject_reason": _per_candidate(pa.string()),  # null: valid
     "valid": _per_candidate(pa.bool_()),
 }

@@ -7,6 +7,7 @@ from diversens import schema
 from diversens.sampling.stage import SampleStage
 from diversens.scoring.measure import MeasureStage
 from diversens.scoring.quality import QualityStage
+from diversens.scoring.validity import ValidityStage
 from diversens.selection.stage import SelectStage
 
 
@@ -24,6 +25,7 @@ def test_stages_declare_their_columns_from_the_schema():
     assert SampleStage.adds == schema.names(schema.CANDIDATE, schema.QUARANTINE)
     assert MeasureStage.adds == schema.names(schema.LEXICAL, schema.SEMANTIC)
     assert QualityStage.adds == schema.names(schema.QUALITY)
+    assert ValidityStage.adds == schema.names(schema.VALIDITY)
     assert SelectStage.adds[:-1] == schema.names(schema.PAIR)
 
 

@@ -38,11 +38,14 @@ def node_types() -> list[tuple[dict[str, float], int]] | None:
 
 
 def _v1_autoscaling_config() -> Path | None:
+    """The config file of the autoscaler serving this cluster: the monitor process whose GCS
+    port is ours (another Ray cluster on the machine has its own port and its own limits)."""
+    port = ray.get_runtime_context().gcs_address.rpartition(":")[2]
     for proc in psutil.process_iter(["cmdline"]):
-        for arg in proc.info["cmdline"] or []:
-            if arg.startswith("--autoscaling-config="):
-                path = Path(arg.partition("=")[2]).expanduser()
-                return path if path.is_file() else None
+        args = dict(a.partition("=")[::2] for a in proc.info["cmdline"] or [] if "=" in a)
+        if "--autoscaling-config" in args and args.get("--gcs-address", "").endswith(f":{port}"):
+            path = Path(args["--autoscaling-config"]).expanduser()
+            return path if path.is_file() else None
     return None
 
 

@@ -27,9 +27,10 @@ from diversens.pools import Pool
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.sampling.stage import SampleStage
-from diversens.scoring.config import ScoringConfig
+from diversens.scoring.config import QualityConfig, ScoringConfig
 from diversens.scoring.measure import MeasureStage
 from diversens.scoring.quality import QualityStage
+from diversens.scoring.validity import ValidityStage
 from diversens.selection.rules import SelectionConfig, SelectionStats
 from diversens.selection.stage import SelectStage
 from diversens.selection.topn import BalancedTopN
@@ -102,12 +103,19 @@ def score_candidates(
     semantic: bool = True,
 ) -> ray.data.Dataset:
     """candidates → scored candidates, lazily: the measures (lexical and semantic in one
-    callable, so in one pool) on the embedder pool, then the quality pool (`semantic=False`
-    loads no embedder and leaves NaN semantic columns)."""
+    callable, so in one pool) on the embedder pool, then quality on the quality pool, then
+    validity in plain tasks (`semantic=False` loads no embedder and leaves NaN semantic
+    columns)."""
     pools = scoring.pools(batch_size)
     kwargs = {"cfg": scoring.measure, "semantic": semantic}
     ds = map_pool(ds, MeasureStage, kwargs, pools["embed_pool"])
-    return map_pool(ds, QualityStage, {"cfg": scoring.quality}, pools["quality_pool"])
+    ds = map_pool(ds, QualityStage, {"cfg": scoring.quality}, pools["quality_pool"])
+    return ds.map_batches(validity_batch, fn_kwargs={"cfg": scoring.quality},
+                          batch_size=batch_size, batch_format="pandas")  # fmt: skip
+
+
+def validity_batch(batch: pd.DataFrame, cfg: QualityConfig) -> pd.DataFrame:
+    return ValidityStage(cfg)(batch)
 
 
 def union(branches: list[ray.data.Dataset]) -> ray.data.Dataset:

@@ -125,7 +125,7 @@ def run(
         raise UserError(f"every prompt was quarantined; see {out_dir / quarantine.FILE}")
     scored_dir = out_dir / "scored"
     schema.check(scored.schema, "scored rows", schema.PROMPT, schema.CANDIDATE, schema.LEXICAL,
-                 schema.SEMANTIC, schema.QUALITY)  # fmt: skip
+                 schema.SEMANTIC, schema.QUALITY, schema.VALIDITY)  # fmt: skip
     write_scored(scored, scored_dir)
 
     columns, tasks = valid_measures(scored)

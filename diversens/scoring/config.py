@@ -1,12 +1,69 @@
-"""ScoringConfig: how candidates are scored, one section shared by the pairs and the eval jobs."""
+"""How candidates are scored: ScoringConfig, one section shared by the pairs and the eval jobs,
+and QualityConfig, read by the quality scorers, the compliance rules and the validity stage."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from diversens.models import DEFAULT_GENERATOR
 from diversens.pools import Pool, PoolConfig
 from diversens.scoring.measure import MeasureConfig
-from diversens.scoring.quality import QualityConfig
+
+SCORERS = ("offline", "reward-model", "none")
+
+
+@dataclass
+class QualityConfig:
+    scorer: str = field(
+        default="offline",
+        metadata={
+            "help": "offline = compliance + fluency under reference_model; reward-model = "
+            "reward_model's score; none = compliance only (quality 0)"
+        },
+    )
+    reference_model: str = field(
+        default=DEFAULT_GENERATOR, metadata={"help": "causal LM for fluency (mean token log-prob)"}
+    )
+    reward_model: str | None = field(
+        default=None, metadata={"help": "HF sequence-classification reward model, id or path"}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "allow the reward model's own code to run (opt-in)"}
+    )
+    device: str | None = field(default=None, metadata={"help": "torch device (default: auto)"})
+    batch_size: int = field(default=8, metadata={"help": "responses per forward pass"})
+    max_length_tokens: int = field(default=1024, metadata={"help": "truncate scored inputs"})
+    dat_num_words: int = field(default=10, metadata={"help": "DAT: single words required"})
+    aut_num_uses: int = field(default=5, metadata={"help": "AUT: list items required"})
+    cwt_sentences: list[int] = field(
+        default_factory=lambda: [3, 8], metadata={"help": "CWT: allowed [min, max] sentences"}
+    )
+    strict_compliance: bool = field(
+        default=True,
+        metadata={
+            "help": "a candidate that breaks its task's format is invalid; when false it stays "
+            "valid and compliance_penalty is taken off its quality (small models rarely comply)"
+        },
+    )
+    compliance_penalty: float = field(
+        default=1.0, metadata={"help": "quality taken off a non-compliant candidate (lenient mode)"}
+    )
+    check_measures: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "measure columns that must be finite for any candidate to be valid (default "
+            "none: each strategy needs finite values only of the measures it ranks by, so a "
+            "one-sentence answer without DSI still takes part in lite, quality and random)"
+        },
+    )
+
+    def __post_init__(self):
+        if self.scorer not in SCORERS:
+            raise ValueError(f"unknown scorer {self.scorer!r} (choose from {SCORERS})")
+        if self.scorer == "reward-model" and not self.reward_model:
+            raise ValueError("scorer 'reward-model' needs reward_model (an HF id or path)")
+        if len(self.cwt_sentences) != 2 or self.cwt_sentences[0] > self.cwt_sentences[1]:
+            raise ValueError(f"cwt_sentences must be [min, max], got {self.cwt_sentences}")
 
 
 @dataclass

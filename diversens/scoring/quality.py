@@ -1,140 +1,21 @@
-"""Quality: task compliance, fluency under a reference LM, or an HF reward model (DESIGN.md §4).
+"""Quality: fluency under a reference LM, or an HF reward model (DESIGN.md §4).
 
 `QualityStage` adds per-candidate `quality` (higher is better; comparable only within a run, so
-selection turns it into a percentile), `valid` and `reject_reason`. A candidate is invalid when
-it is empty, truncated, breaks its task's format, or has a non-finite measure; the reason is kept.
+selection turns it into a percentile). In lenient mode (`strict_compliance: false`) a candidate
+that breaks its task's format keeps its place and loses `compliance_penalty` of quality; whether
+a candidate may take part at all is the validity stage's call (diversens.scoring.validity).
 """
 
 from __future__ import annotations
-
-import json
-import re
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from diversens import schema
-from diversens.models import DEFAULT_GENERATOR, resolve_model
-from diversens.prompts.tasks import PGT_EVAL_KEYS
+from diversens.models import resolve_model
+from diversens.scoring.compliance import candidate_issues
+from diversens.scoring.config import QualityConfig
 from diversens.stage import Stage
-from diversens.text import dat_words, json_object, list_items, sentences, words
-
-SCORERS = ("offline", "reward-model", "none")
-
-
-@dataclass
-class QualityConfig:
-    scorer: str = field(
-        default="offline",
-        metadata={
-            "help": "offline = compliance + fluency under reference_model; reward-model = "
-            "reward_model's score; none = compliance only (quality 0)"
-        },
-    )
-    reference_model: str = field(
-        default=DEFAULT_GENERATOR, metadata={"help": "causal LM for fluency (mean token log-prob)"}
-    )
-    reward_model: str | None = field(
-        default=None, metadata={"help": "HF sequence-classification reward model, id or path"}
-    )
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "allow the reward model's own code to run (opt-in)"}
-    )
-    device: str | None = field(default=None, metadata={"help": "torch device (default: auto)"})
-    batch_size: int = field(default=8, metadata={"help": "responses per forward pass"})
-    max_length_tokens: int = field(default=1024, metadata={"help": "truncate scored inputs"})
-    dat_num_words: int = field(default=10, metadata={"help": "DAT: single words required"})
-    aut_num_uses: int = field(default=5, metadata={"help": "AUT: list items required"})
-    cwt_sentences: list[int] = field(
-        default_factory=lambda: [3, 8], metadata={"help": "CWT: allowed [min, max] sentences"}
-    )
-    strict_compliance: bool = field(
-        default=True,
-        metadata={
-            "help": "a candidate that breaks its task's format is invalid; when false it stays "
-            "valid and compliance_penalty is taken off its quality (small models rarely comply)"
-        },
-    )
-    compliance_penalty: float = field(
-        default=1.0, metadata={"help": "quality taken off a non-compliant candidate (lenient mode)"}
-    )
-    check_measures: list[str] = field(
-        default_factory=list,
-        metadata={
-            "help": "measure columns that must be finite for any candidate to be valid (default "
-            "none: each strategy needs finite values only of the measures it ranks by, so a "
-            "one-sentence answer without DSI still takes part in lite, quality and random)"
-        },
-    )
-
-    def __post_init__(self):
-        if self.scorer not in SCORERS:
-            raise ValueError(f"unknown scorer {self.scorer!r} (choose from {SCORERS})")
-        if self.scorer == "reward-model" and not self.reward_model:
-            raise ValueError("scorer 'reward-model' needs reward_model (an HF id or path)")
-        if len(self.cwt_sentences) != 2 or self.cwt_sentences[0] > self.cwt_sentences[1]:
-            raise ValueError(f"cwt_sentences must be [min, max], got {self.cwt_sentences}")
-
-
-def compliance_issue(text: str, task: str, meta: dict, cfg: QualityConfig) -> str | None:
-    """Why `text` fails its task's format, or None. Cheap, deterministic checks.
-
-    What a prompt asked for comes from its `meta` (built-in prompts record `item` and `variant`:
-    the CWT words "a/b/c", the PGT fields "f1,f2", the count "n10"); config values are fallbacks.
-    """
-    if not text.strip():
-        return "empty"
-    item = str(meta.get("item") or "")
-    count = re.match(r"n(\d+)", str(meta.get("variant") or ""))
-    if task == "dat":
-        need = int(count.group(1)) if count else cfg.dat_num_words
-        return None if len(dat_words(text, need)[0]) >= need else "dat_too_few_single_words"
-    if task == "aut":
-        need = int(count.group(1)) if count else cfg.aut_num_uses
-        return None if len(list_items(text)) >= need else "aut_too_few_uses"
-    if task == "pgt":
-        obj = json_object(text)
-        if obj is None:
-            return "pgt_invalid_json"
-        fields = item.split(",") if item else PGT_EVAL_KEYS
-        ok = all(isinstance(obj.get(k), str) and obj[k].strip() for k in fields)
-        return None if ok else "pgt_missing_field"
-    if task == "cwt":
-        used = word_forms_in(text)
-        required = [w.lower() for w in meta.get("words") or item.split("/") if w]
-        if not all(inflections(w) & used for w in required):
-            return "cwt_missing_word"
-        lo, hi = cfg.cwt_sentences
-        return None if lo <= len(sentences(text)) <= hi else "cwt_sentence_count"
-    return None
-
-
-def inflections(word: str) -> set[str]:
-    """A required word and its regular inflections (plural, past, -ing, third person): a story
-    "sends" a letter, and "single" does not use "sing" (a prefix match would say it does)."""
-    forms = {word, word + "s", word + "es", word + "ed", word + "d", word + "ing"}
-    if word.endswith("e"):
-        forms.add(word[:-1] + "ing")
-    if word.endswith("y"):
-        forms |= {word[:-1] + "ies", word[:-1] + "ied"}
-    return forms
-
-
-def word_forms_in(text: str) -> set[str]:
-    """The text's words, with possessives and the parts of hyphenated words as words too."""
-    out = set()
-    for token in words(text):
-        out |= {token, token.removesuffix("'s"), *token.split("-")}
-    return out
-
-
-def parse_meta(meta) -> dict:
-    if isinstance(meta, dict):
-        return meta
-    if isinstance(meta, str) and meta:
-        return json.loads(meta)
-    return {}
 
 
 class _LMScorer:
@@ -233,7 +114,7 @@ class RewardModelScorer(_LMScorer):
 
 
 class QualityStage(Stage):
-    """Adds per-candidate `quality`, `valid`, `reject_reason` to candidates rows."""
+    """Adds per-candidate `quality` to candidates rows."""
 
     requires = ("task", "messages", "responses")
     adds = schema.names(schema.QUALITY)
@@ -245,47 +126,24 @@ class QualityStage(Stage):
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         if batch.empty:
-            return batch.assign(quality=[], reject_reason=[], valid=[])
-        reasons, penalties = zip(*(self._reasons(i, batch) for i in range(len(batch))), strict=True)
+            return batch.assign(quality=[])
         flat_msgs, flat_resp = [], []
         for msgs, resps in zip(batch["messages"], batch["responses"], strict=True):
             flat_msgs += [list(msgs)] * len(resps)
             flat_resp += list(resps)
-        if self.scorer is None:
+        if self.scorer is None or not flat_resp:
             scores = np.zeros(len(flat_resp))
         else:
             scores = self.scorer.score(flat_msgs, [r if r.strip() else " " for r in flat_resp])
+        scores = scores - self._penalties(batch)
         sizes = [len(r) for r in batch["responses"]]
-        scores = scores - np.concatenate([np.zeros(0), *map(np.asarray, penalties)])
-        quality = np.split(scores, np.cumsum(sizes)[:-1])
-        out = batch.copy()
-        out["quality"] = [q.tolist() for q in quality]
-        out["reject_reason"] = [
-            [
-                r or (None if np.isfinite(qv) else "quality_not_finite")
-                for r, qv in zip(rs, q, strict=True)
-            ]
-            for rs, q in zip(reasons, quality, strict=True)
-        ]
-        out["valid"] = [[r is None for r in rs] for rs in out["reject_reason"]]
-        return out
+        return batch.assign(quality=[q.tolist() for q in np.split(scores, np.cumsum(sizes)[:-1])])
 
-    def _reasons(self, i: int, batch: pd.DataFrame) -> tuple[list[str | None], list[float]]:
-        """Per candidate of row i: the reject reason (None = valid) and the quality penalty."""
-        row = batch.iloc[i]
-        meta = parse_meta(row.get("meta"))
-        finish = list(row["finish_reason"]) if "finish_reason" in batch else None
-        measures = [m for m in self.cfg.check_measures if m in batch]
-        reasons, penalties = [], []
-        for j, text in enumerate(row["responses"]):
-            reason = compliance_issue(text, row["task"], meta, self.cfg)
-            lenient = reason not in (None, "empty") and not self.cfg.strict_compliance
-            penalties.append(self.cfg.compliance_penalty if lenient else 0.0)
-            reason = None if lenient else reason
-            if reason is None and finish is not None and finish[j] == "length":
-                reason = "truncated"
-            if reason is None:
-                bad = [m for m in measures if not np.isfinite(float(row[m][j]))]
-                reason = f"{bad[0]}_not_finite" if bad else None
-            reasons.append(reason)
-        return reasons, penalties
+    def _penalties(self, batch: pd.DataFrame) -> np.ndarray:
+        """Lenient mode: compliance_penalty off every candidate that breaks its format (an empty
+        one is rejected in any mode, so it needs none)."""
+        if self.cfg.strict_compliance:
+            return np.zeros(sum(len(r) for r in batch["responses"]))
+        issues = [issue for row in batch.itertuples() for issue in candidate_issues(row, self.cfg)]
+        return np.array([self.cfg.compliance_penalty if i not in (None, "empty") else 0.0
+                         for i in issues])  # fmt: skip

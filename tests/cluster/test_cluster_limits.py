@@ -1,0 +1,46 @@
+"""The autoscaler limits a run is checked against are this cluster's, not another one's."""
+
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from diversens.jobs import cluster
+
+
+def monitor(gcs: str, config) -> SimpleNamespace:
+    args = ["python", "-u", "monitor.py", f"--gcs-address={gcs}", f"--autoscaling-config={config}"]
+    return SimpleNamespace(info={"cmdline": args})
+
+
+@pytest.fixture
+def machine(tmp_path, monkeypatch):
+    """Two Ray clusters' autoscalers on one machine; this driver is joined to the one on 6380."""
+    configs = {}
+    for port, gpus in ((6379, 8), (6380, 2)):
+        path = tmp_path / f"autoscale-{port}.yaml"
+        nodes = {
+            "head": {"resources": {"CPU": 2}},
+            "gpu": {"resources": {"GPU": gpus}, "max_workers": 1},
+        }
+        path.write_text(yaml.safe_dump({"head_node_type": "head", "available_node_types": nodes}))
+        configs[port] = path
+    procs = [SimpleNamespace(info={"cmdline": None}), monitor("10.0.0.5:6379", configs[6379]),
+             monitor("10.0.0.5:6380", configs[6380])]  # fmt: skip
+    monkeypatch.setattr(cluster.psutil, "process_iter", lambda attrs: iter(procs))
+    context = SimpleNamespace(gcs_address="10.0.0.5:6380")
+    monkeypatch.setattr(cluster.ray, "get_runtime_context", lambda: context)
+    return configs, context
+
+
+def test_the_autoscaler_of_the_joined_cluster_is_the_one_read(machine):
+    configs, context = machine
+    assert cluster._v1_autoscaling_config() == configs[6380]
+    context.gcs_address = "10.0.0.5:6379"
+    assert cluster._v1_autoscaling_config() == configs[6379]
+
+
+def test_an_autoscaler_of_another_cluster_is_not_read(machine):
+    _, context = machine
+    context.gcs_address = "10.0.0.5:7000"
+    assert cluster._v1_autoscaling_config() is None
