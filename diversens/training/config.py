@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diversens.storage import is_uri
+
 DEEPSPEED_STAGES = ("zero3", "zero2", "none")
 PLACEMENT_STRATEGIES = ("STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD")  # Ray placement groups
 
@@ -108,9 +110,12 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": "seed for data order and initialisation"})
 
     def checkpoints(self, output: str | Path) -> str:
-        """Where Ray Train checkpoints go: storage_path, else OUTPUT/checkpoints (decided here
-        only, for the preflight check and the trainer alike)."""
-        return self.storage_path or f"{str(output).rstrip('/')}/checkpoints"
+        """Where Ray Train checkpoints go: storage_path, else OUTPUT/checkpoints, a local path
+        made absolute (decided here only, for the preflight check and the trainer alike)."""
+        path = self.storage_path or f"{str(output).rstrip('/')}/checkpoints"
+        return (
+            path if is_uri(path) else str(Path(path).expanduser().absolute())
+        )  # Ray Train: absolute
 
     def __post_init__(self) -> None:
         if self.deepspeed not in DEEPSPEED_STAGES:

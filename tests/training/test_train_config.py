@@ -160,3 +160,13 @@ def test_a_run_is_claimed_by_its_fingerprint(tmp_path):
         with pytest.raises(UserError, match=r"run 'dpo' in .* was trained on other pairs or "
                                             r"hyper-parameters"):  # fmt: skip
             claim_run(run_dir, other, "dpo")
+
+
+def test_checkpoints_are_absolute_for_a_relative_local_output(tmp_path, monkeypatch):
+    """Ray Train takes only an absolute local storage path (a relative one fails in its
+    controller: "URI has empty scheme"), and the README's run writes to out/demo."""
+    monkeypatch.chdir(tmp_path)
+    assert TrainConfig().checkpoints("out/demo") == str(tmp_path / "out" / "demo" / "checkpoints")
+    assert TrainConfig(storage_path="ckpt").checkpoints("out") == str(tmp_path / "ckpt")
+    assert TrainConfig().checkpoints("s3://b/run/") == "s3://b/run/checkpoints"
+    assert TrainConfig(storage_path="gs://b/c").checkpoints("out") == "gs://b/c"
