@@ -1,16 +1,19 @@
 """What a run prints, and where its details go.
 
-The console keeps this project's step lines (logger "diversens", INFO), WARNING and above from
-Ray, Ray Data and Ray Train, and Ray Data's progress bars on a terminal (they redraw in place).
+The console keeps this project's step lines (logger "diversens", INFO), WARNING and above from Ray,
+Ray Data and Ray Train, and Ray Data's progress bars on a terminal (they redraw in place).
 Everything below WARNING (Ray's start-up notes, Ray Data's plans and, off a terminal, its progress
-logged every 10 s) and Python warnings go to the run's log file. Engines and trainers log inside
-Ray's workers; `connect_ray` keeps that output in Ray's session logs (the log file says where).
-Only the CLI edge calls this module: the library just logs.
+logged every minute) and Python warnings go to the run's log file; of that progress, the console
+gets one line a minute, the rows done. Engines and trainers print inside Ray's workers; that output
+goes to `workers.log` beside it (`workers_to`). A record logged with `extra=FILE_ONLY` goes to the
+log file only. Only the CLI edge calls this module: the library just logs.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -18,9 +21,34 @@ RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+FILE_ONLY = {"file_only": True}
+PROGRESS_LOGGER = "ray.data._internal.progress.logging_progress"  # Ray Data, off a terminal
+PROGRESS_EVERY_S = 60
+LOGGED = (*RAY_LOGGERS, "py.warnings", "diversens")  # what the run's log file receives
+# Ray's notices that are not warnings about this run: the log file keeps them, the console not.
+NOTICES = ("Token authentication is enabled for this Ray cluster",)
+
+
+class _Held(logging.Handler):
+    """The last records before the log file opens (bounded: a run may never open one)."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: collections.deque[logging.LogRecord] = collections.deque(maxlen=10_000)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+_early = _Held()
+_sink = None  # the open workers.log
+
+
 def quiet() -> None:
-    """Before Ray starts: Ray's console handlers to WARNING, warnings into logging, and this
-    project's step lines to stderr."""
+    """Before Ray starts: Ray's console handlers to WARNING (less its notices), warnings into
+    logging, this project's step lines to stderr, and everything held until the log file opens
+    (Ray's start-up lines come before the checks that decide whether a run starts at all)."""
+    os.environ.setdefault("RAY_DATA_NON_TTY_PROGRESS_LOG_INTERVAL", str(PROGRESS_EVERY_S))
     import ray.data  # noqa: F401 - sets up Ray Data's own handlers, adjusted below
 
     for name in RAY_LOGGERS:
@@ -29,6 +57,7 @@ def quiet() -> None:
                 handler, logging.FileHandler
             ):
                 handler.setLevel(logging.WARNING)
+                handler.addFilter(_not_a_notice)
     logging.captureWarnings(True)
     warnings_log = logging.getLogger("py.warnings")
     warnings_log.propagate = False  # to the log file only, never to the console
@@ -40,17 +69,75 @@ def quiet() -> None:
         console = logging.StreamHandler(sys.stderr)
         console.setFormatter(logging.Formatter("[diversens] %(message)s"))
         console.diversens_console = True
+        console.addFilter(lambda record: not getattr(record, "file_only", False))
         steps.addHandler(console)
+    for name in LOGGED:
+        if _early not in logging.getLogger(name).handlers:
+            logging.getLogger(name).addHandler(_early)
+    progress = logging.getLogger(PROGRESS_LOGGER)
+    if not any(isinstance(h, _ProgressLines) for h in progress.handlers):
+        progress.addHandler(_ProgressLines(sys.stderr))
+
+
+class _ProgressLines(logging.StreamHandler):
+    """Off a terminal Ray Data logs its progress (to the log file); of that, the console gets
+    the dataset's total, one line per interval once rows are done: "progress: 36/48 rows"."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        name, _, counts = record.getMessage().partition(": ")
+        if name == "Total Progress" and not counts.startswith("0/"):
+            self.stream.write(f"[diversens] progress: {counts} rows\n")
+            self.flush()
+
+
+def _not_a_notice(record: logging.LogRecord) -> bool:
+    return not any(notice in record.getMessage() for notice in NOTICES)
 
 
 def log_to(path: Path) -> Path:
-    """Everything the loggers above see, from INFO (DEBUG for this project), into `path`."""
+    """Everything the loggers above see, from INFO, into `path`, starting with what they saw
+    before it opened."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.setLevel(logging.INFO)
-    for name in (*RAY_LOGGERS, "py.warnings", "diversens"):
+    for name in LOGGED:
+        logging.getLogger(name).removeHandler(_early)
         logging.getLogger(name).addHandler(handler)
+    while _early.records:
+        handler.handle(_early.records.popleft())
+    return path
+
+
+def workers_to(path: Path | None) -> Path | None:
+    """Ray workers' stdout and stderr (engines, trainers: vLLM, DeepSpeed, torch), streamed to
+    the driver by `ray.init(log_to_driver=True)`, into `path` instead of the console; the
+    autoscaler's events (nodes added or removed) stay on the console as step lines. With no
+    path, worker output stays in Ray's session logs only."""
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    global _sink
+    dispatcher.remove_handler("ray_print_logs")  # Ray's own: prints every line to the console
+    dispatcher.remove_handler("diversens_workers")
+    if _sink is not None:
+        _sink.close()
+        _sink = None
+    if path is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sink = _sink = path.open("a", encoding="utf-8", buffering=1)
+    steps = logging.getLogger("diversens")
+
+    def write(data: dict) -> None:
+        if data.get("pid") == "autoscaler":
+            for line in data.get("lines", []):
+                steps.info("autoscaler: %s", line.strip())
+            return
+        who = data.get("actor_name") or data.get("task_name") or "worker"
+        prefix = f"({who} pid={data.get('pid')}, ip={data.get('ip')}) "
+        sink.writelines(prefix + line + "\n" for line in data.get("lines", []))
+
+    dispatcher.add_handler("diversens_workers", write)
     return path
 
 

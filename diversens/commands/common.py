@@ -125,13 +125,14 @@ def connect_ray(
     from diversens import console
 
     console.quiet()
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         option = "--ray_address" if address else "$RAY_ADDRESS"
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             check_reachable(address, option)
-        ray.init(address=address, include_dashboard=False if address is None else None,
-                 log_to_driver=False)  # fmt: skip
+        ray.init(address=address, include_dashboard=False if address is None else None)
+        console.workers_to(None)  # worker output reaches the console nowhere, the file below
     wanted = {k: v for k, v in (gpus or {}).items() if v > 0}
     if wanted:
         from diversens.jobs import cluster
@@ -147,11 +148,14 @@ def connect_ray(
     check_shared(worker_paths or {})
     if log_file is not None:
         console.log_to(log_file)
+        workers = console.workers_to(log_file.with_name("workers.log")) if started else None
         node = getattr(ray._private.worker, "_global_node", None)
         where = node.get_logs_dir_path() if node else "Ray's session logs on the head node"
         log = logging.getLogger("diversens")
-        log.debug("engine, trainer and other Ray worker logs: %s", where)
-        log.info("details: %s", log_file)
+        log.info("Ray's own logs (raylet, GCS, each worker): %s", where, extra=console.FILE_ONLY)
+        log.info(
+            "details: %s%s", log_file, f", engine and trainer output: {workers}" if workers else ""
+        )
 
 
 def check_shared(worker_paths: dict[str, str]) -> None:

@@ -24,18 +24,21 @@ QUICK = [
     "--eval.sampling.max_new_tokens", "48",
     "--eval.num_samples", "dat=3,pgt=3,aut=1,cwt=1", "--eval.num_bootstrap", "200",
 ]  # fmt: skip
+CONSOLE: list[str] = []  # what the run printed
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "quick"
     cli = Path(sys.executable).parent / "diversens"
+    # A relative output, as in the README's run (Ray Train needs its checkpoint path absolute).
     proc = subprocess.run(
         [str(cli), "pipeline", "--config", str(ROOT / "configs" / "study.yaml"), *QUICK,
-         "-o", str(out)],
-        capture_output=True, text=True, timeout=1500, cwd=ROOT,
+         "-o", out.name],
+        capture_output=True, text=True, timeout=1500, cwd=out.parent,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    CONSOLE[:] = (proc.stdout + proc.stderr).splitlines()
     return out, json.loads((out / "pipeline_summary.json").read_text())
 
 
@@ -67,3 +70,17 @@ def test_eval_reports_length_change_per_tuned_model(run):
     assert (all_tasks.ci_low <= all_tasks.delta_words).all()
     assert (all_tasks.delta_words <= all_tasks.ci_high).all()
     assert "Length change against the base" in (out / "eval" / "eval_report.md").read_text()
+
+
+def test_console_is_short_and_worker_output_goes_to_the_logs(run):
+    """Engines and trainers print inside Ray's workers: that goes to OUT/logs/workers.log, and
+    the console keeps the step lines and the final summary."""
+    out, _ = run
+    console = CONSOLE
+    assert len(console) <= 40, "\n".join(console)
+    assert not [line for line in console if "pid=" in line or "Traceback" in line]
+    assert console[-1] == f"summary: {out.name}/pipeline_summary.json"
+    workers = (out / "logs" / "workers.log").read_text().splitlines()
+    assert any("MapWorker(MapBatches(SampleStage))" in line for line in workers)
+    assert any("RayTrainWorker" in line for line in workers)
+    assert "Ray's own logs" in (out / "logs" / "diversens.log").read_text()
