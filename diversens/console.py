@@ -4,9 +4,10 @@ The console keeps this project's step lines (logger "diversens", INFO), WARNING 
 Ray Data and Ray Train, and Ray Data's progress bars on a terminal (they redraw in place).
 Everything below WARNING (Ray's start-up notes, Ray Data's plans and, off a terminal, its progress
 logged every minute) and Python warnings go to the run's log file; of that progress, the console
-gets one line a minute, the rows done. Engines and trainers print inside Ray's workers; that output
-goes to `workers.log` beside it (`workers_to`). A record logged with `extra=FILE_ONLY` goes to the
-log file only. Only the CLI edge calls this module: the library just logs.
+gets one line a minute, the rows each step has done. Engines and trainers print inside Ray's
+workers; that output goes to `workers.log` beside it (`workers_to`). A record logged with
+`extra=FILE_ONLY` goes to the log file only. Only the CLI edge calls this module: the library just
+logs.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -80,14 +82,28 @@ def quiet() -> None:
 
 
 class _ProgressLines(logging.StreamHandler):
-    """Off a terminal Ray Data logs its progress (to the log file); of that, the console gets
-    the dataset's total, one line per interval once rows are done: "progress: 36/48 rows"."""
+    """Off a terminal Ray Data logs a progress block per interval (to the log file); of each,
+    the console gets one line, the rows out of every step, once any are done:
+    "progress: SampleStage 24/48 · MeasureStage 24/48 · QualityStage 0 · validity_batch 0"."""
+
+    STEP = re.compile(r"^(?:\w+\()?([^():]+)\)?: (\d+)/(\S+)$")  # "MapBatches(X): 24/48"
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.steps: list[tuple[str, str, str]] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        name, _, counts = record.getMessage().partition(": ")
-        if name == "Total Progress" and not counts.startswith("0/"):
-            self.stream.write(f"[diversens] progress: {counts} rows\n")
-            self.flush()
+        message = record.getMessage()
+        if message.startswith("=") and "Running Dataset" in message:
+            self.steps = []
+        elif message and set(message) == {"="}:
+            if any(done != "0" for _, done, _ in self.steps):
+                parts = [f"{name} {done}" + ("" if (done, total) == ("0", "1") else f"/{total}")
+                         for name, done, total in self.steps]  # fmt: skip
+                self.stream.write(f"[diversens] progress: {' · '.join(parts)}\n")
+                self.flush()
+        elif (step := self.STEP.match(message)) and step.group(1) != "Total Progress":
+            self.steps.append(step.groups())
 
 
 def _not_a_notice(record: logging.LogRecord) -> bool:
@@ -115,6 +131,7 @@ def workers_to(path: Path | None) -> Path | None:
     autoscaler's events (nodes added or removed) stay on the console as step lines. With no
     path, worker output stays in Ray's session logs only."""
     from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    from ray._private.worker import filter_autoscaler_events
 
     global _sink
     dispatcher.remove_handler("ray_print_logs")  # Ray's own: prints every line to the console
@@ -129,9 +146,10 @@ def workers_to(path: Path | None) -> Path | None:
     steps = logging.getLogger("diversens")
 
     def write(data: dict) -> None:
-        if data.get("pid") == "autoscaler":
-            for line in data.get("lines", []):
-                steps.info("autoscaler: %s", line.strip())
+        if data.get("pid") == "autoscaler":  # the monitor's log: of it, the events only
+            for event in filter_autoscaler_events(data.get("lines", [])):
+                if not event.startswith("Tip: "):
+                    steps.info("autoscaler: %s", event.strip())
             return
         who = data.get("actor_name") or data.get("task_name") or "worker"
         prefix = f"({who} pid={data.get('pid')}, ip={data.get('ip')}) "

@@ -20,7 +20,12 @@ def clean_logging():
     console.workers_to(None)
 
 
-def test_worker_lines_go_to_the_file_and_autoscaler_events_to_the_steps(tmp_path, caplog):
+def test_worker_lines_go_to_the_file_and_autoscaler_events_to_the_steps(
+    tmp_path, caplog, monkeypatch
+):
+    import ray.autoscaler.v2.utils
+
+    monkeypatch.setattr(ray.autoscaler.v2.utils, "is_autoscaler_v2", lambda: False)  # no GCS here
     printed = []
     dispatcher.add_handler("ray_print_logs", printed.append)  # Ray's console printer
     path = console.workers_to(tmp_path / "logs" / "workers.log")
@@ -35,8 +40,11 @@ def test_worker_lines_go_to_the_file_and_autoscaler_events_to_the_steps(tmp_path
         }
     )
     with caplog.at_level(logging.INFO, logger="diversens"):
-        dispatcher.emit({"pid": "autoscaler", "ip": "10.0.0.1", "is_err": False,
-                         "lines": ["Adding 1 node(s) of type gpu_1x."]})  # fmt: skip
+        # The monitor's log reaches the driver whole; v1 marks its events with a token.
+        lines = ["2026-12-02 14:03:53,089\tINFO autoscaler.py:147 -- took 0.0 seconds",
+                 "======== Autoscaler status: 2026-12-02 14:03:58 ========",
+                 ":event_summary:Adding 1 node(s) of type gpu_1x."]  # fmt: skip
+        dispatcher.emit({"pid": "autoscaler", "ip": "10.0.0.1", "is_err": False, "lines": lines})
     assert printed == []
     assert path.read_text().splitlines() == [
         "(MapWorker(SampleStage) pid=41, ip=10.0.0.2) INFO vllm engine up",
@@ -63,15 +71,21 @@ def test_lines_logged_before_the_log_file_opens_are_written_to_it(tmp_path, clea
     assert not console._early.records
 
 
-def test_off_a_terminal_the_console_gets_the_total_progress_only():
+def test_off_a_terminal_the_console_gets_one_line_per_progress_block():
     import io
+
+    def block(*steps):
+        return ["======= Running Dataset: d_0 =======", "Total Progress: 0/?",
+                "Active & requested resources: 2/2 CPU", "", *steps, "=" * 36]  # fmt: skip
 
     stream = io.StringIO()
     lines = console._ProgressLines(stream)
-    for message in ["======= Running Dataset: d_0 =======", "Total Progress: 0/?",
-                    "Total Progress: 36/48", "MapBatches(QualityStage): 36/48",
-                    "Tasks: 1; Actors: 1; Queued blocks: 0"]:  # fmt: skip
+    blocks = [
+        block("MapBatches(SampleStage): 0/1", "  Tasks: 1; Actors: 1", "MapBatches(f): 0/1"),
+        block("MapBatches(SampleStage): 24/48", "  Tasks: 1; Actors: 1", "MapBatches(f): 0/1"),
+    ]
+    for message in blocks[0] + blocks[1]:
         lines.handle(
             logging.LogRecord(console.PROGRESS_LOGGER, logging.INFO, "", 0, message, (), None)
         )
-    assert stream.getvalue() == "[diversens] progress: 36/48 rows\n"
+    assert stream.getvalue() == "[diversens] progress: SampleStage 24/48 · f 0\n"

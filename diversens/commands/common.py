@@ -117,8 +117,10 @@ def connect_ray(
     `worker_paths` maps options to paths Ray workers write (training checkpoints): a local path
     on a cluster that has or may autoscale to several nodes is a UserError too, before any GPU
     is asked for (Ray Train would refuse it only once its workers are up).
-    The console keeps step lines and warnings; the details go to `log_file` (diversens.console),
-    started only once the checks pass, so a refused run leaves nothing at its output.
+    The console keeps step lines and warnings; the details go to `log_file` and, when this
+    call is the one that connects, the workers' output to workers.log beside it
+    (diversens.console). Both open only once the checks pass, so a refused run leaves nothing
+    at its output.
     """
     import ray
 
@@ -132,7 +134,7 @@ def connect_ray(
         if address:
             check_reachable(address, option)
         ray.init(address=address, include_dashboard=False if address is None else None)
-        console.workers_to(None)  # worker output reaches the console nowhere, the file below
+        console.workers_to(None)  # worker output never on the console; into workers.log below
     wanted = {k: v for k, v in (gpus or {}).items() if v > 0}
     if wanted:
         from diversens.jobs import cluster
