@@ -105,11 +105,15 @@ def convert_gguf(gguf_path: Path) -> Path:
     out = cache_dir() / "models" / f"{gguf_path.stem}-{_file_sha256(gguf_path)[:16]}"
     if (out / "config.json").exists():
         return out
-    # A one-off step of a few seconds inside a command: the progress bars transformers draws
-    # for it (plain tqdm on stderr) would break the command's console, and a user error after
-    # it would no longer be one line.
-    with contextlib.redirect_stderr(io.StringIO()):
+    with without_progress_bars():
         return _convert(gguf_path, out)
+
+
+def without_progress_bars() -> contextlib.AbstractContextManager:
+    """For a step of a few seconds inside a command (a model converted, merged or saved): the
+    progress bars transformers draws for it (plain tqdm on stderr) would break the command's
+    console, and a user error after it would no longer be one line."""
+    return contextlib.redirect_stderr(io.StringIO())
 
 
 def _convert(gguf_path: Path, out: Path) -> Path:

@@ -73,7 +73,9 @@ class ScoringConfig:
     measure: MeasureConfig = field(default_factory=lambda: MeasureConfig(text_field="responses"))
     quality: QualityConfig = field(default_factory=QualityConfig)
     embed_pool: PoolConfig = field(default_factory=PoolConfig)
-    quality_pool: PoolConfig = field(default_factory=PoolConfig)
+    # The fluency model peaked at 2.0 GiB per actor on the demo (its logits over the vocabulary);
+    # Ray Data asks for 25% headroom over the peak.
+    quality_pool: PoolConfig = field(default_factory=lambda: PoolConfig(memory_gib_per_actor=2.5))
 
     def __post_init__(self):
         if self.measure.text_field != "responses":

@@ -117,9 +117,13 @@ def write_report(
 
 
 def _plot_lengths(pairs: dict[str, pd.DataFrame], path: Path) -> None:
-    fig = Figure(figsize=(3.2 * len(pairs), 3.2), layout="constrained")
-    axes = fig.subplots(1, len(pairs), squeeze=False)
-    for ax, (strategy, df) in zip(axes[0], pairs.items(), strict=True):
+    cols = min(len(pairs), 4)  # seven strategies in one row are too wide to read
+    rows = -(-len(pairs) // cols)
+    fig = Figure(figsize=(3.2 * cols, 3 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(pairs) :]:
+        ax.set_visible(False)
+    for ax, (strategy, df) in zip(axes, pairs.items(), strict=False):
         top = max(df.chosen_n_words.max(), df.rejected_n_words.max(), 1) if len(df) else 1
         ax.scatter(df.rejected_n_words, df.chosen_n_words, s=8, alpha=0.6)
         ax.plot([0, top], [0, top], color="grey", lw=1, ls="--")

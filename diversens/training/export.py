@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from diversens.io import atomic_dir
+from diversens.models import without_progress_bars
 
 # Files and dirs of a Hugging Face + DeepSpeed checkpoint that only matter for resuming.
 _TRAINING_STATE = ("global_step", "latest", "zero_to_", "optimizer", "scheduler", "rng_state",
@@ -35,7 +36,8 @@ def _merge_lora(checkpoint_dir: Path, base_model: str, out: Path) -> None:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto")
-    merged = PeftModel.from_pretrained(base, str(checkpoint_dir)).merge_and_unload()
-    merged.save_pretrained(out)
-    AutoTokenizer.from_pretrained(str(checkpoint_dir)).save_pretrained(out)
+    with without_progress_bars():
+        base = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto")
+        merged = PeftModel.from_pretrained(base, str(checkpoint_dir)).merge_and_unload()
+        merged.save_pretrained(out)
+        AutoTokenizer.from_pretrained(str(checkpoint_dir)).save_pretrained(out)
