@@ -38,9 +38,11 @@ def run(args: argparse.Namespace) -> None:
               inputs=[cfg.glove_path])  # fmt: skip
     connect_ray(opts.ray_address, cfg.gpus(), log_file=console.run_log(opts.output))
 
+    from diversens.evaluation.report import console_lines
     from diversens.jobs import evaluate as job
 
     with output_dir(opts.output) as out:
         root = durable_root(opts.output)
         result = job.run(cfg, out, parts=root and f"{root}/parts")
-    print(f"report: {redacted(opts.output)}/eval_report.md (ΔDD: {result['delta_dd_all']})")
+    print("\n".join(console_lines(result)))
+    print(f"report: {redacted(opts.output)}/eval_report.md")

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> None:
         worker_paths=checkpoint_option(cfg.train, opts.output) if "train" in stages else None,
     )
 
+    from diversens.evaluation.report import console_lines
     from diversens.jobs import pipeline
 
     with output_dir(opts.output) as out:
@@ -68,6 +69,6 @@ def run(args: argparse.Namespace) -> None:
         why = "; ".join(f"{s}: {reason}" for s, reason in summary["skipped"].items())
         print(f"tuned models: {trained}" + (f" (skipped {why})" if why else ""))
     if "eval" in summary:
-        print(f"ΔDD vs base (all tasks): {summary['eval']['delta_dd_all']}")
+        print("\n".join(console_lines(summary["eval"])))
         print(f"report: {where}/eval/eval_report.md")
     print(f"summary: {where}/pipeline_summary.json")

@@ -28,6 +28,18 @@ def _headline(
     return lines or ["- only the base model was evaluated"]
 
 
+def console_lines(result: dict) -> list[str]:
+    """The eval's results in a few lines for the end of a run: per tuned model, ΔDD of each
+    measure over all tasks and the length change, with 95% intervals (the base's are zero)."""
+    lines = [f"ΔDD vs {result['base']}, all tasks [95% CI]; length change in words:"]
+    for model, (dw, lo, hi) in result["length_change_all"].items():
+        parts = [f"{key.split('/', 1)[1]} {d:+.2f} [{a:+.2f}, {b:+.2f}]"
+                 for key, (d, a, b) in result["delta_dd_all"].items()
+                 if key.split("/", 1)[0] == model]  # fmt: skip
+        lines.append(f"  {model}: {' · '.join(parts)} · length {dw:+.1f} [{lo:+.1f}, {hi:+.1f}]")
+    return lines
+
+
 def write_eval_report(
     out_dir: Path,
     outputs: pd.DataFrame,
@@ -135,7 +147,7 @@ def _plot_lengths(outputs: pd.DataFrame, path: Path) -> None:
     means = outputs.groupby(["task", "model"], sort=False).n_words.mean().unstack()
     fig = Figure(figsize=(6, 3.2), layout="constrained")
     ax = fig.subplots()
-    means.plot.bar(ax=ax)
+    means.plot.bar(ax=ax, rot=0)
     ax.set(ylabel="mean words", title="Mean length per model and task")
     save_png(fig, path)
 

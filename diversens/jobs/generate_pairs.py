@@ -140,7 +140,8 @@ def run(
         schema.check(table.schema, f"{strategy} pairs", schema.PAIR)
         write_parquet(table, pairs_file(out_dir, strategy, cfg.selection.strategy))
 
-    log.info("generate-pairs: pairs per strategy %s", {s: len(p) for s, p in pairs.items()})
+    log.info("generate-pairs: pairs per strategy: %s",
+             ", ".join(f"{s} {len(p)}" for s, p in pairs.items()))  # fmt: skip
     reasons = candidate_reject_counts(scored)
     measured = [
         "prompt_id",

@@ -72,7 +72,8 @@ def run(
         models = [f"base={cfg.train.model}", *(f"{s}={p}" for s, p in tuned.items())]
         ecfg = dataclasses.replace(cfg.eval, models=models)
         result = eval_job.run(ecfg, out_dir / "eval", parts=f"{root}/eval/parts")
-        summary["eval"] = {k: result[k] for k in ("delta_dd_all", "report")}
+        summary["eval"] = {k: result[k] for k in ("base", "delta_dd_all", "length_change_all",
+                                                  "report")}  # fmt: skip
     write_summary(out_dir / SUMMARY, summary)
     return summary
 

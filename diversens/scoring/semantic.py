@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from diversens.models import DEFAULT_EMBEDDER, resolve_model
+from diversens.models import DEFAULT_EMBEDDER, resolve_model, without_progress_bars
 from diversens.text import segments
 
 
@@ -68,7 +68,8 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         self.model_id = model
-        self.model = SentenceTransformer(resolve_model(model), device=device)
+        with without_progress_bars():  # also loaded on the driver (eval's DAT scores)
+            self.model = SentenceTransformer(resolve_model(model), device=device)
         self.batch_size = batch_size
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:

@@ -8,6 +8,7 @@ base model here.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -33,6 +34,10 @@ def export_model(checkpoint_dir: Path, base_model: str, out: Path) -> Path:
 
 
 def _merge_lora(checkpoint_dir: Path, base_model: str, out: Path) -> None:
+    import torch
+
+    if not torch.cuda.is_available():  # peft imports DeepSpeed, which warns it falls back to CPU
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # the merge runs on CPU in any case
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global backend, no display needed
+from matplotlib.ticker import MaxNLocator
 
 from diversens.io import atomic_path, save_png
 
@@ -47,6 +48,7 @@ def plot_logs(steps: pd.DataFrame, path: Path) -> None:
                 ax.plot(steps["step"], steps[key], marker=".", label=key.split("/")[-1])
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # optimiser steps are whole
         if not isinstance(keys, str):
             ax.legend(fontsize=8)
     save_png(fig, path)
