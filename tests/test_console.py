@@ -60,9 +60,15 @@ def test_lines_logged_before_the_log_file_opens_are_written_to_it(tmp_path, clea
     early = logging.LogRecord("ray", logging.WARNING, __file__, 1, "started %s", ("head",), None)
     console._early.handle(early)
     path = console.log_to(tmp_path / "logs" / "diversens.log")
-    logging.getLogger("diversens").warning("after it opened")
-    for handler in logging.getLogger("diversens").handlers:
-        handler.flush()
+    # The file handler itself: earlier in-process CLI runs may have left console handlers on
+    # streams pytest has closed since.
+    opened = [h for h in logging.getLogger("diversens").handlers
+              if getattr(h, "baseFilename", None) == str(path)]  # fmt: skip
+    after = logging.LogRecord(
+        "diversens", logging.WARNING, __file__, 2, "after it opened", (), None
+    )
+    opened[0].handle(after)
+    opened[0].flush()
     lines = path.read_text().splitlines()
     assert [line.split(" ", 2)[2] for line in lines] == [
         "WARNING ray: started head",

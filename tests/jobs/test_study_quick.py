@@ -38,7 +38,7 @@ def run(tmp_path_factory):
         capture_output=True, text=True, timeout=1500, cwd=out.parent,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    CONSOLE[:] = (proc.stdout + proc.stderr).splitlines()
+    CONSOLE[:] = proc.stderr.splitlines() + proc.stdout.splitlines()  # results come last
     return out, json.loads((out / "pipeline_summary.json").read_text())
 
 
