@@ -12,6 +12,7 @@ from diversens import console
 @pytest.fixture
 def clean_logging():
     before = {name: list(logging.getLogger(name).handlers) for name in console.LOGGED}
+    console._early.records.clear()  # what earlier in-process CLI runs left there
     yield
     for name, handlers in before.items():
         for handler in set(logging.getLogger(name).handlers) - set(handlers):
