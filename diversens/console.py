@@ -46,41 +46,6 @@ _early = _Held()
 _sink = None  # the open workers.log
 
 
-def quiet() -> None:
-    """Before Ray starts: Ray's console handlers to WARNING (less its notices), warnings into
-    logging, this project's step lines to stderr, and everything held until the log file opens
-    (Ray's start-up lines come before the checks that decide whether a run starts at all)."""
-    os.environ.setdefault("RAY_DATA_NON_TTY_PROGRESS_LOG_INTERVAL", str(PROGRESS_EVERY_S))
-    import ray.data  # noqa: F401 - sets up Ray Data's own handlers, adjusted below
-
-    for name in RAY_LOGGERS:
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.StreamHandler) and not isinstance(
-                handler, logging.FileHandler
-            ):
-                handler.setLevel(logging.WARNING)
-                handler.addFilter(_not_a_notice)
-    logging.captureWarnings(True)
-    warnings_log = logging.getLogger("py.warnings")
-    warnings_log.propagate = False  # to the log file only, never to the console
-    if not warnings_log.handlers:
-        warnings_log.addHandler(logging.NullHandler())
-    steps = logging.getLogger("diversens")
-    steps.setLevel(logging.INFO)
-    if not any(getattr(h, "diversens_console", False) for h in steps.handlers):
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("[diversens] %(message)s"))
-        console.diversens_console = True
-        console.addFilter(lambda record: not getattr(record, "file_only", False))
-        steps.addHandler(console)
-    for name in LOGGED:
-        if _early not in logging.getLogger(name).handlers:
-            logging.getLogger(name).addHandler(_early)
-    progress = logging.getLogger(PROGRESS_LOGGER)
-    if not any(isinstance(h, _ProgressLines) for h in progress.handlers):
-        progress.addHandler(_ProgressLines(sys.stderr))
-
-
 class _ProgressLines(logging.StreamHandler):
     """Off a terminal Ray Data logs a progress block per interval (to the log file); of each,
     the console gets one line, the rows out of every step, once any are done:
@@ -108,6 +73,41 @@ class _ProgressLines(logging.StreamHandler):
 
 def _not_a_notice(record: logging.LogRecord) -> bool:
     return not any(notice in record.getMessage() for notice in NOTICES)
+
+
+def quiet() -> None:
+    """Before Ray starts: Ray's console handlers to WARNING (less its notices), warnings into
+    logging, this project's step lines to stderr, and everything held until the log file opens
+    (Ray's start-up lines come before the checks that decide whether a run starts at all)."""
+    os.environ.setdefault("RAY_DATA_NON_TTY_PROGRESS_LOG_INTERVAL", str(PROGRESS_EVERY_S))
+    import ray.data  # noqa: F401 - sets up Ray Data's own handlers, adjusted below
+
+    for name in RAY_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(
+                handler, logging.FileHandler
+            ):
+                handler.setLevel(logging.WARNING)
+                handler.addFilter(_not_a_notice)
+    logging.captureWarnings(True)
+    warnings_log = logging.getLogger("py.warnings")
+    warnings_log.propagate = False  # to the log file only, never to the console
+    if not warnings_log.handlers:
+        warnings_log.addHandler(logging.NullHandler())
+    steps = logging.getLogger("diversens")
+    steps.setLevel(logging.INFO)
+    if not any(getattr(h, "diversens_console", False) for h in steps.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(logging.Formatter("[diversens] %(message)s"))
+        console.diversens_console = True
+        console.addFilter(lambda record: not any(getattr(record, k, False) for k in FILE_ONLY))
+        steps.addHandler(console)
+    for name in LOGGED:
+        if _early not in logging.getLogger(name).handlers:
+            logging.getLogger(name).addHandler(_early)
+    progress = logging.getLogger(PROGRESS_LOGGER)
+    if not any(isinstance(h, _ProgressLines) for h in progress.handlers):
+        progress.addHandler(_ProgressLines(sys.stderr))
 
 
 def log_to(path: Path) -> Path:

@@ -113,9 +113,8 @@ class TrainConfig:
         """Where Ray Train checkpoints go: storage_path, else OUTPUT/checkpoints, a local path
         made absolute (decided here only, for the preflight check and the trainer alike)."""
         path = self.storage_path or f"{str(output).rstrip('/')}/checkpoints"
-        return (
-            path if is_uri(path) else str(Path(path).expanduser().absolute())
-        )  # Ray Train: absolute
+        # Ray Train refuses a relative local path ("URI has empty scheme").
+        return path if is_uri(path) else str(Path(path).expanduser().absolute())
 
     def __post_init__(self) -> None:
         if self.deepspeed not in DEEPSPEED_STAGES:
