@@ -8,6 +8,8 @@ a candidate may take part at all is the validity stage's call (diversens.scoring
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
@@ -16,6 +18,14 @@ from diversens.models import resolve_model
 from diversens.scoring.compliance import candidate_issues
 from diversens.scoring.config import QualityConfig
 from diversens.stage import Stage
+
+if TYPE_CHECKING:
+    import torch
+
+
+# Answer tokens per slice through the LM head: its fp32 logits are _HEAD_CHUNK x vocab (256 x 128k
+# = 128 MB), the peak the scorer adds to the model body's own activations.
+_HEAD_CHUNK = 256
 
 
 class _LMScorer:
@@ -71,6 +81,10 @@ class FluencyScorer(_LMScorer):
         from transformers import AutoModelForCausalLM
 
         super().__init__(cfg, cfg.reference_model, AutoModelForCausalLM)
+        # _score_batch applies the bare LM head to the body's output, as Llama/Qwen/Mistral-style
+        # models do; one that soft-caps its logits (Gemma 2) would get log-probs of the wrong ones.
+        if getattr(self.model.config, "final_logit_softcapping", None):
+            raise ValueError(f"{cfg.reference_model}: logit soft-capping is not supported")
 
     def _score_batch(self, messages, responses) -> np.ndarray:
         prompts = [self.render(m, None) for m in messages]
@@ -78,14 +92,28 @@ class FluencyScorer(_LMScorer):
         enc = self.encode(full)
         starts, ends = zip(*(self._answer_span(p, r, f) for p, r, f in
                              zip(prompts, responses, full, strict=True)), strict=True)  # fmt: skip
-        logits = self.model(**enc).logits[:, :-1].float()  # (B, T-1, V)
         targets = enc.input_ids[:, 1:]  # (B, T-1): position t predicts token t + 1
-        logp = logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0]  # (B, T-1)
         positions = self.torch.arange(targets.shape[1], device=self.device)[None, :]
         start = self.torch.tensor(starts, device=self.device)[:, None] - 1
         end = self.torch.tensor(ends, device=self.device)[:, None] - 1
         mask = (positions >= start) & (positions < end) & enc.attention_mask[:, 1:].bool()
-        return ((logp * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy()
+        # Full (B, T, vocab) logits would dwarf the model's activations (16 x 650 tokens x 128k
+        # vocab is 5 GB in fp32, and log_softmax doubles it), so the body runs without the head
+        # (and without a KV cache, which scoring never reuses) and the head sees only answer
+        # tokens, _HEAD_CHUNK of them at a time.
+        body = self.model.base_model(**enc, use_cache=False)
+        hidden = body.last_hidden_state[:, :-1][mask]  # (N, H): the answer tokens of all rows
+        chunks = zip(hidden.split(_HEAD_CHUNK), targets[mask].split(_HEAD_CHUNK), strict=True)
+        logp = self.torch.cat([self._log_probs(h, t) for h, t in chunks])  # (N,)
+        rows = mask.nonzero()[:, 0]  # the response each answer token belongs to
+        sums = logp.new_zeros(len(responses)).index_add_(0, rows, logp)
+        return (sums / mask.sum(1).clamp(min=1)).cpu().numpy()
+
+    def _log_probs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log p(target) = logit[target] - logsumexp(logits), in fp32 (the head's output may be
+        bf16): the log-softmax of the whole chunk is never stored."""
+        logits = self.model.get_output_embeddings()(hidden).float()  # (chunk, V)
+        return logits.gather(-1, targets[:, None])[:, 0] - logits.logsumexp(-1)
 
     def _answer_span(self, prompt: str, response: str, full: str) -> tuple[int, int]:
         """[first, end) token positions of the answer in the rendered conversation. Where the
