@@ -222,7 +222,7 @@ def add_arguments(
             default=argparse.SUPPRESS,
             required=required,
             metavar=name.rsplit(".", 1)[-1].upper(),
-            help=help_text,
+            help=help_text.replace("%", "%%"),  # argparse %-formats help ("25%" would crash)
         )
 
 

@@ -204,6 +204,16 @@ class SamplingConfig:
             )
         if self.num_gpus_per_actor is not None and self.num_gpus_per_actor < 0:
             raise ValueError(f"num_gpus_per_actor must be >= 0, got {self.num_gpus_per_actor}")
+        gpus = self.gpus_per_actor()
+        tp = self.tensor_parallel_size
+        # Ray shows an actor ceil(num_gpus) GPUs (a fraction below 1 still sees one whole GPU);
+        # vLLM on GPU starts one worker per tensor-parallel rank, each on a GPU of its own.
+        if self.engine == "vllm" and gpus > 0 and tp > math.ceil(gpus):
+            raise ValueError(
+                f"tensor_parallel_size {tp} needs {tp} GPUs per engine actor, but "
+                f"num_gpus_per_actor is {gpus:g}: set num_gpus_per_actor to {tp} (or leave it "
+                "unset: it defaults to tensor_parallel_size), or lower tensor_parallel_size"
+            )
         if self.max_restarts < 0:
             raise ValueError(f"max_restarts must be >= 0, got {self.max_restarts}")
         if self.device.startswith("cuda") and self.gpus_per_actor() == 0:

@@ -265,9 +265,9 @@ class VLLMEngine(Engine):
         opts = cfg.vllm_options(on_cpu)
         if on_cpu:
             opts["dtype"] = cpu_dtype(cfg.dtype)
-        opts["max_model_len"] = min(opts["max_model_len"], model_context_length(path))
         tp = cfg.tensor_parallel_size
-        try:
+        try:  # the model's config too: a gated, missing or broken model is one line as well
+            opts["max_model_len"] = min(opts["max_model_len"], model_context_length(path))
             self.llm = LLM(
                 model=path, distributed_executor_backend="mp" if tp > 1 else None, **opts
             )
@@ -328,6 +328,13 @@ def vllm_start_error(e: Exception, cfg: SamplingConfig, on_cpu: bool) -> EngineS
     """vLLM's start-up failure as one line that names what to change."""
     text = " ".join(str(e).split())
     low = text.lower()
+    # transformers and the HF hub raise a bare OSError (no errno, unlike a system error such as
+    # a full disk) for a model that is missing, gated, unreachable offline or unreadable
+    if (isinstance(e, OSError) and e.errno is None) or "unrecognized model" in low:
+        return EngineStartError(
+            f"cannot load model {cfg.model!r}: {text[:300].rstrip('.')}; check option "
+            "sampling.model (a gated model needs access granted and `hf auth login` or HF_TOKEN)"
+        )
     memory = "gpu_memory_utilization" if not on_cpu else "kv_cache_gib"
     if "memory" in low or "kv cache" in low:
         return EngineStartError(

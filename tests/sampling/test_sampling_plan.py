@@ -125,6 +125,29 @@ def test_config_checks():
             SamplingConfig(**bad)
 
 
+def test_tensor_parallel_beyond_the_actors_gpus_is_refused(monkeypatch):
+    """vLLM on GPU runs one worker per tensor-parallel rank: 4 ranks on an actor that reserves
+    1 GPU would put them all on that one GPU."""
+    from diversens.config import from_dict
+    from diversens.sampling import config as sampling_config
+
+    monkeypatch.setattr(sampling_config, "vllm_is_cpu_build", lambda: False)  # a GPU install
+    bad = {"engine": "vllm", "tensor_parallel_size": 4, "num_gpus_per_actor": 1}
+    with pytest.raises(UserError) as caught:
+        from_dict(SamplingConfig, bad, prefix="sampling.")
+    message = str(caught.value)
+    assert message.startswith("option sampling.tensor_parallel_size: ")
+    assert "num_gpus_per_actor" in message and "\n" not in message
+    with pytest.raises(ValueError, match="num_gpus_per_actor is 0.5"):
+        SamplingConfig(engine="vllm", tensor_parallel_size=2, num_gpus_per_actor=0.5)
+    # Enough GPUs, GPUs left to the default, one rank on a shared GPU, or no GPU engine: fine.
+    assert SamplingConfig(engine="vllm", tensor_parallel_size=4, num_gpus_per_actor=4)
+    assert SamplingConfig(engine="vllm", tensor_parallel_size=4).gpus_per_actor() == 4
+    assert SamplingConfig(engine="vllm", num_gpus_per_actor=0.5)
+    assert SamplingConfig(engine="vllm", tensor_parallel_size=4, num_gpus_per_actor=0)
+    assert SamplingConfig(engine="transformers", tensor_parallel_size=4, num_gpus_per_actor=1)
+
+
 def test_derive_seed_is_stable_and_spread():
     assert derive_seed(0, "p1", 1) == derive_seed(0, "p1", 1)
     assert len({derive_seed(s, "p1", 1) for s in range(100)}) == 100
