@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from diversens.pools import DEFAULT_START_TIMEOUT_S
+
 
 @dataclass
 class RunOptions:
@@ -17,6 +19,19 @@ class RunOptions:
         default=None,
         metadata={"help": "Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)"},
     )
+    start_timeout_s: float = field(
+        default=DEFAULT_START_TIMEOUT_S,
+        metadata={
+            "help": "seconds an actor pool or the training worker group may wait to start (and a "
+            "Ray Data step may go with nothing moving) before the run fails naming what it asked "
+            "for, e.g. a GPU node type with no quota; 30 min by default, as GPU nodes of an "
+            "autoscaling cluster take 5-15 min to boot from zero"
+        },
+    )
+
+    def __post_init__(self):
+        if not 0 < self.start_timeout_s < float("inf"):
+            raise ValueError(f"start_timeout_s: must be > 0 seconds, got {self.start_timeout_s}")
 
 
 @dataclass

@@ -3,7 +3,12 @@
 The stages are plain callables over pandas batches (sampling, measures, quality, selection) and
 know nothing of Ray; their resources are Ray-free `Pool` specs (diversens.pools). This module
 turns both into `map_batches` calls. It never calls `ray.init` nor touches the global
-`DataContext`: the caller connects.
+`DataContext`: the caller connects (and `bound_waits`, for the CLI edge, is the one exception).
+
+Waits are bounded: a pool whose nodes never come fails the step once nothing has moved for the
+run's start timeout (Ray Data's no-progress guard, `execution_no_progress_timeout_s`, which every
+dataset copies from the `DataContext` it was made under), and `stall_error` turns Ray's message
+into one line naming the pool and what it asked for.
 
 Batches: every operator takes `Pool.batch_size` rows, the chunk size, so a batch is one chunk
 of prompts (diversens.jobs.chunks), and `Stage.__call__` processes the chunks of a batch one by
@@ -12,6 +17,8 @@ one, so a row never depends on which chunk shared its batch.
 
 from __future__ import annotations
 
+import os
+import re
 import warnings
 
 import pandas as pd
@@ -23,7 +30,7 @@ from diversens.config import config_hash
 from diversens.errors import UserError
 from diversens.jobs import cluster
 from diversens.jobs.chunks import CHUNK, chunk_frames, plan_chunks
-from diversens.pools import Pool
+from diversens.pools import START_TIMEOUT_OPTION, TRAIN_START_TIMEOUT_ENV, Pool, pool_start_error
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import check_engine_available
 from diversens.sampling.stage import SampleStage
@@ -55,8 +62,27 @@ def check_pools_fit(pools: dict[str, Pool]) -> None:
             )
 
 
-def map_pool(ds: ray.data.Dataset, stage_cls: type, kwargs: dict, pool: Pool) -> ray.data.Dataset:
-    """`stage_cls(**kwargs)` held by an actor pool of `pool`'s shape."""
+# Ray Data's operator name of each pool `map_pool` made -> (the pool's name, its spec), for
+# `stall_error`: Ray's timeout message names operators only.
+_POOLS: dict[str, dict[tuple[str, Pool], None]] = {}
+
+
+def bound_waits(start_timeout_s: float) -> None:
+    """CLI edge only, after connecting: the run's start timeout, for Ray Data (the no-progress
+    guard of every dataset made from now on: a pool that cannot start moves nothing) and for Ray
+    Train (its worker group's placement-group wait, read from the driver's environment at `fit`).
+    """
+    ray.data.DataContext.get_current().execution_no_progress_timeout_s = start_timeout_s
+    os.environ[TRAIN_START_TIMEOUT_ENV] = f"{start_timeout_s:g}"
+
+
+def map_pool(
+    ds: ray.data.Dataset, stage_cls: type, kwargs: dict, pool: Pool, name: str | None = None
+) -> ray.data.Dataset:
+    """`stage_cls(**kwargs)` held by an actor pool of `pool`'s shape; `name` (default: the
+    class's) is how errors call the pool."""
+    specs = _POOLS.setdefault(f"MapBatches({stage_cls.__name__})", {})
+    specs[(name or stage_cls.__name__, pool)] = None
     compute = ActorPoolStrategy(min_size=pool.min_actors, max_size=pool.max_actors,
                                 max_tasks_in_flight_per_actor=pool.max_tasks_in_flight)  # fmt: skip
     remote = {}
@@ -93,7 +119,7 @@ def generate_candidates(
     `stage_cls` lets a subclass of SampleStage run instead (tests, custom post-processing)."""
     check_engine_available(cfg)
     check_pools_fit({"sampling": cfg.pool()})  # a pool that can never start would wait forever
-    return map_pool(ds, stage_cls, {"cfg": cfg}, cfg.pool())
+    return map_pool(ds, stage_cls, {"cfg": cfg}, cfg.pool(), "sampling")
 
 
 def score_candidates(
@@ -108,8 +134,9 @@ def score_candidates(
     columns)."""
     pools = scoring.pools(batch_size)
     kwargs = {"cfg": scoring.measure, "semantic": semantic}
-    ds = map_pool(ds, MeasureStage, kwargs, pools["embed_pool"])
-    ds = map_pool(ds, QualityStage, {"cfg": scoring.quality}, pools["quality_pool"])
+    ds = map_pool(ds, MeasureStage, kwargs, pools["embed_pool"], "scoring.embed_pool")
+    ds = map_pool(ds, QualityStage, {"cfg": scoring.quality}, pools["quality_pool"],
+                  "scoring.quality_pool")  # fmt: skip
     return ds.map_batches(validity_batch, fn_kwargs={"cfg": scoring.quality},
                           batch_size=batch_size, batch_format="pandas")  # fmt: skip
 
@@ -147,3 +174,53 @@ def select(
         for strategy, rows in batch.groupby("strategy", sort=False):
             tops[strategy].add(rows)
     return tops
+
+
+def stall_error(error: BaseException) -> UserError | None:
+    """One line for Ray Data's no-progress timeout (`ExecutionTimeoutError`, in `error` or its
+    cause chain), else None: the pool that ran nothing, by the name `map_pool` was given, with
+    what one actor asks for, whether any node of the cluster has room for one, and the option.
+    Ray lists the operators still running, upstream first; the first pool in that list with no
+    finished task and no node to run on is the one that could not start."""
+    from ray.data.exceptions import ExecutionTimeoutError
+
+    seen = error
+    while seen is not None and not isinstance(seen, ExecutionTimeoutError):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return None
+    text = str(seen)
+    timeout = re.search(r"\(timeout: ([\d.]+)s\)", text)
+    timeout_s = float(timeout.group(1)) if timeout else float("nan")
+    idle = [op for op, finished in
+            re.findall(r"^\s+- (.+?): \d+ active task\(s\), (\d+) finished", text, re.M)
+            if finished == "0"]  # fmt: skip
+    pools = [spec for op in idle for key, specs in _POOLS.items() if key in op for spec in specs]
+    if pools:
+        nodes = _node_resources()
+        for name, pool in pools:
+            if nodes is not None and not _fits_any(pool.resources(), nodes):
+                return UserError(pool_start_error(name, pool, timeout_s, placeable=False))
+        name, pool = pools[0]
+        placeable = None if nodes is None else True
+        return UserError(pool_start_error(name, pool, timeout_s, placeable))
+    running = ", ".join(idle) or "none"
+    return UserError(
+        f"a Ray Data step made no progress for {timeout_s:g} s ({START_TIMEOUT_OPTION}; steps "
+        f"that ran nothing: {running}); raise {START_TIMEOUT_OPTION} if the cluster needs longer "
+        "to start its nodes"
+    )
+
+
+def _node_resources() -> list[dict[str, float]] | None:
+    """Total resources of each alive node, or None when Ray cannot tell."""
+    if not ray.is_initialized():
+        return None
+    try:
+        return [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    except Exception:  # noqa: BLE001 - a lost connection only costs the diagnosis
+        return None
+
+
+def _fits_any(need: dict[str, float], nodes: list[dict[str, float]]) -> bool:
+    return any(all(node.get(k, 0.0) + 1e-9 >= v for k, v in need.items() if v) for node in nodes)
