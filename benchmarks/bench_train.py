@@ -87,6 +87,7 @@ def main() -> None:
 
     import ray
 
+    from diversens.storage import Output
     from diversens.training.config import TrainConfig
     from diversens.training.trainer import train
 
@@ -103,7 +104,7 @@ def main() -> None:
                               lr_scheduler_type="constant", warmup_ratio=0.0, max_length=256,
                               save_steps=args.steps, name=f"bench-{mode}")  # fmt: skip
             start = time.perf_counter()
-            train(pairs, cfg, tmp / mode)
+            train(str(pairs), cfg, Output(str(tmp / mode), tmp / mode))
             results[mode] = {**throughput(tmp / mode, 2 * args.batch),
                              "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
     ray.shutdown()

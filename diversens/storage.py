@@ -1,9 +1,14 @@
-"""Outputs to a local directory or a cloud URI (s3://, gs://, file://).
+"""Inputs and outputs at a local path or a cloud URI (s3://, gs://, file://).
 
-Stages write to a local directory; for a URI they write to a local staging directory that is
-copied to the URI when the stage succeeds (pyarrow's filesystems: S3, GCS, local). A failed stage
-uploads nothing, so the URI never holds a half-written run; only the resumable parts
-(diversens.jobs.chunks) go to the URI as they are written, each one whole.
+On a cluster, nodes share nothing but object storage (DESIGN.md §8), so every command takes the
+same URIs for what it reads and writes, through pyarrow's filesystems (S3 honours
+$AWS_ENDPOINT_URL, so an S3-compatible server works too):
+- an input file at a URI is read from a local copy (`local_copy`);
+- a model at a URI is copied once per node into the model cache (diversens.models);
+- a run's outputs are written to a local directory, or for a URI to a local staging directory,
+  and each stage publishes its part as soon as it is done (`Output.publish`): a later stage's
+  failure loses nothing an earlier stage made. Resumable parts (diversens.jobs.chunks) and Ray
+  Train checkpoints go to the URI directly.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator
-from pathlib import Path
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 import pyarrow.fs as pafs
 
@@ -20,10 +28,25 @@ from diversens.config import redacted
 from diversens.errors import UserError
 
 SCHEMES = ("s3://", "gs://", "gcs://", "file://")
+T = TypeVar("T")
 
 
-def is_uri(location: str) -> bool:
-    return location.startswith(SCHEMES)
+def is_uri(location: str | Path) -> bool:
+    return str(location).startswith(SCHEMES)
+
+
+def join(location: str, *parts: str) -> str:
+    """`location`/parts, for a local path or a URI alike."""
+    return "/".join([str(location).rstrip("/"), *parts])
+
+
+def split_location(location: str | Path) -> tuple[str, str]:
+    """(folder, file name) of a file's local path or URI."""
+    if is_uri(location):
+        folder, _, name = str(location).rstrip("/").rpartition("/")
+        return folder, name
+    path = Path(location)
+    return str(path.parent), path.name
 
 
 def filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
@@ -34,27 +57,151 @@ def filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
     try:
         return pafs.FileSystem.from_uri(location)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad URI
-        raise UserError(f"output {redacted(location)}: not a usable URI ({e})") from None
+        raise UserError(f"{redacted(location)}: not a usable URI ({e})") from None
 
 
-def durable_root(location: str) -> str | None:
-    """Where a run's parts go when its output is staged: the URI itself, so parts written before
-    a crash survive it (None for a local output, whose parts live in it directly)."""
-    return location.rstrip("/") if is_uri(location) else None
+def file_type(location: str) -> pafs.FileType:
+    """What is at `location` (NotFound, File, Directory); an unreachable store is one line."""
+    fs, path = filesystem(location)
+    try:
+        return fs.get_file_info(path).type
+    except OSError as e:
+        raise UserError(f"{redacted(location)}: cannot read ({_reason(e)})") from None
+
+
+def is_file(location: str) -> bool:
+    return file_type(location) == pafs.FileType.File
+
+
+def read_text(location: str) -> str:
+    fs, path = filesystem(location)
+    with fs.open_input_stream(path) as f:
+        return f.read().decode("utf-8")
 
 
 @contextlib.contextmanager
-def output_dir(location: str) -> Iterator[Path]:
-    """A local directory to write into; for a URI, uploaded there after the block succeeds."""
+def local_copy(location: str) -> Iterator[Path]:
+    """A local file with the content of the input file `location` (the file itself if local)."""
     if not is_uri(location):
         yield Path(location)
         return
+    kind = file_type(location)
+    if kind == pafs.FileType.NotFound:
+        raise UserError(f"{redacted(location)}: no such file")
+    if kind != pafs.FileType.File:
+        raise UserError(f"{redacted(location)}: is a directory, not a file")
+    fs, path = filesystem(location)
+    with tempfile.TemporaryDirectory(prefix="diversens-in-") as tmp:
+        local = Path(tmp) / PurePosixPath(path).name
+        pafs.copy_files(path, str(local), source_filesystem=fs,
+                        destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
+        yield local
+
+
+def read_local(read: Callable[[Path], T], location: str | Path) -> T:
+    """`read(path)` on a local copy of `location`; its errors name `location`, not the copy."""
+    if not is_uri(location):
+        return read(Path(location))
+    with local_copy(str(location)) as local:
+        try:
+            return read(local)
+        except UserError as e:
+            raise UserError(str(e).replace(str(local), redacted(str(location)))) from None
+
+
+def download_dir(location: str, dest: Path) -> None:
+    fs, path = filesystem(location)
+    pafs.copy_files(path, str(dest), source_filesystem=fs,
+                    destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
+
+
+def upload(local: Path, location: str) -> None:
+    """Copy a local file or directory to `location` (a local path or a URI)."""
     fs, root = filesystem(location)
+    try:
+        if local.is_dir():
+            fs.create_dir(root, recursive=True)
+        else:
+            fs.create_dir(str(PurePosixPath(root).parent), recursive=True)
+        pafs.copy_files(str(local), root, source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=fs)  # fmt: skip
+    except OSError as e:
+        raise UserError(f"{redacted(location)}: cannot write output ({_reason(e)})") from None
+
+
+def replace_dir(local: Path, location: str) -> None:
+    """Upload a directory to `location`, first removing what an earlier run left there."""
+    fs, root = filesystem(location)
+    try:
+        fs.delete_dir_contents(root, missing_dir_ok=True)
+    except OSError as e:
+        raise UserError(f"{redacted(location)}: cannot write output ({_reason(e)})") from None
+    upload(local, location)
+
+
+def write_text(location: str, text: str) -> None:
+    """One object at `location` (object stores publish it whole)."""
+    fs, path = filesystem(location)
+    fs.create_dir(str(PurePosixPath(path).parent), recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def check_writable(location: str) -> None:
+    """Write and remove a probe object under `location`: a missing bucket or a store without
+    write access fails here, before any work, not when the first stage publishes."""
+    fs, root = filesystem(location)
+    probe = f"{root.rstrip('/')}/.diversens-write-check-{uuid.uuid4().hex[:8]}"
+    try:
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        fs.delete_file(probe)
+    except OSError as e:
+        raise UserError(f"output {redacted(location)}: cannot write there ({_reason(e)})") from None
+
+
+def _reason(e: OSError) -> str:
+    return e.strerror or str(e).splitlines()[0]
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a run writes: `local` is the directory stages write into; `location` is where the
+    user asked for it (the same directory, or a URI that `publish` copies each part to)."""
+
+    location: str
+    local: Path
+
+    @property
+    def staged(self) -> bool:
+        return is_uri(self.location)
+
+    def at(self, *parts: str) -> str:
+        """The final location of a part: a URI, or an absolute path under the local output
+        (Ray workers run in other working directories)."""
+        if self.staged:
+            return join(self.location, *parts)
+        return str(self.local.expanduser().absolute().joinpath(*parts))
+
+    def sub(self, *parts: str) -> Output:
+        return Output(self.at(*parts), self.local.joinpath(*parts))
+
+    def publish(self, *parts: str) -> None:
+        """Copy a finished part (a file or directory under `local`) to its final location."""
+        if self.staged and self.local.joinpath(*parts).exists():
+            upload(self.local.joinpath(*parts), self.at(*parts))
+
+
+@contextlib.contextmanager
+def output_dir(location: str) -> Iterator[Output]:
+    """The run's Output; for a URI a staging directory, removed at the end (what the stages
+    published is at the URI; what they had not yet published was not finished)."""
+    if not is_uri(location):
+        yield Output(str(location), Path(location))
+        return
+    filesystem(location)  # a malformed URI fails before any work
     staging = Path(tempfile.mkdtemp(prefix="diversens-out-"))
     try:
-        yield staging
-        fs.create_dir(root, recursive=True)
-        pafs.copy_files(str(staging), root, source_filesystem=pafs.LocalFileSystem(),
-                        destination_filesystem=fs)  # fmt: skip
+        yield Output(location.rstrip("/"), staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

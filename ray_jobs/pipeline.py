@@ -1,6 +1,6 @@
 """Ray job entrypoint: the whole loop (pairs → DPO → eval) on the cluster the job runs on.
 
-    ray job submit --working-dir . --runtime-env ray_jobs/runtime_env.yaml -- \
+    ray job submit --working-dir . --runtime-env-json "$(python ray_jobs/runtime_env.py)" -- \
         python ray_jobs/pipeline.py --config configs/tiny.yaml -o /mnt/out/run1
 
 Same options as `diversens pipeline`.

@@ -13,7 +13,8 @@ PKG = Path(__file__).resolve().parents[1] / "diversens"
 LAYERS = [
     {"errors", "text", "schema", "pools", "stage"},
     {"config"},
-    {"io", "storage"},
+    {"storage"},
+    {"io"},
     {"console", "models"},
     {"prompts"},
     {"plan", "sampling", "scoring", "selection", "training"},

@@ -15,8 +15,8 @@ from diversens import config
 from diversens.commands.options import RunOptions
 from diversens.errors import UserError
 from diversens.io import check_input_file
-from diversens.models import resolve_model
-from diversens.storage import is_uri
+from diversens.models import check_model
+from diversens.storage import check_writable, is_uri
 from diversens.training.config import TrainConfig
 
 T = TypeVar("T")
@@ -50,19 +50,23 @@ def preflight(
     models: list[str | None],
     output: str | Path | None = None,
     kind: str = "dir",
-    inputs: Iterable[Path | None] = (),
+    inputs: Iterable[str | Path | None] = (),
+    stores: Iterable[str] = (),
 ) -> None:
     """Fail on a user's mistake before Ray starts: an input file that is not there, a model that
-    does not resolve (missing path, no config.json, missing package), or an output that cannot
-    be written or would harm the run's inputs (see `check_output`)."""
-    inputs = [Path(i) for i in inputs if i is not None]
+    does not resolve (missing path, no config.json, missing package, a hub id gated or missing
+    for this token), an output that cannot be written or would harm the run's inputs (see
+    `check_output`), or a storage URI (`stores`: checkpoints) that cannot be written."""
+    inputs = [i for i in inputs if i is not None]
     for path in inputs:
         check_input_file(path)
     if output is not None:
-        check_output(output, kind, inputs)
-    for name in models:
-        if name:
-            resolve_model(name)
+        check_output(output, kind, [Path(i) for i in inputs if not is_uri(i)])
+    for name in dict.fromkeys(m for m in models if m):
+        check_model(name)
+    uris = [*stores, *([str(output)] if output is not None else [])]
+    for uri in dict.fromkeys(u for u in uris if is_uri(u)):
+        check_writable(uri if kind == "dir" or uri != str(output) else uri.rpartition("/")[0])
     if output is None or is_uri(str(output)):
         return
     out = Path(output) if kind == "dir" else Path(output).parent
@@ -105,12 +109,13 @@ def check_output(output: str | Path, kind: str, inputs: Iterable[Path] = ()) -> 
 
 
 def connect_ray(
-    address: str | None,
+    opts: RunOptions,
     gpus: dict[str, float] | None = None,
     log_file: Path | None = None,
     worker_paths: dict[str, str] | None = None,
 ) -> None:
-    """Join the given (or $RAY_ADDRESS) cluster, else start a local Ray; the CLI edge only.
+    """Join the cluster at `opts.ray_address` (or $RAY_ADDRESS), else start a local Ray; the
+    CLI edge only.
 
     `gpus` maps options to the GPUs they request per actor or worker; a request the cluster
     cannot meet now nor after autoscaling is a UserError instead of a job waiting forever.
@@ -120,7 +125,8 @@ def connect_ray(
     The console keeps step lines and warnings; the details go to `log_file` and, when this
     call is the one that connects, the workers' output to workers.log beside it
     (diversens.console). Both open only once the checks pass, so a refused run leaves nothing
-    at its output.
+    at its output. No actor pool or training worker group waits longer than
+    `opts.start_timeout_s` to start (a node type that cannot start is not waited for forever).
     """
     import ray
 
@@ -129,23 +135,31 @@ def connect_ray(
     console.quiet()
     started = not ray.is_initialized()
     if started:
-        option = "--ray_address" if address else "$RAY_ADDRESS"
-        address = address or os.environ.get("RAY_ADDRESS")
+        option = "--ray_address" if opts.ray_address else "$RAY_ADDRESS"
+        address = opts.ray_address or os.environ.get("RAY_ADDRESS")
         if address:
             check_reachable(address, option)
         ray.init(address=address, include_dashboard=False if address is None else None)
         console.workers_to(None)  # worker output never on the console; into workers.log below
+    from diversens.jobs.dataflow import bound_waits
+
+    bound_waits(opts.start_timeout_s)
     wanted = {k: v for k, v in (gpus or {}).items() if v > 0}
     if wanted:
         from diversens.jobs import cluster
 
-        have = cluster.capacity()["GPU"]
+        have, node = cluster.capacity()["GPU"], cluster.largest_node()["GPU"]
         option, need = max(wanted.items(), key=lambda kv: kv[1])
         if need > have:
             raise UserError(
                 f"option {option}={need:g} asks for GPUs, but the Ray cluster has {have:g} "
                 "(now, or at most after autoscaling); set it to 0 or join a GPU cluster "
                 "with --ray_address"
+            )
+        if need > node:
+            raise UserError(
+                f"option {option}={need:g} asks for GPUs on one node, but no node of the Ray "
+                f"cluster (nor any node type its autoscaler may add) has more than {node:g}"
             )
     check_shared(worker_paths or {})
     if log_file is not None:

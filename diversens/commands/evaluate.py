@@ -11,7 +11,7 @@ from diversens.commands.common import add_run_options, connect_ray, load, prefli
 from diversens.config import redacted
 from diversens.evaluation.config import EvalConfig
 from diversens.sampling.engines import check_engine_available
-from diversens.storage import durable_root, output_dir
+from diversens.storage import output_dir
 
 HELP = "evaluate models on DAT, PGT, AUT and CWT; ΔDD against the base model; report"
 
@@ -36,13 +36,13 @@ def run(args: argparse.Namespace) -> None:
     models = [m for _, m in cfg.labelled_models()]
     preflight([*models, *cfg.scoring.models()], opts.output,
               inputs=[cfg.glove_path])  # fmt: skip
-    connect_ray(opts.ray_address, cfg.gpus(), log_file=console.run_log(opts.output))
+    connect_ray(opts, cfg.gpus(), log_file=console.run_log(opts.output))
 
     from diversens.evaluation.report import console_lines
     from diversens.jobs import evaluate as job
 
     with output_dir(opts.output) as out:
-        root = durable_root(opts.output)
-        result = job.run(cfg, out, parts=root and f"{root}/parts")
+        result = job.run(cfg, out.local, parts=out.at("parts"))
+        out.publish()
     print("\n".join(console_lines(result)))
     print(f"report: {redacted(opts.output)}/eval_report.md")

@@ -21,9 +21,11 @@ from diversens.commands.common import (
     preflight,
     run_options,
 )
+from diversens.config import redacted
 from diversens.jobs.config import GenerateConfig
 from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available
+from diversens.storage import is_uri, output_dir, split_location
 
 HELP = "sample k candidate responses per prompt (sequential prompting) into a Parquet file"
 
@@ -46,21 +48,25 @@ def run(args: argparse.Namespace) -> None:
     check_engine_available(cfg.sampling)
     prompts = read_prompts(cfg.prompts)
     preflight([cfg.sampling.model], opts.output, kind="parquet", inputs=[cfg.prompts.file])
-    output = Path(opts.output)
+    folder, name = split_location(opts.output)
+    stem = name.removesuffix(".parquet")
     connect_ray(
-        opts.ray_address,
+        opts,
         {"sampling.num_gpus_per_actor": cfg.sampling.gpus_per_actor()},
-        log_file=output.with_name(output.stem + ".log"),
+        log_file=None if is_uri(opts.output) else Path(opts.output).with_name(stem + ".log"),
     )
 
     from diversens.jobs import generate
 
-    done = generate.run(prompts, cfg.sampling, output)
+    with output_dir(folder) as out:  # the folder of the file: side files go beside it
+        done = generate.run(prompts, cfg.sampling, out.local / name, parts=out.at(stem + ".parts"))
+        out.publish(name)
+        out.publish(done["quarantine_file"].name)
     chunks, k = done["chunks"], cfg.sampling.num_samples_per_prompt
     print(
-        f"wrote {done['prompts']} prompts x {k} candidates to {output} "
+        f"wrote {done['prompts']} prompts x {k} candidates to {redacted(opts.output)} "
         f"({done['truncated']} truncated at max_new_tokens={cfg.sampling.max_new_tokens}); "
         f"quarantined prompts: {done['quarantined'] or 'none'} ({done['quarantine_file'].name}); "
         f"chunks: {chunks['written']} sampled, {chunks['reused']} reused "
-        f"({generate.parts_dir(output).name}/)"
+        f"({stem}.parts/)"
     )

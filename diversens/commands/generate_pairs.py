@@ -18,7 +18,7 @@ from diversens.config import redacted
 from diversens.jobs.config import GeneratePairsConfig
 from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available
-from diversens.storage import durable_root, output_dir
+from diversens.storage import output_dir
 
 HELP = "sample, score and select length-matched preference pairs (Diverse-NS) on Ray"
 
@@ -43,13 +43,13 @@ def run(args: argparse.Namespace) -> None:
     check_engine_available(cfg.sampling)
     prompts = read_prompts(cfg.prompts, default_split="train")
     preflight(cfg.models(), opts.output, inputs=[cfg.prompts.file])
-    connect_ray(opts.ray_address, cfg.gpus(), log_file=console.run_log(opts.output))
+    connect_ray(opts, cfg.gpus(), log_file=console.run_log(opts.output))
 
     from diversens.jobs import generate_pairs
 
     with output_dir(opts.output) as out:
-        root = durable_root(opts.output)
-        summary = generate_pairs.run(prompts, cfg, out, parts=root and f"{root}/parts")
+        summary = generate_pairs.run(prompts, cfg, out.local, parts=out.at("parts"))
+        out.publish()
     main = cfg.selection.strategy
     print(
         f"{summary['pairs'][main]} {main} pairs from {summary['prompts']} prompts → "

@@ -15,6 +15,7 @@ from diversens.commands.common import load, preflight, run_options
 from diversens.commands.options import MeasureOptions
 from diversens.errors import UserError
 from diversens.scoring.measure import MEASURES, MeasureConfig, MeasureStage
+from diversens.storage import join, split_location
 
 HELP = "add length, lexical (entropy, TTR, MATTR, Maas, MTLD, HD-D) and semantic diversity"
 
@@ -26,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=f"{HELP} columns to a JSONL or Parquet file of responses; writes Parquet. "
         "The text column may hold one response per row, or a list of candidates per row.",
     )
-    p.add_argument("file", type=Path, help="input .jsonl or .parquet")
+    p.add_argument("file", help="input .jsonl or .parquet (a path or URI)")
     p.add_argument(
         "--config", type=Path,
         help="YAML file with MeasureConfig fields, or a pipeline config (reads pairs.measure)",
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> None:
     opts = run_options(args, MeasureOptions)
     output = opts.output
     if output is None:
-        output = args.file.with_name(args.file.stem + ".measured.parquet")
+        folder, name = split_location(args.file)
+        output = join(folder, name.rpartition(".")[0] + ".measured.parquet")
     preflight([cfg.embedder], output, kind="parquet", inputs=[args.file])
     check_device(cfg.device)
     table = io.read_table(args.file)
@@ -80,7 +82,7 @@ def check_device(device: str | None) -> None:
             raise UserError(f"option --device {device!r}: no CUDA device on this machine")
 
 
-def _check_texts(col: pd.Series, path: Path, name: str) -> None:
+def _check_texts(col: pd.Series, path: str, name: str) -> None:
     for i, v in enumerate(col, start=1):
         ok = isinstance(v, str) or (
             isinstance(v, (list, np.ndarray)) and all(isinstance(t, str) for t in v)

@@ -16,10 +16,12 @@ from diversens.commands.common import (
     run_options,
 )
 from diversens.config import redacted
+from diversens.errors import UserError
 from diversens.jobs.config import PipelineConfig
+from diversens.jobs.generate_pairs import pairs_file
 from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available
-from diversens.storage import durable_root, output_dir
+from diversens.storage import is_file, is_uri, join, output_dir
 
 HELP = "the whole loop: preference pairs, DPO for each strategy, evaluation against the base"
 
@@ -44,25 +46,29 @@ def run(args: argparse.Namespace) -> None:
     check_engine_available(cfg.pairs.sampling)
     stages = cfg.stages
     prompts = read_prompts(cfg.pairs.prompts, "train") if "generate-pairs" in stages else None
-    models = [*cfg.pairs.models(), cfg.train.model]
-    preflight(models, opts.output, inputs=[cfg.pairs.prompts.file, cfg.eval.glove_path])
+    models = [*cfg.pairs.models(), cfg.train.model, *cfg.eval.scoring.models()]
+    trains = "train" in stages
+    preflight(models, opts.output, inputs=[cfg.pairs.prompts.file, cfg.eval.glove_path],
+              stores=[cfg.train.checkpoints(opts.output)] if trains else [])  # fmt: skip
+    if trains and "generate-pairs" not in stages:
+        check_earlier_pairs(cfg, opts.output)
     gpus = {
         "generate-pairs": cfg.pairs.gpus("pairs."),
         "train": {"train.use_gpu": float(cfg.train.use_gpu)},
         "eval": cfg.eval.gpus("eval."),
     }
     connect_ray(
-        opts.ray_address,
+        opts,
         {k: v for s in stages for k, v in gpus[s].items()},
         log_file=console.run_log(opts.output),
-        worker_paths=checkpoint_option(cfg.train, opts.output) if "train" in stages else None,
+        worker_paths=checkpoint_option(cfg.train, opts.output) if trains else None,
     )
 
     from diversens.evaluation.report import console_lines
     from diversens.jobs import pipeline
 
     with output_dir(opts.output) as out:
-        summary = pipeline.run(prompts, cfg, out, parts_root=durable_root(opts.output))
+        summary = pipeline.run(prompts, cfg, out)
     where = redacted(opts.output).rstrip("/")
     if "train" in stages:
         trained = ", ".join(summary["tuned_models"]) or "none"
@@ -72,3 +78,15 @@ def run(args: argparse.Namespace) -> None:
         print("\n".join(console_lines(summary["eval"])))
         print(f"report: {where}/eval/eval_report.md")
     print(f"summary: {where}/pipeline_summary.json")
+
+
+def check_earlier_pairs(cfg: PipelineConfig, output: str) -> None:
+    """Training without the pairs stage reads the pairs an earlier run wrote at the output."""
+    main = cfg.pairs.selection.strategy
+    for strategy in cfg.train_strategies:
+        where = join(output, "pairs", pairs_file(Path(), strategy, main).name)
+        if not is_file(where if is_uri(where) else str(Path(where).absolute())):
+            raise UserError(
+                f"{redacted(where)}: no such file; the train stage reads the pairs of an earlier "
+                "run at the same output: run the generate-pairs stage first"
+            )

@@ -14,6 +14,8 @@ from diversens.commands.common import (
     preflight,
     run_options,
 )
+from diversens.config import redacted
+from diversens.storage import output_dir
 from diversens.training.config import TrainConfig
 from diversens.training.pairs_input import read_pairs
 
@@ -31,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "latest checkpoint.",
     )
     p.add_argument(
-        "pairs", type=Path, help="pairs file (.parquet or .jsonl) with prompt, chosen, rejected"
+        "pairs", help="pairs file (.parquet or .jsonl, a path or URI) with prompt, chosen, rejected"
     )
     add_run_options(p, "output directory")
     p.add_argument("--config", type=Path, help="YAML file with TrainConfig fields")
@@ -42,9 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     cfg, opts = load(TrainConfig, args, "train"), run_options(args)
     read_pairs(args.pairs)  # fail on a bad file before Ray starts
-    preflight([cfg.model], opts.output, inputs=[args.pairs])
+    preflight([cfg.model], opts.output, inputs=[args.pairs], stores=[cfg.checkpoints(opts.output)])
     connect_ray(
-        opts.ray_address,
+        opts,
         {"use_gpu": float(cfg.use_gpu)},
         log_file=console.run_log(opts.output),
         worker_paths=checkpoint_option(cfg, opts.output),
@@ -52,11 +54,13 @@ def run(args: argparse.Namespace) -> None:
 
     from diversens.training.trainer import train
 
-    summary = train(args.pairs, cfg, Path(opts.output))
+    with output_dir(opts.output) as out:
+        summary = train(args.pairs, cfg, out)
+        out.publish()
     final = summary["final"]
     print(
         f"trained {summary['global_step']} steps on {summary['num_pairs']} pairs "
         f"(loss {final.get('loss', float('nan')):.4f}, reward margin "
-        f"{final.get('rewards/margins', float('nan')):.4f}) → {summary['model_dir']}; "
-        f"log: {summary['logs']['png']}"
+        f"{final.get('rewards/margins', float('nan')):.4f}) → {redacted(summary['model_dir'])}; "
+        f"log: {redacted(summary['logs']['png'])}"
     )

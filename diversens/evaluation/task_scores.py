@@ -13,6 +13,7 @@ import numpy as np
 
 from diversens.errors import UserError
 from diversens.prompts.tasks import PGT_EVAL_KEYS
+from diversens.storage import is_uri, local_copy
 from diversens.text import dat_words, json_object
 
 
@@ -30,6 +31,10 @@ class GloVe:
     """Word vectors from a GloVe text file (`word v1 v2 ...` per line), as the DAT paper uses."""
 
     def __init__(self, path: str | Path, vocabulary: set[str] | None = None):
+        if is_uri(path):
+            with local_copy(str(path)) as local:
+                self.__init__(local, vocabulary)
+            return
         path = Path(path)
         if not path.is_file():
             raise UserError(f"GloVe file {path} does not exist")

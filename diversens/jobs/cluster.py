@@ -62,6 +62,14 @@ def capacity() -> dict[str, float]:
     return most
 
 
+def largest_node() -> dict[str, float]:
+    """The most CPUs, GPUs and memory one node has, among the nodes now and the node types
+    the autoscaler may add: an actor asking for more can never be placed."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    nodes += [types for types, count in node_types() or [] if count != 0]
+    return {r: max([float(n.get(r, 0.0)) for n in nodes], default=0.0) for r in RESOURCES}
+
+
 def can_span_nodes() -> bool:
     """More than one node now, or an autoscaler that may add worker nodes."""
     if sum(1 for n in ray.nodes() if n.get("Alive")) > 1:

@@ -109,8 +109,10 @@ def sample_and_score(
     return per_output[keep + list(PER_OUTPUT[1:])].reset_index(drop=True), counts
 
 
-def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig, embedder: Embedder) -> pd.DataFrame:
-    """DAT score columns (NaN outside DAT)."""
+def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
+    """DAT score columns (NaN outside DAT). Without GloVe the words are embedded here, on the
+    driver, on whatever device it has: `scoring.measure.device` is the embedder pool's (a GPU
+    on a worker node), and a cluster's head has none."""
     out = outputs.assign(dat_score=np.nan, dat_words=np.nan, dat_invalid=np.nan)
     dat = out.task == "dat"
     if dat.any():
@@ -120,6 +122,7 @@ def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig, embedder: Embedder) 
             vectors = GloVe(cfg.glove_path, vocabulary=vocab)
             scores = score_dat(out.loc[dat, "response"], vectors, known=vectors.known)
         else:
+            embedder = Embedder(cfg.scoring.measure.embedder, device=None)  # None: auto
             scores = score_dat(out.loc[dat, "response"], embedder.encode)
         for name, values in scores.items():
             out.loc[dat, name] = values
@@ -205,9 +208,8 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     write_summary(out_dir / SUMMARY, {"models": dict(cfg.labelled_models())}, complete=False)
     prompts = eval_prompts()
     store = PartStore(parts or out_dir / "parts")
-    embedder = Embedder(cfg.scoring.measure.embedder, cfg.scoring.measure.device)
     outputs, counts = sample_and_score(prompts, cfg, store, out_dir)
-    outputs = add_task_scores(outputs, cfg, embedder)
+    outputs = add_task_scores(outputs, cfg)
 
     base = cfg.labelled_models()[0][0]
     dmap = DecileMap.fit(outputs[outputs.model == base], cfg.dd_measures, cfg.num_length_buckets,

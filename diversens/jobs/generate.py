@@ -24,9 +24,10 @@ def parts_dir(output: Path) -> Path:
     return output.with_name(output.stem + ".parts")
 
 
-def run(prompts: pd.DataFrame, cfg: SamplingConfig, output: Path) -> dict:
-    """Write the candidates to `output` and return what was written."""
-    store = PartStore(parts_dir(output))
+def run(prompts: pd.DataFrame, cfg: SamplingConfig, output: Path, parts: str | None = None) -> dict:
+    """Write the candidates to `output` and return what was written; finished chunks are kept
+    at `parts` (default OUT.parts/ beside the output; a URI for a staged output)."""
+    store = PartStore(parts or parts_dir(output))
     planned = plan_chunks(prompts, cfg.prompts_per_chunk, config_hash(cfg.identity()))
     chunks = store.fill(planned, lambda rows: generate_candidates(prompts_dataset(rows, cfg), cfg))
     table = store.read(planned).drop_columns([CHUNK])

@@ -1,84 +1,120 @@
 """The whole Diverse-NS loop as one job: generate pairs → DPO per strategy → evaluate (§1).
 
-Each stage can be run alone (`stages`), reading what an earlier run wrote under the same output
-directory. Teacher → student: sample pairs with one model (`pairs.sampling.model`) and train
-another (`train.model`); the eval base is always the model that was trained.
+Each stage can be run alone (`stages`), reading what an earlier run wrote under the same output.
+Each stage publishes its outputs as soon as it is done (diversens.storage.Output), so a failure
+later in the run loses nothing an earlier stage made, and a rerun resumes from them. Tuned models
+are handed to eval at their final location (a URI on a cluster, never the driver's staging dir),
+so every node can load them and the eval's chunk keys stay the same across reruns.
+Teacher → student: sample pairs with one model (`pairs.sampling.model`) and train another
+(`train.model`); the eval base is always the model that was trained.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 
+from diversens import storage
+from diversens.errors import UserError
 from diversens.io import write_parquet, write_summary
 from diversens.jobs import evaluate as eval_job
 from diversens.jobs import generate_pairs
 from diversens.jobs.config import PipelineConfig
 from diversens.jobs.generate_pairs import pairs_file
+from diversens.storage import Output
 
 SUMMARY = "pipeline_summary.json"
 log = logging.getLogger(__name__)
 
 
-def run(
-    prompts: pd.DataFrame | None,
-    cfg: PipelineConfig,
-    out_dir: Path,
-    parts_root: str | None = None,
-) -> dict:
-    """Run the chosen stages; OUT/pairs, OUT/train/<strategy>, OUT/eval; returns the summary.
-    Resumable parts go under `parts_root` (a URI when out_dir is a staging dir) or out_dir."""
-    root = parts_root or str(out_dir)
-    from diversens.training.trainer import train
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pairs_dir, summary = out_dir / "pairs", {"stages": cfg.stages}
-    write_summary(out_dir / SUMMARY, summary, complete=False)
+def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out: Output) -> dict:
+    """Run the chosen stages; OUT/pairs, OUT/train/<strategy>, OUT/eval; returns the summary."""
+    summary = {"stages": cfg.stages}
+    _write_summary(out, summary, complete=False)
     if "generate-pairs" in cfg.stages:
-        pairs = generate_pairs.run(prompts, cfg.pairs, pairs_dir, parts=f"{root}/pairs/parts")
+        pairs = generate_pairs.run(prompts, cfg.pairs, out.local / "pairs",
+                                   parts=out.at("pairs", "parts"))  # fmt: skip
+        out.publish("pairs")
         summary["pairs"] = {
-            k: pairs[k] for k in ("pairs", "prompts_quarantined", "prompts_without_pair", "report")
+            k: pairs[k]
+            for k in ("pairs", "chunks", "prompts_quarantined", "prompts_without_pair", "report")
         }
 
     tuned, skipped = {}, {}
-    main = cfg.pairs.selection.strategy
-    paths = {s: pairs_file(pairs_dir, s, main) for s in cfg.train_strategies}
-    training = "train" in cfg.stages
-    counts = {s: pq.read_metadata(p).num_rows for s, p in paths.items()} if training else {}
-    cap = min([n for n in counts.values() if n], default=0) if cfg.equal_pairs else None
-    for strategy, path in paths.items():
-        train_dir = out_dir / "train" / strategy
-        if training:
-            if counts[strategy] == 0:
-                skipped[strategy] = "no pairs selected"
-                log.warning("train %s: skipped, no pairs selected", strategy)
-                continue
-            if cap is not None:
-                path = first_pairs(path, cap, train_dir / "pairs.parquet")
-            n = cap or counts[strategy]
-            log.info("train %s: DPO on %d pairs", strategy, n)
-            tcfg = dataclasses.replace(cfg.train, name=f"dpo-{strategy}")
-            final = train(path, tcfg, train_dir, checkpoint_root=root)["final"]
-            summary.setdefault("train", {})[strategy] = {"pairs": n, **final}
-        if (train_dir / "model" / "config.json").exists():
-            tuned[strategy] = str(train_dir / "model")
+    if "train" in cfg.stages:
+        summary["train"] = train_all(cfg, out, skipped)
+    for strategy in cfg.train_strategies:
+        if storage.is_file(out.at("train", strategy, "model", "config.json")):
+            tuned[strategy] = out.at("train", strategy, "model")
     summary["tuned_models"], summary["skipped"] = tuned, skipped
+    _write_summary(out, summary, complete=False)
 
     if "eval" in cfg.stages:
         models = [f"base={cfg.train.model}", *(f"{s}={p}" for s, p in tuned.items())]
         ecfg = dataclasses.replace(cfg.eval, models=models)
-        result = eval_job.run(ecfg, out_dir / "eval", parts=f"{root}/eval/parts")
+        result = eval_job.run(ecfg, out.local / "eval", parts=out.at("eval", "parts"))
+        out.publish("eval")
         summary["eval"] = {k: result[k] for k in ("base", "delta_dd_all", "length_change_all",
                                                   "report")}  # fmt: skip
-    write_summary(out_dir / SUMMARY, summary)
+    _write_summary(out, summary)
     return summary
 
 
-def first_pairs(path: Path, n: int, out: Path) -> Path:
+def train_all(cfg: PipelineConfig, out: Output, skipped: dict[str, str]) -> dict[str, dict]:
+    """One DPO run per train strategy, each published when done; strategies without pairs are
+    recorded in `skipped`. With `equal_pairs` every run takes the same number of pairs."""
+    from diversens.training.trainer import train
+
+    main = cfg.pairs.selection.strategy
+    names = {s: pairs_file(out.local / "pairs", s, main).name for s in cfg.train_strategies}
+    done = {}
+    with pairs_files(out, names.values()) as local:
+        counts = {s: pq.read_metadata(local[n]).num_rows for s, n in names.items()}
+        cap = min([n for n in counts.values() if n], default=0) if cfg.equal_pairs else None
+        for strategy, name in names.items():
+            if counts[strategy] == 0:
+                skipped[strategy] = "no pairs selected"
+                log.warning("train %s: skipped, no pairs selected", strategy)
+                continue
+            train_out = out.sub("train", strategy)
+            path = local[name]
+            if cap is not None:
+                path = first_pairs(path, cap, train_out.local / "pairs.parquet")
+            n = cap or counts[strategy]
+            log.info("train %s: DPO on %d pairs", strategy, n)
+            tcfg = dataclasses.replace(cfg.train, name=f"dpo-{strategy}")
+            final = train(str(path), tcfg, train_out, checkpoint_root=out.location)["final"]
+            train_out.publish()
+            done[strategy] = {"pairs": n, **final}
+    return done
+
+
+def _write_summary(out: Output, summary: dict, complete: bool = True) -> None:
+    write_summary(out.local / SUMMARY, summary, complete=complete)
+    out.publish(SUMMARY)
+
+
+@contextlib.contextmanager
+def pairs_files(out: Output, names):
+    """Local paths of the pairs files `names` of OUT/pairs: the ones this run wrote, else (a
+    run of later stages only) copies of the ones an earlier run published."""
+    with contextlib.ExitStack() as stack:
+        local = {}
+        for name in names:
+            path = out.local / "pairs" / name
+            if not path.exists() and out.staged:
+                path = stack.enter_context(storage.local_copy(out.at("pairs", name)))
+            if not path.exists():
+                raise UserError(f"{path}: no such file; run the generate-pairs stage first")
+            local[name] = path
+        yield local
+
+
+def first_pairs(path, n: int, out) -> str:
     """The first `n` pairs of a pairs file (BalancedTopN writes them best first, balanced over
     tasks and length buckets, so a prefix is itself balanced), written to `out`."""
     out.parent.mkdir(parents=True, exist_ok=True)

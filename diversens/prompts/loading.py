@@ -23,6 +23,7 @@ from diversens import io
 from diversens.errors import UserError
 from diversens.prompts.config import PromptsConfig
 from diversens.prompts.tasks import TASKS, build_prompts, prompt_id
+from diversens.storage import is_uri, read_local
 
 ROLES = ("system", "user", "assistant")
 TASK_NAMES = (*TASKS, "custom")
@@ -42,7 +43,10 @@ def read_prompts(cfg: PromptsConfig, default_split: str | None = None) -> pd.Dat
 
 
 def load_prompts(path: str | Path) -> pd.DataFrame:
-    """Validate a user prompt file and return the prompts table (columns `COLUMNS`)."""
+    """Validate a user prompt file (local or at a URI) and return the prompts table (columns
+    `COLUMNS`)."""
+    if is_uri(path):
+        return read_local(load_prompts, path)
     path = Path(path)
     rows, first_row_of = [], {}
     for where, raw in _rows(path):

@@ -1,18 +1,21 @@
 """The final model as a plain Hugging Face dir that the sampling engines load directly.
 
-A full fine-tuning checkpoint already holds the consolidated weights (ZeRO-3 gathers them on save,
-`stage3_gather_16bit_weights_on_model_save`), so export copies them and leaves the optimizer
-shards and trainer state behind; a LoRA checkpoint holds adapters only, which are merged into the
-base model here.
+Rank 0 of the training run calls this on what `Trainer.save_model` wrote (ZeRO-3 gathers the
+weights for it, `stage3_gather_16bit_weights_on_model_save`): full fine-tuning weights are copied
+without any training state; LoRA adapters are merged into the base model. The result goes
+straight to the run's output, a local dir or a URI.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
-from diversens.io import atomic_dir
+from diversens import storage
+from diversens.io import atomic_dir, atomic_path
 from diversens.models import without_progress_bars
 
 # Files and dirs of a Hugging Face + DeepSpeed checkpoint that only matter for resuming.
@@ -31,6 +34,26 @@ def export_model(checkpoint_dir: Path, base_model: str, out: Path) -> Path:
                     copy = shutil.copytree if src.is_dir() else shutil.copy2
                     copy(src, tmp / src.name)
     return out
+
+
+def publish_model(saved_dir: Path, base_model: str, location: str) -> str:
+    """Export `saved_dir` to `location` (a local dir, replaced; or a URI, whose old files go)."""
+    if not storage.is_uri(location):
+        export_model(saved_dir, base_model, Path(location))
+        return location
+    with tempfile.TemporaryDirectory(prefix="diversens-export-") as tmp:
+        storage.replace_dir(export_model(saved_dir, base_model, Path(tmp) / "model"), location)
+    return location
+
+
+def publish_state(log_history: list[dict], global_step: int, location: str) -> None:
+    """The trainer's log history beside the model: the driver's logs and summary read it."""
+    body = json.dumps({"global_step": global_step, "log_history": log_history}, default=str)
+    if storage.is_uri(location):
+        storage.write_text(location, body)
+        return
+    with atomic_path(location) as tmp:
+        tmp.write_text(body, encoding="utf-8")
 
 
 def _merge_lora(checkpoint_dir: Path, base_model: str, out: Path) -> None:

@@ -2,8 +2,14 @@
 
 Each worker reads the pairs through `ray.train.get_dataset_shard("train")`, builds TRL's
 `DPOTrainer` with DeepSpeed ZeRO through the Hugging Face Trainer integration, and reports every
-Hugging Face checkpoint to Ray Train (`RayTrainReportCallback`); a run whose storage already holds
-a checkpoint resumes from it: weights, optimizer, scheduler, RNG and data position.
+Hugging Face checkpoint to Ray Train; a run whose storage already holds a checkpoint resumes from
+it: weights, optimizer, scheduler, RNG and data position.
+
+Every rank writes its own ZeRO shards into its own local dir, and Hugging Face rotates old
+checkpoints on rank 0 only: each rank moves its checkpoint into the report and drops it once Ray
+Train has stored it (`ReportCheckpoint`), so no node keeps local copies. At the end rank 0 writes
+the final model (weights, config, tokenizer; a LoRA adapter merged) and the trainer state straight
+to the run's output: nobody ever downloads a whole checkpoint with its optimizer state.
 """
 
 from __future__ import annotations
@@ -11,24 +17,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from ray.train.huggingface.transformers import RayTrainReportCallback
 from transformers import TrainerCallback
 
 from diversens.io import atomic_dir
 from diversens.training.config import TrainConfig
+from diversens.training.export import publish_model, publish_state
 from diversens.training.pairs_input import PAIR_FIELDS
 
 
 def train_loop(loop_config: dict[str, Any]) -> None:
-    """Ray Train worker entry: `loop_config` holds `train` (TrainConfig as a dict) and
-    `deepspeed` (the ZeRO config dict, or None for plain DDP)."""
+    """Ray Train worker entry: `loop_config` holds `train` (TrainConfig as a dict),
+    `deepspeed` (the ZeRO config dict, or None for plain DDP) and `output` (the run's output dir
+    or URI, where rank 0 writes model/ and trainer_state.json)."""
     import ray.train
     from datasets import Dataset
-    from ray.train.huggingface.transformers import RayTrainReportCallback
     from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
@@ -63,15 +72,21 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             train_dataset=dataset,
             processing_class=AutoTokenizer.from_pretrained(model_path),
             peft_config=_lora_config(cfg),
-            callbacks=[RunLogCallback(), RayTrainReportCallback()],
+            callbacks=[RunLogCallback(), ReportCheckpoint()],
         )
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             trainer.train()
-            return
-        with checkpoint.as_directory() as ckpt_dir:
-            hf_dir = os.path.join(ckpt_dir, RayTrainReportCallback.CHECKPOINT_NAME)
-            trainer.train(resume_from_checkpoint=hf_dir)
+        else:
+            with checkpoint.as_directory() as ckpt_dir:
+                hf_dir = os.path.join(ckpt_dir, ReportCheckpoint.CHECKPOINT_NAME)
+                trainer.train(resume_from_checkpoint=hf_dir)
+        final = Path(output_dir) / "final"
+        trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the weights; rank 0 writes
+        if rank == 0:
+            publish_model(final, model_path, f"{loop_config['output']}/model")
+            publish_state(trainer.state.log_history, trainer.state.global_step,
+                          f"{loop_config['output']}/trainer_state.json")  # fmt: skip
 
 
 def _on_disk_dataset(rows: list[dict], is_local_leader: bool):
@@ -150,3 +165,25 @@ class RunLogCallback(TrainerCallback):
             row = state.log_history[-1]
             row["run_start_step"] = self.start_step
             row["elapsed_s"] = time.perf_counter() - self.start_time
+
+
+class ReportCheckpoint(RayTrainReportCallback):
+    """Ray's report callback, but the checkpoint is moved into the report instead of copied, and
+    is gone from this rank's disk once Ray Train has stored it (the report uploads before it
+    returns): without this, ranks other than 0 keep every checkpoint they ever saved."""
+
+    def on_save(self, args, state, control, **kwargs):
+        import ray.train
+        import transformers.trainer
+        from ray.train import Checkpoint
+
+        metrics = {k: v for row in state.log_history for k, v in row.items()}
+        source = transformers.trainer.get_last_checkpoint(args.output_dir)
+        with tempfile.TemporaryDirectory(dir=args.output_dir) as tmp:
+            checkpoint = None
+            if source is not None:
+                os.rename(source, os.path.join(tmp, self.CHECKPOINT_NAME))
+                checkpoint = Checkpoint.from_directory(tmp)
+            ray.train.report(metrics=metrics, checkpoint=checkpoint)
+        for old in Path(args.output_dir).glob("checkpoint-*"):  # older saves, if any
+            shutil.rmtree(old, ignore_errors=True)

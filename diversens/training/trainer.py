@@ -1,10 +1,12 @@
 """Driver side of DPO training on Ray Train (DESIGN.md §6).
 
 Checks the pairs file before any worker starts, runs `train_loop` on `num_workers` Ray Train
-workers (TorchTrainer; gloo on CPU, nccl on GPU), then turns the latest checkpoint into
-OUTPUT/model (a plain HF dir), OUTPUT/train_log.{csv,json,png} and OUTPUT/train_summary.json.
+workers (TorchTrainer; gloo on CPU, nccl on GPU), whose rank 0 writes OUTPUT/model (a plain HF
+dir) and OUTPUT/trainer_state.json; then writes OUTPUT/train_log.{csv,json,png} and
+OUTPUT/train_summary.json from the trainer state. The checkpoint itself is never downloaded.
 Rerunning with the same `name` and storage resumes from the latest checkpoint: Ray Train V2
-restores a run from its storage dir, and each worker continues from `ray.train.get_checkpoint()`.
+restores a run from its storage dir, and each worker continues from `ray.train.get_checkpoint()`;
+a run that already finished with the same config and pairs is not run again.
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from diversens import storage
 from diversens.config import config_hash, redacted
 from diversens.errors import UserError
 from diversens.io import write_summary
-from diversens.models import resolve_model
-from diversens.storage import filesystem
+from diversens.storage import Output, filesystem
 from diversens.training.config import TrainConfig
-from diversens.training.export import export_model
 from diversens.training.logs import step_rows, write_logs
 from diversens.training.pairs_input import read_pairs
 
@@ -53,22 +54,37 @@ def deepspeed_config(stage: str) -> dict[str, Any] | None:
 
 
 def train(
-    pairs_path: str | Path, cfg: TrainConfig, output_dir: Path, checkpoint_root: str | None = None
+    pairs_path: str, cfg: TrainConfig, out: Output, checkpoint_root: str | None = None
 ) -> dict[str, Any]:
     """Train with DPO on the pairs; returns the run summary (also written as train_summary.json).
-    Checkpoints go to `cfg.checkpoints(checkpoint_root or output_dir)`."""
+    Checkpoints go to `cfg.checkpoints(checkpoint_root or out.location)`."""
     table = read_pairs(pairs_path)  # a bad file fails here, before any worker starts
+    run_key = config_hash([config_hash(cfg), run_fingerprint(cfg, table)])
+    if (done := finished_run(out, run_key)) is not None:
+        return done
 
     import ray.data
-    from ray.train import CheckpointConfig, DataConfig, RunConfig, ScalingConfig
+    from ray.train import (
+        CheckpointConfig,
+        ControllerError,
+        DataConfig,
+        FailureConfig,
+        RunConfig,
+        ScalingConfig,
+    )
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from diversens.pools import (
+        TRAIN_START_TIMEOUT_ENV,
+        environment,
+        train_start_timeout_s,
+        worker_group_failure,
+    )
     from diversens.training.loop import train_loop
 
-    output_dir = Path(output_dir).resolve()
-    summary_path = output_dir / "train_summary.json"
+    summary_path = out.local / "train_summary.json"
     write_summary(summary_path, {"pairs_file": str(pairs_path), "name": cfg.name}, complete=False)
-    storage_path = cfg.checkpoints(checkpoint_root or output_dir)
+    storage_path = cfg.checkpoints(checkpoint_root or out.location)
     claim_run(f"{storage_path.rstrip('/')}/{cfg.name}", run_fingerprint(cfg, table), cfg.name)
     resources_per_worker = {"CPU": cfg.num_cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
     trainer = TorchTrainer(
@@ -76,6 +92,7 @@ def train(
         train_loop_config={
             "train": dataclasses.asdict(cfg),
             "deepspeed": deepspeed_config(cfg.deepspeed),
+            "output": out.at(),
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers,
@@ -89,6 +106,10 @@ def train(
             storage_path=storage_path,
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.num_checkpoints_to_keep),
             worker_runtime_env={"env_vars": WORKER_ENV},
+            # A worker group that cannot start (its placement group not placed within the start
+            # timeout, or a worker dying in setup) fails the run once: Ray Train V2 would retry
+            # it forever (controller_failure_limit -1), a node type with no quota included.
+            failure_config=FailureConfig(controller_failure_limit=0),
         ),
         # The pairs travel from the driver (a few MB; no shared filesystem needed). Every worker
         # gets all of them and the HF Trainer's distributed sampler deals each rank its part of
@@ -99,16 +120,25 @@ def train(
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
     )
     start = time.perf_counter()
-    result = trainer.fit()
+    timeout_s = train_start_timeout_s()
+    # Ray Train's controller reads the placement-group wait from the driver's environment at fit.
+    with environment(TRAIN_START_TIMEOUT_ENV, f"{timeout_s:g}"):
+        try:
+            result = trainer.fit()
+        except ControllerError as e:
+            line = worker_group_failure(
+                e.controller_failure, cfg.num_workers, resources_per_worker, timeout_s,
+                cfg.accelerator_type,
+            )  # fmt: skip
+            if line is None:
+                raise
+            raise UserError(line) from None
     wall_s = time.perf_counter() - start
     if result.checkpoint is None:
         raise RuntimeError(f"run {cfg.name!r} under {storage_path} ended without a checkpoint")
 
-    with result.checkpoint.as_directory() as ckpt_dir:
-        hf_dir = Path(ckpt_dir) / "checkpoint"  # RayTrainReportCallback.CHECKPOINT_NAME
-        state = json.loads((hf_dir / "trainer_state.json").read_text())
-        log_paths = write_logs(state["log_history"], output_dir)
-        model_dir = export_model(hf_dir, resolve_model(cfg.model), output_dir / "model")
+    state = json.loads(storage.read_text(out.at("trainer_state.json")))
+    log_paths = write_logs(state["log_history"], out.local)
     steps = step_rows(state["log_history"])
     summary = {
         "pairs_file": str(pairs_path),
@@ -117,13 +147,27 @@ def train(
         "resumed_from_step": int(steps["run_start_step"].iloc[-1]) if len(steps) else None,
         "final": _final_metrics(steps),
         "wall_s": round(wall_s, 2),
-        "model_dir": str(model_dir),
+        "model_dir": out.at("model"),
         "checkpoint": result.checkpoint.path,
-        "logs": {k: str(v) for k, v in log_paths.items()},
+        "logs": {k: out.at(Path(v).name) for k, v in log_paths.items()},
         "config": dataclasses.asdict(cfg),
         "config_hash": config_hash(cfg),
+        "run_key": run_key,
     }
     write_summary(summary_path, summary)
+    return summary
+
+
+def finished_run(out: Output, run_key: str) -> dict[str, Any] | None:
+    """The summary of a run that already finished at `out` with this config and these pairs."""
+    where = out.at("train_summary.json")
+    if storage.file_type(where) != pafs.FileType.File:
+        return None
+    summary = json.loads(storage.read_text(where))
+    if not summary.get("complete") or summary.get("run_key") != run_key:
+        return None
+    if storage.file_type(out.at("model", "config.json")) != pafs.FileType.File:
+        return None
     return summary
 
 

@@ -44,3 +44,14 @@ def test_an_autoscaler_of_another_cluster_is_not_read(machine):
     _, context = machine
     context.gcs_address = "10.0.0.5:7000"
     assert cluster._v1_autoscaling_config() is None
+
+
+def test_largest_node_is_the_biggest_single_node_not_the_total(machine, monkeypatch):
+    """A pool asking 4 GPUs per actor fits no node of a cluster of 2-GPU nodes, even though the
+    cluster may have 8 in all: it is refused instead of waiting for a node that never comes."""
+    from ray._private.state import state
+
+    monkeypatch.setattr(state, "get_cluster_config", lambda: None)
+    nodes = [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": False, "Resources": {"GPU": 16}}]
+    monkeypatch.setattr(cluster.ray, "nodes", lambda: nodes)
+    assert cluster.largest_node() == {"CPU": 2.0, "GPU": 2.0, "memory": 0.0}  # joined: 6380

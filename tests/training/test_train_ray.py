@@ -2,6 +2,10 @@
 a tiny SmolLM2-shaped model and 8 pairs repeated for a few steps at a high learning rate."""
 
 import json
+import tempfile
+import threading
+from collections import defaultdict
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,23 +22,62 @@ FAST = dict(learning_rate=1e-3, lr_scheduler_type="constant", warmup_ratio=0.0, 
 
 
 def _train(pairs, model, out, **overrides):
+    from diversens.storage import Output
     from diversens.training.trainer import train
 
-    return train(pairs, TrainConfig(model=str(model), **{**FAST, **overrides}), out)
+    cfg = TrainConfig(model=str(model), **{**FAST, **overrides})
+    return train(str(pairs), cfg, Output(str(out), Path(out)))
+
+
+class LocalCheckpoints:
+    """Watches the ranks' local Hugging Face output dirs while a run goes: the most
+    checkpoints (ZeRO global_step* dirs) each rank held at once."""
+
+    def __init__(self):
+        self.most, self.stop = defaultdict(int), threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def watch(self):
+        while not self.stop.is_set():
+            for rank_dir in Path(tempfile.gettempdir()).glob("diversens-dpo-rank*-*"):
+                rank = rank_dir.name.split("-")[2]
+                held = len(list(rank_dir.rglob("global_step*")))  # one per ZeRO save
+                self.most[rank] = max(self.most[rank], held)
+            self.stop.wait(0.05)
 
 
 @pytest.fixture(scope="module")
 def zero3_run(ray_local, tiny_model, tmp_path_factory):
+    from ray.train import Checkpoint
     from train_fixtures import pair_rows
 
     tmp = tmp_path_factory.mktemp("zero3")
     pd.DataFrame(pair_rows()).to_parquet(tmp / "pairs.parquet")
-    summary = _train(tmp / "pairs.parquet", tiny_model, tmp / "out", max_steps=4, save_steps=2)
-    return summary, tmp / "out"
+    watch = LocalCheckpoints()
+    watch.thread.start()
+    # The driver must never download a checkpoint (112 GB for an 8B model): rank 0 exports.
+    refuse = pytest.MonkeyPatch()
+    for name in ("as_directory", "to_directory"):
+        refuse.setattr(Checkpoint, name, lambda *a, **k: pytest.fail("driver read a checkpoint"))
+    try:  # a save every step, as the cluster finding reproduced it
+        summary = _train(tmp / "pairs.parquet", tiny_model, tmp / "out", max_steps=4, save_steps=1)
+    finally:
+        refuse.undo()
+        watch.stop.set()
+        watch.thread.join()
+    return summary, tmp / "out", dict(watch.most)
+
+
+def test_no_rank_keeps_local_checkpoints_after_reporting(zero3_run):
+    _, _, most = zero3_run
+    # Each rank writes its own ZeRO shards locally; HF rotates them on rank 0 only, so without
+    # the report dropping them rank 1 held checkpoint-1..4 at the end.
+    assert set(most) == {"rank0", "rank1"}
+    assert max(most.values()) <= 1, most
 
 
 def test_zero3_loss_falls_and_margin_rises(zero3_run):
-    summary, out = zero3_run
+    summary, out, _ = zero3_run
     steps = pd.read_csv(out / "train_log.csv")
     assert steps["step"].tolist() == [1, 2, 3, 4] and summary["global_step"] == 4
     assert steps["loss"].notna().all() and steps["loss"].iloc[-1] < steps["loss"].iloc[0] - 0.1
@@ -51,7 +94,7 @@ def test_zero3_loss_falls_and_margin_rises(zero3_run):
 def test_saved_model_reloads_changed_and_generates(zero3_run, tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    _, out = zero3_run
+    _, out, _ = zero3_run
     model = AutoModelForCausalLM.from_pretrained(out / "model")
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
     changed = [not torch.equal(p, base.state_dict()[n]) for n, p in model.state_dict().items()]
@@ -63,20 +106,42 @@ def test_saved_model_reloads_changed_and_generates(zero3_run, tiny_model):
     assert gen.shape[1] == ids["input_ids"].shape[1] + 5
 
 
-def test_stopped_run_resumes_at_next_step(ray_local, tiny_model, pairs_file, tmp_path):
-    out = tmp_path / "out"
-    first = _train(pairs_file, tiny_model, out, max_steps=1, save_steps=1)
-    assert first["global_step"] == 1
-    # Rerun the same run name and storage through the CLI, now for 3 steps: it must resume.
-    opts = {k: str(v) for k, v in {**FAST, "max_steps": 3, "save_steps": 1}.items()}
-    argv = ["train", str(pairs_file), "-o", str(out), "--model", str(tiny_model)]
-    assert main(argv + [a for k, v in opts.items() for a in (f"--{k}", v)]) == 0
-    summary = json.loads((out / "train_summary.json").read_text())
-    steps = pd.read_csv(out / "train_log.csv")
+def test_stopped_run_resumes_at_next_step_all_at_a_uri(
+    ray_local, tiny_model, pairs_file, bucket, tmp_path, monkeypatch, capsys
+):
+    """Pairs, outputs and checkpoints in a bucket, through the CLI as a user runs it on a
+    cluster; nothing is written to a local dir named after the URI."""
+    from diversens import io, storage
+
+    monkeypatch.chdir(tmp_path)
+    pairs, out = f"{bucket}/run/pairs.parquet", f"{bucket}/train"
+    io.write_parquet(pd.read_parquet(pairs_file).pipe(pa_table), pairs)
+
+    def train_cli(max_steps):
+        opts = {k: str(v) for k, v in {**FAST, "max_steps": max_steps, "save_steps": 1}.items()}
+        argv = ["train", pairs, "-o", out, "--model", str(tiny_model)]
+        assert main(argv + [a for k, v in opts.items() for a in (f"--{k}", v)]) == 0
+        return json.loads(storage.read_text(f"{out}/train_summary.json"))
+
+    assert train_cli(1)["global_step"] == 1
+    summary = train_cli(3)  # the same run name and storage, now for 3 steps: it must resume
     assert summary["global_step"] == 3 and summary["resumed_from_step"] == 1
+    assert summary["model_dir"] == f"{out}/model" and f"→ {out}/model" in capsys.readouterr().out
+    fs, path = storage.filesystem(f"{out}/train_log.csv")
+    with fs.open_input_stream(path) as f:
+        steps = pd.read_csv(f)
     second = steps[steps["run_start_step"] == 1]
     assert second["step"].tolist() == [2, 3]  # first logged step of the rerun is 2, not 1
     assert steps.loc[steps["step"] == 1, "run_start_step"].tolist() == [0]
+    assert storage.is_file(f"{out}/model/config.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["pairs.parquet"]  # no local "s3:" dir
+    assert train_cli(3)["wall_s"] == summary["wall_s"]  # finished: not run again
+
+
+def pa_table(df):
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(df, preserve_index=False)
 
 
 def test_zero2_lora_ld_alpha_precomputed_ref(ray_local, tiny_model, pairs_file, tmp_path):

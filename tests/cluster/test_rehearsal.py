@@ -1,0 +1,257 @@
+"""The cluster run, rehearsed on one machine as close to the real one as it allows.
+
+- Ray's fake multi-node cluster shaped like `cluster.yaml`: its head takes no tasks (CPU 0) and
+  its GPU worker types start from zero with their logical GPUs (CPUs scaled to this machine).
+  Nodes get the object store's credentials from their environment, as from an instance profile.
+- The job goes in through `ray job submit` with the project's runtime env
+  (`ray_jobs/runtime_env.py`), which carries HF_TOKEN: it must reach every actor and worker.
+- The output is an `s3://` URI on a real S3-compatible server on loopback (moto's).
+- `pipeline`: pairs → DPO (2 workers, ZeRO-3) → eval. The first run is stopped during eval (a
+  failure after two stages): pairs and the tuned model are in the bucket already. The rerun
+  resumes from the bucket without sampling or training again and completes; every output is in
+  the bucket, and no worker was handed a path under the driver's staging dir.
+"""
+
+import json
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+import yaml
+
+from diversens import storage
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+FAKE = ROOT / "tests" / "data" / "fake_cluster.yaml"
+CONFIG = "tests/data/rehearsal_config.yaml"
+PROMPTS = "tests/data/job_prompts.jsonl"
+HEAD = "ray.head.default"  # the fake provider's name for the head node type
+STAGING = "diversens-out-"  # the driver's staging dirs (diversens.storage.output_dir)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fake_cluster(path: Path) -> Path:
+    """cluster.yaml's node types on the fake provider: the head as it is (CPU 0), each worker
+    type with its GPUs, custom resources and min_workers, 2 CPUs and at most 2 nodes."""
+    real = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    fake = yaml.safe_load(FAKE.read_text())
+    types = {}
+    for name, spec in real["available_node_types"].items():
+        resources = dict(spec["resources"])
+        if name == real["head_node_type"]:
+            types[HEAD] = {"resources": resources, "node_config": {}, "max_workers": 0}
+            continue
+        types[name] = {"resources": {**resources, "CPU": 2}, "node_config": {},
+                       "min_workers": spec["min_workers"], "max_workers": 2}  # fmt: skip
+    fake.update(available_node_types=types, head_node_type=HEAD, max_workers=3)
+    path.write_text(yaml.safe_dump(fake))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster(s3_server, tmp_path_factory):
+    """The fake cluster's head with its job server; yields (dashboard address, env for the
+    `ray` CLI)."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    token = tmp / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "RAY_ADDRESS")}
+    env.update(s3_server, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
+               AUTOSCALER_UPDATE_INTERVAL_S="1", RAY_FAKE_CLUSTER="1")  # fmt: skip
+    config = fake_cluster(tmp / "cluster.yaml")
+    head = yaml.safe_load(config.read_text())["available_node_types"][HEAD]["resources"]
+    dash = free_port()
+    subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, env=env)
+    subprocess.run(
+        [str(BIN / "ray"), "start", "--head", f"--autoscaling-config={config}",
+         f"--num-cpus={head['CPU']}", f"--port={free_port()}", "--include-dashboard=true",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats"],
+        check=True, capture_output=True, timeout=180, env=env,
+    )  # fmt: skip
+    try:
+        yield f"http://127.0.0.1:{dash}", env
+    finally:
+        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, timeout=180,
+                       env=env)  # fmt: skip
+
+
+def runtime_env(token: str) -> str:
+    """The runtime env a user submits with: ray_jobs/runtime_env.py run with HF_TOKEN set."""
+    proc = subprocess.run([sys.executable, "ray_jobs/runtime_env.py"], cwd=ROOT, check=True,
+                          capture_output=True, text=True, env={**os.environ, "HF_TOKEN": token})  # fmt: skip
+    return proc.stdout
+
+
+def ray_job(address: str, env: dict, *args: str, timeout: int = 1200) -> str:
+    proc = subprocess.run([str(BIN / "ray"), "job", *args, "--address", address],
+                          capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
+    return proc.stdout + proc.stderr
+
+
+def submit(address: str, env: dict, output: str, token: str, wait: bool) -> str:
+    """`ray job submit` as the README gives it; returns the job id."""
+    text = ray_job(
+        address, env, "submit", *([] if wait else ["--no-wait"]), "--working-dir", str(ROOT),
+        "--runtime-env-json", runtime_env(token), "--", sys.executable, "ray_jobs/pipeline.py",
+        PROMPTS, "--config", CONFIG, "-o", output,
+    )  # fmt: skip
+    return re.search(r"raysubmit_\w+", text).group(0)
+
+
+def status(address: str, env: dict, job: str) -> str:
+    found = re.search(r"Job '\w+' (succeeded|failed|was stopped|is running|is pending)",
+                      ray_job(address, env, "status", job, timeout=60))  # fmt: skip
+    return found.group(1) if found else "unknown"
+
+
+class Workers:
+    """Watches Ray's worker processes on this machine while a job runs: each one's title and
+    whether its environment holds the token."""
+
+    def __init__(self, token: str):
+        self.token, self.seen, self.stop = token, {}, threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+        self.thread.start()
+
+    def watch(self):
+        while not self.stop.is_set():
+            for proc in psutil.process_iter(["cmdline"]):
+                title = " ".join(proc.info["cmdline"] or [])
+                if not title.startswith("ray::") or title.startswith("ray::IDLE"):
+                    continue
+                try:
+                    has = proc.environ().get("HF_TOKEN") == self.token
+                except psutil.Error:
+                    continue
+                self.seen[title] = self.seen.get(title, True) and has
+            self.stop.wait(0.5)
+
+    def done(self) -> dict[str, bool]:
+        self.stop.set()
+        self.thread.join()
+        return self.seen
+
+
+def keys(uri: str) -> set[str]:
+    fs, root = storage.filesystem(uri)
+    found = fs.get_file_info(storage.pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    return {f.path.removeprefix(root + "/") for f in found if f.is_file}
+
+
+def read_json(uri: str) -> dict:
+    return json.loads(storage.read_text(uri))
+
+
+@pytest.fixture(scope="module")
+def rehearsal(cluster, bucket_module):
+    address, env = cluster
+    run, token = f"{bucket_module}/run", f"hf_{secrets.token_hex(8)}"
+    workers = Workers(token)
+    start = time.monotonic()
+    # First run: stopped once the tuned model is published, while eval runs.
+    job = submit(address, env, run, token, wait=False)
+    deadline = time.monotonic() + 1200
+    while time.monotonic() < deadline:
+        summary = (
+            keys(run)
+            and "pipeline_summary.json" in keys(run)
+            and read_json(f"{run}/pipeline_summary.json")
+        )
+        if summary and summary.get("tuned_models"):
+            break
+        assert status(address, env, job) in ("is running", "is pending"), ray_job(
+            address, env, "logs", job
+        )[-4000:]
+        time.sleep(1)
+    ray_job(address, env, "stop", job)
+    first = {"status": status(address, env, job), "keys": keys(run),
+             "summary": read_json(f"{run}/pipeline_summary.json"),
+             "train": storage.read_text(f"{run}/train/random/train_summary.json")}  # fmt: skip
+    # The rerun: resumes from the bucket and completes.
+    job = submit(address, env, run, token, wait=True)
+    second = {"status": status(address, env, job), "logs": ray_job(address, env, "logs", job),
+              "keys": keys(run), "summary": read_json(f"{run}/pipeline_summary.json")}  # fmt: skip
+    return {
+        "run": run,
+        "first": first,
+        "second": second,
+        "workers": workers.done(),
+        "wall_s": time.monotonic() - start,
+    }
+
+
+@pytest.fixture(scope="module")
+def bucket_module(s3_server):
+    import uuid
+
+    import boto3
+
+    name = f"rehearsal-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return f"s3://{name}"
+
+
+def test_a_failure_during_eval_leaves_pairs_and_tuned_model_in_the_bucket(rehearsal):
+    first = rehearsal["first"]
+    assert first["status"] == "was stopped"
+    assert {"pairs/pairs.parquet", "pairs/pairs_random.parquet", "pairs/selection_report.md",
+            "train/random/model/config.json", "train/random/train_summary.json",
+            "train/random/trainer_state.json"} <= first["keys"]  # fmt: skip
+    assert any(k.startswith("pairs/scored/") for k in first["keys"])
+    assert not any(k.startswith("train/random/model/adapter") for k in first["keys"])  # merged
+    assert "eval/eval_report.md" not in first["keys"]
+    assert first["summary"]["complete"] is False
+    assert first["summary"]["tuned_models"] == {"random": f"{rehearsal['run']}/train/random/model"}
+
+
+def test_rerun_resumes_from_the_bucket_and_completes(rehearsal):
+    second, run = rehearsal["second"], rehearsal["run"]
+    assert second["status"] == "succeeded", second["logs"][-4000:]
+    summary = second["summary"]
+    assert summary["complete"] is True
+    chunks = summary["pairs"]["chunks"]
+    assert chunks["written"] == 0 and chunks["reused"] == chunks["chunks"] > 0  # no sampling
+    # The finished DPO run is not run again: its summary is the first run's, byte for byte.
+    assert (
+        storage.read_text(f"{run}/train/random/train_summary.json") == rehearsal["first"]["train"]
+    )
+    assert {"pipeline_summary.json", "eval/eval_report.md", "eval/outputs.parquet",
+            "eval/delta_dd.csv", "train/random/train_log.csv", "train/random/model/config.json",
+            "pairs/run_summary.json"} <= second["keys"]  # fmt: skip
+    assert any(k.startswith("checkpoints/dpo-random/") for k in second["keys"])
+    assert not Path(ROOT, "s3:").exists() and not Path("s3:").exists()
+
+
+def test_workers_load_tuned_models_from_the_bucket_never_from_the_staging_dir(rehearsal):
+    run = rehearsal["run"]
+    fs, path = storage.filesystem(f"{run}/eval/outputs.parquet")
+    outputs = pd.read_parquet(path, filesystem=fs, columns=["model", "model_path"])
+    paths = dict(outputs.drop_duplicates().itertuples(index=False))
+    assert paths == {"base": "smollm2-135m-instruct", "random": f"{run}/train/random/model"}
+    logs = Path("/tmp/ray/session_latest/logs")
+    leaked = [p.name for p in logs.glob("worker-*") if STAGING in p.read_text(errors="replace")]
+    assert leaked == []
+
+
+def test_the_token_reaches_every_actor_and_training_worker(rehearsal):
+    seen = rehearsal["workers"]
+    print(f"rehearsal wall time: {rehearsal['wall_s']:.0f} s")
+    assert any("SampleStage" in t for t in seen) and any("RayTrainWorker" in t for t in seen)
+    assert {t for t, has in seen.items() if not has} == set()
