@@ -99,8 +99,8 @@ def runtime_env(token: str) -> str:
     return proc.stdout
 
 
-def ray_job(address: str, env: dict, *args: str, timeout: int = 1200) -> str:
-    proc = subprocess.run([str(BIN / "ray"), "job", *args, "--address", address],
+def ray_job(address: str, env: dict, command: str, *args: str, timeout: int = 1200) -> str:
+    proc = subprocess.run([str(BIN / "ray"), "job", command, "--address", address, *args],
                           capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
     return proc.stdout + proc.stderr
 
@@ -116,9 +116,14 @@ def submit(address: str, env: dict, output: str, token: str, wait: bool) -> str:
 
 
 def status(address: str, env: dict, job: str) -> str:
-    found = re.search(r"Job '\w+' (succeeded|failed|was stopped|is running|is pending)",
-                      ray_job(address, env, "status", job, timeout=60))  # fmt: skip
-    return found.group(1) if found else "unknown"
+    """SUCCEEDED, FAILED, STOPPED, RUNNING or PENDING, as `ray job status` says it."""
+    text = ray_job(address, env, "status", job, timeout=60)
+    ended = {"succeeded": "SUCCEEDED", "failed": "FAILED", "was stopped": "STOPPED"}
+    found = re.search(r"Job '\w+' (succeeded|failed|was stopped)", text)
+    if found:
+        return ended[found.group(1)]
+    found = re.search(r"Status for job '\w+': (?:JobStatus\.)?(\w+)", text)
+    return found.group(1) if found else text
 
 
 class Workers:
@@ -176,7 +181,7 @@ def rehearsal(cluster, bucket_module):
         )
         if summary and summary.get("tuned_models"):
             break
-        assert status(address, env, job) in ("is running", "is pending"), ray_job(
+        assert status(address, env, job) in ("RUNNING", "PENDING"), ray_job(
             address, env, "logs", job
         )[-4000:]
         time.sleep(1)
@@ -210,7 +215,7 @@ def bucket_module(s3_server):
 
 def test_a_failure_during_eval_leaves_pairs_and_tuned_model_in_the_bucket(rehearsal):
     first = rehearsal["first"]
-    assert first["status"] == "was stopped"
+    assert first["status"] == "STOPPED"
     assert {"pairs/pairs.parquet", "pairs/pairs_random.parquet", "pairs/selection_report.md",
             "train/random/model/config.json", "train/random/train_summary.json",
             "train/random/trainer_state.json"} <= first["keys"]  # fmt: skip
@@ -223,7 +228,7 @@ def test_a_failure_during_eval_leaves_pairs_and_tuned_model_in_the_bucket(rehear
 
 def test_rerun_resumes_from_the_bucket_and_completes(rehearsal):
     second, run = rehearsal["second"], rehearsal["run"]
-    assert second["status"] == "succeeded", second["logs"][-4000:]
+    assert second["status"] == "SUCCEEDED", second["logs"][-4000:]
     summary = second["summary"]
     assert summary["complete"] is True
     chunks = summary["pairs"]["chunks"]

@@ -56,17 +56,20 @@ def test_measure_sample_writes_all_columns(tmp_path):
 
 
 @pytest.mark.slow
-def test_measure_candidate_lists(tmp_path):
-    src = tmp_path / "cands.jsonl"
+def test_measure_candidate_lists_in_a_bucket(bucket, tmp_path):
+    """Input and output at a URI (the default output beside the input), as on a cluster."""
+    from diversens import storage
+
     rows = [
         {"prompt_id": "p1", "task": "cwt", "responses": ["One. Two words.", "Red fox. Blue sky."]},
         {"prompt_id": "p2", "task": "aut", "responses": ["1. Hat\n2. Cup", "", "1. Pen\n2. Ink"]},
     ]
-    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / "out.parquet"
-    proc = cli("measure", str(src), "-o", str(out), "--text_field", "responses")
+    storage.write_text(f"{bucket}/in/cands.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    proc = cli("measure", f"{bucket}/in/cands.jsonl", "--text_field", "responses")
     assert proc.returncode == 0, proc.stderr
-    df = pd.read_parquet(out)
+    assert proc.stdout.strip() == f"wrote 2 rows to {bucket}/in/cands.measured.parquet"
+    fs, path = storage.filesystem(f"{bucket}/in/cands.measured.parquet")
+    df = pd.read_parquet(path, filesystem=fs)
     assert [len(v) for v in df["ttr"]] == [2, 3]
     assert np.isnan(df["div_across"][1][1]) and not np.isnan(df["div_across"][1][0])
 
