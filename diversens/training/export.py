@@ -63,6 +63,12 @@ def _merge_lora(checkpoint_dir: Path, base_model: str, out: Path) -> None:
         os.environ.setdefault("DS_ACCELERATOR", "cpu")  # the merge runs on CPU in any case
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    # Rank 0 merges inside the training process: under the trainer's ZeRO-3 config
+    # from_pretrained would partition the base model with a collective the other ranks, done
+    # with training, never join (a hang). The merge wants a plain load.
+    unset_hf_deepspeed_config()
 
     with without_progress_bars():
         base = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto")
