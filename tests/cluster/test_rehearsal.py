@@ -10,6 +10,8 @@
   failure after two stages): pairs and the tuned model are in the bucket already. The rerun
   resumes from the bucket without sampling or training again and completes; every output is in
   the bucket, and no worker was handed a path under the driver's staging dir.
+- GPU workers arrive from zero for the job and leave once idle; a local checkpoint path on this
+  multi-node cluster is refused in one line before any GPU is asked for.
 """
 
 import json
@@ -49,7 +51,8 @@ def free_port() -> int:
 
 def fake_cluster(path: Path) -> Path:
     """cluster.yaml's node types on the fake provider: the head as it is (CPU 0), each worker
-    type with its GPUs, custom resources and min_workers, 2 CPUs and at most 2 nodes."""
+    type with its GPUs, custom resources and min_workers, 2 CPUs and at most 2 nodes. The idle
+    timeout is the fake config's 12 s, so that the test sees idle workers leave."""
     real = yaml.safe_load((ROOT / "cluster.yaml").read_text())
     fake = yaml.safe_load(FAKE.read_text())
     types = {}
@@ -68,7 +71,7 @@ def fake_cluster(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def cluster(s3_server, tmp_path_factory):
     """The fake cluster's head with its job server; yields (dashboard address, env for the
-    `ray` CLI)."""
+    `ray` CLI). The head's GCS is on Ray's default port: the fake provider's nodes join there."""
     tmp = tmp_path_factory.mktemp("cluster")
     token = tmp / "auth_token"
     token.write_text(secrets.token_hex(32))
@@ -81,7 +84,7 @@ def cluster(s3_server, tmp_path_factory):
     subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, env=env)
     subprocess.run(
         [str(BIN / "ray"), "start", "--head", f"--autoscaling-config={config}",
-         f"--num-cpus={head['CPU']}", f"--port={free_port()}", "--include-dashboard=true",
+         f"--num-cpus={head['CPU']}", "--include-dashboard=true",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--disable-usage-stats"],
         check=True, capture_output=True, timeout=180, env=env,
     )  # fmt: skip
@@ -106,11 +109,19 @@ def ray_job(address: str, env: dict, command: str, *args: str, timeout: int = 12
 
 
 def submit(address: str, env: dict, output: str, token: str, wait: bool) -> str:
-    """`ray job submit` as the README gives it; returns the job id."""
+    """`ray job submit` as the README gives it, but for the working dir; returns the job id.
+
+    The fake nodes share this machine's disk, and with it Ray's runtime-env dirs: once a pool
+    on a worker node is done, the job's unpacked working dir, the driver's cwd, is gone (a
+    bare Ray Data job shows it too), which no real cluster does. So the job runs the checkout
+    in place; `--working-dir .` itself is covered by tests/cluster/test_job_submit.py."""
+    env_json = json.loads(runtime_env(token))
+    env_json.pop("excludes", None)  # they filter the working dir only
     text = ray_job(
-        address, env, "submit", *([] if wait else ["--no-wait"]), "--working-dir", str(ROOT),
-        "--runtime-env-json", runtime_env(token), "--", sys.executable, "ray_jobs/pipeline.py",
-        PROMPTS, "--config", CONFIG, "-o", output,
+        address, env, "submit", *([] if wait else ["--no-wait"]),
+        "--runtime-env-json", json.dumps(env_json), "--", sys.executable,
+        str(ROOT / "ray_jobs" / "pipeline.py"), str(ROOT / PROMPTS), "--config", str(ROOT / CONFIG),
+        "-o", output,
     )  # fmt: skip
     return re.search(r"raysubmit_\w+", text).group(0)
 
@@ -154,6 +165,17 @@ class Workers:
         return self.seen
 
 
+def gpu_nodes(env: dict) -> list[dict]:
+    """The cluster's live GPU nodes as the state API sees them, from a separate driver."""
+    # A driver may print autoscaler events at any point: the JSON line carries a marker.
+    code = "import json, ray; ray.init(); print('NODES', json.dumps(ray.nodes()), flush=True)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**env, "RAY_ADDRESS": "auto"}, check=True)  # fmt: skip
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("NODES "))
+    nodes = json.loads(line.removeprefix("NODES "))
+    return [n for n in nodes if n["Alive"] and n["Resources"].get("GPU", 0) > 0]
+
+
 def keys(uri: str) -> set[str]:
     fs, root = storage.filesystem(uri)
     found = fs.get_file_info(storage.pafs.FileSelector(root, recursive=True, allow_not_found=True))
@@ -168,6 +190,7 @@ def read_json(uri: str) -> dict:
 def rehearsal(cluster, bucket_module):
     address, env = cluster
     run, token = f"{bucket_module}/run", f"hf_{secrets.token_hex(8)}"
+    before = gpu_nodes(env)
     workers = Workers(token)
     start = time.monotonic()
     # First run: stopped once the tuned model is published, while eval runs.
@@ -193,13 +216,12 @@ def rehearsal(cluster, bucket_module):
     job = submit(address, env, run, token, wait=True)
     second = {"status": status(address, env, job), "logs": ray_job(address, env, "logs", job),
               "keys": keys(run), "summary": read_json(f"{run}/pipeline_summary.json")}  # fmt: skip
-    return {
-        "run": run,
-        "first": first,
-        "second": second,
-        "workers": workers.done(),
-        "wall_s": time.monotonic() - start,
-    }
+    wall_s, seen = time.monotonic() - start, workers.done()
+    deadline = time.monotonic() + 180
+    while gpu_nodes(env) and time.monotonic() < deadline:
+        time.sleep(5)
+    return {"run": run, "first": first, "second": second, "workers": seen, "wall_s": wall_s,
+            "before": before, "after": gpu_nodes(env)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -255,8 +277,36 @@ def test_workers_load_tuned_models_from_the_bucket_never_from_the_staging_dir(re
     assert leaked == []
 
 
+JOB_PROCESSES = ("MapWorker", "MapBatches", "RayTrainWorker", "TrainController", "JobSupervisor")
+
+
 def test_the_token_reaches_every_actor_and_training_worker(rehearsal):
-    seen = rehearsal["workers"]
     print(f"rehearsal wall time: {rehearsal['wall_s']:.0f} s")
-    assert any("SampleStage" in t for t in seen) and any("RayTrainWorker" in t for t in seen)
+    # The job's processes; Ray's own daemons (dashboard, runtime-env agents) are not the job's.
+    seen = {t.split()[0]: has for t, has in rehearsal["workers"].items()
+            if any(name in t for name in JOB_PROCESSES)}  # fmt: skip
+    for stage in ("SampleStage", "MeasureStage", "QualityStage", "RayTrainWorker"):
+        assert any(stage in t for t in seen), (stage, sorted(seen))
     assert {t for t, has in seen.items() if not has} == set()
+
+
+def test_gpu_workers_start_from_zero_and_leave_when_idle(rehearsal):
+    # The head takes no tasks, so the jobs' success is itself the proof that GPU worker nodes
+    # were added for them.
+    assert rehearsal["before"] == [] and rehearsal["after"] == []
+
+
+def test_local_checkpoints_on_a_multi_node_cluster_fail_before_gpus(rehearsal, cluster, tmp_path):
+    """The autoscaler may add nodes, so a local checkpoint path is one line and exit 2, and no
+    GPU node is started for it."""
+    _, env = cluster
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [str(BIN / "diversens"), "train", f"{rehearsal['run']}/pairs/pairs_random.parquet",
+         "--use_gpu", "true", "--lora", "true", "-o", str(out)],
+        capture_output=True, text=True, timeout=300, env={**env, "RAY_ADDRESS": "auto"},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"option -o/--output {out}/checkpoints: a local path" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (out / "train_summary.json").exists()
+    assert gpu_nodes(env) == []
