@@ -153,6 +153,8 @@ def check_writable(location: str) -> None:
     fs, root = filesystem(location)
     probe = f"{root.rstrip('/')}/.diversens-write-check-{uuid.uuid4().hex[:8]}"
     try:
+        if isinstance(fs, pafs.LocalFileSystem):  # file://: a new run dir (object stores have none)
+            fs.create_dir(root, recursive=True)
         with fs.open_output_stream(probe) as f:
             f.write(b"ok")
         fs.delete_file(probe)

@@ -54,6 +54,11 @@ def test_bad_uri_is_a_user_error():
         pass
 
 
+def test_write_check_of_a_new_file_uri_dir(tmp_path):
+    storage.check_writable((tmp_path / "new" / "run").as_uri())
+    assert list((tmp_path / "new" / "run").iterdir()) == []  # the probe is gone
+
+
 def test_missing_bucket_is_refused_by_the_write_check(bucket):
     storage.check_writable(f"{bucket}/run")  # the bucket exists: fine, and no probe is left
     assert listing(f"{bucket}/run") == set()
