@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from diversens import storage
@@ -39,11 +38,7 @@ def check_input_file(path: str | Path) -> None:
     """The input exists and is a regular file (not a directory, FIFO or device); at a URI, an
     object."""
     if storage.is_uri(path):
-        kind = storage.file_type(str(path))
-        if kind == pafs.FileType.NotFound:
-            raise UserError(f"{path}: no such file")
-        if kind != pafs.FileType.File:
-            raise UserError(f"{path}: is a directory, not a file")
+        storage.check_file(str(path))
         return
     path = Path(path)
     try:
@@ -207,9 +202,8 @@ def write_summary(path: str | Path, summary: dict, complete: bool = True) -> Non
 def write_parquet(table: pa.Table, path: str | Path) -> None:
     """Atomically: renamed into place locally; at a URI one object, which stores publish whole."""
     if storage.is_uri(path):
-        fs, where = storage.filesystem(path)
-        fs.create_dir(where.rpartition("/")[0], recursive=True)
-        pq.write_table(table, where, filesystem=fs)
+        with storage.open_output(str(path)) as f:
+            pq.write_table(table, f)
         return
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

@@ -127,7 +127,7 @@ def fetch_model(uri: str) -> Path:
     out = cache_dir() / "remote" / f"{Path(root).name}-{key}"
     if not (out / "config.json").exists():
         with atomic_dir(out, replace=False) as tmp:
-            storage.download_dir(uri, tmp)
+            storage.download(uri, tmp)
     return out
 
 

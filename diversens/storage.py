@@ -73,6 +73,15 @@ def is_file(location: str) -> bool:
     return file_type(location) == pafs.FileType.File
 
 
+def check_file(location: str) -> None:
+    """There is a file (an object) at the URI `location`."""
+    kind = file_type(location)
+    if kind == pafs.FileType.NotFound:
+        raise UserError(f"{redacted(location)}: no such file")
+    if kind != pafs.FileType.File:
+        raise UserError(f"{redacted(location)}: is a directory, not a file")
+
+
 def read_text(location: str) -> str:
     fs, path = filesystem(location)
     with fs.open_input_stream(path) as f:
@@ -85,16 +94,10 @@ def local_copy(location: str) -> Iterator[Path]:
     if not is_uri(location):
         yield Path(location)
         return
-    kind = file_type(location)
-    if kind == pafs.FileType.NotFound:
-        raise UserError(f"{redacted(location)}: no such file")
-    if kind != pafs.FileType.File:
-        raise UserError(f"{redacted(location)}: is a directory, not a file")
-    fs, path = filesystem(location)
+    check_file(location)
     with tempfile.TemporaryDirectory(prefix="diversens-in-") as tmp:
-        local = Path(tmp) / PurePosixPath(path).name
-        pafs.copy_files(path, str(local), source_filesystem=fs,
-                        destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
+        local = Path(tmp) / split_location(location)[1]
+        download(location, local)
         yield local
 
 
@@ -109,7 +112,8 @@ def read_local(read: Callable[[Path], T], location: str | Path) -> T:
             raise UserError(str(e).replace(str(local), redacted(str(location)))) from None
 
 
-def download_dir(location: str, dest: Path) -> None:
+def download(location: str, dest: Path) -> None:
+    """Copy the file or directory at `location` to the local `dest`."""
     fs, path = filesystem(location)
     pafs.copy_files(path, str(dest), source_filesystem=fs,
                     destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
@@ -139,11 +143,15 @@ def replace_dir(local: Path, location: str) -> None:
     upload(local, location)
 
 
-def write_text(location: str, text: str) -> None:
-    """One object at `location` (object stores publish it whole)."""
+def open_output(location: str):
+    """A stream writing one object at the URI `location` (object stores publish it whole)."""
     fs, path = filesystem(location)
     fs.create_dir(str(PurePosixPath(path).parent), recursive=True)
-    with fs.open_output_stream(path) as f:
+    return fs.open_output_stream(path)
+
+
+def write_text(location: str, text: str) -> None:
+    with open_output(location) as f:
         f.write(text.encode("utf-8"))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -114,7 +115,7 @@ def pairs_files(out: Output, names):
         yield local
 
 
-def first_pairs(path, n: int, out) -> str:
+def first_pairs(path: Path, n: int, out: Path) -> Path:
     """The first `n` pairs of a pairs file (BalancedTopN writes them best first, balanced over
     tasks and length buckets, so a prefix is itself balanced), written to `out`."""
     out.parent.mkdir(parents=True, exist_ok=True)

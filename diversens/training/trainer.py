@@ -59,7 +59,8 @@ def train(
     """Train with DPO on the pairs; returns the run summary (also written as train_summary.json).
     Checkpoints go to `cfg.checkpoints(checkpoint_root or out.location)`."""
     table = read_pairs(pairs_path)  # a bad file fails here, before any worker starts
-    run_key = config_hash([config_hash(cfg), run_fingerprint(cfg, table)])
+    fingerprint = run_fingerprint(cfg, table)  # hashes every pair: computed once
+    run_key = config_hash([config_hash(cfg), fingerprint])
     if (done := finished_run(out, run_key)) is not None:
         return done
 
@@ -85,7 +86,7 @@ def train(
     summary_path = out.local / "train_summary.json"
     write_summary(summary_path, {"pairs_file": str(pairs_path), "name": cfg.name}, complete=False)
     storage_path = cfg.checkpoints(checkpoint_root or out.location)
-    claim_run(f"{storage_path.rstrip('/')}/{cfg.name}", run_fingerprint(cfg, table), cfg.name)
+    claim_run(f"{storage_path.rstrip('/')}/{cfg.name}", fingerprint, cfg.name)
     resources_per_worker = {"CPU": cfg.num_cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
     trainer = TorchTrainer(
         train_loop,
