@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
     chunks, k = done["chunks"], cfg.sampling.num_samples_per_prompt
     print(
         f"wrote {done['prompts']} prompts x {k} candidates to {redacted(opts.output)} "
-        f"({done['truncated']} truncated at max_new_tokens={cfg.sampling.max_new_tokens}); "
+        f"({done['truncated']} truncated at their token cap); "
         f"quarantined prompts: {done['quarantined'] or 'none'} ({done['quarantine_file'].name}); "
         f"chunks: {chunks['written']} sampled, {chunks['reused']} reused "
         f"({stem}.parts/)"

@@ -86,7 +86,28 @@ class SamplingConfig:
     )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (0: greedy)"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
-    max_new_tokens: int = field(default=256, metadata={"help": "generated tokens per answer"})
+    max_new_tokens: int = field(
+        default=256, metadata={"help": "generated tokens per answer (tasks without their own cap)"}
+    )
+    max_new_tokens_per_task: dict[str, int] = field(
+        default_factory=dict,
+        metadata={
+            "help": "per-task caps, task=tokens,... (e.g. dat=64,cwt=192): a 10-word list and a "
+            "story need different room, and an answer that hits its cap is dropped as truncated"
+        },
+    )
+    frequency_penalty: float = field(
+        default=0.0,
+        metadata={
+            "help": "loop control: subtracted from a token's logit once per time it was already "
+            "generated in this answer (vLLM's semantics: the prompt, and so the end-of-turn "
+            "token a chat template puts there, is not counted); 0 = off"
+        },
+    )
+    presence_penalty: float = field(
+        default=0.0,
+        metadata={"help": "like frequency_penalty, but once for any token already generated"},
+    )
     seed: int = field(default=0, metadata={"help": "base seed; per-request seeds derive from it"})
     prompts_per_chunk: int = field(
         default=8,
@@ -190,6 +211,18 @@ class SamplingConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        unknown = sorted(set(self.max_new_tokens_per_task) - set(DEFAULT_FOLLOWUPS))
+        if unknown:
+            raise ValueError(
+                f"max_new_tokens_per_task: unknown task {unknown[0]!r} "
+                f"(known: {', '.join(DEFAULT_FOLLOWUPS)})"
+            )
+        for task, cap in self.max_new_tokens_per_task.items():
+            if cap < 1:
+                raise ValueError(f"max_new_tokens_per_task.{task} must be >= 1, got {cap}")
+        for name in ("frequency_penalty", "presence_penalty"):
+            if not -2 <= getattr(self, name) <= 2:  # vLLM's own range
+                raise ValueError(f"{name} must be in [-2, 2], got {getattr(self, name)}")
         for name in (
             "max_new_tokens",
             "prompts_per_chunk",
@@ -242,6 +275,10 @@ class SamplingConfig:
         """The second-turn message for a task (unknown tasks use the custom one)."""
         return getattr(self, f"followup_{task}", self.followup_custom)
 
+    def max_tokens(self, task: str) -> int:
+        """The generated-token cap of a task's answers."""
+        return self.max_new_tokens_per_task.get(task, self.max_new_tokens)
+
     def gpus_per_actor(self) -> float:
         if self.num_gpus_per_actor is not None:
             return self.num_gpus_per_actor
@@ -287,12 +324,14 @@ class SamplingConfig:
             opts["max_num_seqs"] = self.max_num_seqs
         return opts
 
-    def sampling_params(self) -> dict:
-        """What decides the text (recorded on every output row)."""
+    def sampling_params(self, task: str) -> dict:
+        """What decides the text of a task's answers (recorded on every output row)."""
         return {
             "temperature": self.temperature,
             "top_p": self.top_p,
-            "max_new_tokens": self.max_new_tokens,
+            "max_new_tokens": self.max_tokens(task),
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
             "seed": self.seed,
             "num_samples_per_prompt": self.num_samples_per_prompt,
             "num_first_turn": self.num_first_turn,

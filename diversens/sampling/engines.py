@@ -18,7 +18,8 @@ input order and batch sizes) give bitwise-identical rows.
   a node on the same cores).
 `n_tokens` counts generated tokens up to, not including, the token that stopped generation (EOS
 or another stop token such as Llama's `<|eom_id|>`); `finish_reason` is "stop" or "length" (hit
-max_new_tokens: truncated).
+the request's token cap: truncated). Both apply vLLM's frequency and presence penalties, which
+count generated tokens only.
 A vLLM engine that cannot start raises `EngineStartError`: one line naming the option to change.
 `dtype: auto` on CPU is bfloat16 only where the CPU computes it natively (AVX512-BF16, AMX, Arm
 BF16): elsewhere vLLM's oneDNN matmul refuses bf16 and falls back to kernels many times slower
@@ -70,6 +71,7 @@ class Request:
     messages: Messages
     seed: int
     n: int = 1
+    max_tokens: int | None = None  # None: the config's max_new_tokens
 
 
 @dataclass(frozen=True)
@@ -175,45 +177,77 @@ class TransformersEngine(Engine):
             return [[] for _ in requests]
         texts = [self.render(requests[r].messages) for r, _ in rows]
         seeds = [derive_seed(requests[r].seed, j) for r, j in rows]
+        caps = [requests[r].max_tokens or self.cfg.max_new_tokens for r, _ in rows]
         lengths = [len(ids) for ids in self.tokenizer(texts, add_special_tokens=False).input_ids]
-        order = sorted(range(len(rows)), key=lambda i: (lengths[i], i))
+        # Rows sorted by cap, then prompt length: a micro-batch mostly shares its cap (no row
+        # runs on past its own) and pads little.
+        order = sorted(range(len(rows)), key=lambda i: (caps[i], lengths[i], i))
         done: dict[int, Completion] = {}
         step = self.cfg.engine_batch_size
         for start in range(0, len(order), step):
             chunk = order[start : start + step]
-            outs = self._generate_batch([texts[i] for i in chunk], [seeds[i] for i in chunk])
+            outs = self._generate_batch(
+                [texts[i] for i in chunk], [seeds[i] for i in chunk], [caps[i] for i in chunk]
+            )
             done.update(zip(chunk, outs, strict=True))
         result: list[list[Completion]] = [[] for _ in requests]
         for i, (r, _) in enumerate(rows):
             result[r].append(done[i])
         return result
 
-    def _generate_batch(self, texts: list[str], seeds: list[int]) -> list[Completion]:
+    def _generate_batch(
+        self, texts: list[str], seeds: list[int], caps: list[int]
+    ) -> list[Completion]:
         import torch
         from transformers import LogitsProcessorList
 
+        cfg = self.cfg
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(self.device)
+        prompt_len = enc["input_ids"].shape[1]
         processors = LogitsProcessorList()
-        if self.cfg.temperature > 0:
-            processors.append(_PerRowSampler(seeds, self.cfg.temperature, self.cfg.top_p))
+        if cfg.frequency_penalty or cfg.presence_penalty:
+            processors.append(
+                _GeneratedTokenPenalty(prompt_len, cfg.frequency_penalty, cfg.presence_penalty)
+            )
+        if cfg.temperature > 0:
+            processors.append(_PerRowSampler(seeds, cfg.temperature, cfg.top_p))
         with torch.inference_mode():
             out = self.model.generate(
                 **enc,
                 do_sample=False,  # the processor has already sampled; greedy takes its pick
-                max_new_tokens=self.cfg.max_new_tokens,
+                max_new_tokens=max(caps),
                 logits_processor=processors,
                 pad_token_id=self.tokenizer.pad_token_id,
                 eos_token_id=sorted(self.eos_ids),
             )
-        new = out[:, enc["input_ids"].shape[1] :].tolist()  # (B, <= max_new_tokens)
+        new = out[:, prompt_len:].tolist()  # (B, <= max(caps))
         completions = []
-        for ids in new:
+        for ids, cap in zip(new, caps, strict=True):
+            ids = ids[:cap]  # a row's tokens past its own cap were never asked for
             end = next((t for t, tok in enumerate(ids) if tok in self.eos_ids), None)
             n = len(ids) if end is None else end
             text = self.tokenizer.decode(ids[:n], skip_special_tokens=True).strip()
             completions.append(Completion(text, "length" if end is None else "stop", n))
         return completions
+
+
+class _GeneratedTokenPenalty:
+    """Logits processor: vLLM's frequency and presence penalties, over the tokens generated so far
+    only (not the prompt, where the chat template has put the end-of-turn token: a penalty there
+    would keep the model from ending its answer)."""
+
+    def __init__(self, prompt_len: int, frequency: float, presence: float):
+        self.prompt_len, self.frequency, self.presence = prompt_len, frequency, presence
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        generated = input_ids[:, self.prompt_len :]  # (B, T) this answer's tokens so far
+        counts = torch.zeros_like(scores).scatter_add_(
+            1, generated, torch.ones_like(generated, dtype=scores.dtype)
+        )  # (B, V)
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
 class _PerRowSampler:
@@ -291,7 +325,9 @@ class VLLMEngine(Engine):
                 seed=req.seed,
                 temperature=self.cfg.temperature,
                 top_p=self.cfg.top_p,
-                max_tokens=self.cfg.max_new_tokens,
+                max_tokens=req.max_tokens or self.cfg.max_new_tokens,
+                frequency_penalty=self.cfg.frequency_penalty,
+                presence_penalty=self.cfg.presence_penalty,
             )
             for req in requests
         ]

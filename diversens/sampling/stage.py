@@ -91,7 +91,7 @@ class SampleStage(Stage):
         out["engine"] = self.engine.name
         out["model"] = cfg.model
         out["sampling"] = [
-            json.dumps({**cfg.sampling_params(), "followup": cfg.followup(t)}) for t in tasks
+            json.dumps({**cfg.sampling_params(t), "followup": cfg.followup(t)}) for t in tasks
         ]
         out["config_hash"] = self.config_hash
         return out
@@ -99,8 +99,8 @@ class SampleStage(Stage):
     def problem(self, messages: Messages, task: str) -> str | None:
         """Why the engine cannot take this prompt ("<code>: <detail>"), or None.
 
-        The longest conversation is a second turn: the prompt, a first answer of up to
-        max_new_tokens, the follow-up, then max_new_tokens more.
+        The longest conversation is a second turn: the prompt, a first answer of up to the task's
+        token cap, the follow-up, then that cap again.
         """
         has_second = any(t == 2 for t, _ in self.plan)
         longest = messages
@@ -111,7 +111,7 @@ class SampleStage(Stage):
         except Exception as e:  # noqa: BLE001 - templates and tokenizers raise anything
             return f"tokenizer_error: {type(e).__name__}: {e}"
         limit = self.engine.context_length
-        need = None if n is None else n + self.cfg.max_new_tokens * (2 if has_second else 1)
+        need = None if n is None else n + self.cfg.max_tokens(task) * (2 if has_second else 1)
         if limit is not None and need is not None and need > limit:
             return f"too_long: needs {need} tokens (prompt and answers), context is {limit}"
         return None
@@ -144,8 +144,10 @@ class SampleStage(Stage):
         if not pids:
             return []
         cfg, f = self.cfg, self.cfg.num_first_turn
-        pairs = zip(pids, convs, strict=True)
-        first = self.engine.generate([Request(m, derive_seed(cfg.seed, p, 1), f) for p, m in pairs])
+        first = self.engine.generate(
+            [Request(m, derive_seed(cfg.seed, p, 1), f, cfg.max_tokens(t))
+             for p, m, t in zip(pids, convs, tasks, strict=True)]
+        )  # fmt: skip
         # Second turns grouped by parent: one request (n = its count) per first answer.
         counts = [sum(1 for t, p in self.plan if t == 2 and p == j) for j in range(f)]
         requests, owners = [], []
@@ -153,7 +155,8 @@ class SampleStage(Stage):
             for j, n in enumerate(counts):
                 if n:
                     conv = followup_messages(m, first[i][j].text, cfg.followup(task))
-                    requests.append(Request(conv, derive_seed(cfg.seed, pid, 2, j), n))
+                    seed = derive_seed(cfg.seed, pid, 2, j)
+                    requests.append(Request(conv, seed, n, cfg.max_tokens(task)))
                     owners.append((i, j))
         second: dict[tuple[int, int], list] = dict(
             zip(owners, self.engine.generate(requests), strict=True)

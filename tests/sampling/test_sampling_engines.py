@@ -5,6 +5,8 @@ same `LLM`/`SamplingParams` API as on GPU) and the transformers fallback. Each e
 - a request's texts depend on its seed and conversation, not on the other requests of the batch;
 - finish reasons and token counts agree with max_new_tokens;
 - greedy decoding ignores seeds;
+- a request's own token cap holds in a batch of other caps, and cuts the same sample short;
+- the frequency penalty counts generated tokens only, and makes answers repeat less;
 - a prompt too long for the engine's context is quarantined by the stage, the rest sampled.
 """
 
@@ -72,6 +74,47 @@ def test_greedy_is_deterministic(engine, convs, monkeypatch):
     a = engine.generate([Request(convs[3], seed=1, n=2)])[0]
     b = engine.generate([Request(convs[3], seed=2, n=1)])[0]
     assert a[0].text == a[1].text == b[0].text  # temperature 0: seeds do not matter
+
+
+def test_per_request_cap_cuts_the_same_sample(engine, convs):
+    """A request's cap holds beside a longer one in the same batch, and its text is the start
+    of what the same seed gives with the longer cap."""
+    short, full = engine.generate([Request(convs[2], 7, 2, max_tokens=5), Request(convs[2], 7, 2)])
+    assert all(c.n_tokens <= 5 for c in short)
+    assert all((c.finish_reason == "length") == (c.n_tokens == 5) for c in short)
+    assert any(c.n_tokens > 5 for c in full)
+    for a, b in zip(short, full, strict=True):
+        assert b.text.startswith(a.text.rstrip("\ufffd"))  # a cut may end mid-character
+
+
+def test_frequency_penalty_repeats_less(engine, convs, monkeypatch):
+    """Greedy answers of a 135M model repeat tokens; a frequency penalty on generated tokens
+    lowers the share of repeated tokens and still lets answers end (the end-of-turn token sits
+    in the prompt, which the penalty does not count)."""
+
+    def repeated_share(cfg):
+        monkeypatch.setattr(engine, "cfg", cfg)
+        outs = [r[0] for r in engine.generate([Request(m, seed=1) for m in convs])]
+        ids = [engine.tokenizer(c.text, add_special_tokens=False).input_ids for c in outs]
+        return sum(len(i) - len(set(i)) for i in ids) / sum(map(len, ids)), outs
+
+    base = dict(temperature=0, max_new_tokens=48)
+    plain, _ = repeated_share(SamplingConfig(**base))
+    penalised, outs = repeated_share(SamplingConfig(**base, frequency_penalty=1.5))
+    assert penalised < plain
+    assert any(c.finish_reason == "stop" for c in outs)
+
+
+def test_generated_token_penalty_spares_the_prompt():
+    import torch
+
+    from diversens.sampling.engines import _GeneratedTokenPenalty
+
+    ids = torch.tensor([[5, 6, 7, 7, 8], [5, 9, 9, 9, 9]])  # prompt: the first 2 tokens
+    out = _GeneratedTokenPenalty(2, frequency=0.5, presence=0.25)(ids, torch.zeros(2, 10))
+    assert out[0, 5] == 0 and out[0, 6] == 0  # prompt tokens are not penalised
+    assert out[0, 7] == -(2 * 0.5 + 0.25) and out[0, 8] == -(0.5 + 0.25)
+    assert out[1, 9] == -(3 * 0.5 + 0.25) and out[1, 5] == 0
 
 
 def test_too_long_prompt_is_quarantined_the_rest_sampled(engine):

@@ -120,9 +120,31 @@ def test_config_checks():
         {"kv_cache_gib": float("inf")},
         {"max_num_seqs": 0},
         {"dtype": "int8"},
+        {"max_new_tokens_per_task": {"dta": 64}},  # a typo must not silently use the default
+        {"max_new_tokens_per_task": {"dat": 0}},
+        {"frequency_penalty": 2.5},
+        {"presence_penalty": -3},
     ):
         with pytest.raises(ValueError):
             SamplingConfig(**bad)
+
+
+def test_per_task_caps_from_the_command_line_form():
+    from diversens.config import from_dict
+
+    caps = {"max_new_tokens": 100, "max_new_tokens_per_task": "dat=40,cwt=200"}
+    cfg = from_dict(SamplingConfig, caps)
+    assert [cfg.max_tokens(t) for t in ("dat", "pgt", "cwt", "custom")] == [40, 100, 200, 100]
+    assert cfg.sampling_params("dat")["max_new_tokens"] == 40
+
+
+def test_every_request_carries_its_tasks_cap_and_rows_record_it():
+    cfg = SamplingConfig(max_new_tokens=50, max_new_tokens_per_task={"cwt": 120})
+    engine = EchoEngine()
+    out = SampleStage(cfg, engine=engine)(_prompts())
+    caps = {r.messages[0]["content"]: r.max_tokens for call in engine.calls for r in call}
+    assert caps == {"Tell a story.": 120, "Say hi.": 50}  # first and second turns alike
+    assert [json.loads(s)["max_new_tokens"] for s in out["sampling"]] == [120, 50]
 
 
 def test_tensor_parallel_beyond_the_actors_gpus_is_refused(monkeypatch):
