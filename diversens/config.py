@@ -320,7 +320,9 @@ def _as_data(value: Any) -> Any:
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else str(value)
 
 
-SECRET_KEYS = re.compile(r"token|secret|password|passwd|api_?key|credential", re.IGNORECASE)
+# "token" but not "tokens" or "tokenizer": counts and caps of tokens (max_new_tokens, a run's
+# generated tokens) are no secret, and masking them hid them from every run summary.
+SECRET_KEYS = re.compile(r"token(?!s|iz)|secret|password|passwd|api_?key|credential", re.IGNORECASE)
 URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 

@@ -92,6 +92,10 @@ def test_redacted_masks_secrets_and_url_credentials():
         "storage_path": "s3://AKIA123:s3cr3t@bucket/run/checkpoints",
         "models": ["https://user:tok@host/m", "smollm2-135m-instruct"],
         "nested": {"password": "p", "seed": 3},
+        "HF_TOKEN": "hf_abc",
+        "max_new_tokens": 256,  # token counts and the tokenizer are no secret
+        "tokens_per_candidate": 43.1,
+        "tokenizer": "gpt2",
     }
     out = redacted(dump)
     assert out == {
@@ -100,6 +104,10 @@ def test_redacted_masks_secrets_and_url_credentials():
         "storage_path": "s3://***@bucket/run/checkpoints",
         "models": ["https://***@host/m", "smollm2-135m-instruct"],
         "nested": {"password": "***", "seed": 3},
+        "HF_TOKEN": "***",
+        "max_new_tokens": 256,
+        "tokens_per_candidate": 43.1,
+        "tokenizer": "gpt2",
     }
     assert "s3cr3t" not in str(out) and dump["hf_token"] == "hf_abc"  # the input is untouched
 

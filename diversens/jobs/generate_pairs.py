@@ -33,7 +33,7 @@ from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
 from diversens.jobs.config import GeneratePairsConfig
 from diversens.sampling.stage import SampleStage
-from diversens.selection.report import CORRELATED, length_correlations, write_report
+from diversens.selection.report import CORRELATED, length_correlations, pair_yield, write_report
 from diversens.selection.rules import DIVERSITY_SIGN, SelectionStats
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,13 @@ def valid_measures(table: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
 def pairs_file(out_dir: Path, strategy: str, main_strategy: str) -> Path:
     """pairs.parquet for the job's strategy, pairs_<strategy>.parquet for the compared ones."""
     return out_dir / ("pairs.parquet" if strategy == main_strategy else f"pairs_{strategy}.parquet")
+
+
+def candidate_tokens(table: pa.Table) -> tuple[int, int]:
+    """Candidates and the tokens generated for them, truncated and rejected ones included: they
+    cost tokens too."""
+    flat = pa.compute.list_flatten(table["n_tokens"])
+    return len(flat), pa.compute.sum(flat).as_py() or 0
 
 
 def candidate_reject_counts(table: pa.Table) -> dict[str, int]:
@@ -140,9 +147,15 @@ def run(
         schema.check(table.schema, f"{strategy} pairs", schema.PAIR)
         write_parquet(table, pairs_file(out_dir, strategy, cfg.selection.strategy))
 
-    log.info("generate-pairs: pairs per strategy: %s",
-             ", ".join(f"{s} {len(p)}" for s, p in pairs.items()))  # fmt: skip
     reasons = candidate_reject_counts(scored)
+    counts = {s: len(p) for s, p in pairs.items()}
+    candidates, tokens = candidate_tokens(scored)
+    yields = pair_yield(counts, drops, reasons, prompts=len(prompts),
+                        quarantined=sum(quarantined.values()), candidates=candidates,
+                        generated_tokens=tokens)  # fmt: skip
+    log.info("generate-pairs: pairs per strategy (per 100 prompts, per 100k tokens): %s",
+             ", ".join(f"{s} {y['pairs']} ({y['per_100_prompts']:.1f}, {y['per_100k_tokens']:.1f})"
+                       for s, y in yields["strategies"].items()))  # fmt: skip
     measured = [
         "prompt_id",
         "n_words",
@@ -150,7 +163,7 @@ def run(
         *(c for c in CORRELATED if c in scored.schema.names),
     ]
     correlations = length_correlations(scored.select(measured).to_pandas())
-    report = write_report(out_dir, pairs, drops, reasons, correlations)
+    report = write_report(out_dir, pairs, drops, reasons, correlations, yields)
     summary = {
         **stamp,
         "prompts": len(prompts),
@@ -163,8 +176,9 @@ def run(
         # Valid, but without a finite value (DSI of a one-segment answer): such a candidate
         # takes part only in the strategies that do not rank by that measure.
         "valid_candidates_without": {m: n for m, n in missing.items() if n},
-        "pairs": {s: len(p) for s, p in pairs.items()},
+        "pairs": counts,
         "prompts_without_pair": drops,
+        "yield": yields,
         "chunks": chunks,
         "report": str(report),
         "config": cfg,

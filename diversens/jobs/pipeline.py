@@ -40,10 +40,8 @@ def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out: Output) -> dict:
         pairs = generate_pairs.run(prompts, cfg.pairs, out.local / "pairs",
                                    parts=out.at("pairs", "parts"))  # fmt: skip
         out.publish("pairs")
-        summary["pairs"] = {
-            k: pairs[k]
-            for k in ("pairs", "chunks", "prompts_quarantined", "prompts_without_pair", "report")
-        }
+        keep = ("pairs", "yield", "chunks", "prompts_quarantined", "prompts_without_pair", "report")
+        summary["pairs"] = {k: pairs[k] for k in keep}
 
     tuned, skipped = {}, {}
     if "train" in cfg.stages:

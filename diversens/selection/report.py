@@ -1,5 +1,6 @@
 """Selection report: per strategy, how long chosen answers are against rejected ones, how much more
-diverse, at what quality gap; and why prompts were dropped. Markdown table + PNG plots."""
+diverse, at what quality gap; the yield (pairs per 100 prompts and per 100k generated tokens); and
+why prompts and candidates were dropped. Markdown tables + PNG plots."""
 
 from __future__ import annotations
 
@@ -68,11 +69,68 @@ def summarise(pairs: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def pair_yield(
+    pairs: dict[str, int], drops: dict[str, dict[str, int]], candidate_reasons: dict[str, int], *,
+    prompts: int, quarantined: int, candidates: int, generated_tokens: int,
+) -> dict:  # fmt: skip
+    """Per strategy, pairs per 100 prompts and per 100k generated tokens (what a pair costs), and
+    where the rest went. `prompts` counts every prompt given to the job: the quarantined ones are
+    prompts lost before sampling (no candidates, no tokens), so pairs + prompts lost = prompts.
+    A rate over nothing is NaN: no prompts or no tokens is no measurement, not a zero yield."""
+    return {
+        "prompts": prompts,
+        "candidates": candidates,
+        "generated_tokens": generated_tokens,
+        "tokens_per_candidate": _rate(generated_tokens, candidates, 1),
+        "candidates_lost": dict(candidate_reasons),
+        "candidates_valid": candidates - sum(candidate_reasons.values()),
+        "strategies": {
+            strategy: {
+                "pairs": n,
+                "per_100_prompts": _rate(n, prompts, 100),
+                "per_100k_tokens": _rate(n, generated_tokens, 100_000),
+                "prompts_lost": {"quarantined": quarantined, **drops[strategy]},
+            }
+            for strategy, n in pairs.items()
+        },
+    }
+
+
+def _rate(n: int, over: int, per: float) -> float:
+    return per * n / over if over else float("nan")
+
+
+def _yield_lines(yields: dict) -> list[str]:
+    """The report's Yield section: one sentence on the candidates, a table row per strategy."""
+    lost = ", ".join(f"{r} {n}" for r, n in yields["candidates_lost"].items()) or "none"
+    rows = {s: {"pairs": y["pairs"], "per 100 prompts": y["per_100_prompts"],
+                "per 100k tokens": y["per_100k_tokens"], **y["prompts_lost"]}
+            for s, y in yields["strategies"].items()}  # fmt: skip
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis("strategy")
+    counts = table.columns.drop(["per 100 prompts", "per 100k tokens"])
+    table[counts] = table[counts].fillna(0).astype(int)  # a reason absent for a strategy: 0
+    return [
+        "## Yield",
+        "",
+        f"{yields['prompts']:,} prompts, {yields['candidates']:,} candidates, "
+        f"{yields['generated_tokens']:,} generated tokens (mean "
+        f"{yields['tokens_per_candidate']:.1f} per candidate); candidates lost: {lost}; "
+        f"valid {yields['candidates_valid']:,}.",
+        "",
+        "Pairs per strategy, per 100 prompts and per 100k generated tokens (truncated and",
+        "rejected candidates cost tokens too), then the prompts lost, by reason.",
+        "",
+        table.astype(object).to_markdown(floatfmt=".1f"),  # object: counts stay integers
+        "",
+    ]
+
+
 def write_report(
     out_dir: Path, pairs: dict[str, pd.DataFrame], drops: dict[str, dict[str, int]],
-    candidate_reasons: dict[str, int], correlations: pd.DataFrame,
+    candidate_reasons: dict[str, int], correlations: pd.DataFrame, yields: dict,
 ) -> Path:  # fmt: skip
-    """Write selection_report.md with its PNGs into out_dir; returns the Markdown path."""
+    """Write selection_report.md with its PNGs into out_dir; returns the Markdown path. `yields`
+    is `pair_yield`'s dict."""
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = summarise(pairs)
     _plot_lengths(pairs, out_dir / "selection_lengths.png")
@@ -91,6 +149,7 @@ def write_report(
         "![chosen vs rejected length](selection_lengths.png)",
         "![diversity gain vs length ratio](selection_gain_vs_length.png)",
         "",
+        *_yield_lines(yields),
         "## Length bias of the measures",
         "",
         "Spearman correlation of each measure with length (words) over all valid candidates,",

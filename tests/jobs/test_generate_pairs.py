@@ -64,6 +64,23 @@ def test_every_prompt_accounted_for_in_every_strategy(job):
         assert summary["pairs"][strategy] + dropped == len(prompts), strategy
 
 
+def test_yield_counts_what_was_generated(job):
+    prompts, summary, out = job
+    scored = pd.read_parquet(out / "scored")
+    tokens = int(np.concatenate(scored.n_tokens.to_list()).sum())  # truncated ones included
+    y = json.loads((out / "run_summary.json").read_text())["yield"]
+    assert (y["prompts"], y["candidates"], y["generated_tokens"]) == (len(prompts), 16, tokens)
+    assert y["tokens_per_candidate"] == pytest.approx(tokens / 16)
+    assert y["candidates_lost"] == summary["candidates_rejected"]
+    assert y["candidates_valid"] == int(np.concatenate(scored.valid.to_list()).sum())
+    for strategy, s in y["strategies"].items():
+        assert s["pairs"] == summary["pairs"][strategy]
+        assert s["per_100_prompts"] == pytest.approx(100 * s["pairs"] / len(prompts))
+        assert s["per_100k_tokens"] == pytest.approx(1e5 * s["pairs"] / tokens)
+        assert s["prompts_lost"] == {"quarantined": 0, **summary["prompts_without_pair"][strategy]}
+    assert f"{tokens:,} generated tokens" in (out / "selection_report.md").read_text()
+
+
 def test_pairs_load_in_trl(job, tmp_path):
     from datasets import Dataset
     from transformers import AutoTokenizer

@@ -71,6 +71,9 @@ def test_uninterrupted_run_quarantines_the_too_long_prompt(setup):
     assert prompts.prompt_id[3] not in set(scored(root / "uninterrupted").prompt_id)
     for strategy, n in summary["pairs"].items():
         assert n + sum(summary["prompts_without_pair"][strategy].values()) == 6, strategy
+        # The yield counts the quarantined prompt as a prompt lost.
+        lost = summary["yield"]["strategies"][strategy]["prompts_lost"]
+        assert lost["quarantined"] == 1 and n + sum(lost.values()) == 7, strategy
 
 
 def test_killed_run_resumes_to_the_uninterrupted_result(setup):
@@ -101,7 +104,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(setup):
         pd.read_parquet(out / "pairs.parquet"),
         pd.read_parquet(root / "uninterrupted/pairs.parquet"),
     )
-    for key in ("prompts", "prompts_quarantined", "candidates", "pairs", "prompts_without_pair"):
+    for key in ("prompts", "prompts_quarantined", "candidates", "pairs", "prompts_without_pair",
+                "yield"):  # fmt: skip
         assert resumed[key] == summary[key], key
 
 
