@@ -28,7 +28,13 @@ PROGRESS_LOGGER = "ray.data._internal.progress.logging_progress"  # Ray Data, of
 PROGRESS_EVERY_S = 60
 LOGGED = (*RAY_LOGGERS, "py.warnings", "diversens")  # what the run's log file receives
 # Ray's notices that are not warnings about this run: the log file keeps them, the console not.
-NOTICES = ("Token authentication is enabled for this Ray cluster",)
+# Ray Data warns a dataset "will hang" whenever no CPU is free the moment it starts, which is
+# the normal state while this run's own pools hold the CPUs (they are checked to fit before
+# start, and a starved step still gets Ray Data's separate "may hang forever" warning).
+NOTICES = (
+    "Token authentication is enabled for this Ray cluster",
+    "currently does not have any available CPUs",
+)
 
 
 class _Held(logging.Handler):

@@ -96,3 +96,17 @@ def test_off_a_terminal_the_console_gets_one_line_per_progress_block():
             logging.LogRecord(console.PROGRESS_LOGGER, logging.INFO, "", 0, message, (), None)
         )
     assert stream.getvalue() == "[diversens] progress: SampleStage 24/48 · f 0\n"
+
+
+def test_the_console_drops_ray_datas_false_hang_warning_and_keeps_the_real_one():
+    """Ray Data warns a dataset "will hang" whenever no CPU is free as it starts: the normal
+    state while the run's own pools hold them. Its starvation warning can be true: it stays."""
+
+    def shown(message: str) -> bool:
+        record = logging.LogRecord("ray.data", logging.WARNING, __file__, 1, message, (), None)
+        return console._not_a_notice(record)
+
+    assert not shown("Warning: The Ray cluster currently does not have any available CPUs. "
+                     "The Dataset job will hang unless more CPUs are freed up.")  # fmt: skip
+    assert shown("Cluster resources are not enough to run any task from MapBatches(X). "
+                 "The job may hang forever unless the cluster scales up.")  # fmt: skip
