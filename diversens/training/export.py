@@ -46,9 +46,13 @@ def publish_model(saved_dir: Path, base_model: str, location: str) -> str:
     return location
 
 
-def publish_state(log_history: list[dict], global_step: int, location: str) -> None:
-    """The trainer's log history beside the model: the driver's logs and summary read it."""
-    body = json.dumps({"global_step": global_step, "log_history": log_history}, default=str)
+def publish_state(
+    log_history: list[dict], global_step: int, location: str, marks: dict[str, float]
+) -> None:
+    """The trainer's log history and rank 0's phase marks beside the model: the driver's logs
+    and summary read them."""
+    state = {"global_step": global_step, "log_history": log_history, "marks": marks}
+    body = json.dumps(state, default=str)
     if storage.is_uri(location):
         storage.write_text(location, body)
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,36 @@ def step_rows(log_history: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per logged training step (the end-of-training summary row is left out)."""
     rows = [r for r in log_history if "loss" in r and "step" in r]
     return pd.DataFrame(rows).sort_values("step", kind="stable").reset_index(drop=True)
+
+
+def phase_seconds(marks: dict[str, float], fit_start: float, fit_end: float, steps: int) -> dict:
+    """Where a run's wall time went, from rank 0's marks (PhaseClock) and the driver's fit():
+    worker start (Ray Train's workers up and in the loop), imports (TRL, DeepSpeed), the
+    trainer's build (policy load, LoRA, tokenising the pairs), the engine's set-up (DeepSpeed's
+    ZeRO partitioning and optimiser), the first optimiser step, the later steps without their
+    checkpoints, the checkpoints, the final save + LoRA merge + export, and teardown. `fixed_s`
+    is the wall time less `steps` optimiser steps at the later steps' rate: what one more run
+    costs beside its training proper."""
+    marks = {"first_step": math.nan, **marks}  # a resumed run may have no step left to take
+    checkpoints = marks.get("checkpoint_s", 0.0)
+    later = marks["train_end"] - marks["first_step"] - checkpoints
+    per_step = later / (steps - 1) if steps > 1 else math.nan
+    wall = fit_end - fit_start
+    phases = {
+        "worker_start_s": marks["loop_start"] - fit_start,
+        "imports_s": marks["imported"] - marks["loop_start"],
+        "trainer_build_s": marks["trainer_built"] - marks["imported"],
+        "engine_setup_s": marks["train_begin"] - marks["trainer_built"],
+        "first_step_s": marks["first_step"] - marks["train_begin"],
+        "later_steps_s": later,
+        "checkpoints_s": checkpoints,
+        "save_merge_export_s": marks["published"] - marks["train_end"],
+        "teardown_s": fit_end - marks["published"],
+        "per_step_s": per_step,
+        "wall_s": wall,
+        "fixed_s": wall - steps * per_step,
+    }
+    return {k: round(v, 2) for k, v in phases.items()}
 
 
 def write_logs(log_history: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:

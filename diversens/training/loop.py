@@ -36,6 +36,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     """Ray Train worker entry: `loop_config` holds `train` (TrainConfig as a dict),
     `deepspeed` (the ZeRO config dict, or None for plain DDP) and `output` (the run's output dir
     or URI, where rank 0 writes model/ and trainer_state.json)."""
+    clock = PhaseClock()  # wall-clock marks: the driver turns them into the run's phase times
     import ray.train
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -43,6 +44,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
 
     from diversens.models import resolve_model
 
+    clock.mark("imported")
     cfg = TrainConfig(**loop_config["train"])
     model_path = resolve_model(cfg.model)  # a path: under ZeRO-3 TRL loads the reference from it
     rows = [
@@ -53,6 +55,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     if loop_config["deepspeed"] is not None:
         import deepspeed
 
+        if not cfg.use_gpu:
+            skip_shm_comm_op()
         # Ray Train already formed the process group; DeepSpeed's comm layer must wrap it before
         # ZeRO-3 partitions the weights at load (with use_cpu the HF integration skips this).
         deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
@@ -72,8 +76,9 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             train_dataset=dataset,
             processing_class=AutoTokenizer.from_pretrained(model_path),
             peft_config=_lora_config(cfg),
-            callbacks=[RunLogCallback(), ReportCheckpoint()],
+            callbacks=[RunLogCallback(), ReportCheckpoint(), clock],
         )
+        clock.mark("trainer_built")
         checkpoint = ray.train.get_checkpoint()
         if checkpoint is None:
             trainer.train()
@@ -81,12 +86,25 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             with checkpoint.as_directory() as ckpt_dir:
                 hf_dir = os.path.join(ckpt_dir, ReportCheckpoint.CHECKPOINT_NAME)
                 trainer.train(resume_from_checkpoint=hf_dir)
+        clock.mark("train_end")
         final = Path(output_dir) / "final"
         trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the weights; rank 0 writes
         if rank == 0:
             publish_model(final, model_path, f"{loop_config['output']}/model")
+            clock.mark("published")
             publish_state(trainer.state.log_history, trainer.state.global_step,
-                          f"{loop_config['output']}/trainer_state.json")  # fmt: skip
+                          f"{loop_config['output']}/trainer_state.json", clock.marks)  # fmt: skip
+
+
+def skip_shm_comm_op() -> None:
+    """On CPU DeepSpeed's comm backend builds its shared-memory all-reduce op as it starts: a C++
+    JIT compile that took ~2 minutes of the first DPO run on a 2-core machine (then cached per
+    machine). Only DeepSpeed inference's tensor-parallel all-reduce uses that op; training's
+    collectives go through the process group (gloo), so the backend starts without it."""
+    import importlib
+
+    # By name: the attribute deepspeed.comm.torch is the torch package, which that module imports
+    importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
 
 def _on_disk_dataset(rows: list[dict], is_local_leader: bool):
@@ -165,6 +183,30 @@ class RunLogCallback(TrainerCallback):
             row = state.log_history[-1]
             row["run_start_step"] = self.start_step
             row["elapsed_s"] = time.perf_counter() - self.start_time
+
+
+class PhaseClock(TrainerCallback):
+    """Wall-clock marks of a worker's run (loop start, imports done, trainer built, train begin,
+    first step end, train end, model published) and the seconds its checkpoints took (save +
+    report, after the step that triggered them): where a run's time goes beside its optimiser
+    steps. Listed after ReportCheckpoint so a checkpoint's time includes its upload."""
+
+    def __init__(self):
+        self.marks: dict[str, float] = {"checkpoint_s": 0.0}
+        self.mark("loop_start")
+
+    def mark(self, name: str) -> None:
+        self.marks[name] = time.time()  # epoch seconds: comparable with the driver's
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.mark("train_begin")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.last_step_end = time.time()
+        self.marks.setdefault("first_step", self.last_step_end)
+
+    def on_save(self, args, state, control, **kwargs):
+        self.marks["checkpoint_s"] += time.time() - self.last_step_end
 
 
 class ReportCheckpoint(RayTrainReportCallback):

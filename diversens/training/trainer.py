@@ -27,7 +27,7 @@ from diversens.errors import UserError
 from diversens.io import write_summary
 from diversens.storage import Output, filesystem
 from diversens.training.config import TrainConfig
-from diversens.training.logs import step_rows, write_logs
+from diversens.training.logs import phase_seconds, step_rows, write_logs
 from diversens.training.pairs_input import read_pairs
 
 # Fields that may change between a run and its resumption: where it lives, how long it goes on
@@ -120,7 +120,7 @@ def train(
         dataset_config=DataConfig(datasets_to_split=[]),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
     )
-    start = time.perf_counter()
+    start = time.time()  # epoch seconds: the workers' phase marks are too
     timeout_s = train_start_timeout_s()
     # Ray Train's controller reads the placement-group wait from the driver's environment at fit.
     with environment(TRAIN_START_TIMEOUT_ENV, f"{timeout_s:g}"):
@@ -134,20 +134,24 @@ def train(
             if line is None:
                 raise
             raise UserError(line) from None
-    wall_s = time.perf_counter() - start
+    end = time.time()
     if result.checkpoint is None:
         raise RuntimeError(f"run {cfg.name!r} under {storage_path} ended without a checkpoint")
 
     state = json.loads(storage.read_text(out.at("trainer_state.json")))
     log_paths = write_logs(state["log_history"], out.local)
     steps = step_rows(state["log_history"])
+    resumed_from = int(steps["run_start_step"].iloc[-1]) if len(steps) else None
     summary = {
         "pairs_file": str(pairs_path),
         "num_pairs": table.num_rows,
         "global_step": state["global_step"],
-        "resumed_from_step": int(steps["run_start_step"].iloc[-1]) if len(steps) else None,
+        "resumed_from_step": resumed_from,
         "final": _final_metrics(steps),
-        "wall_s": round(wall_s, 2),
+        "wall_s": round(end - start, 2),
+        "phases_s": phase_seconds(  # a resumed run's own steps only
+            state["marks"], start, end, state["global_step"] - (resumed_from or 0)
+        ),
         "model_dir": out.at("model"),
         "checkpoint": result.checkpoint.path,
         "logs": {k: out.at(Path(v).name) for k, v in log_paths.items()},

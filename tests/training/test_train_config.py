@@ -2,6 +2,7 @@
 configs, logs, export, and the CLI failing on a bad pairs file before Ray starts."""
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -12,7 +13,7 @@ from diversens.cli import build_parser, main
 from diversens.errors import UserError
 from diversens.training.config import TrainConfig
 from diversens.training.export import export_model
-from diversens.training.logs import write_logs
+from diversens.training.logs import phase_seconds, write_logs
 from diversens.training.pairs_input import read_pairs
 from diversens.training.trainer import deepspeed_config
 
@@ -127,6 +128,19 @@ def test_logs_are_written_and_plotted(tmp_path):
     assert paths["png"].read_bytes()[:4] == b"\x89PNG"
 
 
+def test_phase_seconds_add_up_to_the_wall_time():
+    marks = {"loop_start": 110, "imported": 120, "trainer_built": 140, "train_begin": 150, "first_step": 170, "checkpoint_s": 6.0,
+             "train_end": 200, "published": 230}  # fmt: skip
+    phases = phase_seconds(marks, fit_start=100, fit_end=240, steps=4)
+    assert phases["per_step_s"] == 8.0  # (200 - 170 - 6) s over the 3 later steps
+    parts = ("worker_start_s", "imports_s", "trainer_build_s", "engine_setup_s", "first_step_s", "later_steps_s", "checkpoints_s",
+             "save_merge_export_s", "teardown_s")  # fmt: skip
+    assert sum(phases[p] for p in parts) == phases["wall_s"] == 140
+    assert phases["fixed_s"] == 140 - 4 * 8.0
+    resumed_at_the_end = {k: v for k, v in marks.items() if k != "first_step"}
+    assert math.isnan(phase_seconds(resumed_at_the_end, 100, 240, 0)["fixed_s"])
+
+
 def test_export_keeps_the_model_and_drops_training_state(tmp_path):
     ckpt = tmp_path / "checkpoint"
     (ckpt / "global_step4").mkdir(parents=True)
@@ -170,3 +184,29 @@ def test_checkpoints_are_absolute_for_a_relative_local_output(tmp_path, monkeypa
     assert TrainConfig(storage_path="ckpt").checkpoints("out") == str(tmp_path / "ckpt")
     assert TrainConfig().checkpoints("s3://b/run/") == "s3://b/run/checkpoints"
     assert TrainConfig(storage_path="gs://b/c").checkpoints("out") == "gs://b/c"
+
+
+def test_deepspeed_starts_on_cpu_without_building_its_shm_op(monkeypatch):
+    """The comm backend DeepSpeed starts on CPU would JIT-compile its shared-memory all-reduce op
+    (~2 min on a machine's first DPO run); training never uses it."""
+    import importlib
+    import socket
+
+    import torch.distributed as dist
+
+    from diversens.training.loop import skip_shm_comm_op
+
+    ds_torch = importlib.import_module("deepspeed.comm.torch")
+    monkeypatch.setattr(ds_torch, "build_shm_op", ds_torch.build_shm_op)  # undone after
+    builder = type(ds_torch.get_accelerator().create_op_builder("ShareMemCommBuilder"))
+    monkeypatch.setattr(builder, "load", lambda *a, **k: pytest.fail("built the shm op"))
+    skip_shm_comm_op()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    backend = ds_torch.TorchBackend("gloo", dist.default_pg_timeout, f"tcp://127.0.0.1:{port}",
+                                    rank=0, world_size=1)  # fmt: skip
+    try:
+        assert backend.shm_comm_op is None and dist.get_world_size() == 1
+    finally:
+        dist.destroy_process_group()

@@ -80,6 +80,10 @@ def test_zero3_loss_falls_and_margin_rises(zero3_run):
     summary, out, _ = zero3_run
     steps = pd.read_csv(out / "train_log.csv")
     assert steps["step"].tolist() == [1, 2, 3, 4] and summary["global_step"] == 4
+    phases = summary["phases_s"]  # rank 0's marks against the driver's clock
+    assert all(phases[k] >= 0 for k in phases if k != "fixed_s"), phases
+    assert phases["checkpoints_s"] > 0  # a save every step
+    assert abs(phases["wall_s"] - summary["wall_s"]) < 0.1
     assert steps["loss"].notna().all() and steps["loss"].iloc[-1] < steps["loss"].iloc[0] - 0.1
     assert steps["rewards/margins"].iloc[-1] > steps["rewards/margins"].iloc[0] + 0.1
     assert (out / "train_log.png").stat().st_size > 0
