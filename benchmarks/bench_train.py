@@ -1,13 +1,17 @@
-"""DPO training throughput: DeepSpeed ZeRO-3 vs plain DDP, 2 Ray Train CPU workers, one run.
+"""DPO fixed cost per run: where a training run's time goes besides its optimiser steps.
 
-python benchmarks/bench_train.py                       # SmolLM2-135M-Instruct, 64 pairs, 10 steps
-python benchmarks/bench_train.py --model tiny --steps 6  # a 2-layer SmolLM2-shaped model (smoke)
+    python benchmarks/bench_train.py                        # the demo's train section, 2 runs each
+    python benchmarks/bench_train.py --modes zero3 --runs 1  # one run
 
-Both modes train the same model on the same pairs with the same batch (2 pairs per worker per
-step) through `diversens.training.train`, one after the other under one local Ray (2 CPUs, gloo).
-Throughput comes from the run's own log (`elapsed_s`, `num_tokens`, global over both workers) and
-leaves out step 1 (DeepSpeed/DDP set-up, first allocation). pairs/s counts preference pairs
-(each is a chosen and a rejected sequence); tokens/s counts prompt + response tokens of both.
+Trains the README demo's train section (configs/tiny.yaml: SmolLM2-135M-Instruct, LoRA, 2 Ray
+Train CPU workers, gloo) through `diversens.training.train` on synthetic length-matched pairs,
+`--runs` times per DeepSpeed mode under one local Ray, as the pipeline runs one training per
+strategy. Each run's `phases_s` (train_summary.json) gives: time to the first optimiser step
+(worker start, imports, trainer build, DeepSpeed set-up, the step itself), seconds per later
+step, checkpoint time, save + LoRA merge + export, teardown, and the fixed cost: wall time less
+the run's steps at the later steps' rate. Ratios are against the first mode's first run,
+measured in the same invocation (machines here are noisy: compare ratios, not absolute times).
+Target: fixed cost <= 60 s per run.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -28,6 +31,8 @@ VARIED = [
     "old sailors painted storms on teacups",
     "children stitched kites from forgotten letters",
 ]
+SHOWN = ("first_step_total_s", "per_step_s", "checkpoints_s", "save_merge_export_s",
+         "teardown_s", "fixed_s", "wall_s")  # fmt: skip
 
 
 def make_pairs(n: int, path: Path) -> Path:
@@ -46,83 +51,64 @@ def make_pairs(n: int, path: Path) -> Path:
     return path
 
 
-def tiny_model(out: Path) -> Path:
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+def demo_train_config(path: str, **over):
+    from diversens.config import from_dict, read_yaml
+    from diversens.training.config import TrainConfig
 
-    from diversens.models import resolve_model
-
-    src = resolve_model("smollm2-135m-instruct")
-    config = AutoConfig.from_pretrained(src)
-    config.update(dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128,
-                       num_attention_heads=4, num_key_value_heads=2, head_dim=16))  # fmt: skip
-    AutoModelForCausalLM.from_config(config).save_pretrained(out)
-    AutoTokenizer.from_pretrained(src).save_pretrained(out)
-    return out
+    return from_dict(TrainConfig, {**read_yaml(path)["train"], **over}, prefix="train.")
 
 
-def throughput(out: Path, pairs_per_step: int) -> dict:
-    log = pd.read_csv(out / "train_log.csv")
-    timed = log[log["step"] > 1]
-    first, last = log[log["step"] == 1].iloc[0], timed.iloc[-1]
-    seconds = last["elapsed_s"] - first["elapsed_s"]
-    steps = int(last["step"] - first["step"])
-    return {
-        "timed_steps": steps,
-        "seconds": round(seconds, 2),
-        "s_per_step": round(seconds / steps, 3),
-        "pairs_per_s": round(steps * pairs_per_step / seconds, 3),
-        "tokens_per_s": round((last["num_tokens"] - first["num_tokens"]) / seconds, 1),
-        "final_loss": round(float(last["loss"]), 4),
-    }
+def run_phases(summary: dict) -> dict:
+    """A run's phases, with the time from fit() to the end of its first optimiser step."""
+    p = summary["phases_s"]
+    first = ("worker_start_s", "imports_s", "trainer_build_s", "engine_setup_s", "first_step_s")
+    return {**p, "first_step_total_s": round(sum(p[k] for k in first), 2),
+            "steps": summary["global_step"]}  # fmt: skip
+
+
+def table(results: list[dict]) -> str:
+    base = results[0]
+    head = ["mode", "run", *SHOWN, "fixed × base", "per step × base"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        ratios = [f"{r[k] / base[k]:.2f}" for k in ("fixed_s", "per_step_s")]
+        cells = [r["mode"], str(r["run"]), *(f"{r[k]:.1f}" for k in SHOWN), *ratios]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="smollm2-135m-instruct", help="model, or 'tiny'")
-    parser.add_argument("--pairs", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--batch", type=int, default=2, help="pairs per worker per step")
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--config", default="configs/tiny.yaml", help="pipeline config (train:)")
+    parser.add_argument("--modes", nargs="+", default=["zero3", "none"], help="deepspeed stages")
+    parser.add_argument("--runs", type=int, default=2, help="runs per mode, as one per strategy")
+    parser.add_argument("--pairs", type=int, default=24, help="the demo trains on ~20-40 pairs")
+    parser.add_argument("--out", type=Path, help="write the results as JSON and Markdown here")
     args = parser.parse_args()
 
     import ray
 
     from diversens.storage import Output
-    from diversens.training.config import TrainConfig
     from diversens.training.trainer import train
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    results = {}
+    results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model = str(tiny_model(tmp / "tiny")) if args.model == "tiny" else args.model
         pairs = make_pairs(args.pairs, tmp / "pairs.parquet")
-        for mode in ("zero3", "none"):
-            cfg = TrainConfig(model=model, deepspeed=mode, num_workers=2, max_steps=args.steps,
-                              per_device_train_batch_size=args.batch,
-                              gradient_accumulation_steps=1, learning_rate=5e-7,
-                              lr_scheduler_type="constant", warmup_ratio=0.0, max_length=256,
-                              save_steps=args.steps, name=f"bench-{mode}")  # fmt: skip
-            start = time.perf_counter()
-            train(str(pairs), cfg, Output(str(tmp / mode), tmp / mode))
-            results[mode] = {**throughput(tmp / mode, 2 * args.batch),
-                             "wall_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+        for mode in args.modes:
+            for run in range(1, args.runs + 1):
+                cfg = demo_train_config(args.config, deepspeed=mode, name=f"{mode}-{run}")
+                out = tmp / cfg.name
+                summary = train(str(pairs), cfg, Output(str(out), out))
+                results.append({"mode": mode, "run": run, **run_phases(summary)})
+                print(json.dumps(results[-1]), flush=True)
     ray.shutdown()
-    z3, ddp = results["zero3"], results["none"]
-    results["zero3_over_ddp"] = {
-        k: round(z3[k] / ddp[k], 3) for k in ("pairs_per_s", "tokens_per_s")
-    }
-    results["setup"] = {
-        "model": args.model,
-        "pairs": args.pairs,
-        "steps": args.steps,
-        "pairs_per_step": 2 * args.batch,
-        "workers": 2,
-        "backend": "gloo",
-    }
-    print(json.dumps(results, indent=1))
+    print(table(results))
     if args.out:
-        args.out.write_text(json.dumps(results, indent=1))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+        args.out.with_suffix(".md").write_text(table(results) + "\n")
 
 
 if __name__ == "__main__":

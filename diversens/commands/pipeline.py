@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> None:
     if "eval" in summary:
         print("\n".join(console_lines(summary["eval"])))
         print(f"report: {where}/eval/eval_report.md")
-    print(f"summary: {where}/pipeline_summary.json")
+    times = ", ".join(f"{stage} {s / 60:.1f}" for stage, s in summary["wall_s"].items())
+    print(f"minutes per stage: {times}; summary: {where}/pipeline_summary.json")
 
 
 def check_earlier_pairs(cfg: PipelineConfig, output: str) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -34,18 +35,22 @@ log = logging.getLogger(__name__)
 
 def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out: Output) -> dict:
     """Run the chosen stages; OUT/pairs, OUT/train/<strategy>, OUT/eval; returns the summary."""
-    summary = {"stages": cfg.stages}
+    summary = {"stages": cfg.stages, "wall_s": {}}
     _write_summary(out, summary, complete=False)
+    clock = time.perf_counter()
     if "generate-pairs" in cfg.stages:
         pairs = generate_pairs.run(prompts, cfg.pairs, out.local / "pairs",
                                    parts=out.at("pairs", "parts"))  # fmt: skip
         out.publish("pairs")
         keep = ("pairs", "yield", "chunks", "prompts_quarantined", "prompts_without_pair", "report")
         summary["pairs"] = {k: pairs[k] for k in keep}
+        summary["wall_s"]["generate-pairs"] = round(time.perf_counter() - clock, 1)
 
     tuned, skipped = {}, {}
     if "train" in cfg.stages:
+        clock = time.perf_counter()
         summary["train"] = train_all(cfg, out, skipped)
+        summary["wall_s"]["train"] = round(time.perf_counter() - clock, 1)
     for strategy in cfg.train_strategies:
         if storage.is_file(out.at("train", strategy, "model", "config.json")):
             tuned[strategy] = out.at("train", strategy, "model")
@@ -53,12 +58,14 @@ def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out: Output) -> dict:
     _write_summary(out, summary, complete=False)
 
     if "eval" in cfg.stages:
+        clock = time.perf_counter()
         models = [f"base={cfg.train.model}", *(f"{s}={p}" for s, p in tuned.items())]
         ecfg = dataclasses.replace(cfg.eval, models=models)
         result = eval_job.run(ecfg, out.local / "eval", parts=out.at("eval", "parts"))
         out.publish("eval")
         summary["eval"] = {k: result[k] for k in ("base", "delta_dd_all", "length_change_all",
                                                   "report")}  # fmt: skip
+        summary["wall_s"]["eval"] = round(time.perf_counter() - clock, 1)
     _write_summary(out, summary)
     return summary
 
@@ -86,9 +93,9 @@ def train_all(cfg: PipelineConfig, out: Output, skipped: dict[str, str]) -> dict
             n = cap or counts[strategy]
             log.info("train %s: DPO on %d pairs", strategy, n)
             tcfg = dataclasses.replace(cfg.train, name=f"dpo-{strategy}")
-            final = train(str(path), tcfg, train_out, checkpoint_root=out.location)["final"]
+            run = train(str(path), tcfg, train_out, checkpoint_root=out.location)
             train_out.publish()
-            done[strategy] = {"pairs": n, **final}
+            done[strategy] = {"pairs": n, **run["final"], "phases_s": run.get("phases_s")}
     return done
 
 

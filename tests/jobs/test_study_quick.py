@@ -80,7 +80,17 @@ def test_console_is_short_and_worker_output_goes_to_the_logs(run):
     assert len(console) <= 40, "\n".join(console)
     noise = ("pid=", "Traceback", "it/s]")  # worker lines, tracebacks, tqdm bars
     assert not [line for line in console if any(n in line for n in noise)]
-    assert console[-1] == f"summary: {out.name}/pipeline_summary.json"
+    times, where = console[-1].split("; ")
+    assert where == f"summary: {out.name}/pipeline_summary.json"
+    assert times.startswith("minutes per stage: generate-pairs ") and " train " in times
+    # The same figures as the summary's, every stage timed
+    summary = json.loads((out / "pipeline_summary.json").read_text())
+    assert list(summary["wall_s"]) == ["generate-pairs", "train", "eval"]
+    assert times.endswith(f"eval {summary['wall_s']['eval'] / 60:.1f}")
+    for run in summary["train"].values():  # each DPO run's phases add up to its wall time
+        phases = run["phases_s"]
+        parts = sum(v for k, v in phases.items() if k not in ("per_step_s", "wall_s", "fixed_s"))
+        assert phases["worker_start_s"] > 0 and abs(parts - phases["wall_s"]) < 0.1, phases
     workers = (out / "logs" / "workers.log").read_text().splitlines()
     assert any("MapWorker(MapBatches(SampleStage))" in line for line in workers)
     assert any("RayTrainWorker" in line for line in workers)
