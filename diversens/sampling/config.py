@@ -85,7 +85,15 @@ class SamplingConfig:
         },
     )
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (0: greedy)"})
-    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass (1: off)"})
+    min_p: float = field(
+        default=0.0,
+        metadata={
+            "help": "min-p sampling: drop tokens less likely than min_p times the most likely "
+            "one (0: off). Cuts the degenerate tail as top_p does, without sorting the "
+            "vocabulary at every step (on CPU that sort is ~45%% of a vLLM step at batch 36)"
+        },
+    )
     max_new_tokens: int = field(
         default=256, metadata={"help": "generated tokens per answer (tasks without their own cap)"}
     )
@@ -211,6 +219,8 @@ class SamplingConfig:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.min_p < 1:
+            raise ValueError(f"min_p must be in [0, 1), got {self.min_p}")
         unknown = sorted(set(self.max_new_tokens_per_task) - set(DEFAULT_FOLLOWUPS))
         if unknown:
             raise ValueError(
@@ -329,6 +339,7 @@ class SamplingConfig:
         return {
             "temperature": self.temperature,
             "top_p": self.top_p,
+            "min_p": self.min_p,
             "max_new_tokens": self.max_tokens(task),
             "frequency_penalty": self.frequency_penalty,
             "presence_penalty": self.presence_penalty,

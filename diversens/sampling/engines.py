@@ -211,7 +211,7 @@ class TransformersEngine(Engine):
                 _GeneratedTokenPenalty(prompt_len, cfg.frequency_penalty, cfg.presence_penalty)
             )
         if cfg.temperature > 0:
-            processors.append(_PerRowSampler(seeds, cfg.temperature, cfg.top_p))
+            processors.append(_PerRowSampler(seeds, cfg.temperature, cfg.top_p, cfg.min_p))
         with torch.inference_mode():
             out = self.model.generate(
                 **enc,
@@ -251,14 +251,15 @@ class _GeneratedTokenPenalty:
 
 
 class _PerRowSampler:
-    """Logits processor: temperature + top-p, then one draw per row from that row's generator;
-    returns scores that are 0 at the drawn token and -inf elsewhere (greedy then takes it)."""
+    """Logits processor: temperature, top-p and min-p (vLLM's order: min-p, then top-p), then one
+    draw per row from that row's generator; returns scores that are 0 at the drawn token and -inf
+    elsewhere (greedy then takes it)."""
 
-    def __init__(self, seeds: list[int], temperature: float, top_p: float):
+    def __init__(self, seeds: list[int], temperature: float, top_p: float, min_p: float = 0.0):
         import torch
 
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
-        self.temperature, self.top_p = temperature, top_p
+        self.temperature, self.top_p, self.min_p = temperature, top_p, min_p
 
     def __call__(self, input_ids, scores):
         import torch
@@ -266,6 +267,9 @@ class _PerRowSampler:
         logits = scores.float() / self.temperature  # (B, V)
         sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
         probs = sorted_logits.softmax(-1)
+        # min-p: below min_p times the top token's probability (the first column) is dropped.
+        probs = probs.masked_fill(probs < self.min_p * probs[:, :1], 0.0)
+        probs = probs / probs.sum(-1, keepdim=True)
         # Drop a token once the mass before it already reaches top_p (the top token always stays).
         drop = probs.cumsum(-1) - probs >= self.top_p
         probs = probs.masked_fill(drop, 0.0).cpu()  # (B, V) sorted
@@ -325,6 +329,7 @@ class VLLMEngine(Engine):
                 seed=req.seed,
                 temperature=self.cfg.temperature,
                 top_p=self.cfg.top_p,
+                min_p=self.cfg.min_p,
                 max_tokens=req.max_tokens or self.cfg.max_new_tokens,
                 frequency_penalty=self.cfg.frequency_penalty,
                 presence_penalty=self.cfg.presence_penalty,

@@ -76,6 +76,16 @@ def test_greedy_is_deterministic(engine, convs, monkeypatch):
     assert a[0].text == a[1].text == b[0].text  # temperature 0: seeds do not matter
 
 
+def test_min_p_near_one_samples_the_greedy_answer(engine, convs, monkeypatch):
+    """min-p 0.99 leaves only the top token (bar near-ties) at temperature 1: the seeded samples
+    are the greedy answer, on both engines."""
+    monkeypatch.setattr(engine, "cfg", SamplingConfig(max_new_tokens=12, temperature=0))
+    greedy = engine.generate([Request(convs[3], seed=1)])[0][0].text
+    sampled = SamplingConfig(max_new_tokens=12, temperature=1.0, top_p=1.0, min_p=0.99)
+    monkeypatch.setattr(engine, "cfg", sampled)
+    assert [c.text for c in engine.generate([Request(convs[3], seed=5, n=2)])[0]] == [greedy] * 2
+
+
 def test_per_request_cap_cuts_the_same_sample(engine, convs):
     """A request's cap holds beside a longer one in the same batch, and its text is the start
     of what the same seed gives with the longer cap."""
@@ -132,3 +142,21 @@ def test_too_long_prompt_is_quarantined_the_rest_sampled(engine):
     assert out.loc["long", "quarantine"].startswith("too_long: needs ")
     assert list(out.loc["long", "responses"]) == []
     assert out.loc["ok", "quarantine"] is None and len(out.loc["ok", "responses"]) == 4
+
+
+def test_min_p_draws_only_tokens_near_the_top_one():
+    """min-p keeps tokens at least min_p times as likely as the top one: over many seeds every
+    draw is among them, and without min-p the tail is drawn too."""
+    import torch
+
+    from diversens.sampling.engines import _PerRowSampler
+
+    probs = torch.tensor([[0.4, 0.3, 0.1, 0.1, 0.05, 0.05]])  # kept at min_p 0.5: tokens 0, 1
+    scores = probs.log().expand(200, -1)
+
+    def drawn(min_p):
+        out = _PerRowSampler(list(range(200)), 1.0, 1.0, min_p)(None, scores.clone())
+        return set(out.argmax(-1).tolist())
+
+    assert drawn(0.5) == {0, 1}
+    assert drawn(0.0) > {0, 1}

@@ -123,6 +123,7 @@ def test_config_checks():
         {"max_new_tokens_per_task": {"dta": 64}},  # a typo must not silently use the default
         {"max_new_tokens_per_task": {"dat": 0}},
         {"frequency_penalty": 2.5},
+        {"min_p": 1.0},
         {"presence_penalty": -3},
     ):
         with pytest.raises(ValueError):
