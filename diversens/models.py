@@ -22,6 +22,34 @@ from diversens.config import redacted
 from diversens.errors import UserError
 from diversens.io import atomic_dir
 
+# /proc/cpuinfo flags of bf16 arithmetic (x86, Arm). `dtype: auto` on CPU is bfloat16 only where
+# the CPU computes it natively: elsewhere vLLM's oneDNN matmul refuses bf16 and torch falls back
+# to kernels many times slower than float32.
+NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # what a model's dtype option takes
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has bf16 arithmetic (False where it cannot be told: not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return bool(flags & NATIVE_BF16_FLAGS)
+
+
+def cpu_dtype(requested: str) -> str:
+    """The dtype an engine on CPU uses for `requested` ("auto" resolved for this CPU)."""
+    if requested != "auto":
+        return requested
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
+
 
 @dataclass(frozen=True)
 class BuiltinModel:

@@ -23,15 +23,15 @@ import importlib.metadata
 import math
 from dataclasses import dataclass, field
 
+from diversens.models import DTYPES
 from diversens.pools import Pool
 
 ENGINES = ("transformers", "vllm")
 # Fields that size or restart the actor pool without changing any row: not part of the identity
 # that resumable runs key their chunks by (a rerun may grow the pool and still reuse them).
 POOL_FIELDS = ("min_actors", "max_actors", "max_restarts")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
 CPU_KV_CACHE_GIB = 2.0
-CPU_ENGINE_OVERHEAD_GIB = 2.5  # a vLLM CPU engine's process beside its KV cache (small model)
+CPU_ENGINE_OVERHEAD_GIB = 3.0  # a vLLM CPU engine's process beside its KV cache (small model)
 
 DEFAULT_FOLLOWUPS = {
     "dat": "Now give a different answer: a new list that follows the same rules, using words "
@@ -141,8 +141,8 @@ class SamplingConfig:
         default=None,
         metadata={
             "help": "RAM in GiB Ray reserves per engine actor (default: for vLLM on CPU its KV "
-            f"cache + {CPU_ENGINE_OVERHEAD_GIB:g} GiB: SmolLM2 peaked at 3.6 GiB, and Ray Data "
-            "asks for 25% headroom; else none)"
+            f"cache + {CPU_ENGINE_OVERHEAD_GIB:g} GiB: SmolLM2 peaked at 3.9 GiB with 144 "
+            "sequences in flight, and Ray Data asks for 25% headroom; else none)"
         },
     )
     max_restarts: int = field(

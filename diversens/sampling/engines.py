@@ -21,9 +21,7 @@ or another stop token such as Llama's `<|eom_id|>`); `finish_reason` is "stop" o
 the request's token cap: truncated). Both apply vLLM's frequency and presence penalties, which
 count generated tokens only.
 A vLLM engine that cannot start raises `EngineStartError`: one line naming the option to change.
-`dtype: auto` on CPU is bfloat16 only where the CPU computes it natively (AVX512-BF16, AMX, Arm
-BF16): elsewhere vLLM's oneDNN matmul refuses bf16 and falls back to kernels many times slower
-than float32.
+`dtype: auto` on CPU is bfloat16 only where the CPU computes it natively (`models.cpu_dtype`).
 """
 
 from __future__ import annotations
@@ -33,37 +31,13 @@ import importlib.util
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from diversens.errors import UserError
-from diversens.models import resolve_model
+from diversens.models import cpu_dtype, resolve_model
 from diversens.sampling.config import SamplingConfig
 
 Messages = list[dict[str, str]]
-NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}  # /proc/cpuinfo: x86 and Arm names
-
-
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """Whether this CPU has bf16 arithmetic (False where it cannot be told: not Linux)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-        except OSError:
-            return False
-    flags = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    return bool(flags & NATIVE_BF16_FLAGS)
-
-
-def cpu_dtype(requested: str) -> str:
-    """The dtype an engine on CPU uses for `requested` ("auto" resolved for this CPU)."""
-    if requested != "auto":
-        return requested
-    return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
 @dataclass(frozen=True)

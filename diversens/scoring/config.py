@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from diversens.models import DEFAULT_GENERATOR
+from diversens.models import DEFAULT_GENERATOR, DTYPES
 from diversens.pools import Pool, PoolConfig
 from diversens.scoring.measure import MeasureConfig
 
@@ -31,6 +31,14 @@ class QualityConfig:
         default=False, metadata={"help": "allow the reward model's own code to run (opt-in)"}
     )
     device: str | None = field(default=None, metadata={"help": "torch device (default: auto)"})
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "scorer model dtype: auto, float32, bfloat16, float16; auto = the model's own "
+            "on GPU, on CPU bfloat16 where the CPU has native bf16 (AVX512-BF16, AMX), else "
+            "float32. Scores are compared within a run only (percentiles)"
+        },
+    )
     batch_size: int = field(default=8, metadata={"help": "responses per forward pass"})
     max_length_tokens: int = field(default=1024, metadata={"help": "truncate scored inputs"})
     dat_num_words: int = field(default=10, metadata={"help": "DAT: single words required"})
@@ -64,6 +72,8 @@ class QualityConfig:
             raise ValueError("scorer 'reward-model' needs reward_model (an HF id or path)")
         if len(self.cwt_sentences) != 2 or self.cwt_sentences[0] > self.cwt_sentences[1]:
             raise ValueError(f"cwt_sentences must be [min, max], got {self.cwt_sentences}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
 
 
 @dataclass

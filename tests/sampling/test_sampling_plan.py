@@ -96,8 +96,8 @@ def test_vllm_options_take_cpu_defaults_only_where_unset():
 
 def test_engine_pool_reserves_ram_for_a_cpu_vllm_engine():
     cpu = SamplingConfig(engine="vllm", num_gpus_per_actor=0)
-    assert cpu.pool().memory_gib == 4.5  # 2 GiB KV cache + the process
-    assert SamplingConfig(num_gpus_per_actor=0, kv_cache_gib=1).pool().memory_gib == 3.5
+    assert cpu.pool().memory_gib == 5.0  # 2 GiB KV cache + the process
+    assert SamplingConfig(num_gpus_per_actor=0, kv_cache_gib=1).pool().memory_gib == 4.0
     assert SamplingConfig(num_gpus_per_actor=1).pool().memory_gib == 0.0  # KV cache on the GPU
     assert SamplingConfig(engine="transformers").pool().memory_gib == 0.0
     assert SamplingConfig(memory_gib_per_actor=6).pool().memory_gib == 6.0

@@ -23,6 +23,24 @@ def test_fluency_prefers_fluent_text(fluency_stage):
 
 
 @pytest.mark.slow
+def test_fluency_runs_in_the_cpus_dtype_and_ranks_as_float32_does(fluency_stage):
+    """dtype auto: bf16 where the CPU has it natively (~2x the fp32 forward here, and the
+    pairs stage waits on this scorer), with the same ranking as fp32."""
+    import torch
+
+    from diversens.models import cpu_has_native_bf16
+
+    native = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert fluency_stage.scorer.model.dtype == native
+    fp32 = QualityStage(QualityConfig(scorer="offline", batch_size=2, dtype="float32"))
+    assert fp32.scorer.model.dtype == torch.float32
+    texts = [STORY, "The the the the the the the the the.", "Blue idea sleeps furious, we."]
+    auto, exact = (np.array(s(candidates(texts)).quality[0]) for s in (fluency_stage, fp32))
+    assert list(np.argsort(auto)) == list(np.argsort(exact))
+    assert np.abs(auto - exact).max() < 0.1  # mean log-prob per token
+
+
+@pytest.mark.slow
 def test_fluency_counts_answer_tokens_only(fluency_stage):
     """The template's end-of-turn tokens after the answer are left out of the mean."""
     scorer = fluency_stage.scorer
