@@ -51,6 +51,15 @@ def cpu_dtype(requested: str) -> str:
     return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
+def torch_dtype(requested: str, device: str):
+    """`from_pretrained`'s dtype for `requested` on a torch `device`: "auto" on CPU as
+    `cpu_dtype` resolves it, elsewhere "auto" keeps the model's own."""
+    import torch
+
+    name = cpu_dtype(requested) if device == "cpu" else requested
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
 @dataclass(frozen=True)
 class BuiltinModel:
     package: str  # import name of the PyPI package shipping the files

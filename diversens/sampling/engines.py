@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diversens.errors import UserError
-from diversens.models import cpu_dtype, resolve_model
+from diversens.models import cpu_dtype, resolve_model, torch_dtype
 from diversens.sampling.config import SamplingConfig
 
 Messages = list[dict[str, str]]
@@ -126,12 +126,11 @@ class TransformersEngine(Engine):
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         else:
             self.device = cfg.device
-        name = cpu_dtype(cfg.dtype) if self.device == "cpu" else cfg.dtype
-        dtype = "auto" if name == "auto" else getattr(torch, name)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"  # decoder-only: new tokens follow the prompt
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = torch_dtype(cfg.dtype, self.device)
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device)
         self.model.eval()
         self.context_length = getattr(self.model.config, "max_position_embeddings", None)

@@ -34,9 +34,9 @@ class QualityConfig:
     dtype: str = field(
         default="auto",
         metadata={
-            "help": "scorer model dtype: auto, float32, bfloat16, float16; auto = the model's own "
-            "on GPU, on CPU bfloat16 where the CPU has native bf16 (AVX512-BF16, AMX), else "
-            "float32. Scores are compared within a run only (percentiles)"
+            "help": f"scorer model dtype: {', '.join(DTYPES)}; auto = the model's own on GPU, "
+            "on CPU bfloat16 where the CPU has native bf16 (AVX512-BF16, AMX), else float32. "
+            "Scores are compared within a run only (percentiles)"
         },
     )
     batch_size: int = field(default=8, metadata={"help": "responses per forward pass"})

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from diversens import schema
-from diversens.models import cpu_dtype, resolve_model
+from diversens.models import resolve_model, torch_dtype
 from diversens.scoring.compliance import candidate_issues
 from diversens.scoring.config import QualityConfig
 from diversens.stage import Stage
@@ -43,10 +43,8 @@ class _LMScorer:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.tokenizer.padding_side = "right"  # scores read positions from the left
-        dtype = cpu_dtype(cfg.dtype) if self.device == "cpu" else cfg.dtype
-        self.model = loader.from_pretrained(
-            path, trust_remote_code=trust, dtype=dtype if dtype == "auto" else getattr(torch, dtype)
-        )
+        dtype = torch_dtype(cfg.dtype, self.device)
+        self.model = loader.from_pretrained(path, trust_remote_code=trust, dtype=dtype)
         self.model = self.model.to(self.device).eval()
 
     def render(self, messages: list[dict], response: str | None) -> str:
