@@ -12,7 +12,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from diversens.scoring.lexical import lexical_measures
+from diversens.measures.lexical import lexical_measures
 
 LEXICAL_COMPARED = ("entropy", "ttr", "mattr", "maas", "mtld", "hdd")
 
@@ -83,7 +83,7 @@ def _timed(fn) -> float:
 
 def bench_semantic(n_sentences: int = 3000, seed: int = 0, repeats: int = 3) -> dict[str, float]:
     """Sentences/s of Embedder.within_diversity (split + encode + reduce) vs plain encode."""
-    from diversens.scoring.semantic import Embedder
+    from diversens.measures.semantic import Embedder
     from diversens.text import segments
 
     embedder = Embedder()
@@ -124,7 +124,7 @@ def bench_semantic_ray(n_sentences: int = 12000, seed: int = 0) -> dict[str, flo
     import ray
 
     from diversens.scoring.measure import MeasureConfig, SemanticStage
-    from diversens.scoring.semantic import Embedder
+    from diversens.measures.semantic import Embedder
     from diversens.text import segments
 
     responses = sentence_responses(n_sentences, per_response=5, seed=seed)

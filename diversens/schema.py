@@ -33,9 +33,13 @@ CANDIDATE = {
 # Why the engine could not take a prompt (null: fine); such rows go to a side file, and the
 # column is dropped from the rows that are kept (diversens.jobs.quarantine).
 QUARANTINE = {"quarantine": pa.string()}
-LEXICAL = {m: _per_candidate(pa.float64())
-           for m in ("n_words", "entropy", "ttr", "mattr", "maas", "mtld", "hdd")}  # fmt: skip
-SEMANTIC = {m: _per_candidate(pa.float64()) for m in ("dsi", "div_across")}
+
+
+def measures(names) -> dict[str, pa.DataType]:
+    """A float per candidate for each measure a run computes (`diversens.measures`)."""
+    return {m: _per_candidate(pa.float64()) for m in names}
+
+
 QUALITY = {"quality": _per_candidate(pa.float64())}
 VALIDITY = {
     "reject_reason": _per_candidate(pa.string()),  # null: valid

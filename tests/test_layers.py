@@ -17,6 +17,7 @@ LAYERS = [
     {"io"},
     {"console", "models"},
     {"prompts"},
+    {"measures"},
     {"plan", "sampling", "scoring", "selection", "training"},
     {"evaluation"},
     {"jobs"},

@@ -5,7 +5,6 @@ import pytest
 
 from diversens import schema
 from diversens.sampling.stage import SampleStage
-from diversens.scoring.measure import MeasureStage
 from diversens.scoring.quality import QualityStage
 from diversens.scoring.validity import ValidityStage
 from diversens.selection.stage import SelectStage
@@ -23,7 +22,6 @@ def pairs_table(**override) -> pa.Table:
 def test_stages_declare_their_columns_from_the_schema():
     assert SampleStage.requires == schema.names(schema.PROMPT)
     assert SampleStage.adds == schema.names(schema.CANDIDATE, schema.QUARANTINE)
-    assert MeasureStage.adds == schema.names(schema.LEXICAL, schema.SEMANTIC)
     assert QualityStage.adds == schema.names(schema.QUALITY)
     assert ValidityStage.adds == schema.names(schema.VALIDITY)
     assert SelectStage.adds[:-1] == schema.names(schema.PAIR)

@@ -10,14 +10,14 @@ import pandas as pd
 import pyarrow as pa
 from tqdm import tqdm
 
-from diversens import config, io
+from diversens import config, io, measures
 from diversens.commands.common import load, preflight, run_options
 from diversens.commands.options import MeasureOptions
 from diversens.errors import UserError
-from diversens.scoring.measure import MEASURES, MeasureConfig, MeasureStage
+from diversens.scoring.measure import MeasureConfig, MeasureStage
 from diversens.storage import join, split_location
 
-HELP = "add length, lexical (entropy, TTR, MATTR, Maas, MTLD, HD-D) and semantic diversity"
+HELP = "add length, lexical, semantic and across-sample diversity"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "measure",
         help=HELP,
         description=f"{HELP} columns to a JSONL or Parquet file of responses; writes Parquet. "
-        "The text column may hold one response per row, or a list of candidates per row.",
+        "The text column may hold one response per row, or a list of candidates per row. "
+        "Across-sample measures (distinct-n, Vendi) take the rows sharing group_field, or a row's "
+        f"candidates, as one prompt's samples. Measures: {', '.join(measures.names())}.",
     )
     p.add_argument("file", help="input .jsonl or .parquet (a path or URI)")
     p.add_argument(
@@ -44,11 +46,13 @@ def run(args: argparse.Namespace) -> None:
     if output is None:
         folder, name = split_location(args.file)
         output = join(folder, name.rpartition(".")[0] + ".measured.parquet")
-    preflight([cfg.embedder], output, kind="parquet", inputs=[args.file])
+    names = cfg.resolve(measures.names(lambda m: m.default))
+    embedder = [cfg.embedder] if measures.needs_embedder(names) else []
+    preflight(embedder, output, kind="parquet", inputs=[args.file])
     check_device(cfg.device)
     table = io.read_table(args.file)
     io.require_field(table, args.file, cfg.text_field, "; choose one with --text_field")
-    clash = [m for m in MEASURES if m in table.column_names]
+    clash = [m for m in names if m in table.column_names]
     if clash:
         raise UserError(
             f"{args.file}: field {clash[0]!r} has the name of a measure this command adds; "
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> None:
                          "; choose one with --group_field, or --group_field '' for no "
                          "across-candidate distance")  # fmt: skip
 
-    stage = MeasureStage(cfg)
+    stage = MeasureStage(cfg, names)
     parts = []
     with tqdm(total=len(df), desc="measure", unit="row") as bar:
         for idx in _chunks(df, cfg.group_field, opts.rows_per_chunk):

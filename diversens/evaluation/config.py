@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from diversens import measures
 from diversens.prompts import TASKS
 from diversens.sampling.config import SamplingConfig
 from diversens.scoring.config import ScoringConfig
@@ -12,8 +13,10 @@ from diversens.scoring.config import ScoringConfig
 # The literature's samples per eval prompt (DESIGN.md §2): DAT/PGT one prompt × 100, AUT 15 × 10,
 # CWT 7 × 10.
 LITERATURE_SAMPLES = {"dat": 100, "pgt": 100, "aut": 10, "cwt": 10}
-# Per-output measures that rise with diversity, so a decile over them means "more diverse".
-DD_MEASURES = ("entropy", "ttr", "mattr", "mtld", "hdd", "dsi", "div_across", "dat_score")
+# Per-output measures that rise with diversity, so a decile over them means "more diverse", and
+# the DAT score eval adds to DAT outputs.
+TASK_SCORES = ("dat_score",)
+DD_MEASURES = (*measures.names(lambda m: m.ranks_dd), *TASK_SCORES)
 
 
 @dataclass
@@ -60,14 +63,21 @@ class EvalConfig:
         unknown = sorted(set(self.num_samples) - set(TASKS))
         if unknown or any(n < 1 for n in self.num_samples.values()):
             raise ValueError(f"num_samples: tasks must be {TASKS} with counts >= 1")
-        if "maas" in self.dd_measures:
-            raise ValueError("dd_measures: maas falls as diversity rises; use ttr or mattr")
-        unknown = [m for m in self.dd_measures if m not in DD_MEASURES]
-        if unknown or not self.dd_measures:
-            raise ValueError(f"dd_measures: unknown {unknown} (choose from {DD_MEASURES})")
+        if not self.dd_measures:
+            raise ValueError("dd_measures must name at least one measure")
+        measures.check("dd_measures", [m for m in self.dd_measures if m not in TASK_SCORES],
+                       lambda m: m.ranks_dd, "a per-output measure that rises with diversity "
+                       "(maas falls: use ttr or mattr)")  # fmt: skip
         for name in ("num_length_buckets", "num_bootstrap", "min_outputs_per_bucket"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        """What scoring computes: the ΔDD measures and what `scoring.measure` adds, with the
+        defaults their models serve (the across-sample ones among them)."""
+        ranked = [m for m in self.dd_measures if m not in TASK_SCORES]
+        return self.scoring.measure.resolve([*ranked, *self.scoring.quality.check_measures])
 
     def labelled_models(self) -> list[tuple[str, str]]:
         """[(label, model)], label defaulting to the model's last path component."""

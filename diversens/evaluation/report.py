@@ -46,6 +46,7 @@ def write_eval_report(
     summary: pd.DataFrame,
     deltas: pd.DataFrame,
     lengths: pd.DataFrame,
+    across: pd.DataFrame,
     base: str,
 ) -> Path:
     _plot_diversity_vs_length(outputs, out_dir / "eval_diversity_vs_length.png")
@@ -77,6 +78,11 @@ def write_eval_report(
         deltas.to_markdown(index=False, floatfmt=".3f") if not deltas.empty else "none",
         "",
         "![ΔDD per task](eval_delta_dd.png)",
+        "",
+        "## Across-sample diversity (per group of a prompt's samples; difference from the base, "
+        "95% interval)",
+        "",
+        across.to_markdown(index=False, floatfmt=".3f") if not across.empty else "none",
         "",
         "## Per model and task",
         "",

@@ -6,8 +6,10 @@ entrypoints all fill these through `diversens.config`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
+from diversens import measures
 from diversens.evaluation.config import EvalConfig
 from diversens.plan import PlanConfig
 from diversens.prompts.config import PromptsConfig
@@ -22,7 +24,7 @@ STAGES = ("generate-pairs", "train", "eval")
 def check_strategies(option: str, names: list[str]) -> None:
     unknown = [s for s in names if s not in STRATEGIES]
     if unknown:
-        raise ValueError(f"{option}: unknown {unknown} (choose from {STRATEGIES})")
+        raise ValueError(f"{option}: unknown {unknown} (choose from {', '.join(STRATEGIES)})")
 
 
 @dataclass
@@ -58,9 +60,18 @@ class GeneratePairsConfig:
         return [main] + [s for s in self.compare_strategies if s != main]
 
     @property
+    def measures(self) -> tuple[str, ...]:
+        """What scoring computes: the measures every strategy ranks by (overrides included) and
+        the ones validity checks, plus what `scoring.measure` adds."""
+        ranked = [m for s in self.strategies for m in self.selection_for(s).required_measures]
+        return self.scoring.measure.resolve([*ranked, *self.scoring.quality.check_measures])
+
+    def selection_for(self, strategy: str) -> SelectionConfig:
+        return dataclasses.replace(self.selection, strategy=strategy)
+
+    @property
     def needs_embedder(self) -> bool:
-        """Lite alone needs no embedder (TTR + Maas); any other strategy ranks by `dsi`."""
-        return any(s != "diverse-ns-lite" for s in self.strategies)
+        return measures.needs_embedder(self.measures)
 
     def models(self) -> list[str]:
         """Every model the job loads."""

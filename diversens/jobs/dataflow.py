@@ -126,14 +126,13 @@ def score_candidates(
     ds: ray.data.Dataset,
     scoring: ScoringConfig,
     batch_size: int,
-    semantic: bool = True,
+    measures: tuple[str, ...],
 ) -> ray.data.Dataset:
-    """candidates → scored candidates, lazily: the measures (lexical and semantic in one
-    callable, so in one pool) on the embedder pool, then quality on the quality pool, then
-    validity in plain tasks (`semantic=False` loads no embedder and leaves NaN semantic
-    columns)."""
+    """candidates → scored candidates, lazily: the `measures` (one callable, so one pool; it
+    loads the embedder only if one of them needs it) on the embedder pool, then quality on the
+    quality pool, then validity in plain tasks."""
     pools = scoring.pools(batch_size)
-    kwargs = {"cfg": scoring.measure, "semantic": semantic}
+    kwargs = {"cfg": scoring.measure, "names": measures}
     ds = map_pool(ds, MeasureStage, kwargs, pools["embed_pool"], "scoring.embed_pool")
     ds = map_pool(ds, QualityStage, {"cfg": scoring.quality}, pools["quality_pool"],
                   "scoring.quality_pool")  # fmt: skip

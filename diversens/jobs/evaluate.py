@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from diversens import measures
 from diversens.config import config_hash
 from diversens.evaluation.config import EvalConfig
 from diversens.evaluation.decile import DecileMap, delta_dd
@@ -26,18 +27,19 @@ from diversens.evaluation.task_scores import GloVe, score_dat, score_pgt
 from diversens.io import atomic_path, write_parquet, write_summary
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
+from diversens.measures.semantic import Embedder
 from diversens.prompts import eval_prompts
-from diversens.scoring.semantic import Embedder
 from diversens.text import dat_words
 
 log = logging.getLogger(__name__)
 SUMMARY = "eval_summary.json"
 
-# Candidate-list columns exploded to one row per output.
-PER_OUTPUT = (
-    "responses", "finish_reason", "n_tokens", "n_words", "entropy", "ttr", "mattr", "maas",
-    "mtld", "hdd", "dsi", "div_across", "quality", "valid", "reject_reason",
-)  # fmt: skip
+
+
+def per_output_columns(measured: tuple[str, ...]) -> tuple[str, ...]:
+    """Candidate-list columns exploded to one row per output."""
+    return ("responses", "finish_reason", "n_tokens", *measured, "quality", "valid",
+            "reject_reason")  # fmt: skip
 
 
 def replicate(prompts: pd.DataFrame, num_samples: dict[str, int]) -> tuple[pd.DataFrame, int]:
@@ -67,7 +69,7 @@ def sample_and_score(
     one embedder pool and one quality pool score every model's outputs.
     """
     rows, k = replicate(prompts, cfg.num_samples)
-    plans, scores = {}, [cfg.scoring.measure, cfg.scoring.quality]
+    plans, scores = {}, [cfg.scoring.measure, cfg.scoring.quality, cfg.measures]
     for label, model in cfg.labelled_models():
         scfg = dataclasses.replace(
             cfg.sampling, model=model, num_samples_per_prompt=k, num_first_turn=k
@@ -90,7 +92,7 @@ def sample_and_score(
             if (todo.model_label == label).any()
         ]
         ds = union(branches).materialize()
-        return score_candidates(ds, cfg.scoring, cfg.sampling.prompts_per_chunk)
+        return score_candidates(ds, cfg.scoring, cfg.sampling.prompts_per_chunk, cfg.measures)
 
     planned = pd.concat([plan for _, plan in plans.values()], ignore_index=True)
     log.info("eval: %d models x %d prompts x %d samples, %d of %d chunks to sample and score",
@@ -98,15 +100,16 @@ def sample_and_score(
              planned[CHUNK].nunique())  # fmt: skip
     chunks = store.fill(planned, build)
     kept, quarantined = quarantine.split(store.read(planned), out_dir / quarantine.FILE)
-    per_output = kept.drop_columns([CHUNK]).to_pandas().explode(list(PER_OUTPUT), ignore_index=True)
+    columns = per_output_columns(cfg.measures)
+    per_output = kept.drop_columns([CHUNK]).to_pandas().explode(list(columns), ignore_index=True)
     per_output = per_output.rename(
         columns={"responses": "response", "model_label": "model", "model": "model_path"}
     )
-    numeric = ["n_words", "entropy", "ttr", "mattr", "maas", "mtld", "hdd", "dsi", "quality"]
+    numeric = [*cfg.measures, "quality"]
     per_output[numeric] = per_output[numeric].astype(float)
     keep = ["model", "model_path", "source_prompt_id", "prompt_id", "task", "response"]
     counts = {"chunks": chunks, "prompts_quarantined": quarantined}
-    return per_output[keep + list(PER_OUTPUT[1:])].reset_index(drop=True), counts
+    return per_output[keep + list(columns[1:])].reset_index(drop=True), counts
 
 
 def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
@@ -129,18 +132,14 @@ def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
     return out
 
 
-def summarise(outputs: pd.DataFrame) -> pd.DataFrame:
-    """Per model and task: counts, length, quality, diversity, task scores."""
+def summarise(outputs: pd.DataFrame, shown: list[str]) -> pd.DataFrame:
+    """Per model and task: counts, length, quality, the `shown` measures, task scores."""
     agg = outputs.groupby(["model", "task"], sort=False).agg(
         outputs=("response", "size"),
         valid_rate=("valid", "mean"),
         words=("n_words", "mean"),
         quality=("quality", "mean"),
-        entropy=("entropy", "mean"),
-        ttr=("ttr", "mean"),
-        mattr=("mattr", "mean"),
-        dsi=("dsi", "mean"),
-        dat_score=("dat_score", "mean"),
+        **{m: (m, "mean") for m in dict.fromkeys([*shown, "dat_score"])},
     )
     pgt = {
         model: score_pgt(df.response.tolist())
@@ -199,6 +198,22 @@ def length_change_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd
                                        "ci_low", "ci_high", "relative"])  # fmt: skip
 
 
+def across_sample_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
+    """Per model × task (and "all") × across-sample measure (distinct-n, Vendi, ...): the mean
+    over the model's sample groups (each output carries its group's value: a group is one
+    sampled batch of k outputs of a prompt, the same k for every task), and its difference from
+    the base with the ΔDD prompt-cluster bootstrap interval."""
+    rows = []
+    for measure in measures.names(lambda m: m.scope == "samples" and m.name in cfg.measures):
+        for model, task, mine, ref in model_task_slices(outputs, base):
+            d, lo, hi = delta_dd(mine, ref, measure, cfg.num_bootstrap, cfg.seed)
+            rows.append({"model": model, "task": task, "measure": measure,
+                         "value": float(mine[measure].mean()), "delta": d, "ci_low": lo,
+                         "ci_high": hi})  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "task", "measure", "value", "delta", "ci_low",
+                                       "ci_high"])  # fmt: skip
+
+
 def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict:
     """Sample, score and compare every model; writes outputs.parquet, decile_map.csv,
     eval_summary.csv, delta_dd.csv, length_change.csv, eval_report.md (+ PNGs) and
@@ -216,15 +231,17 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
                          cfg.min_outputs_per_bucket)  # fmt: skip
     for measure in cfg.dd_measures:
         outputs[f"decile_{measure}"] = dmap.deciles(outputs, measure)
-    summary, deltas = summarise(outputs), delta_dd_table(outputs, cfg, base)
+    summary, deltas = summarise(outputs, cfg.dd_measures), delta_dd_table(outputs, cfg, base)
     lengths = length_change_table(outputs, cfg, base)
+    across = across_sample_table(outputs, cfg, base)
 
     write_parquet(pa.Table.from_pandas(outputs, preserve_index=False), out_dir / "outputs.parquet")
     for name, frame in (("decile_map.csv", dmap.to_frame()), ("eval_summary.csv", summary),
-                        ("delta_dd.csv", deltas), ("length_change.csv", lengths)):  # fmt: skip
+                        ("delta_dd.csv", deltas), ("length_change.csv", lengths),
+                        ("across_samples.csv", across)):  # fmt: skip
         with atomic_path(out_dir / name) as tmp:
             frame.to_csv(tmp, index=False)
-    report = write_eval_report(out_dir, outputs, summary, deltas, lengths, base)
+    report = write_eval_report(out_dir, outputs, summary, deltas, lengths, across, base)
     result = {
         "base": base,
         "models": dict(cfg.labelled_models()),

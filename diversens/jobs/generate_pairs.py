@@ -15,7 +15,6 @@ Prompts the engine cannot take are quarantined (quarantine.jsonl) and counted in
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections import Counter
 from pathlib import Path
@@ -25,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from diversens import schema
+from diversens import measures, schema
 from diversens.config import config_hash
 from diversens.errors import UserError
 from diversens.io import atomic_dir, write_parquet, write_summary
@@ -34,7 +33,7 @@ from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
 from diversens.jobs.config import GeneratePairsConfig
 from diversens.sampling.stage import SampleStage
 from diversens.selection.report import CORRELATED, length_correlations, pair_yield, write_report
-from diversens.selection.rules import DIVERSITY_SIGN, SelectionStats
+from diversens.selection.rules import SelectionStats
 
 log = logging.getLogger(__name__)
 SCORED_ROWS_PER_FILE = 4096  # prompt rows per scored/ file (and row group)
@@ -42,8 +41,9 @@ SUMMARY = "run_summary.json"
 
 
 def scored_fingerprint(cfg: GeneratePairsConfig) -> str:
-    """What decides the scored rows: sampling, measures, quality, and whether DSI is computed."""
-    measures = [cfg.scoring.measure, cfg.scoring.quality, cfg.needs_embedder]
+    """What decides the scored rows: sampling, the measures' settings and which are computed,
+    quality."""
+    measures = [cfg.scoring.measure, cfg.scoring.quality, cfg.measures]
     return config_hash([cfg.sampling.identity(), *measures])
 
 
@@ -58,7 +58,8 @@ def write_scored(table: pa.Table, final: Path) -> None:
 def valid_measures(table: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Quality and every diversity measure of the valid candidates of the whole run, flat, and
     the task of each."""
-    names = ["quality", *(m for m in DIVERSITY_SIGN if m in table.column_names)]  # any can rank
+    rankable = measures.names(lambda m: m.ranks_candidates and m.name in table.column_names)
+    names = ["quality", *rankable]
     valid = np.asarray(pa.compute.list_flatten(table["valid"]), dtype=bool)
     sizes = pa.compute.list_value_length(table["valid"]).to_numpy()
     tasks = np.repeat(table["task"].to_numpy(zero_copy_only=False), sizes)[valid]
@@ -119,7 +120,7 @@ def run(
 
     def build(rows: pd.DataFrame):
         ds = generate_candidates(prompts_dataset(rows, cfg.sampling), cfg.sampling, stage_cls)
-        return score_candidates(ds, cfg.scoring, size, cfg.needs_embedder)
+        return score_candidates(ds, cfg.scoring, size, cfg.measures)
 
     todo = store.pending(planned)
     log.info("generate-pairs: %d prompts x %d candidates, %d of %d chunks to sample and score",
@@ -131,14 +132,14 @@ def run(
     if scored.num_rows == 0:
         raise UserError(f"every prompt was quarantined; see {out_dir / quarantine.FILE}")
     scored_dir = out_dir / "scored"
-    schema.check(scored.schema, "scored rows", schema.PROMPT, schema.CANDIDATE, schema.LEXICAL,
-                 schema.SEMANTIC, schema.QUALITY, schema.VALIDITY)  # fmt: skip
+    schema.check(scored.schema, "scored rows", schema.PROMPT, schema.CANDIDATE,
+                 schema.measures(cfg.measures), schema.QUALITY, schema.VALIDITY)  # fmt: skip
     write_scored(scored, scored_dir)
 
     columns, tasks = valid_measures(scored)
     stats = SelectionStats.from_columns(columns, tasks)
     missing = {m: int((~np.isfinite(v)).sum()) for m, v in columns.items()}
-    cfgs = [dataclasses.replace(cfg.selection, strategy=s) for s in cfg.strategies]
+    cfgs = [cfg.selection_for(s) for s in cfg.strategies]
     pairs, drops = {}, {}
     for strategy, top in select(scored, cfgs, stats, SCORED_ROWS_PER_FILE).items():
         pairs[strategy] = top.result().assign(**stamp)

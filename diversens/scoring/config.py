@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from diversens import measures
 from diversens.models import DEFAULT_GENERATOR, DTYPES
 from diversens.pools import Pool, PoolConfig
 from diversens.scoring.measure import MeasureConfig
@@ -74,6 +75,7 @@ class QualityConfig:
             raise ValueError(f"cwt_sentences must be [min, max], got {self.cwt_sentences}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        measures.check("check_measures", self.check_measures)
 
 
 @dataclass

@@ -1,29 +1,24 @@
-"""Per-response measures as pipeline stages: length + lexical (plain CPU), semantic (embedder).
+"""The measures as one pipeline stage: every registered measure a run asks for
+(`diversens.measures`), over batches of responses.
 
-Both stages accept two row shapes:
-- one response per row (`text_field` holds a string): measures become scalar columns, and the
-  across-candidate distance is taken among rows of the batch sharing `group_field` (prompt_id);
+The stage accepts two row shapes:
+- one response per row (`text_field` holds a string): measures become scalar columns, and a
+  prompt's samples are the rows of the batch sharing `group_field` (prompt_id);
 - candidates rows (`text_field` holds a list of strings, DESIGN.md §3): measures become list
-  columns aligned with the candidates; across-candidate distance among the row's own candidates.
+  columns aligned with the candidates; a prompt's samples are the row's own candidates.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from diversens import schema
+from diversens import measures
 from diversens.models import DEFAULT_EMBEDDER
-from diversens.scoring.lexical import lexical_measures
-from diversens.scoring.semantic import Embedder
 from diversens.stage import Stage
-from diversens.text import words
-
-LEXICAL = schema.names(schema.LEXICAL)
-SEMANTIC = schema.names(schema.SEMANTIC)
-MEASURES = LEXICAL + SEMANTIC
 
 
 @dataclass
@@ -50,6 +45,17 @@ class MeasureConfig:
     mattr_window: int = field(default=50, metadata={"help": "MATTR moving-window size in words"})
     mtld_threshold: float = field(default=0.72, metadata={"help": "MTLD factor TTR threshold"})
     hdd_draws: int = field(default=42, metadata={"help": "HD-D sample size"})
+    measures: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "measures to compute beyond those the run ranks by (the measure command: "
+            f"beyond every default one); registered: {', '.join(measures.names())}"
+        },
+    )
+    options: dict[str, float] = field(
+        default_factory=dict,
+        metadata={"help": "measure tunables as MEASURE.KEY=VALUE, e.g. token_dsi.layer=4"},
+    )
 
     def __post_init__(self):
         if self.mattr_window < 1:
@@ -60,122 +66,85 @@ class MeasureConfig:
             raise ValueError(f"hdd_draws must be >= 1, got {self.hdd_draws}")
         if self.embed_batch_size < 1:
             raise ValueError(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
+        measures.check("measures", self.measures)
+        for key in self.options:
+            name, _, option = key.partition(".")
+            if option not in (measures.MEASURES[name].options if name in measures.MEASURES else {}):
+                raise ValueError(f"options: {key!r} is not MEASURE.KEY of a measure's tunable")
 
-
-def no_semantic_batch(batch: pd.DataFrame) -> pd.DataFrame:
-    """NaN semantic columns for candidates rows when no strategy needs them (keeps the scored
-    schema fixed without loading an embedder)."""
-    out = batch.copy()
-    for name in SEMANTIC:
-        out[name] = [[float("nan")] * len(r) for r in batch["responses"]]
-    return out
+    def resolve(self, required: Iterable[str] = ()) -> tuple[str, ...]:
+        """The measures a run computes: `required` (what it ranks by), the ones asked for, and
+        the defaults its models serve anyway."""
+        return measures.resolve(required, self.measures)
 
 
 class MeasureStage(Stage):
-    """Length, lexical, then semantic measures (NaN columns with `semantic=False`, no embedder
-    loaded): one callable, so one actor pool runs them all. As a task of its own, the lexical
-    step would need a free CPU, and while the engine and scoring pools hold every CPU it would
-    wait for sampling to end, so scoring could not overlap sampling."""
+    """Adds the measures `names` (default: every default measure) as columns. Loads the embedder
+    once (one per Ray actor) when one of them needs it, nothing otherwise, so a run whose
+    strategies rank by words alone runs it as plain CPU work."""
 
-    adds = MEASURES
-
-    def __init__(self, cfg: MeasureConfig | None = None, semantic: bool = True):
-        self.lexical = LexicalStage(cfg)
-        self.semantic = SemanticStage(cfg) if semantic else None
-
-    def required_columns(self) -> tuple[str, ...]:
-        return self.lexical.required_columns()
-
-    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
-        out = self.lexical(batch)
-        return self.semantic(out) if self.semantic else no_semantic_batch(out)
-
-
-@dataclass
-class Responses:
-    """A batch's responses flattened: one entry per response, whichever the row shape."""
-
-    texts: list[str]
-    tasks: list[str | None]
-    sizes: np.ndarray  # (rows,) responses per row
-    nested: bool
-
-    @classmethod
-    def of(cls, batch: pd.DataFrame, cfg: MeasureConfig) -> Responses:
-        col = batch[cfg.text_field]
-        nested = len(col) > 0 and not isinstance(col.iloc[0], str)
-        groups = [list(v) for v in col] if nested else [[v] for v in col]
-        sizes = np.array([len(g) for g in groups], dtype=np.int64)
-        row_tasks = batch[cfg.task_field] if cfg.task_field in batch else [None] * len(batch)
-        tasks = np.repeat(np.asarray(row_tasks, dtype=object), sizes).tolist()
-        return cls([t for g in groups for t in g], tasks, sizes, nested)
-
-    def groups(self) -> list[list[str]]:
-        return [list(g) for g in np.split(np.asarray(self.texts, dtype=object), self.bounds)]
-
-    @property
-    def bounds(self) -> np.ndarray:
-        return np.cumsum(self.sizes)[:-1]
-
-    def assign(self, batch: pd.DataFrame, values: dict[str, np.ndarray]) -> pd.DataFrame:
-        """Copy of `batch` with each flat value array as a column (lists for candidate rows)."""
-        out = batch.copy()
-        for name, v in values.items():
-            out[name] = [p.tolist() for p in np.split(v, self.bounds)] if self.nested else v
-        return out
-
-
-class LexicalStage(Stage):
-    """Adds word count and the lexical measures; no model, so Ray runs it as plain tasks."""
-
-    adds = LEXICAL
-
-    def __init__(self, cfg: MeasureConfig | None = None):
+    def __init__(self, cfg: MeasureConfig | None = None, names: Iterable[str] | None = None):
         self.cfg = cfg or MeasureConfig()
+        self.adds = tuple(names) if names is not None else self.cfg.resolve(
+            measures.names(lambda m: m.default))  # fmt: skip
+        self.embedder = None
+        if measures.needs_embedder(self.adds):
+            from diversens.measures.semantic import Embedder
 
-    def required_columns(self) -> tuple[str, ...]:
-        return (self.cfg.text_field,)
-
-    def process(self, batch: pd.DataFrame) -> pd.DataFrame:
-        cfg, resp = self.cfg, Responses.of(batch, self.cfg)
-        values = lexical_measures(
-            [words(t) for t in resp.texts],
-            mattr_window=cfg.mattr_window,
-            mtld_threshold=cfg.mtld_threshold,
-            hdd_draws=cfg.hdd_draws,
-        )
-        return resp.assign(batch, values)
-
-
-class SemanticStage(Stage):
-    """Adds `dsi` and `div_across`. Loads the embedder once (one per Ray actor)."""
-
-    adds = SEMANTIC
-
-    def __init__(self, cfg: MeasureConfig | None = None):
-        self.cfg = cfg or MeasureConfig()
-        self.embedder = Embedder(self.cfg.embedder, self.cfg.device, self.cfg.embed_batch_size)
+            cfg = self.cfg
+            self.embedder = Embedder(cfg.embedder, cfg.device, cfg.embed_batch_size)
 
     def required_columns(self) -> tuple[str, ...]:
         return (self.cfg.text_field,)
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         resp = Responses.of(batch, self.cfg)
-        values = {"dsi": self.embedder.within_diversity(resp.texts, resp.tasks)}
-        if resp.nested:
-            across = self.embedder.across_diversity(resp.groups())
-        elif self.cfg.group_field in batch:
-            across = self._across_by_group(resp.texts, batch[self.cfg.group_field].to_numpy())
-        else:
-            across = [np.full(len(resp.texts), np.nan)]
-        values["div_across"] = np.concatenate([np.zeros(0), *across])
+        texts = measures.Texts(resp.texts, resp.tasks, resp.sizes, self.cfg, self.embedder)
+        values = {}
+        for name in self.adds:
+            spec = measures.MEASURES[name]
+            v = np.asarray(spec.compute(texts), dtype=np.float64)
+            values[name] = np.repeat(v, resp.sizes) if spec.scope == "samples" else v
         return resp.assign(batch, values)
 
-    def _across_by_group(self, texts: list[str], keys: np.ndarray) -> list[np.ndarray]:
-        order = np.argsort(keys, kind="stable")
-        sorted_keys = keys[order]
-        cuts = np.flatnonzero(sorted_keys[1:] != sorted_keys[:-1]) + 1
-        groups = [[texts[i] for i in idx] for idx in np.split(order, cuts)]
-        out = np.empty(len(texts))
-        out[order] = np.concatenate([np.zeros(0), *self.embedder.across_diversity(groups)])
-        return [out]
+
+@dataclass
+class Responses:
+    """A batch's responses flattened in group order (a prompt's samples consecutive), whichever
+    the row shape, and the way back to the batch's rows."""
+
+    texts: list[str]
+    tasks: list[str | None]
+    sizes: np.ndarray  # (G,) responses per group
+    order: np.ndarray | None  # flat rows: the batch row of each flat response; None: nested
+    row_sizes: np.ndarray  # nested rows: candidates per row
+
+    @classmethod
+    def of(cls, batch: pd.DataFrame, cfg: MeasureConfig) -> Responses:
+        col = batch[cfg.text_field]
+        row_tasks = batch[cfg.task_field] if cfg.task_field in batch else [None] * len(batch)
+        if len(col) > 0 and not isinstance(col.iloc[0], str):  # candidates rows
+            sizes = np.array([len(v) for v in col], dtype=np.int64)
+            tasks = np.repeat(np.asarray(row_tasks, dtype=object), sizes).tolist()
+            return cls([t for v in col for t in v], tasks, sizes, None, sizes)
+        if cfg.group_field and cfg.group_field in batch:
+            keys = batch[cfg.group_field].astype(str).to_numpy()
+            order = np.argsort(keys, kind="stable")
+            sizes = np.unique(keys[order], return_counts=True)[1]
+        else:  # no groups: every response is its own
+            order, sizes = np.arange(len(batch)), np.ones(len(batch), dtype=np.int64)
+        tasks = np.asarray(row_tasks, dtype=object)[order].tolist()
+        return cls(col.to_numpy(dtype=object)[order].tolist(), tasks, sizes, order, sizes)
+
+    def assign(self, batch: pd.DataFrame, values: dict[str, np.ndarray]) -> pd.DataFrame:
+        """Copy of `batch` with each flat value array as a column (lists for candidate rows)."""
+        out = batch.copy()
+        bounds = np.cumsum(self.row_sizes)[:-1]
+        for name, v in values.items():
+            if self.order is None:
+                out[name] = [p.tolist() for p in np.split(v, bounds)]
+            else:
+                column = np.empty(len(v))
+                column[self.order] = v
+                out[name] = column
+        return out

@@ -11,10 +11,12 @@ import pandas as pd
 from matplotlib.figure import Figure  # no pyplot: no global backend, no display needed
 from scipy.stats import spearmanr
 
+from diversens import measures, schema
 from diversens.io import atomic_path, save_png
 
-GAINS = ("entropy", "ttr", "maas", "dsi", "quality")  # maas: lower = more diverse
-CORRELATED = ("entropy", "ttr", "mattr", "maas", "mtld", "hdd", "dsi", "quality")
+GAINS = tuple(m for m in schema.PAIR_MEASURES if m != "n_words")  # maas: lower = more diverse
+# Every measure that can rank candidates: the length bias of each is what the report shows.
+CORRELATED = (*measures.names(lambda m: m.ranks_candidates), "quality")
 
 
 def length_correlations(scored: pd.DataFrame, num_boot: int = 500, seed: int = 0) -> pd.DataFrame:

@@ -27,93 +27,39 @@ constants of one scorer.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
-STRATEGIES = ("diverse-ns", "diverse-ns-symmetric", "diverse-ns-lite", "divpo", "diverse-no-length",
-              "quality", "random")  # fmt: skip
+from diversens import measures as registry
+
 LENGTH_RULES = ("one-sided", "symmetric")
 
-# +1: larger is more diverse; -1: smaller is more diverse (Maas a² falls as vocabulary grows).
-DIVERSITY_SIGN = {"entropy": 1, "ttr": 1, "mattr": 1, "mtld": 1, "hdd": 1, "dsi": 1, "maas": -1}
-STRATEGY_MEASURES = {
-    "diverse-ns": ("entropy", "dsi"),
-    "diverse-ns-symmetric": ("entropy", "dsi"),
-    "diverse-ns-lite": ("ttr", "maas"),
-}
+
+@dataclass(frozen=True)
+class Strategy:
+    """A selection strategy: the pair rule over one prompt's valid candidates (`idx`, with each
+    candidate's run-scaled diversity `score`), the measures it ranks by, and how the global cut
+    orders its pairs."""
+
+    name: str
+    help: str
+    rule: Callable[..., Pair | str]  # (candidates, cfg, stats, idx, score, key) -> Pair | reason
+    measures: tuple[str, str] = ("entropy", "dsi")  # (lexical, semantic)
+    ranks_by_diversity: bool = True  # a candidate without finite diversity cannot take part
+    order: str = "margin"  # global cut: largest margin first, or "seeded" (a seeded key)
 
 
-@dataclass
-class SelectionConfig:
-    strategy: str = field(
-        default="diverse-ns", metadata={"help": f"pair selection rule: {', '.join(STRATEGIES)}"}
-    )
-    num_pairs: int = field(default=3000, metadata={"help": "pairs kept after the global step"})
-    length_tolerance_words: int = field(
-        default=5, metadata={"help": "parity tolerance a: |Δwords| ≤ max(a, r·max words)"}
-    )
-    length_tolerance_ratio: float = field(
-        default=0.1, metadata={"help": "parity tolerance r (fraction of the longer response)"}
-    )
-    length_rule: str = field(
-        default="one-sided",
-        metadata={
-            "help": "one-sided: the chosen is never shorter, at most the tolerance longer; "
-            "symmetric: either side may be up to the tolerance longer (then a chosen can be "
-            "shorter, which lets the length bias back in)"
-        },
-    )
-    quality_floor: float = field(
-        default=0.25,
-        metadata={
-            "help": "chosen quality quantile must reach this (quality is the response's "
-            "quantile within its task, 0–1)"
-        },
-    )
-    max_quality_drop: float = field(
-        default=0.25,
-        metadata={
-            "help": "chosen quality quantile may sit at most this far below the rejected's (0–1)"
-        },
-    )
-    lexical_measure: str | None = field(
-        default=None, metadata={"help": "override the strategy's lexical measure"}
-    )
-    semantic_measure: str | None = field(
-        default=None, metadata={"help": "override the strategy's semantic measure"}
-    )
-    length_buckets: list[int] = field(
-        default_factory=lambda: [0, 50, 100, 200],
-        metadata={"help": "word-count bucket lower edges for balancing (chosen length)"},
-    )
-    seed: int = field(default=0, metadata={"help": "seed for random pairs and tie-breaking"})
+STRATEGIES: dict[str, Strategy] = {}
 
-    def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"unknown strategy {self.strategy!r} (choose from {STRATEGIES})")
-        for name in ("lexical_measure", "semantic_measure"):
-            value = getattr(self, name)
-            if value is not None and value not in DIVERSITY_SIGN:
-                raise ValueError(f"{name} {value!r} is not one of {sorted(DIVERSITY_SIGN)}")
-        if self.num_pairs < 1:
-            raise ValueError(f"num_pairs must be >= 1, got {self.num_pairs}")
-        if self.length_rule not in LENGTH_RULES:
-            raise ValueError(f"length_rule must be one of {LENGTH_RULES}, got {self.length_rule!r}")
-        if self.length_tolerance_words < 0 or not 0 <= self.length_tolerance_ratio < 1:
-            raise ValueError("length tolerances must be >= 0 (ratio below 1)")
-        for name in ("quality_floor", "max_quality_drop"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        edges = self.length_buckets
-        if not edges or edges[0] != 0 or bool((np.diff(edges) <= 0).any()):
-            raise ValueError(f"length_buckets must start at 0 and increase, got {edges}")
 
-    @property
-    def measures(self) -> tuple[str, str]:
-        """(lexical, semantic) diversity measures this strategy ranks by."""
-        lex, sem = STRATEGY_MEASURES.get(self.strategy, STRATEGY_MEASURES["diverse-ns"])
-        return self.lexical_measure or lex, self.semantic_measure or sem
+def register(*strategies: Strategy) -> None:
+    for s in strategies:
+        if s.name in STRATEGIES:
+            raise ValueError(f"strategy {s.name!r} is registered twice")
+        STRATEGIES[s.name] = s
 
 
 @dataclass(frozen=True)
@@ -184,57 +130,64 @@ def diversity_score(c: Candidates, cfg: SelectionConfig, stats: SelectionStats) 
     """(k,) sum of the two measures, each signed (higher = more diverse) and run-scaled."""
     total = np.zeros(len(c.valid))
     for name in cfg.measures:
-        total += DIVERSITY_SIGN[name] * c.diversity[name] / stats.scales.get(name, 1.0)
+        total += registry.MEASURES[name].sign * c.diversity[name] / stats.scales.get(name, 1.0)
     return total
 
 
 def select_pair(c: Candidates, cfg: SelectionConfig, stats: SelectionStats, key: int) -> Pair | str:
     """The best pair of one prompt under `cfg.strategy`, or the reason there is none."""
+    strategy = STRATEGIES[cfg.strategy]
     score = diversity_score(c, cfg, stats)
     valid = c.valid & np.isfinite(c.quality)
-    if cfg.strategy not in ("random", "quality"):  # the ones that rank by diversity
+    if strategy.ranks_by_diversity:
         valid &= np.isfinite(score)  # a one-sentence answer has no DSI: only these lose it
     if valid.sum() < 2:
         return "fewer_than_2_valid"
-    idx = np.flatnonzero(valid)
-    if cfg.strategy in STRATEGY_MEASURES:
-        return _length_matched(c, cfg, stats, idx)
-    if cfg.strategy == "random":
-        i, j = np.random.default_rng(key).choice(idx, size=2, replace=False)
-        return Pair(int(i), int(j), float(score[i] - score[j]))
-    if cfg.strategy == "quality":
-        i, j = idx[np.argmax(c.quality[idx])], idx[np.argmin(c.quality[idx])]
-        if c.quality[i] == c.quality[j]:
-            return "no_quality_difference"
-        return Pair(int(i), int(j), float(c.quality[i] - c.quality[j]))
-    if cfg.strategy == "divpo":
-        good = idx[c.quality[idx] >= cfg.quality_floor]
-        bad = idx[c.quality[idx] < cfg.quality_floor]
-        if not len(good) or not len(bad):
-            return "no_quality_split"
-        i, j = good[np.argmax(score[good])], bad[np.argmin(score[bad])]
-    else:  # diverse-no-length
-        i, j = idx[np.argmax(score[idx])], idx[np.argmin(score[idx])]
+    return strategy.rule(c, cfg, stats, np.flatnonzero(valid), score, key)
+
+
+def _random(c, cfg, stats, idx, score, key) -> Pair | str:
+    i, j = np.random.default_rng(key).choice(idx, size=2, replace=False)
+    return Pair(int(i), int(j), float(score[i] - score[j]))
+
+
+def _quality(c, cfg, stats, idx, score, key) -> Pair | str:
+    i, j = idx[np.argmax(c.quality[idx])], idx[np.argmin(c.quality[idx])]
+    if c.quality[i] == c.quality[j]:
+        return "no_quality_difference"
+    return Pair(int(i), int(j), float(c.quality[i] - c.quality[j]))
+
+
+def _divpo(c, cfg, stats, idx, score, key) -> Pair | str:
+    good = idx[c.quality[idx] >= cfg.quality_floor]
+    bad = idx[c.quality[idx] < cfg.quality_floor]
+    if not len(good) or not len(bad):
+        return "no_quality_split"
+    return _diversity_gap(good[np.argmax(score[good])], bad[np.argmin(score[bad])], score)
+
+
+def _no_length(c, cfg, stats, idx, score, key) -> Pair | str:
+    return _diversity_gap(idx[np.argmax(score[idx])], idx[np.argmin(score[idx])], score)
+
+
+def _diversity_gap(i: int, j: int, score: np.ndarray) -> Pair | str:
     if score[i] <= score[j]:
         return "no_diversity_difference"
     return Pair(int(i), int(j), float(score[i] - score[j]))
 
 
-def _length_matched(
-    c: Candidates, cfg: SelectionConfig, stats: SelectionStats, idx: np.ndarray
-) -> Pair | str:
+def _length_matched(c, cfg, stats, idx, score, key, symmetric: bool = False) -> Pair | str:
     """Diverse-NS: all ordered pairs at once as (m, m) matrices over the valid candidates."""
     lex_name, sem_name = cfg.measures
-    lex = DIVERSITY_SIGN[lex_name] * c.diversity[lex_name][idx]
-    sem = DIVERSITY_SIGN[sem_name] * c.diversity[sem_name][idx]
+    lex = registry.MEASURES[lex_name].sign * c.diversity[lex_name][idx]
+    sem = registry.MEASURES[sem_name].sign * c.diversity[sem_name][idx]
     words, quality = c.n_words[idx].astype(float), c.quality[idx]
     gap = words[:, None] - words[None, :]  # (m, m): chosen row minus rejected column
     tolerance = np.maximum(
         cfg.length_tolerance_words, cfg.length_tolerance_ratio * np.maximum.outer(words, words)
     )
     parity = np.abs(gap) <= tolerance
-    symmetric = cfg.strategy == "diverse-ns-symmetric" or cfg.length_rule == "symmetric"
-    if not symmetric:
+    if not (symmetric or cfg.length_rule == "symmetric"):
         parity &= gap >= 0
     ok = (
         parity
@@ -254,3 +207,99 @@ def _length_matched(
     best = order[0]
     i, j = rows[best], cols[best]
     return Pair(int(idx[i]), int(idx[j]), float(margin[i, j]))
+
+
+register(
+    Strategy("diverse-ns", "length parity, chosen more diverse on both measures, quality kept",
+             _length_matched),
+    Strategy("diverse-ns-symmetric", "diverse-ns under the symmetric length rule",
+             partial(_length_matched, symmetric=True)),
+    Strategy("diverse-ns-lite", "diverse-ns ranked by TTR and Maas: no embedder",
+             _length_matched, measures=("ttr", "maas")),
+    Strategy("divpo", "most diverse above the quality floor vs least diverse below", _divpo),
+    Strategy("diverse-no-length", "most vs least diverse, no length or quality control",
+             _no_length),
+    Strategy("quality", "highest vs lowest quality", _quality, ranks_by_diversity=False),
+    Strategy("random", "two distinct valid candidates, seeded", _random,
+             ranks_by_diversity=False, order="seeded"),
+)  # fmt: skip
+
+
+@dataclass
+class SelectionConfig:
+    strategy: str = field(
+        default="diverse-ns", metadata={"help": f"pair selection rule: {', '.join(STRATEGIES)}"}
+    )
+    num_pairs: int = field(default=3000, metadata={"help": "pairs kept after the global step"})
+    length_tolerance_words: int = field(
+        default=5, metadata={"help": "parity tolerance a: |Δwords| ≤ max(a, r·max words)"}
+    )
+    length_tolerance_ratio: float = field(
+        default=0.1, metadata={"help": "parity tolerance r (fraction of the longer response)"}
+    )
+    length_rule: str = field(
+        default="one-sided",
+        metadata={
+            "help": "one-sided: the chosen is never shorter, at most the tolerance longer; "
+            "symmetric: either side may be up to the tolerance longer (then a chosen can be "
+            "shorter, which lets the length bias back in)"
+        },
+    )
+    quality_floor: float = field(
+        default=0.25,
+        metadata={
+            "help": "chosen quality quantile must reach this (quality is the response's "
+            "quantile within its task, 0–1)"
+        },
+    )
+    max_quality_drop: float = field(
+        default=0.25,
+        metadata={
+            "help": "chosen quality quantile may sit at most this far below the rejected's (0–1)"
+        },
+    )
+    lexical_measure: str | None = field(
+        default=None, metadata={"help": "override the strategy's lexical measure"}
+    )
+    semantic_measure: str | None = field(
+        default=None, metadata={"help": "override the strategy's semantic measure"}
+    )
+    length_buckets: list[int] = field(
+        default_factory=lambda: [0, 50, 100, 200],
+        metadata={"help": "word-count bucket lower edges for balancing (chosen length)"},
+    )
+    seed: int = field(default=0, metadata={"help": "seed for random pairs and tie-breaking"})
+
+    def __post_init__(self):
+        if self.strategy not in STRATEGIES:
+            raise ValueError(
+                f"unknown strategy {self.strategy!r} (choose from {', '.join(STRATEGIES)})"
+            )
+        for name in ("lexical_measure", "semantic_measure"):
+            value = getattr(self, name)
+            registry.check(name, [value] if value else [], lambda m: m.ranks_candidates,
+                           "a per-output diversity measure")  # fmt: skip
+        if self.num_pairs < 1:
+            raise ValueError(f"num_pairs must be >= 1, got {self.num_pairs}")
+        if self.length_rule not in LENGTH_RULES:
+            raise ValueError(f"length_rule must be one of {LENGTH_RULES}, got {self.length_rule!r}")
+        if self.length_tolerance_words < 0 or not 0 <= self.length_tolerance_ratio < 1:
+            raise ValueError("length tolerances must be >= 0 (ratio below 1)")
+        for name in ("quality_floor", "max_quality_drop"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        edges = self.length_buckets
+        if not edges or edges[0] != 0 or bool((np.diff(edges) <= 0).any()):
+            raise ValueError(f"length_buckets must start at 0 and increase, got {edges}")
+
+    @property
+    def measures(self) -> tuple[str, str]:
+        """(lexical, semantic) diversity measures this strategy ranks by."""
+        lex, sem = STRATEGIES[self.strategy].measures
+        return self.lexical_measure or lex, self.semantic_measure or sem
+
+    @property
+    def required_measures(self) -> tuple[str, ...]:
+        """The measures a run must compute for this strategy (random and quality rank by none:
+        their margin only reports the diversity gap, NaN when it is not computed)."""
+        return self.measures if STRATEGIES[self.strategy].ranks_by_diversity else ()

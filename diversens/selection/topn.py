@@ -3,9 +3,9 @@
 `BalancedTopN` keeps at most `num_pairs` rows per (task, length bucket) cell in bounded heaps, so
 memory does not grow with the number of prompts, then deals pairs round-robin across tasks first
 and, within a task, across its length buckets, so a task with more buckets gets no more pairs.
-Best first means the largest diversity margin, except for `random`, whose pairs are ranked by a
-seeded key: keeping the largest margins would turn the random baseline into a diversity-selected
-one.
+Best first means the largest diversity margin, except for a strategy whose order is "seeded"
+(`random`): its pairs are ranked by a seeded key, as keeping the largest margins would turn the
+random baseline into a diversity-selected one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from diversens.selection.rules import SelectionConfig, prompt_key
+from diversens.selection.rules import STRATEGIES, SelectionConfig, prompt_key
 from diversens.selection.stage import PAIR_COLUMNS
 
 
@@ -40,6 +40,7 @@ class BalancedTopN:
 
     def __init__(self, cfg: SelectionConfig):
         self.cfg = cfg
+        self.order = STRATEGIES[cfg.strategy].order
         self.cells: dict[tuple[str, str], list] = {}
         self.dropped: Counter[str] = Counter()
         self.seen = 0
@@ -51,7 +52,7 @@ class BalancedTopN:
         for row in batch.iloc[np.flatnonzero(~dropped)].to_dict("records"):
             heap = self.cells.setdefault((row["task"], row["length_bucket"]), [])
             key = -prompt_key(self.cfg.seed, row["prompt_id"])
-            rank = key if self.cfg.strategy == "random" else row["margin"]
+            rank = key if self.order == "seeded" else row["margin"]
             entry = (rank, key, row["prompt_id"], row)
             if len(heap) < self.cfg.num_pairs:
                 heapq.heappush(heap, entry)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from diversens.evaluation.decile import DecileMap, delta_dd
-from diversens.scoring.lexical import lexical_measures
+from diversens.measures.lexical import lexical_measures
 
 
 def outputs(n: int, lengths: tuple[int, int], zipf: float, seed: int, task: str = "cwt"):

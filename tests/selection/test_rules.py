@@ -77,7 +77,7 @@ def test_length_matched_pairs_meet_every_rule(data, a, r, strategy, rule):
 
 
 @settings(max_examples=200, deadline=None)
-@given(candidate_sets, st.sampled_from(STRATEGIES), st.integers(0, 2**32))
+@given(candidate_sets, st.sampled_from(list(STRATEGIES)), st.integers(0, 2**32))
 def test_every_strategy_is_deterministic_and_valid(data, strategy, key):
     words, ent, dsi, quality, valid = data
     c = cands(words, ent, dsi, quality, valid)

@@ -38,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from diversens.measures.registry import Measure, Texts, register
 from diversens.text import words
 
 KEYS = ("n_words", "entropy", "ttr", "mattr", "maas", "mtld", "hdd")
@@ -198,3 +199,25 @@ def _hdd(flat: _Flat, draws: int) -> np.ndarray:
     contrib = (1 - absent[inverse]) / draws
     out = np.bincount(flat.type_row[ok], weights=contrib, minlength=len(n))
     return np.where(n >= draws, out, np.nan)
+
+
+def _of_texts(texts: Texts) -> dict[str, np.ndarray]:
+    """All lexical measures of the batch in one pass, shared by the registered measures."""
+    s = texts.settings
+    return texts.memo("lexical", lambda: lexical_measures(
+        texts.words(), s.mattr_window, s.mtld_threshold, s.hdd_draws))  # fmt: skip
+
+
+def _lexical(name: str, help: str, sign: int = 1, ranks_dd: bool = True) -> Measure:
+    return Measure(name, help, lambda t: _of_texts(t)[name], sign=sign, ranks_dd=ranks_dd)
+
+
+register(
+    _lexical("n_words", "words (diversens.text.words): the length", sign=0, ranks_dd=False),
+    _lexical("entropy", "Shannon entropy of the unigram distribution, bits"),
+    _lexical("ttr", "type-token ratio"),
+    _lexical("mattr", "moving-average TTR over mattr_window words"),
+    _lexical("maas", "Maas a²: lower is more diverse", sign=-1, ranks_dd=False),
+    _lexical("mtld", "measure of textual lexical diversity"),
+    _lexical("hdd", "HD-D: expected TTR of hdd_draws words"),
+)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from diversens.measures.registry import Measure, Texts, register
 from diversens.models import DEFAULT_EMBEDDER, resolve_model, without_progress_bars
 from diversens.text import segments
 
@@ -96,13 +97,22 @@ class Embedder:
         flat = [s for group in segs for s in group]
         return group_mean_pairwise_distance(self.encode(flat), np.array([len(g) for g in segs]))
 
-    def across_diversity(self, groups: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """For each prompt's candidate list, each candidate's mean distance to the others."""
-        flat = [r for g in groups for r in g]
-        emb = self.encode(flat)
-        out, start = [], 0
-        for g in groups:
-            valid = np.array([bool(r.strip()) for r in g], dtype=bool)
-            out.append(distance_to_others(emb[start : start + len(g)], valid))
-            start += len(g)
-        return out
+
+def _dsi(texts: Texts) -> np.ndarray:
+    return texts.embedder.within_diversity(texts.texts, texts.tasks)
+
+
+def _div_across(texts: Texts) -> np.ndarray:
+    """Each response's mean distance to the other non-empty responses of its group."""
+    emb = texts.embeddings()
+    valid = np.array([bool(t.strip()) for t in texts.texts], dtype=bool)
+    parts = [distance_to_others(emb[g], valid[g]) for g in texts.groups()]
+    return np.concatenate([np.zeros(0), *parts])
+
+
+register(
+    Measure("dsi", "mean pairwise cosine distance of the response's segments", _dsi,
+            needs="embedder"),
+    Measure("div_across", "mean cosine distance to the other samples of the prompt", _div_across,
+            needs="embedder"),
+)  # fmt: skip

@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from lexicalrichness import LexicalRichness
 
-from diversens.scoring.lexical import KEYS, lexical_measures, measure_texts
+from diversens.measures.lexical import KEYS, lexical_measures, measure_texts
 
 NAN = float("nan")
 

@@ -5,7 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from diversens.scoring.semantic import Embedder, distance_to_others, group_mean_pairwise_distance
+from diversens.measures import MEASURES, Texts
+from diversens.measures.semantic import Embedder, distance_to_others, group_mean_pairwise_distance
+from diversens.scoring.measure import MeasureConfig
 
 
 def _unit(rng, n, d=8):
@@ -77,7 +79,8 @@ def test_across_candidates_outlier_is_farthest(embedder):
         "The central bank raised interest rates to curb inflation.",
         "",
     ]
-    (dist,) = embedder.across_diversity([cands])
+    texts = Texts(cands, [None] * 4, np.array([4]), MeasureConfig(), embedder)
+    dist = MEASURES["div_across"].compute(texts)
     assert np.argmax(np.nan_to_num(dist, nan=-1)) == 2
     assert np.isnan(dist[3])
 
