@@ -123,8 +123,8 @@ def bench_semantic_ray(n_sentences: int = 12000, seed: int = 0) -> dict[str, flo
     """
     import ray
 
-    from diversens.scoring.measure import MeasureConfig, SemanticStage
     from diversens.measures.semantic import Embedder
+    from diversens.scoring.measure import MeasureConfig, MeasureStage
     from diversens.text import segments
 
     responses = sentence_responses(n_sentences, per_response=5, seed=seed)
@@ -143,8 +143,8 @@ def bench_semantic_ray(n_sentences: int = 12000, seed: int = 0) -> dict[str, flo
     ds = ray.data.from_pandas(
         [rows.iloc[i : i + batch_rows] for i in range(0, len(rows), batch_rows)]
     ).map_batches(
-        SemanticStage,
-        fn_constructor_kwargs={"cfg": cfg},
+        MeasureStage,
+        fn_constructor_kwargs={"cfg": cfg, "names": ("dsi", "div_across")},
         batch_size=batch_rows,
         batch_format="pandas",
         compute=ray.data.ActorPoolStrategy(size=1),
@@ -171,19 +171,55 @@ def bench_semantic_ray(n_sentences: int = 12000, seed: int = 0) -> dict[str, flo
     return {"ratio_total": total_sps / direct_sps, "ratio_steady": steady_sps / direct_sps}
 
 
+def bench_registry(n_prompts: int = 200, k: int = 8, seed: int = 0) -> dict[str, float]:
+    """What each registered measure costs on candidates rows (k samples of 5 sentences), against
+    the lexical measures and the sentence-level DSI measured in the same run: seconds per 1,000
+    responses, one measure at a time through MeasureStage (words and embeddings computed anew for
+    each, so each figure is the measure's whole cost)."""
+    from diversens import measures
+    from diversens.measures.semantic import Embedder
+    from diversens.scoring.measure import MeasureConfig, MeasureStage
+
+    responses = sentence_responses(n_prompts * k * 5, per_response=5, seed=seed)
+    rows = pd.DataFrame(
+        {
+            "prompt_id": [f"p{i}" for i in range(n_prompts)],
+            "task": "cwt",
+            "responses": [responses[i * k : (i + 1) * k] for i in range(n_prompts)],
+        }
+    )
+    cfg = MeasureConfig(text_field="responses")
+    embedder = Embedder()
+    times = {}
+    for name in measures.names():
+        stage = MeasureStage(cfg, ())  # no model loaded: the shared embedder is set below
+        stage.adds, stage.embedder = (name,), embedder
+        times[name] = 1000 * _timed(lambda: stage(rows)) / len(responses)  # noqa: B023
+    print(f"registered measures: {n_prompts} prompts x {k} samples, s per 1,000 responses")
+    for name, t in times.items():
+        m = measures.MEASURES[name]
+        print(f"  {name:12s} {m.scope:7s} {m.needs:8s} {t:8.3f} s   x ttr {t / times['ttr']:7.1f}"
+              f"   x dsi {t / times['dsi']:6.2f}")  # fmt: skip
+    return times
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="number of responses")
     parser.add_argument("--sentences", type=int, default=3000, help="sentences to embed")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--only", choices=["lexical", "semantic", "ray-semantic"], help="run one part"
+        "--only",
+        choices=["lexical", "semantic", "ray-semantic", "registry"],
+        help="run one part",
     )
     args = parser.parse_args(argv)
     if args.only in (None, "lexical"):
         bench_lexical(args.n, args.seed)
     if args.only in (None, "semantic"):
         bench_semantic(args.sentences, args.seed)
+    if args.only in (None, "registry"):
+        bench_registry(seed=args.seed)
     if args.only in (None, "ray-semantic"):
         bench_semantic_ray(4 * args.sentences, args.seed)
 

@@ -34,7 +34,7 @@ class SelectStage(Stage):
         self.cfg, self.stats = cfg, stats
 
     def required_columns(self) -> tuple[str, ...]:
-        return self.requires + tuple(self.cfg.measures)
+        return self.requires + tuple(self.cfg.required_measures)
 
     def process(self, batch: pd.DataFrame) -> pd.DataFrame:
         rows = [self._select_row(row) for row in batch.itertuples(index=False)]
