@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from diversens.scoring.measure import MEASURES
+from diversens import measures
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "diversens" / "data" / "sample_responses.jsonl"
@@ -45,7 +45,13 @@ def test_measure_sample_writes_all_columns(tmp_path):
     df = pd.read_parquet(out)
     src = pd.read_json(SAMPLE, lines=True)
     assert list(df["response"]) == list(src["response"])  # order and rows kept
-    assert set(MEASURES) <= set(df.columns)
+    assert set(measures.names(lambda m: m.default)) <= set(df.columns)
+    assert "token_dsi" not in df.columns  # not a default: asked for by name
+    # Across-sample measures: every row carries its prompt's value (rows grouped by prompt_id).
+    for name in ("distinct_4", "vendi"):
+        assert (df.groupby("prompt_id")[name].nunique(dropna=False) == 1).all()
+    per_prompt = df.groupby("prompt_id").size()
+    assert (df.loc[df.prompt_id.map(per_prompt) == 1, "vendi"].dropna() == 1.0).all()
     nonempty = df["response"].str.len() > 0
     assert df.loc[nonempty, ["ttr", "entropy", "div_across"]].notna().all().all()
     assert df.loc[~nonempty, "n_words"].eq(0).all() and df.loc[~nonempty, "ttr"].isna().all()
@@ -71,6 +77,7 @@ def test_measure_candidate_lists_in_a_bucket(bucket, tmp_path):
     fs, path = storage.filesystem(f"{bucket}/in/cands.measured.parquet")
     df = pd.read_parquet(path, filesystem=fs)
     assert [len(v) for v in df["ttr"]] == [2, 3]
+    assert len(set(df["vendi"][1])) == 1 and 1.0 < df["vendi"][1][0] <= 2.0  # one empty of 3
     assert np.isnan(df["div_across"][1][1]) and not np.isnan(df["div_across"][1][0])
 
 
