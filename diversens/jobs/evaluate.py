@@ -27,8 +27,8 @@ from diversens.io import atomic_path, write_parquet, write_summary
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
 from diversens.prompts import eval_prompts
+from diversens.prompts.tasks.dat import dat_words
 from diversens.scoring.semantic import Embedder
-from diversens.text import dat_words
 
 log = logging.getLogger(__name__)
 SUMMARY = "eval_summary.json"

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from diversens.models import DEFAULT_EMBEDDER, resolve_model, without_progress_bars
-from diversens.text import segments
+from diversens.prompts import segments
 
 
 def group_mean_pairwise_distance(emb: np.ndarray, sizes: np.ndarray) -> np.ndarray:
