@@ -27,7 +27,7 @@ Splitter = Callable[[str], list[str]]  # an answer -> its segments
 # (answer, the prompt's meta, config fallbacks) -> why the answer fails the format, or None. The
 # fallbacks are the quality config, duck-typed: each rule reads its own attributes, so prompts
 # need not import scoring.
-Rule = Callable[[str, dict, Any], "str | None"]
+Rule = Callable[[str, dict, Any], str | None]
 Draw = Callable[[int, random.Random], Items]  # (n, rng) -> up to n training items
 
 

@@ -1,7 +1,7 @@
 """Semantic diversity from sentence embeddings.
 
 - within-response (DSI-style): mean pairwise cosine distance between the segments (sentences or
-  list items, `diversens.text.segments`) of one response;
+  list items: its task's splitter, `diversens.prompts.segments`) of one response;
 - across-candidates: mean cosine distance of a response's embedding from the other candidates of
   the same prompt.
 
