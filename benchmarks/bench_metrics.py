@@ -84,11 +84,11 @@ def _timed(fn) -> float:
 def bench_semantic(n_sentences: int = 3000, seed: int = 0, repeats: int = 3) -> dict[str, float]:
     """Sentences/s of Embedder.within_diversity (split + encode + reduce) vs plain encode."""
     from diversens.measures.semantic import Embedder
-    from diversens.text import segments
+    from diversens.text import sentences
 
     embedder = Embedder()
     responses = sentence_responses(n_sentences, per_response=5, seed=seed)
-    flat = [s for r in responses for s in segments(r, "cwt")]
+    flat = [s for r in responses for s in sentences(r)]
     embedder.within_diversity(responses[:20])  # warm-up: first call pays one-off costs
     embedder.model.encode(flat[:100], batch_size=embedder.batch_size)
 
@@ -125,14 +125,14 @@ def bench_semantic_ray(n_sentences: int = 12000, seed: int = 0) -> dict[str, flo
 
     from diversens.measures.semantic import Embedder
     from diversens.scoring.measure import MeasureConfig, MeasureStage
-    from diversens.text import segments
+    from diversens.text import sentences
 
     responses = sentence_responses(n_sentences, per_response=5, seed=seed)
     rows = pd.DataFrame(
         {"prompt_id": [f"p{i}" for i in range(0, len(responses), 4)], "task": "cwt"}
     ).assign(responses=[responses[i : i + 4] for i in range(0, len(responses), 4)])
     # The texts the stage embeds: segments for DSI, whole responses for across-candidates.
-    flat = [s for r in responses for s in segments(r, "cwt")] + responses
+    flat = [s for r in responses for s in sentences(r)] + responses
     model = Embedder().model
     model.encode(flat[:100])
     t_direct = _timed(lambda: model.encode(flat, batch_size=128, normalize_embeddings=True))

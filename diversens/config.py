@@ -23,6 +23,9 @@ import yaml
 from diversens.errors import UserError
 
 T = TypeVar("T")
+# A comma starts the next key=value entry of a CLI dict only where a key= follows, so a value
+# (a follow-up message) may hold commas.
+_DICT_ENTRY = re.compile(r",(?=\s*\w+=)")
 
 
 class ConfigError(UserError):
@@ -66,7 +69,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             continue
         if origin is dict:
             if isinstance(value, str):  # CLI form: key=value,key=value
-                pairs = [item.partition("=") for item in value.split(",") if item]
+                pairs = [item.partition("=") for item in _DICT_ENTRY.split(value) if item]
                 if not all(sep for _, sep, _ in pairs):
                     continue
                 value = {k: v for k, _, v in pairs}

@@ -1,6 +1,6 @@
-"""The one word tokeniser and the one segment splitter that every measure shares.
+"""The one word tokeniser and the segment splitters that every measure shares.
 
-Both are pure, deterministic Python (no nltk, no model): the same text gives the same words and
+All are pure, deterministic Python (no nltk, no model): the same text gives the same words and
 segments on every machine, so lengths and diversity values are reproducible across runs.
 """
 
@@ -36,7 +36,8 @@ def words(text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Segments: list items, sentences or JSON field values (DESIGN.md §2).
+# Segments: list items, sentences or JSON field values (DESIGN.md §2). Which splitter a task's
+# answers get is the task's own choice (`diversens.prompts`); these are the splitters.
 
 _MARKER = re.compile(r"^\s*(?:\(?\d{1,3}[.):]|[-*+\u2022\u00b7\u2013\u2014])\s+")
 _SENT_END = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s+")
@@ -44,56 +45,36 @@ _OPENERS = "\"'\u201c\u2018([*"
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof sr jr st vs etc e.g i.e cf al approx fig no vol mt".split()
 )
-_LIST_TASKS = frozenset({"dat", "aut"})
 
 
-def segments(text: str, task: str | None = None) -> list[str]:
-    """Split a response into the units of within-response semantic diversity.
-
-    - "dat", "aut": list items (lines starting with "1." "2)" "-" "*" "•" ...), markers stripped;
-      an unmarked line right after an item continues it, text before the first item or after a
-      blank line that ends the list (intro, sign-off) is dropped. Without list markers: the
-      non-empty lines if there are at least two, else comma/semicolon-separated parts for "dat",
-      else sentences.
-    - "cwt": sentences.
-    - "pgt": the values of the JSON object (also inside a ``` fence or surrounding prose); if no
-      JSON object parses, the generic rule below.
-    - None, "custom" or anything else: list items if at least two lines carry list markers, else
-      sentences.
-
-    Sentences: paragraphs (blank-line separated) are split after . ! ? (plus closing quotes or
-    brackets) when whitespace and then a capital letter, digit, opening quote or bracket follow,
-    except after common abbreviations (Mr, Dr, e.g., i.e., etc., ...) or a single-letter initial.
-    Segments are stripped; empty ones are dropped.
-    """
-    task = (task or "").lower()
-    if task in _LIST_TASKS:
-        return _list_segments(text, task)
-    if task == "cwt":
-        return sentences(text)
-    if task == "pgt":
-        values = json_values(text)
-        if values is not None:
-            return values
+def generic_segments(text: str) -> list[str]:
+    """Segments of an answer whose format no task rule knows: list items if at least two lines
+    carry list markers, else sentences."""
     if sum(bool(_MARKER.match(line)) for line in text.splitlines()) >= 2:
         return list_items(text)
     return sentences(text)
 
 
-def _list_segments(text: str, task: str) -> list[str]:
+def list_segments(text: str, split_inline: bool = False) -> list[str]:
+    """Segments of an answer that was asked for a list: its `list_items`; without list markers
+    the non-empty lines if there are at least two, else (with `split_inline`) the comma- or
+    semicolon-separated parts, else sentences."""
     items = list_items(text)
     if items:
         return items
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if len(lines) >= 2:
         return lines
-    if task == "dat" and re.search(r"[,;]", text):
+    if split_inline and re.search(r"[,;]", text):
         return [p.strip() for p in re.split(r"[,;]", text) if p.strip()]
     return sentences(text)
 
 
 def list_items(text: str) -> list[str]:
-    """Items of the list in `text` (see `segments`); [] when no line carries a list marker."""
+    """Items of the list in `text`: lines starting with "1." "2)" "-" "*" "•" ..., markers
+    stripped; an unmarked line right after an item continues it, text before the first item or
+    after a blank line that ends the list (intro, sign-off) is dropped. [] when no line carries a
+    list marker."""
     items: list[str] = []
     in_item = False  # the previous line was an item or its continuation
     for line in text.splitlines():
@@ -109,7 +90,10 @@ def list_items(text: str) -> list[str]:
 
 
 def sentences(text: str) -> list[str]:
-    """Sentences of `text` (see `segments` for the rule)."""
+    """Sentences of `text`: paragraphs (blank-line separated) are split after . ! ? (plus closing
+    quotes or brackets) when whitespace and then a capital letter, digit, opening quote or
+    bracket follow, except after common abbreviations (Mr, Dr, e.g., i.e., etc., ...) or a
+    single-letter initial. Segments are stripped; empty ones are dropped."""
     out: list[str] = []
     for paragraph in re.split(r"\n\s*\n", text):
         start = 0
@@ -163,18 +147,3 @@ def json_values(text: str) -> list[str] | None:
         return None
     values = [v if isinstance(v, str) else json.dumps(v) for v in obj.values() if v is not None]
     return [v.strip() for v in values if v.strip()]
-
-
-def dat_words(text: str, n: int = 10) -> tuple[list[str], int]:
-    """The first `n` distinct single-word items of a DAT answer, and how many items were invalid
-    (multi-word, non-alphabetic or repeated)."""
-    items = list_items(text) or segments(text, "dat")
-    valid, invalid = [], 0
-    for item in items:
-        tokens = words(item)
-        ok = len(tokens) == 1 and tokens[0].replace("-", "").isalpha() and tokens[0] not in valid
-        if ok and len(valid) < n:
-            valid.append(tokens[0])
-        elif not ok:
-            invalid += 1
-    return valid, invalid

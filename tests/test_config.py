@@ -23,6 +23,7 @@ class Outer:
     inner: Inner = field(default_factory=Inner)
     tuned: Inner = field(default_factory=lambda: Inner(size=5), metadata={"help": "tuned"})
     counts: dict[str, int] = field(default_factory=dict, metadata={"help": "counts"})
+    notes: dict[str, str] = field(default_factory=dict, metadata={"help": "notes"})
 
     def __post_init__(self):
         if not 0 <= self.rate <= 1:
@@ -43,6 +44,8 @@ def test_defaults_yaml_then_cli_precedence(tmp_path):
     assert cfg == Outer(rate=0.25, flag=True, inner=Inner(size=9, names=["x", "y"]))
     assert parse(["--inner.names", "p,q"]).inner.names == ["p", "q"]
     assert parse(["--counts", "a=1,b=2"]).counts == {"a": 1, "b": 2}
+    # A comma starts the next entry only where a key= follows: values may hold commas.
+    assert parse(["--notes", "a=x, y,b=z=1"]).notes == {"a": "x, y", "b": "z=1"}
     with pytest.raises(UserError, match="counts.b"):
         parse(["--counts", "a=1,b=x"])
 

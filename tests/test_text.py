@@ -1,6 +1,7 @@
 import pytest
 
-from diversens.text import normalise, segments, sentences, words
+from diversens.prompts import segments
+from diversens.text import normalise, sentences, words
 
 
 def test_words_rule():

@@ -6,13 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diversens import measures
-from diversens.prompts import TASKS
+from diversens.prompts import literature_samples, task_names
 from diversens.sampling.config import SamplingConfig
 from diversens.scoring.config import ScoringConfig
 
-# The literature's samples per eval prompt (DESIGN.md §2): DAT/PGT one prompt × 100, AUT 15 × 10,
-# CWT 7 × 10.
-LITERATURE_SAMPLES = {"dat": 100, "pgt": 100, "aut": 10, "cwt": 10}
 # Per-output measures that rise with diversity, so a decile over them means "more diverse", and
 # the DAT score eval adds to DAT outputs.
 TASK_SCORES = ("dat_score",)
@@ -31,8 +28,11 @@ class EvalConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     num_samples: dict[str, int] = field(
-        default_factory=lambda: dict(LITERATURE_SAMPLES),
-        metadata={"help": "independent samples per eval prompt, per task"},
+        default_factory=literature_samples,
+        metadata={
+            "help": "independent samples per eval prompt, per task (default: the literature's, "
+            "DESIGN.md §2)"
+        },
     )
     glove_path: str | None = field(
         default=None, metadata={"help": "GloVe .txt for DAT (default: the sentence embedder)"}
@@ -60,14 +60,13 @@ class EvalConfig:
         labels = [label for label, _ in self.labelled_models()]
         if len(set(labels)) != len(labels):
             raise ValueError(f"model labels must be unique, got {labels}")
-        unknown = sorted(set(self.num_samples) - set(TASKS))
+        unknown = sorted(set(self.num_samples) - set(task_names()))
         if unknown or any(n < 1 for n in self.num_samples.values()):
-            raise ValueError(f"num_samples: tasks must be {TASKS} with counts >= 1")
-        if not self.dd_measures:
-            raise ValueError("dd_measures must name at least one measure")
-        measures.check("dd_measures", [m for m in self.dd_measures if m not in TASK_SCORES],
-                       lambda m: m.ranks_dd, "a per-output measure that rises with diversity "
-                       "(maas falls: use ttr or mattr)")  # fmt: skip
+            raise ValueError(f"num_samples: tasks must be {task_names()} with counts >= 1")
+        unknown = [m for m in self.dd_measures if m not in DD_MEASURES]
+        if unknown or not self.dd_measures:
+            raise ValueError(f"dd_measures: unknown {unknown} (choose from {', '.join(DD_MEASURES)}"
+                             "; maas falls as diversity rises: use ttr or mattr)")  # fmt: skip
         for name in ("num_length_buckets", "num_bootstrap", "min_outputs_per_bucket"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from diversens.errors import UserError
-from diversens.prompts.tasks import PGT_EVAL_KEYS
+from diversens.prompts.tasks.dat import dat_words
+from diversens.prompts.tasks.pgt import EVAL_KEYS
 from diversens.storage import is_uri, local_copy
-from diversens.text import dat_words, json_object
+from diversens.text import json_object
 
 
 def dat_score(word_vectors: np.ndarray) -> float:
@@ -73,7 +74,7 @@ def score_dat(
             "dat_invalid": np.array(n_invalid)}  # fmt: skip
 
 
-def score_pgt(texts: Sequence[str], fields: Sequence[str] = PGT_EVAL_KEYS) -> dict[str, float]:
+def score_pgt(texts: Sequence[str], fields: Sequence[str] = EVAL_KEYS) -> dict[str, float]:
     """JSON validity rate and, per field, the number of unique values (case/space-normalised)."""
     objects = [json_object(t) for t in texts]
     valid = [o for o in objects if o is not None and all(isinstance(o.get(f), str) for f in fields)]

@@ -29,11 +29,10 @@ from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
 from diversens.measures.semantic import Embedder
 from diversens.prompts import eval_prompts
-from diversens.text import dat_words
+from diversens.prompts.tasks.dat import dat_words
 
 log = logging.getLogger(__name__)
 SUMMARY = "eval_summary.json"
-
 
 
 def per_output_columns(measured: tuple[str, ...]) -> tuple[str, ...]:

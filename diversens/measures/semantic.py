@@ -1,7 +1,7 @@
 """Semantic diversity from sentence embeddings.
 
 - within-response (DSI-style): mean pairwise cosine distance between the segments (sentences or
-  list items, `diversens.text.segments`) of one response;
+  list items: its task's splitter, `diversens.prompts.segments`) of one response;
 - across-candidates: mean cosine distance of a response's embedding from the other candidates of
   the same prompt.
 
@@ -18,7 +18,7 @@ import numpy as np
 
 from diversens.measures.registry import Measure, Texts, register
 from diversens.models import DEFAULT_EMBEDDER, resolve_model, without_progress_bars
-from diversens.text import segments
+from diversens.prompts import segments
 
 
 def group_mean_pairwise_distance(emb: np.ndarray, sizes: np.ndarray) -> np.ndarray:

@@ -2,9 +2,9 @@
 
 Each row gives either `prompt` (a non-empty string, becomes one user message) or `messages` (a
 non-empty list of {role, content} with roles system/user/assistant, ending with a user turn).
-Optional: `task` (dat|pgt|aut|cwt|custom; default custom), `prompt_id` (computed from task and
-messages when absent; must be unique), `meta` (object or JSON string). Any other field is kept
-inside `meta`, so nothing the user gave is lost and the table's schema stays fixed.
+Optional: `task` (a registered family, e.g. dat, or custom, the default), `prompt_id` (computed
+from task and messages when absent; must be unique), `meta` (object or JSON string). Any other
+field is kept inside `meta`, so nothing the user gave is lost and the table's schema stays fixed.
 Every rejection is a one-line UserError naming the file, the row (the line number for JSONL, the
 1-based row for Parquet) and the field.
 """
@@ -22,11 +22,12 @@ import pandas as pd
 from diversens import io
 from diversens.errors import UserError
 from diversens.prompts.config import PromptsConfig
-from diversens.prompts.tasks import TASKS, build_prompts, prompt_id
+from diversens.prompts.custom import CUSTOM
+from diversens.prompts.registry import known_tasks
+from diversens.prompts.splits import build_prompts, prompt_id
 from diversens.storage import is_uri, read_local
 
 ROLES = ("system", "user", "assistant")
-TASK_NAMES = (*TASKS, "custom")
 COLUMNS = ("prompt_id", "task", "messages", "meta")
 
 
@@ -88,9 +89,9 @@ def _prompt_row(rec: dict[str, Any], where: str) -> dict[str, Any]:
         messages = _check_messages(messages, where)
 
     task = rec.pop("task", None)
-    task = "custom" if task is None else task
-    if task not in TASK_NAMES:
-        raise UserError(f"{where}: field 'task': {task!r} is not one of {', '.join(TASK_NAMES)}")
+    task = CUSTOM.name if task is None else task
+    if task not in known_tasks():
+        raise UserError(f"{where}: field 'task': {task!r} is not one of {', '.join(known_tasks())}")
 
     pid = rec.pop("prompt_id", None)
     if pid is None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from diversens.models import DTYPES
 from diversens.pools import Pool
+from diversens.prompts import CUSTOM, default_followups, known_tasks
 
 ENGINES = ("transformers", "vllm")
 # Fields that size or restart the actor pool without changing any row: not part of the identity
@@ -32,17 +33,6 @@ ENGINES = ("transformers", "vllm")
 POOL_FIELDS = ("min_actors", "max_actors", "max_restarts")
 CPU_KV_CACHE_GIB = 2.0
 CPU_ENGINE_OVERHEAD_GIB = 3.0  # a vLLM CPU engine's process beside its KV cache (small model)
-
-DEFAULT_FOLLOWUPS = {
-    "dat": "Now give a different answer: a new list that follows the same rules, using words "
-    "you have not used in your previous answer.",
-    "pgt": "Now generate a different persona in the same JSON format, with values that differ "
-    "from your previous answer.",
-    "aut": "Now give a different answer: list other uses than the ones you already gave, in the "
-    "same format.",
-    "cwt": "Now write a different story that uses the same three words, unlike your previous one.",
-    "custom": "Please give a different answer from your previous one.",
-}
 
 
 def vllm_is_cpu_build() -> bool:
@@ -52,13 +42,6 @@ def vllm_is_cpu_build() -> bool:
     except importlib.metadata.PackageNotFoundError:
         return False
     return True
-
-
-def _followup(task: str):
-    return field(
-        default=DEFAULT_FOLLOWUPS[task],
-        metadata={"help": f"second-turn user message for {task} prompts"},
-    )
 
 
 @dataclass
@@ -197,11 +180,13 @@ class SamplingConfig:
         default=None,
         metadata={"help": "vllm: sequences scheduled at once (default: vLLM's for the platform)"},
     )
-    followup_dat: str = _followup("dat")
-    followup_pgt: str = _followup("pgt")
-    followup_aut: str = _followup("aut")
-    followup_cwt: str = _followup("cwt")
-    followup_custom: str = _followup("custom")
+    followups: dict[str, str] = field(
+        default_factory=default_followups,
+        metadata={
+            "help": "second-turn user message per task, task=text,... (a comma followed by "
+            "task= starts the next one); a task not given keeps its default"
+        },
+    )
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -221,15 +206,19 @@ class SamplingConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0 <= self.min_p < 1:
             raise ValueError(f"min_p must be in [0, 1), got {self.min_p}")
-        unknown = sorted(set(self.max_new_tokens_per_task) - set(DEFAULT_FOLLOWUPS))
-        if unknown:
-            raise ValueError(
-                f"max_new_tokens_per_task: unknown task {unknown[0]!r} "
-                f"(known: {', '.join(DEFAULT_FOLLOWUPS)})"
-            )
+        for name in ("max_new_tokens_per_task", "followups"):
+            unknown = sorted(set(getattr(self, name)) - set(known_tasks()))
+            if unknown:
+                raise ValueError(
+                    f"{name}: unknown task {unknown[0]!r} (known: {', '.join(known_tasks())})"
+                )
         for task, cap in self.max_new_tokens_per_task.items():
             if cap < 1:
                 raise ValueError(f"max_new_tokens_per_task.{task} must be >= 1, got {cap}")
+        for task, message in self.followups.items():
+            if not message.strip():
+                raise ValueError(f"followups.{task}: expected a non-empty message")
+        self.followups = {**default_followups(), **self.followups}
         for name in ("frequency_penalty", "presence_penalty"):
             if not -2 <= getattr(self, name) <= 2:  # vLLM's own range
                 raise ValueError(f"{name} must be in [-2, 2], got {getattr(self, name)}")
@@ -283,7 +272,7 @@ class SamplingConfig:
 
     def followup(self, task: str) -> str:
         """The second-turn message for a task (unknown tasks use the custom one)."""
-        return getattr(self, f"followup_{task}", self.followup_custom)
+        return self.followups.get(task, self.followups[CUSTOM.name])
 
     def max_tokens(self, task: str) -> int:
         """The generated-token cap of a task's answers."""

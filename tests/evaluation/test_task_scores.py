@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from diversens.evaluation.task_scores import GloVe, dat_score, score_dat, score_pgt
-from diversens.text import dat_words
+from diversens.prompts.tasks.dat import dat_words
 
 
 def test_dat_words_takes_first_ten_distinct_single_words():
@@ -52,16 +52,16 @@ def test_pgt_counts_unique_values_and_invalid_json():
 
 
 def test_replicate_gives_each_task_its_sample_count_with_one_k():
-    from diversens.evaluation.config import LITERATURE_SAMPLES
     from diversens.jobs.evaluate import replicate
-    from diversens.prompts import eval_prompts
+    from diversens.prompts import eval_prompts, literature_samples
 
     prompts = eval_prompts()
-    rows, k = replicate(prompts, LITERATURE_SAMPLES)
+    literature = literature_samples()
+    rows, k = replicate(prompts, literature)
     assert k == 10
     samples = rows.groupby("source_prompt_id").size() * k
     tasks = prompts.set_index("prompt_id").task
-    assert all(samples[p] == LITERATURE_SAMPLES[tasks[p]] for p in prompts.prompt_id)
+    assert all(samples[p] == literature[tasks[p]] for p in prompts.prompt_id)
     assert rows.prompt_id.is_unique
     rows, k = replicate(prompts, {"dat": 4, "pgt": 6, "aut": 2, "cwt": 2})
     assert k == 2 and (rows.task == "pgt").sum() == 3

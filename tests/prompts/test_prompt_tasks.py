@@ -6,17 +6,20 @@ import re
 
 import pytest
 
-from diversens.prompts import tasks
-from diversens.prompts.tasks import (
-    EVAL_AUT_OBJECTS,
-    EVAL_CWT_TRIPLES,
-    EVAL_WORDS,
+from diversens.prompts import (
     build_prompts,
     eval_prompts,
-    nouns,
+    literature_samples,
     prompt_id,
+    render,
     training_prompts,
 )
+from diversens.prompts.nouns import nouns
+from diversens.prompts.registry import held_out_words
+from diversens.prompts.tasks.aut import EVAL_OBJECTS as EVAL_AUT_OBJECTS
+from diversens.prompts.tasks.cwt import EVAL_TRIPLES as EVAL_CWT_TRIPLES
+
+EVAL_WORDS = frozenset(EVAL_AUT_OBJECTS) | {w for t in EVAL_CWT_TRIPLES for w in t}
 
 
 def _text(row) -> str:
@@ -42,7 +45,7 @@ def test_eval_split_is_the_literature_items():
     assert "10 nouns" in dat and "numbered list" in dat
     pgt = _text(df[df.task == "pgt"].iloc[0])
     assert all(f'"{k}"' in pgt for k in ("first_name", "city", "occupation"))
-    assert {json.loads(m)["num_samples"] for m in df[df.task == "aut"]["meta"]} == {10}
+    assert literature_samples() == {"dat": 100, "pgt": 100, "aut": 10, "cwt": 10}
 
 
 def test_prompt_id_is_a_stable_hash():
@@ -56,6 +59,7 @@ def test_noun_list_excludes_eval_words():
     words = nouns()
     assert len(words) >= 300
     assert not set(words) & EVAL_WORDS
+    assert held_out_words() == EVAL_WORDS
     assert all(re.fullmatch(r"[a-z]+", w) for w in words)
 
 
@@ -92,4 +96,4 @@ def test_build_prompts_rejects_unknown_split():
 
 def test_render_rejects_unknown_task():
     with pytest.raises(ValueError, match="unknown task"):
-        tasks.render("haiku", "x", "")
+        render("haiku", "x", "")

@@ -107,7 +107,7 @@ def test_engine_pool_reserves_ram_for_a_cpu_vllm_engine():
 
 def test_config_checks():
     cfg = SamplingConfig()
-    assert cfg.followup("unknown") == cfg.followup_custom
+    assert cfg.followup("unknown") == cfg.followups["custom"]
     for bad in (
         {"engine": "tgi"},
         {"num_first_turn": 5},
@@ -122,6 +122,8 @@ def test_config_checks():
         {"dtype": "int8"},
         {"max_new_tokens_per_task": {"dta": 64}},  # a typo must not silently use the default
         {"max_new_tokens_per_task": {"dat": 0}},
+        {"followups": {"dta": "Another one."}},
+        {"followups": {"aut": "  "}},
         {"frequency_penalty": 2.5},
         {"min_p": 1.0},
         {"presence_penalty": -3},
@@ -137,6 +139,19 @@ def test_per_task_caps_from_the_command_line_form():
     cfg = from_dict(SamplingConfig, caps)
     assert [cfg.max_tokens(t) for t in ("dat", "pgt", "cwt", "custom")] == [40, 100, 200, 100]
     assert cfg.sampling_params("dat")["max_new_tokens"] == 40
+
+
+def test_followups_from_the_command_line_form_keep_the_other_defaults():
+    from diversens.config import from_dict
+    from diversens.prompts import default_followups
+
+    wording = "Other uses, please, in the same format."
+    cfg = from_dict(SamplingConfig, {"followups": f"aut={wording},cwt=Another story."})
+    assert cfg.followup("aut") == wording  # the commas stay in the message
+    assert cfg.followup("cwt") == "Another story."
+    assert cfg.followup("dat") == default_followups()["dat"]
+    assert cfg.followup("unknown") == default_followups()["custom"]
+    assert SamplingConfig().followups == default_followups()
 
 
 def test_every_request_carries_its_tasks_cap_and_rows_record_it():
@@ -200,14 +215,14 @@ def test_stage_rows_with_fake_engine():
     row = out.iloc[0]
     assert second[0].messages[1] == {"role": "assistant", "content": row["responses"][0]}
     assert second[1].messages[1] == {"role": "assistant", "content": row["responses"][1]}
-    assert second[0].messages[2]["content"] == cfg.followup_cwt
-    assert out.iloc[1]["responses"][2].startswith(cfg.followup_custom[:12])
+    assert second[0].messages[2]["content"] == cfg.followups["cwt"]
+    assert out.iloc[1]["responses"][2].startswith(cfg.followups["custom"][:12])
     # Candidates 2 and 4 are samples 0 and 1 of the same request (parent 0).
     assert row["responses"][2].endswith("|0") and row["responses"][4].endswith("|1")
     assert row["finish_reason"] == ["stop"] * 5 and row["truncated"] == [False] * 5
     assert row["engine"] == "echo" and row["model"] == cfg.model
     assert json.loads(row["sampling"])["seed"] == 9
-    assert json.loads(row["sampling"])["followup"] == cfg.followup_cwt
+    assert json.loads(row["sampling"])["followup"] == cfg.followups["cwt"]
     assert len(row["config_hash"]) == 16
     assert set(SampleStage.adds) <= set(out.columns)
 

@@ -3,7 +3,7 @@
 import pytest
 from candidates import CFG, DAT_OK, STORY
 
-from diversens.scoring.compliance import compliance_issue
+from diversens.prompts import compliance_issue
 
 
 @pytest.mark.parametrize(

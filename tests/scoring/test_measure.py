@@ -32,7 +32,9 @@ def test_flat_rows_grouped_by_prompt_equal_candidates_rows():
     got = MeasureStage(MeasureConfig(), WORDS_ONLY)(flat)
     want = MeasureStage(CFG, WORDS_ONLY)(ROWS).explode(list(WORDS_ONLY), ignore_index=True)
     for name in WORDS_ONLY:
-        np.testing.assert_allclose(got[name].to_numpy(float), want[name].to_numpy(float)[[2, 0, 3, 1]])
+        np.testing.assert_allclose(
+            got[name].to_numpy(float), want[name].to_numpy(float)[[2, 0, 3, 1]]
+        )
     assert got.index.tolist() == flat.index.tolist()
 
 
