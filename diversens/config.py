@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
 import re
 import types
 import typing
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,7 +27,7 @@ from diversens.errors import UserError
 T = TypeVar("T")
 # A comma starts the next key=value entry of a CLI dict only where a key= follows, so a value
 # (a follow-up message) may hold commas.
-_DICT_ENTRY = re.compile(r",(?=\s*\w+=)")
+_DICT_ENTRY = re.compile(r",(?=\s*[\w.-]+=)")
 
 
 class ConfigError(UserError):
@@ -53,8 +55,27 @@ def _scalar_types(tp: Any) -> tuple[type, ...]:
     return (tp,)
 
 
+def _untyped(value: Any) -> Any:
+    """A value passed through to a library as is (`dict[str, Any]`): a string that reads as a
+    number or true/false becomes one (the command line gives only strings, and YAML reads 1e-5
+    as a string); anything else stays as it is."""
+    if not isinstance(value, str):
+        return value
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    for number in (int, float):
+        try:
+            parsed = number(value)
+        except ValueError:
+            continue
+        return parsed if math.isfinite(parsed) else value
+    return value
+
+
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check/convert one YAML or CLI value to the field's type; a mismatch names the option."""
+    if tp is Any:
+        return _untyped(value)
     allowed = _scalar_types(tp)
     if value is None and type(None) in allowed:
         return None
@@ -136,6 +157,16 @@ def from_dict(
 
 def _unknown_key(prefix: str, name: str, fields: dict) -> ConfigError:
     return ConfigError(f"{prefix}{name}", f"unknown (known here: {', '.join(fields)})")
+
+
+def check_names(option: str, given: Iterable[str], known: Collection[str], what: str) -> None:
+    """Every key of a pass-through option (`option`: its dotted name) is one of a library's
+    `known` names; the first that is not fails as one line, with the closest known ones."""
+    for name in given:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise ConfigError(f"{option}.{name}", f"not {what}{hint}")
 
 
 def _option_named_in(message: str, fields: dict, prefix: str, cls: type) -> str:

@@ -2,6 +2,7 @@
 
 import argparse
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ class Outer:
     tuned: Inner = field(default_factory=lambda: Inner(size=5), metadata={"help": "tuned"})
     counts: dict[str, int] = field(default_factory=dict, metadata={"help": "counts"})
     notes: dict[str, str] = field(default_factory=dict, metadata={"help": "notes"})
+    passed: dict[str, Any] = field(default_factory=dict, metadata={"help": "a library's options"})
 
     def __post_init__(self):
         if not 0 <= self.rate <= 1:
@@ -48,6 +50,26 @@ def test_defaults_yaml_then_cli_precedence(tmp_path):
     assert parse(["--notes", "a=x, y,b=z=1"]).notes == {"a": "x, y", "b": "z=1"}
     with pytest.raises(UserError, match="counts.b"):
         parse(["--counts", "a=1,b=x"])
+
+
+def test_passed_through_values_are_typed_from_the_cli_and_yaml(tmp_path):
+    """A library's options (`dict[str, Any]`) go through as given, but the command line gives
+    only strings and YAML reads 1e-5 as one: numbers and true/false are typed from either."""
+    cli = parse(["--passed", "a=ipo,b=0.5,c=2,d=true,e=1e-5,f=none,g=nan"]).passed
+    assert cli == {"a": "ipo", "b": 0.5, "c": 2, "d": True, "e": 1e-5, "f": "none", "g": "nan"}
+    assert type(cli["c"]) is int
+    y = tmp_path / "c.yaml"
+    y.write_text("passed: {lr: 1e-5, names: [x, y], nested: {k: '1'}, gone: null}\n")
+    assert parse([], y).passed == {"lr": 1e-5, "names": ["x", "y"], "nested": {"k": "1"},
+                                   "gone": None}  # fmt: skip
+
+
+def test_an_unknown_library_option_is_one_line_with_the_closest_names():
+    with pytest.raises(UserError) as caught:
+        config.check_names("t.opts", ["loss_type", "los_type"], ["loss_type", "beta"], "a field")
+    assert str(caught.value) == "option t.opts.los_type: not a field; did you mean loss_type?"
+    with pytest.raises(UserError, match=r"option t.opts.zzz: not a field$"):
+        config.check_names("t.opts", ["zzz"], ["loss_type", "beta"], "a field")
 
 
 def test_partial_section_refines_a_customised_default():

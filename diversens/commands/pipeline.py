@@ -22,6 +22,7 @@ from diversens.jobs.generate_pairs import pairs_file
 from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available
 from diversens.storage import is_file, is_uri, join, output_dir
+from diversens.training.config import check_dpo_args
 
 HELP = "the whole loop: preference pairs, DPO for each strategy, evaluation against the base"
 
@@ -43,13 +44,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     cfg, opts = load(PipelineConfig, args), run_options(args)
-    check_engine_available(cfg.pairs.sampling)
     stages = cfg.stages
+    if "generate-pairs" in stages:
+        check_engine_available(cfg.pairs.sampling, "pairs.sampling.")
+    if "eval" in stages:
+        check_engine_available(cfg.eval.sampling, "eval.sampling.")
     prompts = read_prompts(cfg.pairs.prompts, "train") if "generate-pairs" in stages else None
     models = [*cfg.pairs.models(), cfg.train.model, *cfg.eval.scoring.models()]
     trains = "train" in stages
     preflight(models, opts.output, inputs=[cfg.pairs.prompts.file, cfg.eval.glove_path],
               stores=[cfg.train.checkpoints(opts.output)] if trains else [])  # fmt: skip
+    if trains:
+        check_dpo_args(cfg.train.dpo_args, "train.dpo_args")
     if trains and "generate-pairs" not in stages:
         check_earlier_pairs(cfg, opts.output)
     gpus = {

@@ -16,7 +16,7 @@ from diversens.commands.common import (
 )
 from diversens.config import redacted
 from diversens.storage import output_dir
-from diversens.training.config import TrainConfig
+from diversens.training.config import TrainConfig, check_dpo_args
 from diversens.training.pairs_input import read_pairs
 
 HELP = "DPO fine-tuning on the pairs with Ray Train, TRL and DeepSpeed ZeRO"
@@ -28,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=HELP,
         description=f"{HELP}. Writes OUT/model (a plain HF model dir, LoRA merged), "
         "OUT/train_log.csv/.json/.png (loss, reward margin, chosen/rejected rewards per step), "
-        "OUT/train_summary.json and Ray Train checkpoints under storage_path "
+        "OUT/train_summary.json, OUT/logs/tensorboard with --dpo_args report_to=tensorboard, "
+        "and Ray Train checkpoints under storage_path "
         "(default OUT/checkpoints). Rerunning with the same --name and storage resumes from the "
         "latest checkpoint.",
     )
@@ -44,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> None:
     cfg, opts = load(TrainConfig, args, "train"), run_options(args)
     read_pairs(args.pairs)  # fail on a bad file before Ray starts
+    check_dpo_args(cfg.dpo_args)
     preflight([cfg.model], opts.output, inputs=[args.pairs], stores=[cfg.checkpoints(opts.output)])
     connect_ray(
         opts,
@@ -63,4 +65,5 @@ def run(args: argparse.Namespace) -> None:
         f"(loss {final.get('loss', float('nan')):.4f}, reward margin "
         f"{final.get('rewards/margins', float('nan')):.4f}) → {redacted(summary['model_dir'])}; "
         f"log: {redacted(summary['logs']['png'])}"
+        + (f"; tensorboard: {redacted(summary['tensorboard'])}" if summary["tensorboard"] else "")
     )

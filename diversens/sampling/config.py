@@ -22,6 +22,7 @@ import dataclasses
 import importlib.metadata
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from diversens.models import DTYPES
 from diversens.pools import Pool
@@ -33,6 +34,9 @@ ENGINES = ("transformers", "vllm")
 POOL_FIELDS = ("min_actors", "max_actors", "max_restarts")
 CPU_KV_CACHE_GIB = 2.0
 CPU_ENGINE_OVERHEAD_GIB = 3.0  # a vLLM CPU engine's process beside its KV cache (small model)
+# vLLM engine arguments that options here set, under another name (Ray's memory reservation for
+# an engine actor derives from kv_cache_gib).
+ENGINE_ARG_OPTIONS = {"kv_cache_memory_bytes": "kv_cache_gib"}
 
 
 def vllm_is_cpu_build() -> bool:
@@ -187,6 +191,15 @@ class SamplingConfig:
             "task= starts the next one); a task not given keeps its default"
         },
     )
+    engine_kwargs: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "vllm: any other vLLM engine argument (a field of its EngineArgs), "
+            "key=value,... (numbers and true/false typed; nested configs in YAML), set after "
+            "the options above, e.g. quantization=fp8,max_num_batched_tokens=4096. Refused "
+            "with engine transformers, and for keys that are options here"
+        },
+    )
 
     def __post_init__(self):
         if self.engine not in ENGINES:
@@ -265,6 +278,20 @@ class SamplingConfig:
             raise ValueError(f"memory_gib_per_actor must be >= 0, got {self.memory_gib_per_actor}")
         if self.max_num_seqs is not None and self.max_num_seqs < 1:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
+        self._check_engine_kwargs()
+
+    def _check_engine_kwargs(self) -> None:
+        """What needs no vLLM import: the engine takes them, and no key is an option here
+        (the keys' names are checked against vLLM before Ray starts, `check_engine_kwargs`)."""
+        if self.engine_kwargs and self.engine != "vllm":
+            raise ValueError(
+                f"engine_kwargs: vLLM engine arguments, but engine is {self.engine} (it takes none)"
+            )
+        options = {f.name for f in dataclasses.fields(self)}
+        for key in self.engine_kwargs:
+            if key in options or key in ENGINE_ARG_OPTIONS:
+                own = ENGINE_ARG_OPTIONS.get(key, key)
+                raise ValueError(f"engine_kwargs.{key}: has an option of its own ({own}); set that")
 
     def identity(self) -> dict:
         """Every field that can change a row: all but the pool's size and restarts."""
@@ -304,11 +331,14 @@ class SamplingConfig:
         return 0.0
 
     def vllm_options(self, on_cpu: bool) -> dict:
-        """Keyword arguments for `vllm.LLM`; unset options take the platform's defaults."""
+        """Keyword arguments for `vllm.LLM`: unset options take the platform's defaults, and
+        engine_kwargs go over them."""
+        tp = self.tensor_parallel_size
         opts = {
+            "distributed_executor_backend": "mp" if tp > 1 else None,
             "dtype": self.dtype,
             "seed": self.seed,
-            "tensor_parallel_size": self.tensor_parallel_size,
+            "tensor_parallel_size": tp,
             "max_model_len": self.max_model_len,
             "enforce_eager": on_cpu if self.enforce_eager is None else self.enforce_eager,
             "gpu_memory_utilization": self.gpu_memory_utilization,
@@ -321,7 +351,7 @@ class SamplingConfig:
             opts["enable_chunked_prefill"] = False  # per-request seeds crash with it on CPU
         if self.max_num_seqs is not None:
             opts["max_num_seqs"] = self.max_num_seqs
-        return opts
+        return {**opts, **self.engine_kwargs}
 
     def sampling_params(self, task: str) -> dict:
         """What decides the text of a task's answers (recorded on every output row)."""

@@ -26,13 +26,16 @@ A vLLM engine that cannot start raises `EngineStartError`: one line naming the o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from diversens.config import check_names
 from diversens.errors import UserError
 from diversens.models import cpu_dtype, resolve_model, torch_dtype
 from diversens.sampling.config import SamplingConfig
@@ -103,14 +106,36 @@ def make_engine(cfg: SamplingConfig) -> Engine:
     return TransformersEngine(cfg)
 
 
-def check_engine_available(cfg: SamplingConfig) -> None:
-    """Fail early, with a one-line reason, when the chosen engine cannot be imported."""
-    if cfg.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+def check_engine_available(cfg: SamplingConfig, prefix: str = "sampling.") -> None:
+    """Fail early, with a one-line reason, when the chosen engine cannot be imported or an
+    engine_kwargs key is no vLLM engine argument (`prefix`: the section's options)."""
+    if cfg.engine != "vllm":
+        return
+    if importlib.util.find_spec("vllm") is None:
         raise UserError(
-            "option sampling.engine 'vllm' needs vLLM: pip install 'diversens[gpu]' on a GPU "
+            f"option {prefix}engine 'vllm' needs vLLM: pip install 'diversens[gpu]' on a GPU "
             "machine, or vLLM's CPU build (see README: requirements-nodeps.txt); elsewhere "
             "use --engine transformers"
         )
+    if cfg.engine_kwargs:
+        check_names(f"{prefix}engine_kwargs", cfg.engine_kwargs, vllm_engine_args(),
+                    "an engine argument of vLLM (a field of its EngineArgs)")  # fmt: skip
+
+
+def vllm_engine_args() -> set[str]:
+    """The fields of vLLM's EngineArgs: what `vllm.LLM` takes as keyword arguments. Importing
+    them costs seconds (torch, vLLM's configs), and vLLM logs notes about the platform as it
+    imports: its loggers stay at ERROR meanwhile, off the driver's console."""
+    import vllm.logger  # noqa: F401 - sets up vLLM's own handlers, quieted below
+
+    log = logging.getLogger("vllm")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        from vllm.engine.arg_utils import EngineArgs
+    finally:
+        log.setLevel(level)
+    return {f.name for f in dataclasses.fields(EngineArgs)}
 
 
 class TransformersEngine(Engine):
@@ -262,13 +287,13 @@ class VLLMEngine(Engine):
     name = "vllm"
 
     def __init__(self, cfg: SamplingConfig):
-        check_engine_available(cfg)
         import torch
 
         on_cpu = not torch.cuda.is_available()
         if on_cpu:  # read by vllm at start-up; a user's own setting wins
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        check_engine_available(cfg)  # imports vllm where engine_kwargs are to check
         from vllm import LLM
 
         self.cfg = cfg
@@ -276,12 +301,9 @@ class VLLMEngine(Engine):
         opts = cfg.vllm_options(on_cpu)
         if on_cpu:
             opts["dtype"] = cpu_dtype(cfg.dtype)
-        tp = cfg.tensor_parallel_size
         try:  # the model's config too: a gated, missing or broken model is one line as well
             opts["max_model_len"] = min(opts["max_model_len"], model_context_length(path))
-            self.llm = LLM(
-                model=path, distributed_executor_backend="mp" if tp > 1 else None, **opts
-            )
+            self.llm = LLM(model=path, **opts)
         except Exception as e:  # noqa: BLE001 - vLLM raises many types; each becomes one line
             raise vllm_start_error(e, cfg, on_cpu) from None
         self.tokenizer = self.llm.get_tokenizer()

@@ -1,5 +1,8 @@
 """TrainConfig: DPO hyper-parameters, LoRA, DeepSpeed stage and Ray Train resources (DESIGN.md §6).
 
+The options users set most are typed fields with defaults chosen here; any other field of TRL's
+`DPOConfig` goes through `dpo_args` as is (its keys checked against TRL by `check_dpo_args`).
+
 Defaults (the paper gives no DPO hyper-parameters, DESIGN.md §2), chosen for full fine-tuning of
 an 8B model on ~3,000 pairs on 8 GPUs:
 - beta 0.1: TRL's and the DPO paper's default; larger keeps the policy closer to the reference.
@@ -14,13 +17,26 @@ an 8B model on ~3,000 pairs on 8 GPUs:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
+from diversens.config import check_names
 from diversens.storage import is_uri
 
 DEEPSPEED_STAGES = ("zero3", "zero2", "none")
 PLACEMENT_STRATEGIES = ("STRICT_PACK", "PACK", "SPREAD", "STRICT_SPREAD")  # Ray placement groups
+# DPOConfig fields the training loop sets itself, and why a user's value would break the run
+# (`deepspeed` is an option of its own, the ZeRO stage).
+OWNED_DPO_ARGS = {
+    "output_dir": "each rank's local checkpoint dir",
+    "save_strategy": "Ray Train stores a checkpoint every train.save_steps",
+    "save_total_limit": "Ray Train keeps train.num_checkpoints_to_keep",
+    "resume_from_checkpoint": "a rerun with the same name resumes from Ray's checkpoint",
+    "use_cpu": "follows train.use_gpu",
+    "local_rank": "Ray Train assigns the ranks",
+    "ddp_backend": "Ray Train forms the process group (gloo on CPU, nccl on GPU)",
+}
 
 
 @dataclass
@@ -74,8 +90,6 @@ class TrainConfig:
     max_length: int = field(
         default=1024, metadata={"help": "max tokens of prompt + response (truncated beyond)"}
     )
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    max_grad_norm: float = field(default=1.0, metadata={"help": "gradient clipping norm"})
     lora: bool = field(
         default=False, metadata={"help": "train LoRA adapters (peft), merged at export"}
     )
@@ -88,16 +102,6 @@ class TrainConfig:
             "help": "modules given LoRA adapters (comma-separated; all-linear = every linear)"
         },
     )
-    precompute_ref_log_probs: bool = field(
-        default=False,
-        metadata={"help": "score the pairs with the reference model once before training, so it "
-                  "is not held in memory during training"},
-    )  # fmt: skip
-    ld_alpha: float | None = field(
-        default=None,
-        metadata={"help": "LD-DPO length desensitisation alpha in [0, 1] (TRL ld_alpha): weight "
-                  "of response tokens beyond the shorter side's length; unset = plain DPO"},
-    )  # fmt: skip
     logging_steps: int = field(default=1, metadata={"help": "log metrics every N steps"})
     save_steps: int = field(default=25, metadata={"help": "checkpoint every N steps (and at end)"})
     num_checkpoints_to_keep: int = field(default=2, metadata={"help": "Ray checkpoints kept"})
@@ -108,6 +112,17 @@ class TrainConfig:
         default=None, metadata={"help": "recompute activations (default: on with GPUs)"}
     )
     seed: int = field(default=0, metadata={"help": "seed for data order and initialisation"})
+    dpo_args: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "any other TRL DPOConfig field, key=value,... (numbers and true/false "
+            "typed; lists in YAML), set after the options above, e.g. "
+            "report_to=tensorboard (events in logs/tensorboard beside the model), loss_type=ipo, "
+            "ld_alpha=0.5, precompute_ref_log_probs=true, weight_decay=0.01. Keys that are "
+            "options here, or that diversens sets itself (output_dir, save_strategy, ...), "
+            "are refused"
+        },
+    )
 
     def checkpoints(self, output: str | Path) -> str:
         """Where Ray Train checkpoints go: storage_path, else OUTPUT/checkpoints, a local path
@@ -129,8 +144,6 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.ld_alpha is not None and not 0 <= self.ld_alpha <= 1:
-            raise ValueError(f"ld_alpha must be in [0, 1], got {self.ld_alpha}")
         if not 0 <= self.lora_dropout < 1:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.placement_strategy not in PLACEMENT_STRATEGIES:
@@ -142,6 +155,12 @@ class TrainConfig:
             raise ValueError("accelerator_type needs use_gpu: true")
         if not self.name or "/" in self.name:
             raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
+        options = {f.name for f in fields(self)}
+        for key in self.dpo_args:
+            if key in options:
+                raise ValueError(f"dpo_args.{key}: has an option of its own ({key}); set that")
+            if key in OWNED_DPO_ARGS:
+                raise ValueError(f"dpo_args.{key}: set by diversens ({OWNED_DPO_ARGS[key]})")
 
     @property
     def use_bf16(self) -> bool:
@@ -150,3 +169,15 @@ class TrainConfig:
     @property
     def use_gradient_checkpointing(self) -> bool:
         return self.use_gpu if self.gradient_checkpointing is None else self.gradient_checkpointing
+
+
+def check_dpo_args(dpo_args: dict[str, Any], option: str = "dpo_args") -> None:
+    """Every key of `dpo_args` is a field of TRL's DPOConfig. Importing TRL (and torch with it)
+    takes seconds, so the commands call this before Ray starts, not the config; without keys
+    there is nothing to import."""
+    if not dpo_args:
+        return
+    import trl
+
+    known = {f.name for f in fields(trl.DPOConfig)}
+    check_names(option, dpo_args, known, f"a field of TRL {trl.__version__}'s DPOConfig")

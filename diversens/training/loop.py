@@ -27,6 +27,7 @@ from ray.train.huggingface.transformers import RayTrainReportCallback
 from transformers import TrainerCallback
 
 from diversens.io import atomic_dir
+from diversens.storage import is_uri, upload
 from diversens.training.config import TrainConfig
 from diversens.training.export import publish_model, publish_state
 from diversens.training.pairs_input import PAIR_FIELDS
@@ -60,16 +61,21 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         # Ray Train already formed the process group; DeepSpeed's comm layer must wrap it before
         # ZeRO-3 partitions the weights at load (with use_cpu the HF integration skips this).
         deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
-    if cfg.precompute_ref_log_probs:
-        dataset = _on_disk_dataset(rows, is_local_leader=context.get_local_rank() == 0)
-    else:
-        dataset = Dataset.from_list(rows)
-
     # Hugging Face writes checkpoints here first; the report callback copies each into Ray storage.
     with tempfile.TemporaryDirectory(prefix=f"diversens-dpo-rank{rank}-") as output_dir:
         args = DPOConfig(
             output_dir=output_dir, deepspeed=loop_config["deepspeed"], **_dpo_args(cfg)
         )
+        if args.precompute_ref_log_probs:
+            dataset = _on_disk_dataset(rows, is_local_leader=context.get_local_rank() == 0)
+        else:
+            dataset = Dataset.from_list(rows)
+        # With report_to tensorboard rank 0 writes events to OUTPUT/logs/tensorboard (for a URI
+        # locally first, uploaded at the end); transformers' TensorBoardCallback reads the dir
+        # from the environment, else it writes under output_dir, which goes at the end.
+        tensorboard = f"{loop_config['output']}/logs/tensorboard"
+        events = Path(output_dir, "tensorboard") if is_uri(tensorboard) else Path(tensorboard)
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(events)
         trainer = DPOTrainer(
             model=model_path,
             args=args,
@@ -94,6 +100,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             clock.mark("published")
             publish_state(trainer.state.log_history, trainer.state.global_step,
                           f"{loop_config['output']}/trainer_state.json", clock.marks)  # fmt: skip
+            if is_uri(tensorboard) and events.is_dir():
+                upload(events, tensorboard)
 
 
 def skip_shm_comm_op() -> None:
@@ -127,7 +135,8 @@ def _on_disk_dataset(rows: list[dict], is_local_leader: bool):
 
 
 def _dpo_args(cfg: TrainConfig) -> dict[str, Any]:
-    return dict(
+    """DPOConfig's keyword arguments: the options, then the user's dpo_args over them."""
+    curated = dict(
         beta=cfg.beta,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler_type,
@@ -137,10 +146,6 @@ def _dpo_args(cfg: TrainConfig) -> dict[str, Any]:
         per_device_train_batch_size=cfg.per_device_train_batch_size,
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         max_length=cfg.max_length,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
-        ld_alpha=cfg.ld_alpha,
         logging_steps=cfg.logging_steps,
         save_strategy="steps",  # also saves at the last step
         save_steps=cfg.save_steps,
@@ -151,9 +156,10 @@ def _dpo_args(cfg: TrainConfig) -> dict[str, Any]:
         ddp_find_unused_parameters=False,  # every parameter gets a gradient; True costs a pass
         seed=cfg.seed,
         data_seed=cfg.seed,
-        report_to="none",
+        report_to="none",  # unless dpo_args asks (transformers 4 reported to all it found)
         disable_tqdm=True,
     )
+    return {**curated, **cfg.dpo_args}
 
 
 def _lora_config(cfg: TrainConfig):

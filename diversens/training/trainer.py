@@ -36,7 +36,9 @@ from diversens.training.pairs_input import read_pairs
 RESUMABLE_FIELDS = ("name", "storage_path", "max_steps", "num_train_epochs", "save_steps",
                     "logging_steps", "num_checkpoints_to_keep", "num_cpus_per_worker",
                     "placement_strategy", "accelerator_type")  # fmt: skip
+RESUMABLE_DPO_ARGS = ("report_to", "run_name")  # where the metrics go, not what is learnt
 RUN_FILE = "diversens_run.json"
+DIRECTORY = pafs.FileType.Directory
 
 # Scoped to the training workers: Ray Train's print redirect would log the bytecode that dill
 # (datasets' fingerprinting in TRL) disassembles into a captured stdout, and the pairs are too few
@@ -139,6 +141,7 @@ def train(
         raise RuntimeError(f"run {cfg.name!r} under {storage_path} ended without a checkpoint")
 
     state = json.loads(storage.read_text(out.at("trainer_state.json")))
+    tensorboard = out.at("logs", "tensorboard")  # rank 0's events, with report_to tensorboard
     log_paths = write_logs(state["log_history"], out.local)
     steps = step_rows(state["log_history"])
     resumed_from = int(steps["run_start_step"].iloc[-1]) if len(steps) else None
@@ -155,6 +158,7 @@ def train(
         "model_dir": out.at("model"),
         "checkpoint": result.checkpoint.path,
         "logs": {k: out.at(Path(v).name) for k, v in log_paths.items()},
+        "tensorboard": tensorboard if storage.file_type(tensorboard) == DIRECTORY else None,
         "config": dataclasses.asdict(cfg),
         "config_hash": config_hash(cfg),
         "run_key": run_key,
@@ -177,8 +181,10 @@ def finished_run(out: Output, run_key: str) -> dict[str, Any] | None:
 
 
 def run_fingerprint(cfg: TrainConfig, pairs) -> str:
-    """What decides a run's result: the config but RESUMABLE_FIELDS, and the pairs' content."""
+    """What decides a run's result: the config but RESUMABLE_FIELDS (and RESUMABLE_DPO_ARGS),
+    and the pairs' content."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in RESUMABLE_FIELDS}
+    settings["dpo_args"] = {k: v for k, v in cfg.dpo_args.items() if k not in RESUMABLE_DPO_ARGS}
     rows = json.dumps(pairs.to_pylist(), sort_keys=True, ensure_ascii=False, default=str)
     return config_hash([settings, hashlib.sha256(rows.encode()).hexdigest()])
 

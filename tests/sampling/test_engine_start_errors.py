@@ -1,11 +1,15 @@
 """A model the vLLM engine cannot load is one line (`EngineStartError`, exit code 2) from the
 engine's constructor, as every other start-up failure is, not a traceback per engine actor.
-The engine is built directly, without Ray; the model's config fails before any weight loads."""
+The engine is built directly, without Ray; the model's config fails before any weight loads.
+`sampling.engine_kwargs` reach vLLM's constructor as given; a key vLLM does not know is one line
+too, before Ray starts."""
 
 import json
+import types
 
 import pytest
 
+from diversens.cli import main
 from diversens.sampling import SamplingConfig
 from diversens.sampling.engines import EngineCrashError, EngineStartError, vllm_start_error
 
@@ -45,3 +49,61 @@ def test_gated_or_unreachable_models_are_the_users_to_fix():
     # a system error (it has an errno) is not the model's fault
     full = OSError(28, "No space left on device")
     assert type(vllm_start_error(full, cfg, on_cpu=False)) is EngineCrashError
+
+
+def test_engine_kwargs_reach_the_vllm_constructor_over_the_options(
+    vllm_engine, tmp_path, monkeypatch
+):
+    import vllm
+
+    config = {"model_type": "llama", "max_position_embeddings": 2048}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    seen = {}
+
+    class RecordingLLM:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+            model_config = types.SimpleNamespace(max_model_len=kwargs["max_model_len"])
+            self.llm_engine = types.SimpleNamespace(model_config=model_config)
+
+        def get_tokenizer(self):
+            return None
+
+    monkeypatch.setattr(vllm, "LLM", RecordingLLM)
+    passed = {"quantization": "fp8", "enable_chunked_prefill": True, "max_num_batched_tokens": 64}
+    engine = vllm_engine(SamplingConfig(model=str(tmp_path), max_model_len=512,
+                                        engine_kwargs=passed))  # fmt: skip
+    assert {k: seen[k] for k in passed} == passed  # chunked prefill: over the CPU default
+    assert seen["model"] == str(tmp_path) and engine.context_length == 512
+
+
+def test_unknown_engine_kwargs_key_fails_in_one_line_before_ray_starts(tmp_path, capsys):
+    pytest.importorskip("vllm")
+    out = str(tmp_path / "c.parquet")
+    argv = ["generate", "--prompts.split", "eval", "-o", out,
+            "--sampling.engine_kwargs", "max_num_batched_tokens=4096,quantisation=fp8"]  # fmt: skip
+    assert main(argv) == 2  # Ray would start only after the checks: ray.init fails this test
+    err = capsys.readouterr().err
+    assert err == (
+        "diversens generate: error: option sampling.engine_kwargs.quantisation: not an engine "
+        "argument of vLLM (a field of its EngineArgs); did you mean quantization or "
+        "quantization_config?\n"
+    )
+    assert not (tmp_path / "c.parquet").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, problem",
+    [
+        ({"engine": "transformers", "engine_kwargs": {"quantization": "fp8"}},
+         "engine_kwargs: vLLM engine arguments, but engine is transformers"),
+        ({"engine_kwargs": {"max_model_len": 8}},
+         r"engine_kwargs.max_model_len: has an option of its own \(max_model_len\)"),
+        ({"engine_kwargs": {"kv_cache_memory_bytes": 2**30}},
+         r"engine_kwargs.kv_cache_memory_bytes: has an option of its own \(kv_cache_gib\)"),
+    ],
+    ids=["transformers-engine", "an-option", "an-option-by-another-name"],
+)  # fmt: skip
+def test_engine_kwargs_an_option_sets_or_the_engine_cannot_take_are_refused(kwargs, problem):
+    with pytest.raises(ValueError, match=problem):
+        SamplingConfig(**kwargs)

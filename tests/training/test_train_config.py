@@ -3,6 +3,7 @@ configs, logs, export, and the CLI failing on a bad pairs file before Ray starts
 
 import json
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -34,7 +35,8 @@ def test_defaults_are_documented_and_valid():
     "kwargs",
     [
         {"deepspeed": "zero1"},
-        {"ld_alpha": 1.5},
+        {"dpo_args": {"learning_rate": 1e-5}},  # an option of its own
+        {"dpo_args": {"save_strategy": "epoch"}},  # Ray Train's checkpoints depend on it
         {"beta": 0},
         {"num_workers": 0},
         {"name": "a/b"},
@@ -49,12 +51,38 @@ def test_bad_values_are_rejected(kwargs):
 
 def test_cli_options_fill_the_config(tmp_path):
     args = build_parser().parse_args(
-        ["train", "p.parquet", "-o", str(tmp_path), "--lora", "true", "--ld_alpha", "0.5",
+        ["train", "p.parquet", "-o", str(tmp_path), "--lora", "true", "--dpo_args",
+         "ld_alpha=0.5,report_to=tensorboard,precompute_ref_log_probs=true",
          "--lora_target_modules", "q_proj,v_proj", "--deepspeed", "none"]
     )  # fmt: skip
     cfg = config.load(TrainConfig, None, config.overrides_from_args(args))
-    assert cfg.lora and cfg.ld_alpha == 0.5 and cfg.deepspeed == "none"
+    assert cfg.lora and cfg.deepspeed == "none"
+    assert cfg.dpo_args == {"ld_alpha": 0.5, "report_to": "tensorboard",
+                            "precompute_ref_log_probs": True}  # fmt: skip
     assert cfg.lora_target_modules == ["q_proj", "v_proj"]
+
+
+def test_dpo_args_go_over_the_options():
+    from diversens.training.loop import _dpo_args
+
+    args = _dpo_args(TrainConfig(dpo_args={"warmup_steps": 10, "weight_decay": 0.01}))
+    assert args["warmup_steps"] == 10 and args["weight_decay"] == 0.01  # over warmup_ratio
+    assert args["report_to"] == "none" and args["learning_rate"] == 5e-7
+
+
+def test_unknown_dpo_args_key_fails_in_one_line_before_ray_starts(
+    pairs_file, tmp_path, monkeypatch, capsys
+):
+    import diversens.commands.train as train_cmd
+
+    monkeypatch.setattr(train_cmd, "connect_ray", lambda *a, **k: pytest.fail("Ray started"))
+    argv = ["train", str(pairs_file), "-o", str(tmp_path / "out"), "--dpo_args",
+            "loss_type=ipo,rpo_alpha=0.5"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert re.fullmatch(r"diversens train: error: option dpo_args\.rpo_alpha: not a field of "
+                        r"TRL [\d.]+'s DPOConfig.*\n", err)  # fmt: skip
 
 
 def test_shipped_deepspeed_configs():
@@ -168,7 +196,10 @@ def test_a_run_is_claimed_by_its_fingerprint(tmp_path):
     # A longer run, saved more often, elsewhere named: the same run, resumable.
     longer = TrainConfig(max_steps=5, save_steps=1, storage_path="x")
     claim_run(run_dir, run_fingerprint(longer, pairs), "dpo")
+    logged = TrainConfig(max_steps=2, dpo_args={"report_to": "tensorboard"})  # now logged too
+    claim_run(run_dir, run_fingerprint(logged, pairs), "dpo")
     for other in (run_fingerprint(TrainConfig(max_steps=2, beta=0.5), pairs),
+                  run_fingerprint(TrainConfig(max_steps=2, dpo_args={"loss_type": "ipo"}), pairs),
                   run_fingerprint(cfg, pa.table({"prompt": ["p"], "chosen": ["c"],
                                                  "rejected": ["b"]}))):  # fmt: skip
         with pytest.raises(UserError, match=r"run 'dpo' in .* was trained on other pairs or "

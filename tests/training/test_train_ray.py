@@ -2,6 +2,7 @@
 a tiny SmolLM2-shaped model and 8 pairs repeated for a few steps at a high learning rate."""
 
 import json
+import struct
 import tempfile
 import threading
 from collections import defaultdict
@@ -142,6 +143,45 @@ def test_stopped_run_resumes_at_next_step_all_at_a_uri(
     assert train_cli(3)["wall_s"] == summary["wall_s"]  # finished: not run again
 
 
+def read_scalars(events: Path) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of a TensorBoard event file, by tag: (step, value) in order. The file is a
+    sequence of records (length, its CRC, an Event proto, its CRC)."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    data, pos, scalars = events.read_bytes(), 0, defaultdict(list)
+    while pos < len(data):
+        (size,) = struct.unpack("<Q", data[pos : pos + 8])
+        event = Event.FromString(data[pos + 12 : pos + 12 + size])
+        pos += 12 + size + 4
+        for value in event.summary.value:
+            if value.HasField("simple_value"):
+                scalars[value.tag].append((event.step, value.simple_value))
+    return scalars
+
+
+def test_dpo_args_from_the_cli_reach_trl_and_tensorboard_gets_the_loss(
+    ray_local, tiny_model, pairs_file, tmp_path, capsys
+):
+    """`--dpo_args` typed from the command line (a string, a float, a boolean) reach TRL, and
+    with report_to tensorboard rank 0 writes the loss of every step under OUT/logs/tensorboard."""
+    out = tmp_path / "out"
+    opts = {**FAST, "max_steps": 2, "save_steps": 2, "deepspeed": "none"}
+    argv = ["train", str(pairs_file), "-o", str(out), "--model", str(tiny_model), "--dpo_args",
+            "report_to=tensorboard,ld_alpha=0.5,precompute_ref_log_probs=true"]  # fmt: skip
+    assert main(argv + [a for k, v in opts.items() for a in (f"--{k}", str(v))]) == 0
+    (events,) = (out / "logs" / "tensorboard").glob("events.out.tfevents.*")
+    loss = read_scalars(events)["train/loss"]
+    steps = pd.read_csv(out / "train_log.csv")
+    assert [step for step, _ in loss] == steps["step"].tolist() == [1, 2]
+    assert [v for _, v in loss] == pytest.approx(steps["loss"].tolist())
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["tensorboard"] == str(out / "logs" / "tensorboard")
+    assert summary["config"]["dpo_args"] == {
+        "report_to": "tensorboard", "ld_alpha": 0.5, "precompute_ref_log_probs": True
+    }  # fmt: skip
+    assert f"tensorboard: {out / 'logs' / 'tensorboard'}" in capsys.readouterr().out
+
+
 def pa_table(df):
     import pyarrow as pa
 
@@ -152,8 +192,8 @@ def test_zero2_lora_ld_alpha_precomputed_ref(ray_local, tiny_model, pairs_file, 
     from transformers import AutoModelForCausalLM
 
     summary = _train(pairs_file, tiny_model, tmp_path / "out", deepspeed="zero2", lora=True,
-                     lora_r=8, ld_alpha=0.5, precompute_ref_log_probs=True, max_steps=3,
-                     save_steps=3, learning_rate=5e-3)  # fmt: skip
+                     lora_r=8, max_steps=3, save_steps=3, learning_rate=5e-3,
+                     dpo_args={"ld_alpha": 0.5, "precompute_ref_log_probs": True})  # fmt: skip
     steps = pd.read_csv(tmp_path / "out" / "train_log.csv")
     assert summary["global_step"] == 3
     assert steps["loss"].iloc[-1] < steps["loss"].iloc[0]
