@@ -73,10 +73,20 @@ class EvalConfig:
 
     @property
     def measures(self) -> tuple[str, ...]:
-        """What scoring computes: the ΔDD measures and what `scoring.measure` adds, with the
+        """What eval computes: the ΔDD measures and what `scoring.measure` adds, with the
         defaults their models serve (the across-sample ones among them)."""
         ranked = [m for m in self.dd_measures if m not in TASK_SCORES]
         return self.scoring.measure.resolve([*ranked, *self.scoring.quality.check_measures])
+
+    @property
+    def per_output_measures(self) -> tuple[str, ...]:
+        """Scored with each sampled batch; the across-sample ones wait for all of a prompt's
+        samples (`across_sample_measures`)."""
+        return tuple(m for m in self.measures if measures.MEASURES[m].scope == "output")
+
+    @property
+    def across_sample_measures(self) -> tuple[str, ...]:
+        return tuple(m for m in self.measures if measures.MEASURES[m].scope == "samples")
 
     def labelled_models(self) -> list[tuple[str, str]]:
         """[(label, model)], label defaulting to the model's last path component."""

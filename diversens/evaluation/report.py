@@ -79,8 +79,12 @@ def write_eval_report(
         "",
         "![ΔDD per task](eval_delta_dd.png)",
         "",
-        "## Across-sample diversity (per group of a prompt's samples; difference from the base, "
-        "95% interval)",
+        "## Across-sample diversity",
+        "",
+        "Each prompt's value over all of a model's samples of it (distinct-n: unique n-grams / "
+        "all; Vendi: effective number of distinct samples), averaged over the task's prompts "
+        "(`all`: over outputs); `delta` against the base, with a 95% interval over prompts (none "
+        "for DAT and PGT, one prompt each).",
         "",
         across.to_markdown(index=False, floatfmt=".3f") if not across.empty else "none",
         "",

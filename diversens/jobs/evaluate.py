@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from diversens import measures
 from diversens.config import config_hash
 from diversens.evaluation.config import EvalConfig
 from diversens.evaluation.decile import DecileMap, delta_dd
@@ -30,6 +29,7 @@ from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
 from diversens.measures.semantic import Embedder
 from diversens.prompts import eval_prompts
 from diversens.prompts.tasks.dat import dat_words
+from diversens.scoring.measure import MeasureStage
 
 log = logging.getLogger(__name__)
 SUMMARY = "eval_summary.json"
@@ -68,7 +68,7 @@ def sample_and_score(
     one embedder pool and one quality pool score every model's outputs.
     """
     rows, k = replicate(prompts, cfg.num_samples)
-    plans, scores = {}, [cfg.scoring.measure, cfg.scoring.quality, cfg.measures]
+    plans, scores = {}, [cfg.scoring.measure, cfg.scoring.quality, cfg.per_output_measures]
     for label, model in cfg.labelled_models():
         scfg = dataclasses.replace(
             cfg.sampling, model=model, num_samples_per_prompt=k, num_first_turn=k
@@ -91,7 +91,8 @@ def sample_and_score(
             if (todo.model_label == label).any()
         ]
         ds = union(branches).materialize()
-        return score_candidates(ds, cfg.scoring, cfg.sampling.prompts_per_chunk, cfg.measures)
+        return score_candidates(ds, cfg.scoring, cfg.sampling.prompts_per_chunk,
+                                cfg.per_output_measures)  # fmt: skip
 
     planned = pd.concat([plan for _, plan in plans.values()], ignore_index=True)
     log.info("eval: %d models x %d prompts x %d samples, %d of %d chunks to sample and score",
@@ -99,12 +100,12 @@ def sample_and_score(
              planned[CHUNK].nunique())  # fmt: skip
     chunks = store.fill(planned, build)
     kept, quarantined = quarantine.split(store.read(planned), out_dir / quarantine.FILE)
-    columns = per_output_columns(cfg.measures)
+    columns = per_output_columns(cfg.per_output_measures)
     per_output = kept.drop_columns([CHUNK]).to_pandas().explode(list(columns), ignore_index=True)
     per_output = per_output.rename(
         columns={"responses": "response", "model_label": "model", "model": "model_path"}
     )
-    numeric = [*cfg.measures, "quality"]
+    numeric = [*cfg.per_output_measures, "quality"]
     per_output[numeric] = per_output[numeric].astype(float)
     keep = ["model", "model_path", "source_prompt_id", "prompt_id", "task", "response"]
     counts = {"chunks": chunks, "prompts_quarantined": quarantined}
@@ -129,6 +130,19 @@ def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
         for name, values in scores.items():
             out.loc[dat, name] = values
     return out
+
+
+def add_across_sample_measures(outputs: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
+    """Distinct-n, Vendi and the other across-sample measures over all of a model's samples of
+    one eval prompt (DAT: 100, AUT: 10), each output carrying its prompt's value. Computed here,
+    on the driver, once every sample exists: a sampled batch holds only k of them."""
+    if not cfg.across_sample_measures:
+        return outputs
+    mcfg = dataclasses.replace(cfg.scoring.measure, text_field="response", group_field="group",
+                               device=None)  # the driver's device, as for DAT scores  # fmt: skip
+    stage = MeasureStage(mcfg, cfg.across_sample_measures)
+    grouped = outputs.assign(group=outputs.model + "\x1f" + outputs.source_prompt_id)
+    return stage(grouped).drop(columns="group")
 
 
 def summarise(outputs: pd.DataFrame, shown: list[str]) -> pd.DataFrame:
@@ -199,13 +213,15 @@ def length_change_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd
 
 def across_sample_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
     """Per model × task (and "all") × across-sample measure (distinct-n, Vendi, ...): the mean
-    over the model's sample groups (each output carries its group's value: a group is one
-    sampled batch of k outputs of a prompt, the same k for every task), and its difference from
-    the base with the ΔDD prompt-cluster bootstrap interval."""
+    over the task's prompts of each prompt's value (over all the model's samples of it), and
+    its difference from the base with a bootstrap interval over prompts. A prompt has one value,
+    so a task with one prompt (DAT, PGT) gets no interval (NaN), not a false point."""
     rows = []
-    for measure in measures.names(lambda m: m.scope == "samples" and m.name in cfg.measures):
+    for measure in cfg.across_sample_measures:
         for model, task, mine, ref in model_task_slices(outputs, base):
             d, lo, hi = delta_dd(mine, ref, measure, cfg.num_bootstrap, cfg.seed)
+            if mine.prompt.nunique() < 2:
+                lo = hi = np.nan
             rows.append({"model": model, "task": task, "measure": measure,
                          "value": float(mine[measure].mean()), "delta": d, "ci_low": lo,
                          "ci_high": hi})  # fmt: skip
@@ -223,7 +239,7 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     prompts = eval_prompts()
     store = PartStore(parts or out_dir / "parts")
     outputs, counts = sample_and_score(prompts, cfg, store, out_dir)
-    outputs = add_task_scores(outputs, cfg)
+    outputs = add_across_sample_measures(add_task_scores(outputs, cfg), cfg)
 
     base = cfg.labelled_models()[0][0]
     dmap = DecileMap.fit(outputs[outputs.model == base], cfg.dd_measures, cfg.num_length_buckets,

@@ -61,11 +61,27 @@ def test_every_sample_kept_with_deciles(result):
     assert outputs[outputs.task != "dat"].dat_score.isna().all()
 
 
+def test_across_sample_measures_per_model_and_task(result):
+    """Distinct-n and Vendi: one value per sampled group (every output carries it), reported per
+    model and task with the difference from the base; the same model's difference is 0."""
+    _, out = result
+    outputs = pd.read_parquet(out / "outputs.parquet")
+    groups = outputs.groupby(["model", "prompt_id"])
+    assert (groups["vendi"].nunique(dropna=False) == 1).all()
+    assert (groups["distinct_4"].nunique(dropna=False) == 1).all()
+    across = pd.read_csv(out / "across_samples.csv")
+    assert {"distinct_1", "distinct_4", "vendi"} <= set(across.measure)
+    assert set(across.task) == {"all", "dat", "pgt", "aut", "cwt"}
+    again = across[across.model == "again"].dropna(subset=["delta"])
+    assert len(again) > 0 and np.allclose(again.delta, 0.0)
+    assert "Across-sample diversity" in (out / "eval_report.md").read_text()
+
+
 def test_report_files(result):
     summary, out = result
     for name in ("eval_report.md", "eval_delta_dd.png", "eval_deciles.png", "eval_lengths.png",
                  "eval_diversity_vs_length.png", "eval_diverse_not_short.png", "decile_map.csv",
-                 "eval_summary.csv", "length_change.csv"):  # fmt: skip
+                 "eval_summary.csv", "length_change.csv", "across_samples.csv"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "eval_summary.json").read_text())["base"] == "base"
     assert "again" in (out / "eval_report.md").read_text()
