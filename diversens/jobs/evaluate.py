@@ -20,9 +20,10 @@ import pyarrow as pa
 
 from diversens.config import config_hash
 from diversens.evaluation.config import EvalConfig
-from diversens.evaluation.decile import DecileMap, delta_dd
+from diversens.evaluation.decile import DecileMap
 from diversens.evaluation.report import write_eval_report
-from diversens.evaluation.task_scores import GloVe, score_dat, score_pgt
+from diversens.evaluation.tables import delta_dd_table, length_change_table, summarise
+from diversens.evaluation.task_scores import GloVe, score_dat
 from diversens.io import atomic_path, write_parquet, write_summary
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
@@ -127,76 +128,6 @@ def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
         for name, values in scores.items():
             out.loc[dat, name] = values
     return out
-
-
-def summarise(outputs: pd.DataFrame) -> pd.DataFrame:
-    """Per model and task: counts, length, quality, diversity, task scores."""
-    agg = outputs.groupby(["model", "task"], sort=False).agg(
-        outputs=("response", "size"),
-        valid_rate=("valid", "mean"),
-        words=("n_words", "mean"),
-        quality=("quality", "mean"),
-        entropy=("entropy", "mean"),
-        ttr=("ttr", "mean"),
-        mattr=("mattr", "mean"),
-        dsi=("dsi", "mean"),
-        dat_score=("dat_score", "mean"),
-    )
-    pgt = {
-        model: score_pgt(df.response.tolist())
-        for model, df in outputs[outputs.task == "pgt"].groupby("model", sort=False)
-    }
-    agg = agg.reset_index()
-    for key in next(iter(pgt.values()), {}):
-        pairs = zip(agg.model, agg.task, strict=True)
-        agg[key] = [pgt[m][key] if t == "pgt" else np.nan for m, t in pairs]
-    return agg
-
-
-def model_task_slices(outputs: pd.DataFrame, base: str):
-    """(model, task, the model's outputs, the base's outputs) per model and task, "all" first;
-    a `prompt` column (the source prompt) added for the prompt-cluster bootstrap."""
-    outputs = outputs.assign(prompt=outputs["source_prompt_id"])
-    b = outputs[outputs.model == base]
-    for model, df in outputs.groupby("model", sort=False):
-        for task in ["all", *sorted(df.task.unique())]:
-            if task == "all":
-                yield model, task, df, b
-            else:
-                yield model, task, df[df.task == task], b[b.task == task]
-
-
-def delta_dd_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
-    """ΔDD per model × task (and "all") × measure, with prompt-cluster bootstrap intervals and
-    coverage: the share of the model's outputs that got a decile (the rest have no finite
-    value of the measure, such as DSI of a one-sentence answer)."""
-    rows = []
-    for measure in cfg.dd_measures:
-        col = f"decile_{measure}"
-        for model, task, mine, ref in model_task_slices(outputs, base):
-            d, lo, hi = delta_dd(mine, ref, col, cfg.num_bootstrap, cfg.seed)
-            if np.isfinite(d):
-                rows.append({"model": model, "task": task, "measure": measure,
-                             "dd": float(np.nanmean(mine[col])), "delta_dd": d,
-                             "ci_low": lo, "ci_high": hi,
-                             "coverage": float(mine[col].notna().mean())})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def length_change_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
-    """Mean words of each model minus the base's, per task and "all", with the same
-    prompt-cluster bootstrap as ΔDD: the "not shorter" half of the claim, with its interval."""
-    rows = []
-    for model, task, mine, ref in model_task_slices(outputs, base):
-        if model == base:
-            continue
-        d, lo, hi = delta_dd(mine, ref, "n_words", cfg.num_bootstrap, cfg.seed)
-        words = float(ref.n_words.mean())
-        rows.append({"model": model, "task": task, "base_words": words,
-                     "words": float(mine.n_words.mean()), "delta_words": d, "ci_low": lo,
-                     "ci_high": hi, "relative": d / words if words else np.nan})  # fmt: skip
-    return pd.DataFrame(rows, columns=["model", "task", "base_words", "words", "delta_words",
-                                       "ci_low", "ci_high", "relative"])  # fmt: skip
 
 
 def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict:
