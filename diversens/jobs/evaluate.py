@@ -26,7 +26,7 @@ from diversens.evaluation.tables import delta_dd_table, length_change_table, sum
 from diversens.evaluation.task_scores import GloVe, score_dat
 from diversens.io import atomic_path, write_parquet, write_summary
 from diversens.jobs import quarantine
-from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
+from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks, run_chunks
 from diversens.prompts import eval_prompts
 from diversens.scoring.semantic import Embedder
 from diversens.text import dat_words
@@ -97,9 +97,8 @@ def sample_and_score(
     log.info("eval: %d models x %d prompts x %d samples, %d of %d chunks to sample and score",
              len(plans), len(rows), k, store.pending(planned)[CHUNK].nunique(),
              planned[CHUNK].nunique())  # fmt: skip
-    chunks = store.fill(planned, build)
-    kept, quarantined = quarantine.split(store.read(planned), out_dir / quarantine.FILE)
-    per_output = kept.drop_columns([CHUNK]).to_pandas().explode(list(PER_OUTPUT), ignore_index=True)
+    kept, chunks, quarantined = run_chunks(store, planned, build, out_dir / quarantine.FILE)
+    per_output = kept.to_pandas().explode(list(PER_OUTPUT), ignore_index=True)
     per_output = per_output.rename(
         columns={"responses": "response", "model_label": "model", "model": "model_path"}
     )
