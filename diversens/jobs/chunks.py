@@ -11,13 +11,14 @@ ids) with the chunk's prompt ids. A rerun with the same config finds the parts a
 and runs only the missing chunks; a changed config gives new keys, so nothing stale is reused.
 Rows come back from Ray Data in any order; `read` returns them in plan order. A chunk whose
 stage raised is never written: the run fails, and its rerun starts from that chunk.
+`run_chunks` is a job's whole first pass over a plan: fill, read, set aside quarantined prompts.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +28,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from diversens.io import write_parquet
+from diversens.jobs import quarantine
 from diversens.stage import CHUNK
 from diversens.storage import filesystem
 
@@ -131,3 +133,14 @@ class PartSink:
         if self.buffered:
             short = {k: sum(t.num_rows for t in v) for k, v in self.buffered.items()}
             raise RuntimeError(f"incomplete chunks after the run (rows seen): {short}")
+
+
+def run_chunks(
+    store: PartStore, planned: pd.DataFrame, build: Callable, side_file: Path
+) -> tuple[pa.Table, dict[str, int], dict[str, int]]:
+    """Build the chunks of `planned` missing from `store` (`PartStore.fill`), read every chunk in
+    plan order and write the quarantined prompts to `side_file`. Returns the other rows, without
+    the chunk and quarantine columns, the chunk counts, and the quarantined prompts by reason."""
+    chunks = store.fill(planned, build)
+    rows, quarantined = quarantine.split(store.read(planned).drop_columns([CHUNK]), side_file)
+    return rows, chunks, quarantined

@@ -20,12 +20,18 @@ import pyarrow as pa
 
 from diversens.config import config_hash
 from diversens.evaluation.config import EvalConfig
-from diversens.evaluation.decile import DecileMap, delta_dd
+from diversens.evaluation.decile import DecileMap
 from diversens.evaluation.report import write_eval_report
-from diversens.evaluation.task_scores import GloVe, score_dat, score_pgt
+from diversens.evaluation.tables import (
+    across_sample_table,
+    delta_dd_table,
+    length_change_table,
+    summarise,
+)
+from diversens.evaluation.task_scores import GloVe, score_dat
 from diversens.io import atomic_path, write_parquet, write_summary
 from diversens.jobs import quarantine
-from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
+from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks, run_chunks
 from diversens.measures.semantic import Embedder
 from diversens.prompts import eval_prompts
 from diversens.prompts.tasks.dat import dat_words
@@ -98,10 +104,9 @@ def sample_and_score(
     log.info("eval: %d models x %d prompts x %d samples, %d of %d chunks to sample and score",
              len(plans), len(rows), k, store.pending(planned)[CHUNK].nunique(),
              planned[CHUNK].nunique())  # fmt: skip
-    chunks = store.fill(planned, build)
-    kept, quarantined = quarantine.split(store.read(planned), out_dir / quarantine.FILE)
+    kept, chunks, quarantined = run_chunks(store, planned, build, out_dir / quarantine.FILE)
     columns = per_output_columns(cfg.per_output_measures)
-    per_output = kept.drop_columns([CHUNK]).to_pandas().explode(list(columns), ignore_index=True)
+    per_output = kept.to_pandas().explode(list(columns), ignore_index=True)
     per_output = per_output.rename(
         columns={"responses": "response", "model_label": "model", "model": "model_path"}
     )
@@ -143,90 +148,6 @@ def add_across_sample_measures(outputs: pd.DataFrame, cfg: EvalConfig) -> pd.Dat
     stage = MeasureStage(mcfg, cfg.across_sample_measures)
     grouped = outputs.assign(group=outputs.model + "\x1f" + outputs.source_prompt_id)
     return stage(grouped).drop(columns="group")
-
-
-def summarise(outputs: pd.DataFrame, shown: list[str]) -> pd.DataFrame:
-    """Per model and task: counts, length, quality, the `shown` measures, task scores."""
-    agg = outputs.groupby(["model", "task"], sort=False).agg(
-        outputs=("response", "size"),
-        valid_rate=("valid", "mean"),
-        words=("n_words", "mean"),
-        quality=("quality", "mean"),
-        **{m: (m, "mean") for m in dict.fromkeys([*shown, "dat_score"])},
-    )
-    pgt = {
-        model: score_pgt(df.response.tolist())
-        for model, df in outputs[outputs.task == "pgt"].groupby("model", sort=False)
-    }
-    agg = agg.reset_index()
-    for key in next(iter(pgt.values()), {}):
-        pairs = zip(agg.model, agg.task, strict=True)
-        agg[key] = [pgt[m][key] if t == "pgt" else np.nan for m, t in pairs]
-    return agg
-
-
-def model_task_slices(outputs: pd.DataFrame, base: str):
-    """(model, task, the model's outputs, the base's outputs) per model and task, "all" first;
-    a `prompt` column (the source prompt) added for the prompt-cluster bootstrap."""
-    outputs = outputs.assign(prompt=outputs["source_prompt_id"])
-    b = outputs[outputs.model == base]
-    for model, df in outputs.groupby("model", sort=False):
-        for task in ["all", *sorted(df.task.unique())]:
-            if task == "all":
-                yield model, task, df, b
-            else:
-                yield model, task, df[df.task == task], b[b.task == task]
-
-
-def delta_dd_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
-    """ΔDD per model × task (and "all") × measure, with prompt-cluster bootstrap intervals and
-    coverage: the share of the model's outputs that got a decile (the rest have no finite
-    value of the measure, such as DSI of a one-sentence answer)."""
-    rows = []
-    for measure in cfg.dd_measures:
-        col = f"decile_{measure}"
-        for model, task, mine, ref in model_task_slices(outputs, base):
-            d, lo, hi = delta_dd(mine, ref, col, cfg.num_bootstrap, cfg.seed)
-            if np.isfinite(d):
-                rows.append({"model": model, "task": task, "measure": measure,
-                             "dd": float(np.nanmean(mine[col])), "delta_dd": d,
-                             "ci_low": lo, "ci_high": hi,
-                             "coverage": float(mine[col].notna().mean())})  # fmt: skip
-    return pd.DataFrame(rows)
-
-
-def length_change_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
-    """Mean words of each model minus the base's, per task and "all", with the same
-    prompt-cluster bootstrap as ΔDD: the "not shorter" half of the claim, with its interval."""
-    rows = []
-    for model, task, mine, ref in model_task_slices(outputs, base):
-        if model == base:
-            continue
-        d, lo, hi = delta_dd(mine, ref, "n_words", cfg.num_bootstrap, cfg.seed)
-        words = float(ref.n_words.mean())
-        rows.append({"model": model, "task": task, "base_words": words,
-                     "words": float(mine.n_words.mean()), "delta_words": d, "ci_low": lo,
-                     "ci_high": hi, "relative": d / words if words else np.nan})  # fmt: skip
-    return pd.DataFrame(rows, columns=["model", "task", "base_words", "words", "delta_words",
-                                       "ci_low", "ci_high", "relative"])  # fmt: skip
-
-
-def across_sample_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
-    """Per model × task (and "all") × across-sample measure (distinct-n, Vendi, ...): the mean
-    over the task's prompts of each prompt's value (over all the model's samples of it), and
-    its difference from the base with a bootstrap interval over prompts. A prompt has one value,
-    so a task with one prompt (DAT, PGT) gets no interval (NaN), not a false point."""
-    rows = []
-    for measure in cfg.across_sample_measures:
-        for model, task, mine, ref in model_task_slices(outputs, base):
-            d, lo, hi = delta_dd(mine, ref, measure, cfg.num_bootstrap, cfg.seed)
-            if mine.prompt.nunique() < 2:
-                lo = hi = np.nan
-            rows.append({"model": model, "task": task, "measure": measure,
-                         "value": float(mine[measure].mean()), "delta": d, "ci_low": lo,
-                         "ci_high": hi})  # fmt: skip
-    return pd.DataFrame(rows, columns=["model", "task", "measure", "value", "delta", "ci_low",
-                                       "ci_high"])  # fmt: skip
 
 
 def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict:

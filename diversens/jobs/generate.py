@@ -14,8 +14,7 @@ import pandas as pd
 
 from diversens import io, schema
 from diversens.config import config_hash
-from diversens.jobs import quarantine
-from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
+from diversens.jobs.chunks import PartStore, plan_chunks, run_chunks
 from diversens.jobs.dataflow import generate_candidates, prompts_dataset
 from diversens.sampling.config import SamplingConfig
 
@@ -29,10 +28,10 @@ def run(prompts: pd.DataFrame, cfg: SamplingConfig, output: Path, parts: str | N
     at `parts` (default OUT.parts/ beside the output; a URI for a staged output)."""
     store = PartStore(parts or parts_dir(output))
     planned = plan_chunks(prompts, cfg.prompts_per_chunk, config_hash(cfg.identity()))
-    chunks = store.fill(planned, lambda rows: generate_candidates(prompts_dataset(rows, cfg), cfg))
-    table = store.read(planned).drop_columns([CHUNK])
     side_file = output.with_name(output.stem + ".quarantine.jsonl")
-    table, held = quarantine.split(table, side_file)
+    table, chunks, held = run_chunks(
+        store, planned, lambda rows: generate_candidates(prompts_dataset(rows, cfg), cfg), side_file
+    )
     schema.check(table.schema, "candidates", schema.PROMPT, schema.CANDIDATE)
     io.write_parquet(table, output)
     truncated = sum(sum(t) for t in table["truncated"].to_pylist())

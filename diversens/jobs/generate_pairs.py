@@ -29,7 +29,7 @@ from diversens.config import config_hash
 from diversens.errors import UserError
 from diversens.io import atomic_dir, write_parquet, write_summary
 from diversens.jobs import quarantine
-from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
+from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks, run_chunks
 from diversens.jobs.config import GeneratePairsConfig
 from diversens.sampling.stage import SampleStage
 from diversens.selection.report import CORRELATED, length_correlations, pair_yield, write_report
@@ -126,9 +126,7 @@ def run(
     log.info("generate-pairs: %d prompts x %d candidates, %d of %d chunks to sample and score",
              len(prompts), cfg.sampling.num_samples_per_prompt, todo[CHUNK].nunique(),
              planned[CHUNK].nunique())  # fmt: skip
-    chunks = store.fill(planned, build)
-    rows = store.read(planned).drop_columns([CHUNK])
-    scored, quarantined = quarantine.split(rows, out_dir / quarantine.FILE)
+    scored, chunks, quarantined = run_chunks(store, planned, build, out_dir / quarantine.FILE)
     if scored.num_rows == 0:
         raise UserError(f"every prompt was quarantined; see {out_dir / quarantine.FILE}")
     scored_dir = out_dir / "scored"

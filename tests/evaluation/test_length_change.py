@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 
 from diversens.evaluation.config import EvalConfig
-from diversens.jobs.evaluate import length_change_table
+from diversens.evaluation.tables import length_change_table
 
 
 def outputs(model: str, words_by_prompt: dict[str, list[int]], task: str = "aut") -> pd.DataFrame:

@@ -1,12 +1,14 @@
 """Chunk plans and the part store, without Ray: keys, complete-chunk writes, resume bookkeeping."""
 
+import json
+
 import pandas as pd
 import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from diversens.jobs.chunks import CHUNK, PartStore, chunk_frames, plan_chunks
+from diversens.jobs.chunks import CHUNK, PartStore, chunk_frames, plan_chunks, run_chunks
 
 
 def prompts(n: int) -> pd.DataFrame:
@@ -71,6 +73,31 @@ def test_fill_runs_only_missing_chunks_and_read_keeps_plan_order(tmp_path):
     out = store.read(planned)
     assert out["prompt_id"].to_pylist() == [f"p{i}" for i in range(5)]
     assert out["y"].to_pylist() == [0, 10, 20, 30, 40]
+
+
+def test_run_chunks_builds_only_missing_chunks_and_sets_quarantined_prompts_aside(tmp_path):
+    store, side_file = PartStore(tmp_path / "parts"), tmp_path / "quarantine.jsonl"
+    built = []
+
+    class Rows:  # what `build` returns: a row per prompt; p1 is one the engine could not take
+        def __init__(self, todo):
+            built.append(todo["prompt_id"].tolist())
+            held = ["too_long: needs 9" if p == "p1" else None for p in todo["prompt_id"]]
+            self.table = rows_of(todo.assign(task="aut", messages="m", quarantine=held))
+
+        def iter_batches(self, **_):
+            yield self.table
+
+    rows, chunks, held = run_chunks(store, plan_chunks(prompts(4), 2, "fp"), Rows, side_file)
+    assert built == [["p0", "p1", "p2", "p3"]] and chunks["written"] == 2
+    assert rows["prompt_id"].to_pylist() == ["p0", "p2", "p3"] and held == {"too_long": 1}
+    assert {CHUNK, "quarantine"}.isdisjoint(rows.column_names)
+    # A longer plan with the same fingerprint: its first two chunks are the parts written above.
+    rows, chunks, held = run_chunks(store, plan_chunks(prompts(5), 2, "fp"), Rows, side_file)
+    assert built[1:] == [["p4"]] and chunks == {"chunks": 3, "reused": 2, "written": 1}
+    assert rows["y"].to_pylist() == [0, 20, 30, 40] and held == {"too_long": 1}
+    quarantined = [json.loads(line) for line in side_file.read_text().splitlines()]
+    assert [(q["prompt_id"], q["quarantine"]) for q in quarantined] == [("p1", "too_long: needs 9")]
 
 
 def test_temporary_files_are_not_parts_and_missing_parts_fail_read(tmp_path):
