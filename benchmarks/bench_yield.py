@@ -10,6 +10,11 @@ count treats it as Poisson, a rough guide to what a difference means.
 
     python benchmarks/bench_yield.py                          # every lever, writes yield.md/.json
     python benchmarks/bench_yield.py --runs baseline caps     # some of them
+    python benchmarks/bench_yield.py --runs demo --reuse      # keep the runs already measured
+
+With --reuse, a run already in the results file with the same options is kept, not rerun: its
+pair and token counts come from seeded sampling and repeat, but its wall time is from the
+invocation that measured it (the "× base" of wall time then compares across invocations).
 """
 
 from __future__ import annotations
@@ -48,6 +53,10 @@ RUNS = {  # name → options over the baseline: one lever each
         "pairs.sampling.max_new_tokens_per_task": "pgt=128",
     },
 }
+# Beyond the demo: one lever more each, on top of its sampling
+RUNS["demo-frequency-0.6"] = {**RUNS["demo"], "pairs.sampling.frequency_penalty": 0.6}
+RUNS["demo-k8"] = {**RUNS["demo"], "pairs.sampling.num_samples_per_prompt": 8,
+                   "pairs.sampling.num_first_turn": 4}
 STRATEGIES = ("diverse-ns", "diverse-no-length", "divpo")
 
 
@@ -97,15 +106,22 @@ def table(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", default=list(RUNS)[:-1], choices=list(RUNS))
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=list(RUNS))
     parser.add_argument("--config", default="configs/tiny.yaml")
     parser.add_argument("--work", type=Path, default=Path("out/bench_yield"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/yield"))
+    parser.add_argument("--reuse", action="store_true", help="keep runs already in --out's json")
     args = parser.parse_args()
     runs = ["baseline", *(r for r in args.runs if r != "baseline")]  # ratios need the baseline
+    done = {}
+    if args.reuse and args.out.with_suffix(".json").exists():
+        done = {r["name"]: r for r in json.loads(args.out.with_suffix(".json").read_text())}
     results = []
     for name in runs:
-        results.append(run(name, RUNS[name], args.config, args.work / name))
+        kept = done.get(name)
+        if kept is None or kept["options"] != RUNS[name]:
+            kept = run(name, RUNS[name], args.config, args.work / name)
+        results.append(kept)
         print(json.dumps(results[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1))
