@@ -30,8 +30,8 @@ class EvalConfig:
     num_samples: dict[str, int] = field(
         default_factory=literature_samples,
         metadata={
-            "help": "independent samples per eval prompt, per task (default: the literature's, "
-            "DESIGN.md §2)"
+            "help": "independent samples per eval prompt, per task; a task not given keeps the "
+            "literature's count (DESIGN.md §2)"
         },
     )
     glove_path: str | None = field(
@@ -60,6 +60,7 @@ class EvalConfig:
         labels = [label for label, _ in self.labelled_models()]
         if len(set(labels)) != len(labels):
             raise ValueError(f"model labels must be unique, got {labels}")
+        self.num_samples = {**literature_samples(), **self.num_samples}  # dat=3 alone: others kept
         unknown = sorted(set(self.num_samples) - set(task_names()))
         if unknown or any(n < 1 for n in self.num_samples.values()):
             raise ValueError(f"num_samples: tasks must be {task_names()} with counts >= 1")

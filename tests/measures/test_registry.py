@@ -52,6 +52,12 @@ def test_lite_alone_loads_no_embedder_and_its_dsi_override_does():
     assert "token_dsi" not in ranked_by_dsi.measures  # not a default: asked for by name
 
 
+def test_eval_sample_counts_not_given_keep_the_literatures():
+    from diversens.prompts import literature_samples
+
+    assert EvalConfig(num_samples={"dat": 3}).num_samples == {**literature_samples(), "dat": 3}
+
+
 def test_requested_and_eval_measures_are_computed():
     cfg = MeasureConfig(measures=["token_dsi"])
     assert "token_dsi" in cfg.resolve() and "dsi" in cfg.resolve()
