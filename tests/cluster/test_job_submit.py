@@ -88,6 +88,6 @@ def test_bad_config_fails_with_one_line_error(address, tmp_path):
     errors = [line for line in logs.splitlines() if "error:" in line]
     assert errors == [
         "diversens pipeline: error: option pairs.selection.strategy: unknown strategy 'longest' "
-        f"(choose from {STRATEGIES})"
+        f"(choose from {', '.join(STRATEGIES)})"
     ]
     assert "Traceback" not in logs and not (tmp_path / "bad").exists()
