@@ -55,8 +55,11 @@ RUNS = {  # name → options over the baseline: one lever each
 }
 # Beyond the demo: one lever more each, on top of its sampling
 RUNS["demo-frequency-0.6"] = {**RUNS["demo"], "pairs.sampling.frequency_penalty": 0.6}
-RUNS["demo-k8"] = {**RUNS["demo"], "pairs.sampling.num_samples_per_prompt": 8,
-                   "pairs.sampling.num_first_turn": 4}
+RUNS["demo-k8"] = {
+    **RUNS["demo"],
+    "pairs.sampling.num_samples_per_prompt": 8,
+    "pairs.sampling.num_first_turn": 4,
+}
 STRATEGIES = ("diverse-ns", "diverse-no-length", "divpo")
 
 
