@@ -193,8 +193,7 @@ def bench_registry(n_prompts: int = 100, k: int = 8, seed: int = 0, repeats: int
     embedder.encode(responses[:64])  # warm up
     times = {}
     for name in measures.names():
-        stage = MeasureStage(cfg, ())  # no model loaded: the shared embedder is set below
-        stage.adds, stage.embedder = (name,), embedder
+        stage = MeasureStage(cfg, (name,), embedder)  # one embedder for all
         best = min(_timed(lambda: stage(rows)) for _ in range(repeats))  # noqa: B023
         times[name] = 1000 * best / len(responses)
     print(f"registered measures: {n_prompts} prompts x {k} samples, s per 1,000 responses "

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from diversens import measures
 from diversens.config import config_hash
 from diversens.evaluation.config import EvalConfig
 from diversens.evaluation.decile import DecileMap
@@ -117,10 +118,19 @@ def sample_and_score(
     return per_output[keep + list(columns[1:])].reset_index(drop=True), counts
 
 
-def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
-    """DAT score columns (NaN outside DAT). Without GloVe the words are embedded here, on the
-    driver, on whatever device it has: `scoring.measure.device` is the embedder pool's (a GPU
-    on a worker node), and a cluster's head has none."""
+def driver_embedder(cfg: EvalConfig) -> Embedder | None:
+    """The sentence embedder the driver needs (DAT words without GloVe, across-sample measures
+    such as Vendi), loaded once for both, on whatever device the driver has:
+    `scoring.measure.device` is the embedder pool's (a GPU on a worker node), and a cluster's
+    head has none."""
+    if cfg.glove_path and not measures.needs_embedder(cfg.across_sample_measures):
+        return None
+    m = cfg.scoring.measure
+    return Embedder(m.embedder, device=None, batch_size=m.embed_batch_size)  # None: auto
+
+
+def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig, embedder: Embedder | None):
+    """DAT score columns (NaN outside DAT): GloVe vectors of the words, else the embedder's."""
     out = outputs.assign(dat_score=np.nan, dat_words=np.nan, dat_invalid=np.nan)
     dat = out.task == "dat"
     if dat.any():
@@ -130,22 +140,20 @@ def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
             vectors = GloVe(cfg.glove_path, vocabulary=vocab)
             scores = score_dat(out.loc[dat, "response"], vectors, known=vectors.known)
         else:
-            embedder = Embedder(cfg.scoring.measure.embedder, device=None)  # None: auto
             scores = score_dat(out.loc[dat, "response"], embedder.encode)
         for name, values in scores.items():
             out.loc[dat, name] = values
     return out
 
 
-def add_across_sample_measures(outputs: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
+def add_across_sample_measures(outputs: pd.DataFrame, cfg: EvalConfig, embedder: Embedder | None):
     """Distinct-n, Vendi and the other across-sample measures over all of a model's samples of
     one eval prompt (DAT: 100, AUT: 10), each output carrying its prompt's value. Computed here,
     on the driver, once every sample exists: a sampled batch holds only k of them."""
     if not cfg.across_sample_measures:
         return outputs
-    mcfg = dataclasses.replace(cfg.scoring.measure, text_field="response", group_field="group",
-                               device=None)  # the driver's device, as for DAT scores  # fmt: skip
-    stage = MeasureStage(mcfg, cfg.across_sample_measures)
+    mcfg = dataclasses.replace(cfg.scoring.measure, text_field="response", group_field="group")
+    stage = MeasureStage(mcfg, cfg.across_sample_measures, embedder)
     grouped = outputs.assign(group=outputs.model + "\x1f" + outputs.source_prompt_id)
     return stage(grouped).drop(columns="group")
 
@@ -160,7 +168,8 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     prompts = eval_prompts()
     store = PartStore(parts or out_dir / "parts")
     outputs, counts = sample_and_score(prompts, cfg, store, out_dir)
-    outputs = add_across_sample_measures(add_task_scores(outputs, cfg), cfg)
+    embedder = driver_embedder(cfg)
+    outputs = add_across_sample_measures(add_task_scores(outputs, cfg, embedder), cfg, embedder)
 
     base = cfg.labelled_models()[0][0]
     dmap = DecileMap.fit(outputs[outputs.model == base], cfg.dd_measures, cfg.num_length_buckets,

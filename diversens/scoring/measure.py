@@ -83,12 +83,14 @@ class MeasureStage(Stage):
     once (one per Ray actor) when one of them needs it, nothing otherwise, so a run whose
     strategies rank by words alone runs it as plain CPU work."""
 
-    def __init__(self, cfg: MeasureConfig | None = None, names: Iterable[str] | None = None):
+    def __init__(self, cfg: MeasureConfig | None = None, names: Iterable[str] | None = None,
+                 embedder=None):  # fmt: skip
+        """`embedder`: one already loaded, to share (else the stage loads its own if needed)."""
         self.cfg = cfg or MeasureConfig()
         self.adds = tuple(names) if names is not None else self.cfg.resolve(
             measures.names(lambda m: m.default))  # fmt: skip
-        self.embedder = None
-        if measures.needs_embedder(self.adds):
+        self.embedder = embedder
+        if embedder is None and measures.needs_embedder(self.adds):
             from diversens.measures.semantic import Embedder
 
             cfg = self.cfg

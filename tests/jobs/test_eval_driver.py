@@ -25,6 +25,11 @@ def test_dat_embedder_on_the_driver_ignores_the_pools_gpu_device(monkeypatch):
     )
     outputs = pd.DataFrame({"task": ["dat", "aut"],
                             "response": ["1. cat\n2. dog\n3. sky", "1. a use"]})  # fmt: skip
-    scored = evaluate.add_task_scores(outputs, cfg)
+    embedder = evaluate.driver_embedder(cfg)
+    scored = evaluate.add_task_scores(outputs, cfg, embedder)
     assert made == [(cfg.scoring.measure.embedder, None)]  # auto: the driver's own device
     assert np.isfinite(scored.dat_score[0]) and np.isnan(scored.dat_score[1])
+    # The across-sample measures (Vendi) use the same embedder: the model is loaded once.
+    grouped = scored.assign(model="m", source_prompt_id=["p", "q"])
+    across = evaluate.add_across_sample_measures(grouped, cfg, embedder)
+    assert len(made) == 1 and across.vendi.tolist() == [1.0, 1.0]

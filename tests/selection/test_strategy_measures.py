@@ -8,7 +8,6 @@ import pytest
 
 from diversens import measures
 from diversens.jobs.config import GeneratePairsConfig
-from diversens.measures.semantic import Embedder
 from diversens.scoring.measure import MeasureConfig, MeasureStage
 from diversens.selection.rules import STRATEGIES, SelectionConfig, SelectionStats
 from diversens.selection.stage import SelectStage
@@ -41,9 +40,7 @@ def candidates_rows(num_prompts: int = 6, k: int = 8, seed: int = 0) -> pd.DataF
 def scored_every_measure():
     """The rows with every registered measure, computed once (one embedder)."""
     rows = candidates_rows()
-    stage = MeasureStage(MeasureConfig(text_field="responses"), ())
-    stage.adds, stage.embedder = measures.names(), Embedder()
-    return stage(rows)
+    return MeasureStage(MeasureConfig(text_field="responses"), measures.names())(rows)
 
 
 @pytest.mark.slow
