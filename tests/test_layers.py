@@ -19,7 +19,7 @@ LAYERS = [
     {"prompts"},
     {"measures"},
     {"plan", "sampling", "scoring", "selection", "training"},
-    {"evaluation"},
+    {"evaluation", "pilot"},
     {"jobs"},
     {"commands"},
     {"cli"},

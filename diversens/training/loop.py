@@ -29,7 +29,12 @@ from transformers import TrainerCallback
 from diversens.io import atomic_dir
 from diversens.storage import is_uri, upload
 from diversens.training.config import TrainConfig
-from diversens.training.export import publish_model, publish_state
+from diversens.training.export import (
+    export_adapter,
+    has_adapter,
+    publish_model,
+    publish_state,
+)
 from diversens.training.pairs_input import PAIR_FIELDS
 
 
@@ -97,6 +102,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         trainer.save_model(str(final))  # every rank: ZeRO-3 gathers the weights; rank 0 writes
         if rank == 0:
             publish_model(final, model_path, f"{loop_config['output']}/model")
+            if has_adapter(final):
+                publish_model(final, cfg.model, f"{loop_config['output']}/adapter", export_adapter)
             clock.mark("published")
             publish_state(trainer.state.log_history, trainer.state.global_step,
                           f"{loop_config['output']}/trainer_state.json", clock.marks)  # fmt: skip

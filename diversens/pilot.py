@@ -1,0 +1,114 @@
+"""Projection from a pilot (`diversens plan --measured RUN_DIR`): a pipeline config's wall time
+per stage on the machine at hand, from the rates a small finished run of it measured there.
+
+A CPU run has no FLOP/s or MFU worth assuming; what decides its length is measured directly:
+- sample + score: the pairs stage's wall seconds per generated token (engine start and scoring
+  included), and the tokens per candidate;
+- pairs: each strategy's pairs per prompt; with `equal_pairs`, N = the smallest count among the
+  train strategies (capped by `selection.num_pairs`);
+- DPO: seconds per optimiser step and fixed seconds per run (train_summary.json `phases_s`);
+- eval: wall seconds per eval output (engine start, model loads and scoring included).
+The pilot must share the projected config's sampling, train and eval settings except the
+counts; the rates are only as good as that match, and the table says which run they came from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from diversens.errors import UserError
+
+
+@dataclass(frozen=True)
+class Rates:
+    """What a pilot run measured."""
+
+    run: str
+    sample_s_per_token: float
+    tokens_per_candidate: float
+    pairs_per_prompt: dict[str, float]
+    dpo_s_per_step: float
+    dpo_fixed_s: float
+    eval_s_per_output: float
+
+    @classmethod
+    def from_run(cls, run_dir: Path) -> Rates:
+        summary = _read(run_dir / "pipeline_summary.json")
+        missing = [s for s in ("generate-pairs", "train", "eval") if s not in summary["wall_s"]]
+        if missing or not summary.get("complete"):
+            raise UserError(f"{run_dir}: a pilot must be a complete run of every stage "
+                            f"(missing {missing or 'the complete flag'})")  # fmt: skip
+        yields = summary["pairs"]["yield"]
+        trained = [_read(p) for p in sorted(run_dir.glob("train/*/train_summary.json"))]
+        phases = [t["phases_s"] for t in trained if math.isfinite(t["phases_s"]["per_step_s"])]
+        if not phases:
+            raise UserError(f"{run_dir}/train: no DPO run with two or more steps to time")
+        outputs = pq.read_metadata(run_dir / "eval" / "outputs.parquet").num_rows
+        return cls(
+            run=str(run_dir),
+            sample_s_per_token=summary["wall_s"]["generate-pairs"] / yields["generated_tokens"],
+            tokens_per_candidate=yields["tokens_per_candidate"],
+            pairs_per_prompt={
+                s: y["pairs"] / yields["prompts"] for s, y in yields["strategies"].items()
+            },  # fmt: skip
+            dpo_s_per_step=_mean([p["per_step_s"] for p in phases]),
+            dpo_fixed_s=_mean([p["fixed_s"] for p in phases]),
+            eval_s_per_output=summary["wall_s"]["eval"] / outputs,
+        )
+
+
+def project(cfg, num_prompts: int, rates: Rates) -> list[tuple[str, str, float]]:
+    """(stage, arithmetic, minutes) for the pipeline config `cfg` over `num_prompts` prompts."""
+    from diversens.plan import eval_sample_count
+
+    s, t = cfg.pairs.sampling, cfg.train
+    candidates = num_prompts * s.num_samples_per_prompt
+    tokens = candidates * rates.tokens_per_candidate
+    pairs = {x: min(cfg.pairs.selection.num_pairs, math.floor(num_prompts * rates.pairs_per_prompt
+                                                              .get(x, 0)))
+             for x in cfg.train_strategies}  # fmt: skip
+    batch = t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_workers
+    runs = []
+    for strategy, n in pairs.items():
+        n = min(pairs.values()) if cfg.equal_pairs else n
+        steps = t.max_steps if t.max_steps > 0 else math.ceil(n / batch) * t.num_train_epochs
+        runs.append((strategy, n, steps))
+    dpo_s = sum(steps * rates.dpo_s_per_step + rates.dpo_fixed_s for _, _, steps in runs)
+    models = 1 + len(cfg.train_strategies) + len(cfg.eval.noise_seeds)
+    outputs = models * eval_sample_count(cfg.eval.num_samples)
+    return [
+        ("generate-pairs", f"{num_prompts} prompts × {s.num_samples_per_prompt} × "
+         f"{rates.tokens_per_candidate:.0f} tokens = {tokens:,.0f} tokens × "
+         f"{rates.sample_s_per_token * 1e3:.2f} ms", tokens * rates.sample_s_per_token / 60),
+        ("train", "; ".join(f"{x}: {n} pairs, {steps} steps" for x, n, steps in runs) +
+         f" × {rates.dpo_s_per_step:.1f} s + {rates.dpo_fixed_s:.0f} s per run", dpo_s / 60),
+        ("eval", f"{models} models × {outputs // models} outputs × "
+         f"{rates.eval_s_per_output:.2f} s", outputs * rates.eval_s_per_output / 60),
+    ]  # fmt: skip
+
+
+def render(cfg, num_prompts: int, rates: Rates) -> str:
+    rows = project(cfg, num_prompts, rates)
+    lines = [f"Projected from the measured rates of {rates.run}:", "",
+             "| stage | arithmetic | wall (min) |", "|---|---|---|",
+             *(f"| {name} | {how} | {minutes:.1f} |" for name, how, minutes in rows),
+             f"| **total** | | **{sum(m for *_, m in rows):.0f}** |", "",
+             "Pairs per 100 prompts: " + ", ".join(
+                 f"{s} {100 * p:.1f}" for s, p in rates.pairs_per_prompt.items())]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable run summary ({e.__class__.__name__})") from None
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
