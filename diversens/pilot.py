@@ -76,7 +76,9 @@ def project(cfg, num_prompts: int, rates: Rates) -> list[tuple[str, str, float]]
     runs = []
     for strategy, n in pairs.items():
         n = min(pairs.values()) if cfg.equal_pairs else n
-        steps = t.max_steps if t.max_steps > 0 else math.ceil(n / batch) * t.num_train_epochs
+        steps = (
+            t.max_steps if t.max_steps > 0 else math.ceil(math.ceil(n / batch) * t.num_train_epochs)
+        )
         runs.append((strategy, n, steps))
     dpo_s = sum(steps * rates.dpo_s_per_step + rates.dpo_fixed_s for _, _, steps in runs)
     models = 1 + len(cfg.train_strategies) + len(cfg.eval.noise_seeds)

@@ -2,11 +2,14 @@
 the config does, and the README's planning table is the command's output."""
 
 import dataclasses
+import json
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from diversens import config
+from diversens import config, pilot
 from diversens.cli import main
 from diversens.jobs.config import PipelineConfig
 from diversens.plan import PlanConfig, memory_per_gpu, render, stages, train_plan
@@ -69,3 +72,62 @@ def test_bad_assumption_is_refused():
         PlanConfig(mfu=1.5)
     with pytest.raises(ValueError, match="node type"):
         PlanConfig(train_node="p5")
+
+
+def pilot_run(root: Path, complete: bool = True) -> Path:
+    """A finished pilot's summaries: 16 prompts, 20,000 tokens in 300 s, 8/12/16 pairs, DPO at
+    20 s a step + 40 s, 100 eval outputs in 200 s."""
+    (root / "eval").mkdir(parents=True)
+    yields = {"prompts": 16, "generated_tokens": 20_000, "tokens_per_candidate": 100.0,
+              "strategies": {"diverse-ns": {"pairs": 8}, "diverse-no-length": {"pairs": 12},
+                             "random": {"pairs": 16}}}  # fmt: skip
+    summary = {"complete": complete, "pairs": {"yield": yields},
+               "wall_s": {"generate-pairs": 300.0, "train": 500.0, "eval": 200.0}}  # fmt: skip
+    (root / "pipeline_summary.json").write_text(json.dumps(summary))
+    for strategy in ("diverse-ns", "random"):
+        (root / "train" / strategy).mkdir(parents=True)
+        phases = {"per_step_s": 20.0 if strategy == "random" else 22.0, "fixed_s": 40.0}
+        (root / "train" / strategy / "train_summary.json").write_text(
+            json.dumps({"phases_s": phases}))  # fmt: skip
+    pq.write_table(pa.table({"response": ["x"] * 100}), root / "eval" / "outputs.parquet")
+    return root
+
+
+def test_measured_rates_project_the_study(tmp_path, capsys):
+    study = config.load(PipelineConfig, ROOT / "configs" / "study.yaml", None)
+    rates = pilot.Rates.from_run(pilot_run(tmp_path / "pilot"))
+    assert rates.sample_s_per_token == pytest.approx(300 / 20_000)
+    assert rates.dpo_s_per_step == pytest.approx(21.0) and rates.eval_s_per_output == 2.0
+    rows = {name: minutes for name, _, minutes in pilot.project(study, 400, rates)}
+    # 400 x 12 candidates x 100 tokens at 15 ms; N = min(200, 300, 400) pairs -> 50 steps of
+    # 4 pairs (2 workers x 2) per strategy; 1 + 3 models x 420 outputs at 2 s.
+    assert rows["generate-pairs"] == pytest.approx(400 * 12 * 100 * 0.015 / 60)
+    assert rows["train"] == pytest.approx(3 * (50 * 21 + 40) / 60)
+    assert rows["eval"] == pytest.approx(4 * 420 * 2 / 60)
+    floor = dataclasses.replace(study, eval=dataclasses.replace(study.eval, noise_seeds=[1]))
+    assert dict((n, m) for n, _, m in pilot.project(floor, 400, rates))["eval"] == pytest.approx(
+        5 * 420 * 2 / 60)  # fmt: skip
+
+    code = main(["plan", "--config", str(ROOT / "configs" / "study.yaml"),
+                 "--measured", str(tmp_path / "pilot")])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "diverse-ns: 200 pairs, 50 steps" in printed
+    assert f"| **total** | | **{sum(rows.values()):.0f}** |" in printed
+
+
+def test_an_unfinished_pilot_and_a_cpu_gpu_plan_are_one_line(tmp_path, capsys):
+    pilot_run(tmp_path / "pilot", complete=False)
+    for argv in (["plan", "--config", str(ROOT / "configs" / "tiny.yaml"),
+                  "--measured", str(tmp_path / "pilot")],
+                 ["plan", "--config", str(ROOT / "configs" / "tiny.yaml")],
+                 ["plan", "--measured", str(tmp_path / "nothing-here")]):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "--measured" in err or "run summary" in err
+
+
+@pytest.mark.parametrize("option", ["select_rows_per_s", "prefill_tokens_per_s", "num_layers"])
+def test_every_rate_of_the_plan_must_be_positive(option):
+    with pytest.raises(ValueError, match=f"{option} must be > 0"):
+        PlanConfig(**{option: 0})
