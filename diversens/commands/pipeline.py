@@ -20,7 +20,7 @@ from diversens.errors import UserError
 from diversens.jobs.config import PipelineConfig
 from diversens.jobs.generate_pairs import pairs_file
 from diversens.prompts import read_prompts
-from diversens.sampling.engines import check_engine_available
+from diversens.sampling.engines import check_engine_available, check_token_budget
 from diversens.storage import is_file, is_uri, join, output_dir
 from diversens.training.config import check_dpo_args
 
@@ -54,6 +54,10 @@ def run(args: argparse.Namespace) -> None:
     trains = "train" in stages
     preflight(models, opts.output, inputs=[cfg.pairs.prompts.file, cfg.eval.glove_path],
               stores=[cfg.train.checkpoints(opts.output)] if trains else [])  # fmt: skip
+    if "generate-pairs" in stages:
+        check_token_budget(cfg.pairs.sampling, "pairs.sampling.")
+    if "eval" in stages:
+        check_token_budget(cfg.eval.sampling, "eval.sampling.")
     if trains:
         check_dpo_args(cfg.train.dpo_args, "train.dpo_args")
     if trains and "generate-pairs" not in stages:
