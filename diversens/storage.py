@@ -167,7 +167,10 @@ def check_writable(location: str) -> None:
             f.write(b"ok")
         fs.delete_file(probe)
     except OSError as e:
-        raise UserError(f"output {redacted(location)}: cannot write there ({_reason(e)})") from None
+        reason = _reason(e)
+        if "NO_SUCH_BUCKET" in str(e) or "NoSuchBucket" in str(e):
+            reason = f"no bucket {root.split('/')[0]!r} there; create it first"
+        raise UserError(f"output {redacted(location)}: cannot write there ({reason})") from None
 
 
 def _reason(e: OSError) -> str:

@@ -17,12 +17,13 @@ from diversens.commands.common import (
 )
 from diversens.config import redacted
 from diversens.errors import UserError
+from diversens.evaluation.task_scores import check_glove
 from diversens.jobs.config import PipelineConfig
 from diversens.jobs.generate_pairs import pairs_file
 from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available, check_token_budget
 from diversens.storage import is_file, is_uri, join, output_dir
-from diversens.training.config import check_dpo_args
+from diversens.training.config import check_dpo_args, check_lora_targets
 
 HELP = "the whole loop: preference pairs, DPO for each strategy, evaluation against the base"
 
@@ -58,8 +59,10 @@ def run(args: argparse.Namespace) -> None:
         check_token_budget(cfg.pairs.sampling, "pairs.sampling.")
     if "eval" in stages:
         check_token_budget(cfg.eval.sampling, "eval.sampling.")
+        check_glove(cfg.eval.glove_path, "eval.glove_path")
     if trains:
         check_dpo_args(cfg.train.dpo_args, "train.dpo_args")
+        check_lora_targets(cfg.train, "train.lora_target_modules")
     if trains and "generate-pairs" not in stages:
         check_earlier_pairs(cfg, opts.output)
     gpus = {
