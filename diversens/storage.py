@@ -209,8 +209,8 @@ class Output:
 def output_dir(location: str) -> Iterator[Output]:
     """The run's Output; for a URI a staging directory, removed at the end (what the stages
     published is at the URI; what they had not yet published was not finished)."""
-    if not is_uri(location):
-        yield Output(str(location), Path(location))
+    if not is_uri(location):  # absolute: Ray workers run in other working directories
+        yield Output(str(location), Path(location).expanduser().absolute())
         return
     filesystem(location)  # a malformed URI fails before any work
     staging = Path(tempfile.mkdtemp(prefix="diversens-out-"))

@@ -65,6 +65,8 @@ def run(args: argparse.Namespace) -> None:
         check_lora_targets(cfg.train, "train.lora_target_modules")
     if trains and "generate-pairs" not in stages:
         check_earlier_pairs(cfg, opts.output)
+    if "eval" in stages and not trains:
+        check_earlier_models(cfg, opts.output)
     gpus = {
         "generate-pairs": cfg.pairs.gpus("pairs."),
         "train": {"train.use_gpu": float(cfg.train.use_gpu)},
@@ -104,3 +106,23 @@ def check_earlier_pairs(cfg: PipelineConfig, output: str) -> None:
                 f"{redacted(where)}: no such file; the train stage reads the pairs of an earlier "
                 "run at the same output: run the generate-pairs stage first"
             )
+
+
+def check_earlier_models(cfg: PipelineConfig, output: str) -> None:
+    """Evaluating without the train stage compares the base with the tuned models an earlier
+    run wrote at the output: at least one must be there (a merged model or a LoRA adapter)."""
+    from diversens.models import ADAPTER_CONFIG
+
+    def local(where: str) -> str:
+        return where if is_uri(where) else str(Path(where).absolute())
+
+    for strategy in cfg.train_strategies:
+        for sub, marker in (("model", "config.json"), ("adapter", ADAPTER_CONFIG)):
+            if is_file(local(join(output, "train", strategy, sub, marker))):
+                return
+    where = redacted(join(output, "train"))
+    raise UserError(
+        f"{where}: no tuned model of {', '.join(cfg.train_strategies)} (<strategy>/model or "
+        "/adapter); the eval stage compares an earlier run's tuned models at the same output "
+        "with the base: run the train stage first, or `diversens eval --models` for others"
+    )
