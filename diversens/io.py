@@ -4,6 +4,7 @@ writing outputs atomically (temporary name in the same dir, then rename)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -138,6 +139,13 @@ def require_field(table: pa.Table, path: str | Path, name: str, hint: str = "") 
         raise UserError(f"{path}: no field {name!r} (fields: {have}){hint}")
 
 
+# What the machine, not the program, gets wrong when an output is written: a full disk or
+# quota, a file too large, a read-only or failing filesystem, no permission. Caught where an
+# output is written, they are one line naming the output; the temporary file is removed.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES,
+                errno.EPERM}  # fmt: skip
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it into place only if the block succeeds."""
@@ -151,6 +159,10 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, final)
+    except OSError as e:
+        if e.errno not in WRITE_ERRNOS:
+            raise
+        raise UserError(f"{final}: cannot write output ({os.strerror(e.errno)})") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -202,8 +214,11 @@ def write_summary(path: str | Path, summary: dict, complete: bool = True) -> Non
 def write_parquet(table: pa.Table, path: str | Path) -> None:
     """Atomically: renamed into place locally; at a URI one object, which stores publish whole."""
     if storage.is_uri(path):
-        with storage.open_output(str(path)) as f:
-            pq.write_table(table, f)
+        try:
+            with storage.open_output(str(path)) as f:
+                pq.write_table(table, f)
+        except OSError as e:
+            raise UserError(f"{path}: cannot write output ({storage.reason(e)})") from None
         return
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

@@ -30,6 +30,19 @@ from diversens.io import atomic_dir
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what a model's dtype option takes
 ADAPTER_CONFIG = "adapter_config.json"  # a peft LoRA adapter dir: merged into its base on load
+DEVICES = ("cpu", "cuda", "cuda:N", "mps")  # torch devices a device option takes
+
+
+def check_device_name(device: str | None, auto: bool = False) -> None:
+    """A device option is a torch device this project can run on (or "auto" where `auto`), so a
+    typo (`tpu`) fails with the config, not as a torch error inside a run."""
+    import re
+
+    if device is None or (auto and device == "auto"):
+        return
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", device):
+        allowed = ", ".join((*(("auto",) if auto else ()), *DEVICES))
+        raise ValueError(f"device must be one of {allowed}, got {device!r}")
 
 
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
@@ -117,26 +130,103 @@ def resolve_model(name: str) -> str:
     return name
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt",
+                   "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")  # fmt: skip
+HUB_TIMEOUT_S = 3.0  # a hub that does not answer within this is unreachable, for the checks
+
+
 def check_model(name: str) -> None:
     """Before any work: `name` resolves here (see `resolve_model`; a URI model is only looked
-    at), and a hub id can be read with this environment's token, where the hub answers."""
+    at), a local dir holds what loading it needs (`check_model_dir`), and a hub id is in the
+    HF cache or can be read on the hub with this environment's token."""
     if storage.is_uri(name):
         check_uri_model(name)
         return
-    if resolve_model(name) == name and not Path(name).expanduser().exists():
-        if os.environ.get("HF_HUB_OFFLINE") != "1":
-            check_hub_access(name)
+    local = Path(name).expanduser()
+    if local.is_dir() and name not in BUILTIN_MODELS:
+        check_model_dir(local, name)
+    if resolve_model(name) == name and not local.exists():
+        if _in_hf_cache(name):
+            return
+        check_hub_access(name)
+
+
+def read_json_object(path: Path, what: str) -> dict:
+    """A JSON object file (a model's config), parsed strictly: not JSON, not an object or a key
+    given twice is one line naming the file."""
+
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        twice = next((k for k in keys if keys.count(k) > 1), None)
+        if twice is not None:
+            raise ValueError(f"key {twice!r} given twice")
+        return dict(pairs)
+
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"), object_pairs_hook=no_duplicates)
+    except OSError as e:
+        raise UserError(f"{what} {path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{what} {path}: not UTF-8 (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{what} {path}: not JSON ({e.msg}, line {e.lineno})") from None
+    except (ValueError, RecursionError) as e:
+        raise UserError(f"{what} {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{what} {path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def check_model_dir(path: Path, name: str) -> None:
+    """A local model dir holds what loading it takes, looked at without loading anything: a
+    config.json that is a JSON object, a tokenizer and weights; or it is a LoRA adapter dir
+    (adapter config and weights) whose base model passes the same checks."""
+    if is_adapter(path):
+        config = read_json_object(path / ADAPTER_CONFIG, "LoRA adapter config")
+        base = config.get("base_model_name_or_path")
+        if not isinstance(base, str) or not base:
+            raise UserError(f"LoRA adapter config {path / ADAPTER_CONFIG}: no "
+                            "base_model_name_or_path naming the base model")  # fmt: skip
+        if not any(f.name.startswith("adapter_model") for f in path.iterdir()):
+            raise UserError(f"model path {name!r}: a LoRA adapter dir without its weights "
+                            "(adapter_model.safetensors or .bin)")  # fmt: skip
+        check_model(base)
+        return
+    if not (path / "config.json").is_file():
+        return  # resolve_model names it
+    read_json_object(path / "config.json", "model config")
+    files = [f.name for f in path.iterdir()]
+    if not any(f in TOKENIZER_FILES for f in files):
+        raise UserError(f"model path {name!r}: no tokenizer (tokenizer.json, "
+                        "tokenizer_config.json or vocab files); give a full model dir")  # fmt: skip
+    if not any(f.endswith(WEIGHT_SUFFIXES) for f in files):
+        raise UserError(f"model path {name!r}: no weights (*.safetensors, *.bin or *.gguf); "
+                        "give a full model dir")  # fmt: skip
 
 
 def check_hub_access(repo_id: str) -> None:
-    """A gated or missing hub model is one line now, not a traceback per actor later. An
-    unreachable hub is not an error here: offline clusters load from the HF cache."""
+    """A gated or missing hub model is one line now, not a traceback per actor later; so is a
+    hub id neither in the HF cache nor reachable (no network, HF_HUB_OFFLINE=1), found within
+    a few seconds instead of by every engine actor in turn."""
     from huggingface_hub import auth_check
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     token = "HF_TOKEN" if os.environ.get("HF_TOKEN") else "no HF_TOKEN"
+
+    def unreachable(why: str) -> UserError:
+        return UserError(
+            f"model {repo_id!r}: not a built-in name ({', '.join(BUILTIN_MODELS)}), a local "
+            f"dir, nor in the Hugging Face cache, and the hub {why}: pass a local model dir or "
+            "warm the cache (hf download)"
+        )
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise unreachable("is off (HF_HUB_OFFLINE=1)")
     try:
-        auth_check(repo_id)
+        _within(HUB_TIMEOUT_S, auth_check, repo_id)
+    except TimeoutError:
+        raise unreachable(f"did not answer in {HUB_TIMEOUT_S:g} s") from None
     except GatedRepoError:
         raise UserError(
             f"model {repo_id!r} is gated on the Hugging Face hub and this job ({token}) may not "
@@ -148,8 +238,32 @@ def check_hub_access(repo_id: str) -> None:
             f"model {repo_id!r}: not on the Hugging Face hub, or private and this job has "
             f"{token} that may read it"
         ) from None
-    except Exception:  # noqa: BLE001 - no network: the engines use the local HF cache
-        return
+    except Exception as e:  # noqa: BLE001 - no network, DNS, proxy: many types
+        raise unreachable(f"is not reachable ({type(e).__name__})") from None
+
+
+def _within(timeout_s: float, fn, *args):
+    """`fn(*args)` in a daemon thread, given up on (TimeoutError) after `timeout_s`: the hub
+    client's own timeouts do not cover every step (DNS, retries), and a daemon thread left
+    waiting does not hold the process at exit."""
+    import threading
+
+    result: dict = {}
+
+    def call():
+        try:
+            result["value"] = fn(*args)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller
+            result["error"] = e
+
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        raise TimeoutError
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
 
 
 def check_uri_model(uri: str) -> None:

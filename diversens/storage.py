@@ -66,7 +66,7 @@ def file_type(location: str) -> pafs.FileType:
     try:
         return fs.get_file_info(path).type
     except OSError as e:
-        raise UserError(f"{redacted(location)}: cannot read ({_reason(e)})") from None
+        raise UserError(f"{redacted(location)}: cannot read ({reason(e)})") from None
 
 
 def is_file(location: str) -> bool:
@@ -130,7 +130,7 @@ def upload(local: Path, location: str) -> None:
         pafs.copy_files(str(local), root, source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=fs)  # fmt: skip
     except OSError as e:
-        raise UserError(f"{redacted(location)}: cannot write output ({_reason(e)})") from None
+        raise UserError(f"{redacted(location)}: cannot write output ({reason(e)})") from None
 
 
 def replace_dir(local: Path, location: str) -> None:
@@ -139,7 +139,7 @@ def replace_dir(local: Path, location: str) -> None:
     try:
         fs.delete_dir_contents(root, missing_dir_ok=True)
     except OSError as e:
-        raise UserError(f"{redacted(location)}: cannot write output ({_reason(e)})") from None
+        raise UserError(f"{redacted(location)}: cannot write output ({reason(e)})") from None
     upload(local, location)
 
 
@@ -167,10 +167,13 @@ def check_writable(location: str) -> None:
             f.write(b"ok")
         fs.delete_file(probe)
     except OSError as e:
-        raise UserError(f"output {redacted(location)}: cannot write there ({_reason(e)})") from None
+        why = reason(e)
+        if "NO_SUCH_BUCKET" in str(e) or "NoSuchBucket" in str(e):
+            why = f"no bucket {root.split('/')[0]!r} there; create it first"
+        raise UserError(f"output {redacted(location)}: cannot write there ({why})") from None
 
 
-def _reason(e: OSError) -> str:
+def reason(e: OSError) -> str:
     return e.strerror or str(e).splitlines()[0]
 
 
@@ -206,8 +209,8 @@ class Output:
 def output_dir(location: str) -> Iterator[Output]:
     """The run's Output; for a URI a staging directory, removed at the end (what the stages
     published is at the URI; what they had not yet published was not finished)."""
-    if not is_uri(location):
-        yield Output(str(location), Path(location))
+    if not is_uri(location):  # absolute: Ray workers run in other working directories
+        yield Output(str(location), Path(location).expanduser().absolute())
         return
     filesystem(location)  # a malformed URI fails before any work
     staging = Path(tempfile.mkdtemp(prefix="diversens-out-"))

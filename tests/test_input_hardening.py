@@ -46,6 +46,20 @@ def model_dir_without_config(t: Path) -> str:
     return str(t / "model")
 
 
+def model_dir(t: Path, config: bytes = b"{}", files=("tokenizer.json", "model.safetensors")) -> str:
+    """A local model dir with the given config.json bytes and (empty) files beside it."""
+    (t / "model").mkdir()
+    (t / "model" / "config.json").write_bytes(config)
+    for name in files:
+        (t / "model" / name).write_bytes(b"{}")
+    return str(t / "model")
+
+
+def glove(t: Path, data: bytes) -> str:
+    (t / "glove.txt").write_bytes(data)
+    return str(t / "glove.txt")
+
+
 def yaml_file(t: Path, text: str | bytes) -> str:
     path = t / "cfg.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
@@ -267,6 +281,184 @@ CLASSES = {
             "option --device 'cuda': no CUDA device on this machine",
         ),
     },
+    "models resolved before Ray starts": {
+        "a dir with only config.json": (
+            lambda t: [
+                "generate-pairs",
+                "--sampling.model",
+                model_dir(t, files=()),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "model path '{t}/model': no tokenizer",
+        ),
+        "a dir without weights": (
+            lambda t: [
+                "train",
+                write(t / "pairs.jsonl", [PAIR]),
+                "--model",
+                model_dir(t, files=("tokenizer.json",)),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "model path '{t}/model': no weights",
+        ),
+        "config.json that is not JSON": (
+            lambda t: [
+                "generate-pairs",
+                "--sampling.model",
+                model_dir(t, b"{nope"),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "model config {t}/model/config.json: not JSON",
+        ),
+        "config.json with a key twice": (
+            lambda t: [
+                "eval",
+                "--models",
+                "base=" + model_dir(t, b'{"a": 1, "a": 2}'),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "model config {t}/model/config.json: key 'a' given twice",
+        ),
+        "a LoRA adapter dir without weights": (
+            lambda t: [
+                "train",
+                write(t / "pairs.jsonl", [PAIR]),
+                "--model",
+                model_dir(t, b"{}", ())
+                and str(
+                    (t / "model" / "config.json").rename(t / "model" / "adapter_config.json").parent
+                ),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "LoRA adapter config {t}/model/adapter_config.json: no base_model_name_or_path",
+        ),
+        "device that torch does not have": (
+            lambda t: ["measure", write(t / "r.jsonl", [{"response": "hi"}]), "--device", "tpu"],
+            "option device: device must be one of cpu, cuda, cuda:N, mps, got 'tpu'",
+        ),
+        "engine device that torch does not have": (
+            lambda t: ["generate-pairs", "--sampling.device", "tpu", "-o", str(t / "o")],
+            "option sampling.device: device must be one of auto, cpu, cuda",
+        ),
+        "empty LoRA targets": (
+            lambda t: [
+                "train",
+                write(t / "pairs.jsonl", [PAIR]),
+                "--lora",
+                "true",
+                "--lora_target_modules",
+                "",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option lora_target_modules: expected module names (e.g. q_proj,v_proj) or all-linear",
+        ),
+    },
+    "options checked against the model and files read late": {
+        "answers longer than the context": (
+            lambda t: [
+                "generate-pairs",
+                "--config",
+                TINY,
+                "--sampling.max_new_tokens",
+                "5000",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option sampling.max_new_tokens 5000: a second turn's two answers and its prompt, "
+            "which do not fit the context of 4096 tokens (sampling.max_model_len)",
+        ),
+        "a task's cap longer than the context": (
+            lambda t: [
+                "generate",
+                "--prompts.split",
+                "eval",
+                "--sampling.max_model_len",
+                "1024",
+                "--sampling.max_new_tokens_per_task",
+                "dat=600",
+                "-o",
+                str(t / "c.parquet"),
+            ],  # fmt: skip
+            "option sampling.max_new_tokens_per_task.dat 600:",
+        ),
+        "eval answers longer than the context in a pipeline": (
+            lambda t: [
+                "pipeline",
+                "--config",
+                TINY,
+                "--eval.sampling.max_new_tokens",
+                "9000",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option eval.sampling.max_new_tokens 9000:",
+        ),
+        "LoRA target that is no module of the model": (
+            lambda t: [
+                "train",
+                write(t / "pairs.jsonl", [PAIR]),
+                "--lora",
+                "true",
+                "--lora_target_modules",
+                "q_proj,nope_proj",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option lora_target_modules: 'nope_proj' names no module of the model",
+        ),
+        "gzip GloVe file": (
+            lambda t: [
+                "eval",
+                "--glove_path",
+                glove(t, gzip.compress(b"cat 0.1 0.2\n")),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option glove_path {t}/glove.txt: gzip-compressed",
+        ),
+        "GloVe file that is not vectors": (
+            lambda t: [
+                "pipeline",
+                "--config",
+                TINY,
+                "--eval.glove_path",
+                glove(t, b"word x y\n"),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option eval.glove_path {t}/glove.txt: line 1: not a GloVe vector line",
+        ),
+        "GloVe file that is not UTF-8": (
+            lambda t: ["eval", "--glove_path", glove(t, b"caf\xe9 0.1\n"), "-o", str(t / "o")],
+            "option glove_path {t}/glove.txt: line 1: not UTF-8 text",
+        ),
+        "train stage without earlier pairs (relative output)": (
+            lambda t: [
+                "pipeline",
+                "--config",
+                TINY,
+                "--stages",
+                "train",
+                "-o",
+                os.path.relpath(t / "new"),
+            ],  # fmt: skip
+            "/pairs/pairs.parquet: no such file; the train stage reads the pairs",
+        ),
+        "eval stage without earlier tuned models": (
+            lambda t: ["pipeline", "--config", TINY, "--stages", "eval", "-o", str(t / "new")],
+            "{t}/new/train: no tuned model of diverse-ns, diverse-no-length",
+        ),
+        "file URI output that cannot be written": (
+            lambda t: ["generate-pairs", "--config", TINY, "-o", "file:///proc/x"],
+            "output file:///proc/x: cannot write there",
+        ),
+    },
     "inputs that used to hang": {
         "a hundred million prompts per task": (
             lambda t: ["generate-pairs", "--prompts.num_per_task", "100000000", "-o", str(t / "o")],
@@ -438,7 +630,10 @@ def snapshot(root: Path) -> dict[str, bytes]:
 
 
 # Their checks come after the built-in model resolves, which converts it on a fresh cache.
-LOADS_A_MODEL = {"inputs that used to hang"}
+LOADS_A_MODEL = {
+    "inputs that used to hang",
+    "options checked against the model and files read late",
+}
 
 
 @pytest.mark.parametrize(
@@ -515,3 +710,124 @@ def test_ctrl_c_is_one_line_exit_130_and_marks_the_run_incomplete(tmp_path):
     ], rest
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["complete"] is False and not (out / "pairs.parquet").exists()
+
+
+@pytest.fixture
+def not_ray():
+    """A TCP server on loopback that is not Ray: it accepts and sends garbage."""
+    import socket
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"\x00garbage\xff" * 100)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        ("env:auto", "option $RAY_ADDRESS auto: no Ray cluster to join on this machine"),
+        ("closed", "option --ray_address 127.0.0.1:{port}: no Ray cluster answers there"),
+        ("not ray", "option --ray_address {addr}: something listens there, but not a Ray"),
+        ("env:not ray", "option $RAY_ADDRESS {addr}: something listens there, but not a Ray"),
+    ],
+)
+def test_cluster_address_is_one_line_within_seconds(
+    where, message, tmp_path, capsys, monkeypatch, no_ray, not_ray
+):
+    """Every address, from --ray_address or $RAY_ADDRESS, is answered in one line within a few
+    seconds, whatever listens there. `auto` looks where Ray does: a cluster recorded under
+    Ray's temp dir (here an empty one) or a GCS process on this machine (none, as patched: the
+    test session's own Ray may run)."""
+    import time
+
+    from ray._private import services
+
+    port = closed_port()
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "ray"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    services.find_gcs_addresses.cache_clear()
+    monkeypatch.setattr(services, "_find_address_from_flag", lambda flag: [])
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    argv = ["generate-pairs", "--config", TINY, "-o", str(tmp_path / "o")]
+    address = {"closed": f"127.0.0.1:{port}", "not ray": not_ray}.get(where.removeprefix("env:"))
+    if where.startswith("env:"):
+        monkeypatch.setenv("RAY_ADDRESS", address or "auto")
+    else:
+        argv += ["--ray_address", address]
+    start = time.monotonic()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert message.format(port=port, addr=not_ray) in err, err
+    assert time.monotonic() - start < 20  # the model checks included; the probe takes <= 3 s
+
+
+def test_hub_id_neither_local_cached_nor_reachable(tmp_path, capsys, monkeypatch, no_ray):
+    """A hub that does not answer (no network, HF_HUB_OFFLINE unset) is given up on in seconds."""
+    import time
+
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # nothing cached
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "auth_check", lambda repo_id: time.sleep(60))
+    src = write(tmp_path / "r.jsonl", [{"response": "hi"}])
+    start = time.monotonic()
+    assert main(["measure", src, "--embedder", "no-such-org/no-such-embedder-xyz"]) == 2
+    assert time.monotonic() - start < 15
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert (
+        "model 'no-such-org/no-such-embedder-xyz': not a built-in name" in err
+        and "nor in the Hugging Face cache, and the hub did not answer in 3 s" in err
+    ), err
+
+
+def test_measure_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """ENOSPC while the output is written: one line naming the output, exit 2, and neither the
+    output nor its temporary file left behind."""
+    import pyarrow.parquet as pq
+
+    from diversens.commands import measure
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(measure, "MeasureStage", lambda cfg, names: lambda df: df)
+    monkeypatch.setattr(pq, "write_table", full)
+    src = write(tmp_path / "in" / "r.jsonl", [{"response": "hi"}])
+    out = tmp_path / "out" / "r.parquet"
+    assert main(["measure", src, "--group_field", "", "-o", str(out)]) == 2
+    err = capsys.readouterr().err  # the progress bar, then the error
+    assert len([line for line in err.splitlines() if "error" in line]) == 1, err
+    assert f"{out}: cannot write output (No space left on device)" in err, err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_output_in_a_missing_bucket_is_one_line(bucket, capsys, no_ray):
+    src_bucket = bucket  # the server is up; the output's bucket is not there
+    missing = src_bucket + "-missing"
+    assert main(["generate-pairs", "--config", TINY, "-o", f"{missing}/run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"output {missing}/run: cannot write there (no bucket " in err, err

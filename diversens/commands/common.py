@@ -136,10 +136,15 @@ def connect_ray(
     started = not ray.is_initialized()
     if started:
         option = "--ray_address" if opts.ray_address else "$RAY_ADDRESS"
-        address = opts.ray_address or os.environ.get("RAY_ADDRESS")
+        address = opts.ray_address or os.environ.get("RAY_ADDRESS") or None
         if address:
-            check_reachable(address, option)
-        ray.init(address=address, include_dashboard=False if address is None else None)
+            address = check_reachable(address, option)
+        try:
+            ray.init(address=address, include_dashboard=False if address is None else None)
+        except ConnectionError as e:  # a cluster that answered the probe, then failed to join
+            where = f"option {option} {address}" if address else "a local Ray"
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"{where}: could not join the Ray cluster ({reason})") from None
         console.workers_to(None)  # worker output never on the console; into workers.log below
     from diversens.jobs.dataflow import bound_waits
 
@@ -195,18 +200,77 @@ def checkpoint_option(cfg: TrainConfig, output: str) -> dict[str, str]:
     return {option: cfg.checkpoints(output)}
 
 
-def check_reachable(address: str, option: str, timeout_s: float = 5.0) -> None:
-    """A HOST:PORT address (with or without a scheme such as ray://) answers on TCP: `ray.init`
-    would otherwise retry an unreachable GCS for minutes. "auto" and "local" are Ray's own
-    look-ups."""
-    if address in ("auto", "local"):
-        return
+def check_reachable(address: str, option: str, timeout_s: float = 3.0) -> str:
+    """The address to join, checked within a few seconds to be a Ray cluster: `ray.init` would
+    otherwise retry an unreachable GCS for minutes, or join whatever listens there and fail
+    ~20 s later. "auto" is looked up as Ray does (a cluster `ray start` recorded, else a GCS
+    process on this machine); a HOST:PORT (or ray://HOST:PORT) must answer on TCP and then a
+    Ray RPC (the GCS's, or the Ray client server's for ray://). Returns the address to pass to
+    `ray.init` ("auto" resolved); `option` says where it came from."""
+    if address == "local":
+        return address
+    if address == "auto":
+        from ray._private import services
+
+        try:
+            found = services.canonicalize_bootstrap_address_or_die("auto")
+        except (ConnectionError, ValueError) as e:
+            reason = str(e).split(". ")[0].strip() or type(e).__name__
+            raise UserError(
+                f"option {option} auto: no Ray cluster to join on this machine ({reason}); "
+                "give HOST:PORT of a running cluster"
+            ) from None
+        check_answers(found, option, f"auto, found {found}", timeout_s)
+        return found
+    check_answers(address, option, address, timeout_s)
+    return address
+
+
+def check_answers(address: str, option: str, shown: str, timeout_s: float) -> None:
+    client = address.startswith("ray://")
     host, sep, port = address.split("://", 1)[-1].rpartition(":")  # any scheme (ray://) off
     if not sep or not port.isdigit():
-        raise UserError(f"option {option} {address!r}: expected HOST:PORT (or ray://HOST:PORT)")
+        raise UserError(f"option {option} {shown!r}: expected HOST:PORT (or ray://HOST:PORT)")
+    where = f"option {option} {shown}"
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
     except OSError as e:
         reason = e.strerror or type(e).__name__
-        message = f"option {option} {address}: no Ray cluster answers there ({reason})"
-        raise UserError(message) from None
+        raise UserError(f"{where}: no Ray cluster answers there ({reason})") from None
+    failed = ray_rpc_error(f"{host}:{port}", client, timeout_s)
+    if failed:
+        kind = "Ray client server (ray://, port 10001)" if client else "Ray cluster's GCS"
+        raise UserError(f"{where}: something listens there, but not a {kind} ({failed})")
+
+
+def ray_rpc_error(target: str, client: bool, timeout_s: float) -> str | None:
+    """Why a Ray GCS (or, `client`, a Ray client server) does not answer one RPC at `target`
+    within `timeout_s`; None when it does. A server that refuses it for want of Ray's auth
+    token is a Ray cluster too (`ray.init` brings the token)."""
+    import grpc
+
+    channel = grpc.insecure_channel(target)
+    try:
+        if client:
+            from ray.core.generated import ray_client_pb2 as pb
+            from ray.core.generated import ray_client_pb2_grpc as rpc
+
+            request = pb.ClusterInfoRequest(type=pb.ClusterInfoType.PING)
+            rpc.RayletDriverStub(channel).ClusterInfo(request, timeout=timeout_s)
+        else:
+            from ray.core.generated import gcs_service_pb2 as pb
+            from ray.core.generated import gcs_service_pb2_grpc as rpc
+
+            rpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                pb.GetClusterIdRequest(), timeout=timeout_s
+            )
+    except grpc.RpcError as e:
+        if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+            return None
+        if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"no Ray answer within {timeout_s:g} s"
+        detail = (e.details() or "").split(":")[0].strip()
+        return f"a Ray request got {e.code().name}" + (f": {detail}" if detail else "")
+    finally:
+        channel.close()
+    return None

@@ -10,7 +10,8 @@ from diversens import config, console
 from diversens.commands.common import add_run_options, connect_ray, load, preflight, run_options
 from diversens.config import redacted
 from diversens.evaluation.config import EvalConfig
-from diversens.sampling.engines import check_engine_available
+from diversens.evaluation.task_scores import check_glove
+from diversens.sampling.engines import check_engine_available, check_token_budget
 from diversens.storage import output_dir
 
 HELP = "evaluate models on DAT, PGT, AUT and CWT; ΔDD against the base model; report"
@@ -36,6 +37,8 @@ def run(args: argparse.Namespace) -> None:
     models = [m for _, m in cfg.labelled_models()]
     preflight([*models, *cfg.scoring.models()], opts.output,
               inputs=[cfg.glove_path])  # fmt: skip
+    check_token_budget(cfg.sampling)
+    check_glove(cfg.glove_path)
     connect_ray(opts, cfg.gpus(), log_file=console.run_log(opts.output))
 
     from diversens.evaluation.report import console_lines

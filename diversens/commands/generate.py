@@ -24,7 +24,7 @@ from diversens.commands.common import (
 from diversens.config import redacted
 from diversens.jobs.config import GenerateConfig
 from diversens.prompts import read_prompts
-from diversens.sampling.engines import check_engine_available
+from diversens.sampling.engines import check_engine_available, check_token_budget
 from diversens.storage import is_uri, output_dir, split_location
 
 HELP = "sample k candidate responses per prompt (sequential prompting) into a Parquet file"
@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> None:
     check_engine_available(cfg.sampling)
     prompts = read_prompts(cfg.prompts)
     preflight([cfg.sampling.model], opts.output, kind="parquet", inputs=[cfg.prompts.file])
+    check_token_budget(cfg.sampling)
     folder, name = split_location(opts.output)
     stem = name.removesuffix(".parquet")
     connect_ray(

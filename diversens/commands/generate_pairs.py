@@ -17,7 +17,7 @@ from diversens.commands.common import (
 from diversens.config import redacted
 from diversens.jobs.config import GeneratePairsConfig
 from diversens.prompts import read_prompts
-from diversens.sampling.engines import check_engine_available
+from diversens.sampling.engines import check_engine_available, check_token_budget
 from diversens.storage import output_dir
 
 HELP = "sample, score and select length-matched preference pairs (Diverse-NS) on Ray"
@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> None:
     check_engine_available(cfg.sampling)
     prompts = read_prompts(cfg.prompts, default_split="train")
     preflight(cfg.models(), opts.output, inputs=[cfg.prompts.file])
+    check_token_budget(cfg.sampling)
     connect_ray(opts, cfg.gpus(), log_file=console.run_log(opts.output))
 
     from diversens.jobs import generate_pairs

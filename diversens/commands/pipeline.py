@@ -17,12 +17,13 @@ from diversens.commands.common import (
 )
 from diversens.config import redacted
 from diversens.errors import UserError
+from diversens.evaluation.task_scores import check_glove
 from diversens.jobs.config import PipelineConfig
 from diversens.jobs.generate_pairs import pairs_file
 from diversens.prompts import read_prompts
-from diversens.sampling.engines import check_engine_available
+from diversens.sampling.engines import check_engine_available, check_token_budget
 from diversens.storage import is_file, is_uri, join, output_dir
-from diversens.training.config import check_dpo_args
+from diversens.training.config import check_dpo_args, check_lora_targets
 
 HELP = "the whole loop: preference pairs, DPO for each strategy, evaluation against the base"
 
@@ -54,10 +55,18 @@ def run(args: argparse.Namespace) -> None:
     trains = "train" in stages
     preflight(models, opts.output, inputs=[cfg.pairs.prompts.file, cfg.eval.glove_path],
               stores=[cfg.train.checkpoints(opts.output)] if trains else [])  # fmt: skip
+    if "generate-pairs" in stages:
+        check_token_budget(cfg.pairs.sampling, "pairs.sampling.")
+    if "eval" in stages:
+        check_token_budget(cfg.eval.sampling, "eval.sampling.")
+        check_glove(cfg.eval.glove_path, "eval.glove_path")
     if trains:
         check_dpo_args(cfg.train.dpo_args, "train.dpo_args")
+        check_lora_targets(cfg.train, "train.lora_target_modules")
     if trains and "generate-pairs" not in stages:
         check_earlier_pairs(cfg, opts.output)
+    if "eval" in stages and not trains:
+        check_earlier_models(cfg, opts.output)
     gpus = {
         "generate-pairs": cfg.pairs.gpus("pairs."),
         "train": {"train.use_gpu": float(cfg.train.use_gpu)},
@@ -97,3 +106,23 @@ def check_earlier_pairs(cfg: PipelineConfig, output: str) -> None:
                 f"{redacted(where)}: no such file; the train stage reads the pairs of an earlier "
                 "run at the same output: run the generate-pairs stage first"
             )
+
+
+def check_earlier_models(cfg: PipelineConfig, output: str) -> None:
+    """Evaluating without the train stage compares the base with the tuned models an earlier
+    run wrote at the output: at least one must be there (a merged model or a LoRA adapter)."""
+    from diversens.models import ADAPTER_CONFIG
+
+    def local(where: str) -> str:
+        return where if is_uri(where) else str(Path(where).absolute())
+
+    for strategy in cfg.train_strategies:
+        for sub, marker in (("model", "config.json"), ("adapter", ADAPTER_CONFIG)):
+            if is_file(local(join(output, "train", strategy, sub, marker))):
+                return
+    where = redacted(join(output, "train"))
+    raise UserError(
+        f"{where}: no tuned model of {', '.join(cfg.train_strategies)} (<strategy>/model or "
+        "/adapter); the eval stage compares an earlier run's tuned models at the same output "
+        "with the base: run the train stage first, or `diversens eval --models` for others"
+    )

@@ -16,7 +16,7 @@ from diversens.commands.common import (
 )
 from diversens.config import redacted
 from diversens.storage import output_dir
-from diversens.training.config import TrainConfig, check_dpo_args
+from diversens.training.config import TrainConfig, check_dpo_args, check_lora_targets
 from diversens.training.pairs_input import read_pairs
 
 HELP = "DPO fine-tuning on the pairs with Ray Train, TRL and DeepSpeed ZeRO"
@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> None:
     read_pairs(args.pairs)  # fail on a bad file before Ray starts
     check_dpo_args(cfg.dpo_args)
     preflight([cfg.model], opts.output, inputs=[args.pairs], stores=[cfg.checkpoints(opts.output)])
+    check_lora_targets(cfg)
     connect_ray(
         opts,
         {"use_gpu": float(cfg.use_gpu)},

@@ -28,6 +28,34 @@ def dat_score(word_vectors: np.ndarray) -> float:
     return float(100 * (1 - sim[np.triu_indices(w, 1)]).mean())
 
 
+def check_glove(path: str | Path | None, option: str = "glove_path") -> None:
+    """A GloVe file is read only after sampling: before it, its first line must be text (UTF-8,
+    not gzip) of a word and its numbers, and so a later line of another width is the only
+    fault left to find then."""
+    if path is None:
+        return
+    if is_uri(path):
+        with local_copy(str(path)) as local:
+            check_glove(local, option)
+        return
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if head[:2] == b"\x1f\x8b":
+        raise UserError(f"option {option} {path}: gzip-compressed; decompress it first (gunzip)")
+    line = head.split(b"\n", 1)[0]
+    try:
+        word, *values = line.decode("utf-8").rstrip().split(" ")
+        floats = [float(v) for v in values]
+    except UnicodeDecodeError as e:
+        where = f"option {option} {path}: line 1"
+        raise UserError(f"{where}: not UTF-8 text (byte {e.start})") from None
+    except ValueError:
+        floats = []
+    if not word or not floats or not all(np.isfinite(floats)):
+        raise UserError(f"option {option} {path}: line 1: not a GloVe vector line (a word, then "
+                        "its numbers separated by spaces)")  # fmt: skip
+
+
 class GloVe:
     """Word vectors from a GloVe text file (`word v1 v2 ...` per line), as the DAT paper uses."""
 
@@ -40,9 +68,12 @@ class GloVe:
         if not path.is_file():
             raise UserError(f"GloVe file {path} does not exist")
         self.vectors: dict[str, np.ndarray] = {}
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, start=1):
-                word, *values = line.rstrip().split(" ")
+        with open(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    word, *values = raw.decode("utf-8").rstrip().split(" ")
+                except UnicodeDecodeError as e:
+                    raise UserError(f"{path}: line {lineno}: not UTF-8 (byte {e.start})") from None
                 if vocabulary is not None and word not in vocabulary:
                     continue
                 try:

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from diversens import measures
 from diversens.config import config_hash
+from diversens.errors import UserError
 from diversens.evaluation.config import EvalConfig
 from diversens.evaluation.decile import DecileMap
 from diversens.evaluation.report import write_eval_report
@@ -106,6 +107,9 @@ def sample_and_score(
              len(plans), len(rows), k, store.pending(planned)[CHUNK].nunique(),
              planned[CHUNK].nunique())  # fmt: skip
     kept, chunks, quarantined = run_chunks(store, planned, build, out_dir / quarantine.FILE)
+    if kept.num_rows == 0 and len(planned):
+        why = ", ".join(f"{code}: {n}" for code, n in quarantined.items())
+        raise UserError(f"every prompt was quarantined ({why}); see {out_dir / quarantine.FILE}")
     columns = per_output_columns(cfg.per_output_measures)
     per_output = kept.to_pandas().explode(list(columns), ignore_index=True)
     per_output = per_output.rename(

@@ -14,6 +14,7 @@ import pandas as pd
 
 from diversens import io, schema
 from diversens.config import config_hash
+from diversens.errors import UserError
 from diversens.jobs.chunks import PartStore, plan_chunks, run_chunks
 from diversens.jobs.dataflow import generate_candidates, prompts_dataset
 from diversens.sampling.config import SamplingConfig
@@ -32,6 +33,9 @@ def run(prompts: pd.DataFrame, cfg: SamplingConfig, output: Path, parts: str | N
     table, chunks, held = run_chunks(
         store, planned, lambda rows: generate_candidates(prompts_dataset(rows, cfg), cfg), side_file
     )
+    if table.num_rows == 0 and len(prompts):
+        why = ", ".join(f"{code}: {n}" for code, n in held.items())
+        raise UserError(f"every prompt was quarantined ({why}); see {side_file}")
     schema.check(table.schema, "candidates", schema.PROMPT, schema.CANDIDATE)
     io.write_parquet(table, output)
     truncated = sum(sum(t) for t in table["truncated"].to_pylist())

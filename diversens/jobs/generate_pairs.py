@@ -128,7 +128,8 @@ def run(
              planned[CHUNK].nunique())  # fmt: skip
     scored, chunks, quarantined = run_chunks(store, planned, build, out_dir / quarantine.FILE)
     if scored.num_rows == 0:
-        raise UserError(f"every prompt was quarantined; see {out_dir / quarantine.FILE}")
+        why = ", ".join(f"{code}: {n}" for code, n in quarantined.items())
+        raise UserError(f"every prompt was quarantined ({why}); see {out_dir / quarantine.FILE}")
     scored_dir = out_dir / "scored"
     schema.check(scored.schema, "scored rows", schema.PROMPT, schema.CANDIDATE,
                  schema.measures(cfg.measures), schema.QUALITY, schema.VALIDITY)  # fmt: skip

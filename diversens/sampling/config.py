@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from diversens.models import DTYPES
+from diversens.models import DTYPES, check_device_name
 from diversens.pools import Pool
 from diversens.prompts import CUSTOM, default_followups, known_tasks
 
@@ -206,6 +206,7 @@ class SamplingConfig:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        check_device_name(self.device, auto=True)
         k = self.num_samples_per_prompt
         if k < 1:
             raise ValueError(f"num_samples_per_prompt must be >= 1, got {k}")

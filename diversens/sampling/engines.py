@@ -122,6 +122,64 @@ def check_engine_available(cfg: SamplingConfig, prefix: str = "sampling.") -> No
                     "an engine argument of vLLM (a field of its EngineArgs)")  # fmt: skip
 
 
+CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")
+
+
+def config_context_length(path: str) -> int | None:
+    """A model's context from its config.json, read as JSON (no transformers import): a local
+    dir's, or a hub id's in the HF cache; None where it cannot be told."""
+    from pathlib import Path
+
+    from diversens.models import _in_hf_cache, read_json_object
+
+    local = Path(path)
+    if not local.is_dir():
+        if not _in_hf_cache(path):
+            return None
+        from huggingface_hub import try_to_load_from_cache
+
+        local = Path(try_to_load_from_cache(path, "config.json")).parent
+    if not (local / "config.json").is_file():
+        return None
+    config = read_json_object(local / "config.json", "model config")
+    for part in (config.get("text_config"), config):
+        if isinstance(part, dict):
+            for key in CONTEXT_KEYS:
+                if isinstance(part.get(key), int) and part[key] > 0:
+                    return part[key]
+    return None
+
+
+def check_token_budget(cfg: SamplingConfig, prefix: str = "sampling.") -> None:
+    """Every answer cap (max_new_tokens and the per-task caps) leaves room in the context the
+    engine will have (the model's, and for vLLM at most max_model_len) for the longest
+    conversation: a second turn holds the prompt and two answers. Otherwise every prompt of the
+    run would be quarantined as too_long, after the engines started."""
+    from diversens.storage import is_uri
+
+    if is_uri(cfg.model):  # looked at only, not fetched, before the run
+        return
+    own = config_context_length(resolve_model(cfg.model))
+    limits = [(own, "the model's own context")] if own else []
+    if cfg.engine == "vllm":
+        limits.append((cfg.max_model_len, f"{prefix}max_model_len"))
+    if not limits:
+        return
+    context, why = min(limits)
+    answers = 2 if cfg.num_first_turn < cfg.num_samples_per_prompt else 1
+    caps = {"max_new_tokens": cfg.max_new_tokens}
+    caps.update((f"max_new_tokens_per_task.{t}", c) for t, c in cfg.max_new_tokens_per_task.items())
+    for option, cap in caps.items():
+        if cap * answers >= context:
+            turn = "a second turn's two answers and its prompt" if answers == 2 else (
+                "an answer and its prompt")  # fmt: skip
+            raise UserError(
+                f"option {prefix}{option} {cap}: {turn}, which do not fit the context of "
+                f"{context} tokens ({why}); every prompt would be quarantined as too_long: "
+                f"lower it below {context // answers}"
+            )
+
+
 def vllm_engine_args() -> set[str]:
     """The fields of vLLM's EngineArgs: what `vllm.LLM` takes as keyword arguments. Importing
     them costs seconds (torch, vLLM's configs), and vLLM logs notes about the platform as it

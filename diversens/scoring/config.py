@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from diversens import measures
-from diversens.models import DEFAULT_GENERATOR, DTYPES
+from diversens.models import DEFAULT_GENERATOR, DTYPES, check_device_name
 from diversens.pools import Pool, PoolConfig
 from diversens.scoring.measure import MeasureConfig
 
@@ -67,6 +67,7 @@ class QualityConfig:
     )
 
     def __post_init__(self):
+        check_device_name(self.device)
         if self.scorer not in SCORERS:
             raise ValueError(f"unknown scorer {self.scorer!r} (choose from {SCORERS})")
         if self.scorer == "reward-model" and not self.reward_model:

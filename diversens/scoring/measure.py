@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from diversens import measures
-from diversens.models import DEFAULT_EMBEDDER
+from diversens.models import DEFAULT_EMBEDDER, check_device_name
 from diversens.stage import Stage
 
 
@@ -58,6 +58,7 @@ class MeasureConfig:
     )
 
     def __post_init__(self):
+        check_device_name(self.device)
         if self.mattr_window < 1:
             raise ValueError(f"mattr_window must be >= 1, got {self.mattr_window}")
         if not 0 < self.mtld_threshold < 1:

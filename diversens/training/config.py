@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from diversens.config import check_names
+from diversens.errors import UserError
 from diversens.storage import is_uri
 
 DEEPSPEED_STAGES = ("zero3", "zero2", "none")
@@ -153,6 +154,14 @@ class TrainConfig:
             )
         if self.accelerator_type is not None and not self.use_gpu:
             raise ValueError("accelerator_type needs use_gpu: true")
+        targets = self.lora_target_modules
+        if not targets or any(not str(t).strip() for t in targets):
+            raise ValueError(
+                f"lora_target_modules: expected module names (e.g. q_proj,v_proj) or all-linear, "
+                f"got {','.join(targets)!r}"
+            )
+        if "all-linear" in targets and len(targets) > 1:
+            raise ValueError("lora_target_modules: all-linear stands alone (it means every linear)")
         if not self.name or "/" in self.name:
             raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
         options = {f.name for f in fields(self)}
@@ -181,3 +190,53 @@ def check_dpo_args(dpo_args: dict[str, Any], option: str = "dpo_args") -> None:
 
     known = {f.name for f in fields(trl.DPOConfig)}
     check_names(option, dpo_args, known, f"a field of TRL {trl.__version__}'s DPOConfig")
+
+
+def check_lora_targets(cfg: TrainConfig, option: str = "lora_target_modules") -> None:
+    """With LoRA, every target module names a module of the model (peft matches a name or its
+    last dotted parts), told from the tensor names in the safetensors headers of a local model
+    dir without loading any weights; where those cannot be read cheaply, peft says it later."""
+    if not cfg.lora or cfg.lora_target_modules == ["all-linear"]:
+        return
+    from diversens.models import resolve_model
+
+    if is_uri(cfg.model):
+        return
+    path = Path(resolve_model(cfg.model))
+    names = safetensors_tensor_names(path) if path.is_dir() else None
+    if not names:
+        return
+    modules = {n.rsplit(".", 1)[0] for n in names}
+    for target in cfg.lora_target_modules:
+        if not any(m == target or m.endswith("." + target) for m in modules):
+            leaves = sorted({m.rsplit(".", 1)[-1] for m in modules} - {"weight", "bias"})
+            more = ", ..." if len(leaves) > 12 else ""
+            raise UserError(
+                f"option {option}: {target!r} names no module of the model {cfg.model} "
+                f"(its modules end in: {', '.join(leaves[:12])}{more})"
+            )
+
+
+def safetensors_tensor_names(model_dir: Path) -> set[str] | None:
+    """The tensor names of a model dir's safetensors files, from their JSON headers (or the
+    shard index); None where there are none or one cannot be read."""
+    import json
+    import struct
+
+    index = model_dir / "model.safetensors.index.json"
+    try:
+        if index.is_file():
+            return set(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
+        files = sorted(model_dir.glob("*.safetensors"))
+        if not files:
+            return None
+        names: set[str] = set()
+        for f in files:
+            with open(f, "rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))
+                if size > 100_000_000:
+                    return None
+                names.update(k for k in json.loads(fh.read(size)) if k != "__metadata__")
+        return names
+    except (OSError, ValueError, KeyError, TypeError, struct.error):
+        return None
