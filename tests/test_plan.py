@@ -100,13 +100,14 @@ def test_measured_rates_project_the_study(tmp_path, capsys):
     assert rates.dpo_s_per_step == pytest.approx(21.0) and rates.eval_s_per_output == 2.0
     rows = {name: minutes for name, _, minutes in pilot.project(study, 400, rates)}
     # 400 x 12 candidates x 100 tokens at 15 ms; N = min(200, 300, 400) pairs -> 50 steps of
-    # 4 pairs (2 workers x 2) per strategy; 1 + 3 models x 420 outputs at 2 s.
+    # 4 pairs (2 workers x 2) per strategy; base + 3 tuned + 1 noise floor x 420 outputs at 2 s.
+    assert study.eval.noise_seeds == [1]
     assert rows["generate-pairs"] == pytest.approx(400 * 12 * 100 * 0.015 / 60)
     assert rows["train"] == pytest.approx(3 * (50 * 21 + 40) / 60)
-    assert rows["eval"] == pytest.approx(4 * 420 * 2 / 60)
-    floor = dataclasses.replace(study, eval=dataclasses.replace(study.eval, noise_seeds=[1]))
-    assert dict((n, m) for n, _, m in pilot.project(floor, 400, rates))["eval"] == pytest.approx(
-        5 * 420 * 2 / 60)  # fmt: skip
+    assert rows["eval"] == pytest.approx(5 * 420 * 2 / 60)
+    no_floor = dataclasses.replace(study, eval=dataclasses.replace(study.eval, noise_seeds=[]))
+    assert dict((n, m) for n, _, m in pilot.project(no_floor, 400, rates))["eval"] == pytest.approx(
+        4 * 420 * 2 / 60)  # fmt: skip
 
     code = main(["plan", "--config", str(ROOT / "configs" / "study.yaml"),
                  "--measured", str(tmp_path / "pilot")])  # fmt: skip
