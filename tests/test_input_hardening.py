@@ -336,7 +336,7 @@ CLASSES = {
         ),
         "vLLM context of 0 tokens": (
             lambda t: ["generate-pairs", "--sampling.max_model_len", "0", "-o", str(t / "o")],
-            "option sampling.max_model_len: max_model_len must be >= 1, got 0",
+            "option sampling.max_model_len: must be >= 1, got 0",
         ),
         "vLLM dtype it has no kernels for": (
             lambda t: ["generate-pairs", "--sampling.dtype", "float8", "-o", str(t / "o")],
@@ -344,7 +344,7 @@ CLASSES = {
         ),
         "vLLM tensor parallel size 0": (
             lambda t: ["eval", "--sampling.tensor_parallel_size", "0", "-o", str(t / "o")],
-            "option sampling.tensor_parallel_size: tensor_parallel_size must be >= 1, got 0",
+            "option sampling.tensor_parallel_size: must be >= 1, got 0",
         ),
         "misspelt section in a pipeline config": (
             lambda t: [
@@ -411,11 +411,11 @@ CLASSES = {
                 "-o",
                 str(t / "o"),
             ],
-            "cfg.yaml: field pairs.selection.num_pairs: num_pairs must be >= 1, got 0",
+            "cfg.yaml: field pairs.selection.num_pairs: must be >= 1, got 0",
         ),
         "range error on the command line names the option": (
             lambda t: ["generate-pairs", "--sampling.top_p", "0", "-o", str(t / "o")],
-            "option sampling.top_p: top_p must be in (0, 1]",
+            "option sampling.top_p: must be in (0, 1], got 0",
         ),
     },
 }

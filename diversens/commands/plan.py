@@ -21,10 +21,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the wall time per stage on this machine instead, from the rates a pilot (a small "
         "finished pipeline run of the same settings) measured.",
     )
-    p.add_argument("--config", type=Path, help="YAML file with PipelineConfig sections")
+    p.add_argument(
+        "--config", type=config.expand_path, help="YAML file with PipelineConfig sections"
+    )
     p.add_argument(
         "--measured",
-        type=Path,
+        type=lambda value: Path(config.expand_path(value)),
         metavar="RUN_DIR",
         help="a finished pilot run (`diversens pipeline ... -o RUN_DIR`) whose measured rates "
         "project the config's stages on the machine it ran on",
