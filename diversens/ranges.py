@@ -15,6 +15,20 @@ from typing import Any
 _RANGE = re.compile(r"^([\[(])\s*([^,\s]+)\s*,\s*([^,\s]+)\s*([\])])$")
 
 
+# One file or directory name: letters, digits and ._+@- (no separator, no `~`), not . or ..
+SAFE_NAME = re.compile(r"(?!\.\.?$)[\w.+@-]+")
+
+
+def check_name(option: str, name: str, what: str) -> None:
+    """A name that becomes a path component (a run directory) is one safe component: `..`,
+    `.`, `a/b` or `` would put the run into, beside or above the directory meant to hold it."""
+    if not SAFE_NAME.fullmatch(name):
+        raise ValueError(
+            f"{option}: {name!r} is not a {what}: one file name of letters, digits and ._+@- "
+            "(not '.' or '..', no '/')"
+        )
+
+
 def describe_range(spec: str) -> str:
     """'[0, inf)' -> '>= 0', '(0, 1]' -> 'in (0, 1]'."""
     m = _RANGE.match(spec)

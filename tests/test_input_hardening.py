@@ -418,6 +418,194 @@ CLASSES = {
             "option sampling.top_p: must be in (0, 1], got 0",
         ),
     },
+    "numbers out of range (every numeric option has one)": {
+        "negative temperature in the pipeline": (
+            lambda t: ["pipeline", "--pairs.sampling.temperature", "-1", "-o", str(t / "o")],
+            "option pairs.sampling.temperature: must be >= 0, got -1",
+        ),
+        "no bootstrap resamples": (
+            lambda t: ["pipeline", "--eval.num_bootstrap", "0", "-o", str(t / "o")],
+            "option eval.num_bootstrap: must be in [1, 1000000], got 0",
+        ),
+        "negative learning rate": (
+            lambda t: [
+                "train",
+                write(t / "pairs.jsonl", [PAIR]),
+                "--learning_rate",
+                "-1",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option learning_rate: must be > 0, got -1",
+        ),
+        "1e20 new tokens": (
+            lambda t: ["generate", "--sampling.max_new_tokens", "1e20", "-o", str(t / "c.parquet")],
+            "option sampling.max_new_tokens: expected int, got '1e20'",
+        ),
+        "10^20 new tokens": (
+            lambda t: [
+                "generate",
+                "--sampling.max_new_tokens",
+                "100000000000000000000",
+                "-o",
+                str(t / "c.parquet"),
+            ],  # fmt: skip
+            "option sampling.max_new_tokens: must be in [1, 1000000], got 100000000000000000000",
+        ),
+        "per-task cap of 0 tokens": (
+            lambda t: [
+                "generate-pairs",
+                "--sampling.max_new_tokens_per_task",
+                "dat=0",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option sampling.max_new_tokens_per_task.dat: must be in [1, 1000000], got 0",
+        ),
+        "negative seed": (
+            lambda t: ["eval", "--sampling.seed", "-1", "-o", str(t / "o")],
+            "option sampling.seed: must be in [0, 4294967295], got -1",
+        ),
+        "a plan rate of 0": (
+            lambda t: ["plan", "--plan.select_rows_per_s", "0"],
+            "option plan.select_rows_per_s: must be > 0, got 0",
+        ),
+        "zero samples of a task in a config file": (
+            lambda t: [
+                "eval",
+                "--config",
+                yaml_file(t, "eval:\n  num_samples: {dat: 0}\n"),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "cfg.yaml: field eval.num_samples.dat: must be in [1, 10000], got 0",
+        ),
+        "measure in chunks of 0 rows": (
+            lambda t: [
+                "measure",
+                write(t / "r.jsonl", [{"response": "hi"}]),
+                "--rows_per_chunk",
+                "0",
+            ],  # fmt: skip
+            "option rows_per_chunk: must be >= 1, got 0",
+        ),
+    },
+    "given twice (never last wins)": {
+        "a dict option's key twice": (
+            lambda t: ["pipeline", "--eval.num_samples", "dat=1,dat=50", "-o", str(t / "o")],
+            "option eval.num_samples: key 'dat' given twice ('1', '50')",
+        ),
+        "an option twice": (
+            lambda t: ["eval", "--seed", "1", "--seed", "2", "-o", str(t / "o")],
+            "option --seed given twice ('1', then '2'); give it once",
+        ),
+        "-o and --output": (
+            lambda t: ["eval", "-o", str(t / "a"), "--output", str(t / "b")],
+            "-o '{t}/a' and --output '{t}/b' both given",
+        ),
+        "a key twice in a JSON option": (
+            lambda t: [
+                "train",
+                write(t / "p.jsonl", [PAIR]),
+                "--dpo_args",
+                "{a: 1, a: 2}",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option dpo_args: duplicate key 'a' in '{{a: 1, a: 2}}'",
+        ),
+        "a key twice in a prompt row": (
+            lambda t: [
+                "generate",
+                write(t / "p.jsonl", [PROMPT, b'{"prompt": "a", "prompt": "b"}\n']),
+                "-o",
+                str(t / "c.parquet"),
+            ],  # fmt: skip
+            "p.jsonl: row 2: key 'prompt' given twice",
+        ),
+        "a key twice in a pairs row": (
+            lambda t: [
+                "train",
+                write(
+                    t / "pairs.jsonl",
+                    [b'{"prompt": "p", "chosen": "a", "chosen": "b", "rejected": "c"}\n'],
+                ),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "pairs.jsonl: row 1: key 'chosen' given twice",
+        ),
+        "a key twice in a nested YAML mapping": (
+            lambda t: [
+                "eval",
+                "--config",
+                yaml_file(t, "eval:\n  num_samples:\n    dat: 1\n    dat: 5\n"),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "config file {t}/cfg.yaml line 4: duplicate key 'dat'",
+        ),
+    },
+    "conflicting inputs": {
+        "generate: PROMPTS and --prompts.file": (
+            lambda t: [
+                "generate",
+                write(t / "a.jsonl", [PROMPT]),
+                "--prompts.file",
+                write(t / "b.jsonl", [PROMPT]),
+                "-o",
+                str(t / "c.parquet"),
+            ],  # fmt: skip
+            "PROMPTS '{t}/a.jsonl' and --prompts.file '{t}/b.jsonl' both given",
+        ),
+        "generate-pairs: --prompts.file, then PROMPTS": (
+            lambda t: [
+                "generate-pairs",
+                "--prompts.file",
+                write(t / "b.jsonl", [PROMPT]),
+                write(t / "a.jsonl", [PROMPT]),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "--prompts.file '{t}/b.jsonl' and PROMPTS '{t}/a.jsonl' both given",
+        ),
+        "pipeline: PROMPTS and --pairs.prompts.file": (
+            lambda t: [
+                "pipeline",
+                write(t / "a.jsonl", [PROMPT]),
+                "--pairs.prompts.file",
+                write(t / "b.jsonl", [PROMPT]),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "PROMPTS '{t}/a.jsonl' and --pairs.prompts.file '{t}/b.jsonl' both given",
+        ),
+    },
+    "names that are paths": {
+        "an empty model label": (
+            lambda t: ["eval", "--models", "=X", "-o", str(t / "o")],
+            "option models: '=X' has an empty label (LABEL=MODEL)",
+        ),
+        "a path read as a label": (
+            lambda t: ["eval", "--models", "smollm2-135m-instruct,/x/m=1", "-o", str(t / "o")],
+            "option models: '/x/m=1': label '/x/m' looks like a path",
+        ),
+        "train run named ..": (
+            lambda t: [
+                "train",
+                write(t / "pairs.jsonl", [PAIR]),
+                "--name",
+                "..",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option name: '..' is not a run name",
+        ),
+        "pipeline run named with a slash": (
+            lambda t: ["pipeline", "--train.name", "a/b", "-o", str(t / "o")],
+            "option train.name: 'a/b' is not a run name",
+        ),
+    },
 }
 
 

@@ -22,8 +22,9 @@ class EvalConfig:
     models: list[str] = field(
         default_factory=lambda: ["base=smollm2-135m-instruct"],
         metadata={
-            "help": "LABEL=MODEL entries (name, local dir or HF id); the first is the base that "
-            "the decile map is built from"
+            "help": "LABEL=MODEL entries (name, local dir or HF id), comma-separated; the first "
+            "is the base that the decile map is built from. A label is a name (no '/'); a "
+            """path holding a comma goes in a JSON list: '["base=a", "tuned=/x/my,model"]'"""
         },
     )
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -82,6 +83,8 @@ class EvalConfig:
         ):
             raise ValueError(f"noise_seeds must be distinct and differ from sampling.seed "
                              f"({self.sampling.seed}), got {self.noise_seeds}")  # fmt: skip
+        for entry in self.models:
+            check_model_entry(entry)
         labels = [label for label, _ in self.labelled_models()]
         if len(set(labels)) != len(labels):
             raise ValueError(f"model labels must be unique, got {labels}")
@@ -128,3 +131,22 @@ class EvalConfig:
     def gpus(self, prefix: str = "") -> dict[str, float]:
         """GPUs per actor each pool asks for, by option name."""
         return self.scoring.gpus(self.sampling.gpus_per_actor(), prefix)
+
+
+def check_model_entry(entry: str) -> None:
+    """One `models` entry: MODEL, or LABEL=MODEL with a name for a label (split at the first
+    '='), so a path holding '=' or ',' is never read as a label and a model."""
+    label, sep, model = entry.partition("=")
+    if not entry.strip():
+        raise ValueError("models: an empty entry; give LABEL=MODEL or MODEL")
+    if not sep:
+        return
+    if not label.strip() or not model.strip():
+        side = "label" if not label.strip() else "model"
+        raise ValueError(f"models: {entry!r} has an empty {side} (LABEL=MODEL)")
+    if "/" in label or "\\" in label or label.startswith(("~", ".")):
+        raise ValueError(
+            f"models: {entry!r}: label {label!r} looks like a path; a label is a name "
+            "(LABEL=MODEL, e.g. base=/models/m=1). A path holding a comma: give the list "
+            """as JSON, --models '["base=a", "tuned=/x/my,model"]'"""
+        )

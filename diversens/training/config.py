@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from diversens.config import check_names
-from diversens.ranges import check_ranges
+from diversens.ranges import check_name, check_ranges
 from diversens.storage import is_uri
 
 DEEPSPEED_STAGES = ("zero3", "zero2", "none")
@@ -163,7 +163,7 @@ class TrainConfig:
         made absolute (decided here only, for the preflight check and the trainer alike)."""
         path = self.storage_path or f"{str(output).rstrip('/')}/checkpoints"
         # Ray Train refuses a relative local path ("URI has empty scheme").
-        return path if is_uri(path) else str(Path(path).expanduser().absolute())
+        return path if is_uri(path) else str(Path(path).absolute())  # `~`: expanded at parse
 
     def __post_init__(self) -> None:
         check_ranges(self)
@@ -176,8 +176,7 @@ class TrainConfig:
             )
         if self.accelerator_type is not None and not self.use_gpu:
             raise ValueError("accelerator_type needs use_gpu: true")
-        if not self.name or "/" in self.name:
-            raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
+        check_name("name", self.name, "run name")
         options = {f.name for f in fields(self)}
         for key in self.dpo_args:
             if key in options:
