@@ -6,18 +6,25 @@ Cases are grouped by class, one parametrised test per class; each case builds it
 tmp_path and returns the argv (`{t}` in the expected message is tmp_path).
 """
 
+import dataclasses
 import gzip
 import json
 import os
+import re
+import typing
 from pathlib import Path
 
 import pytest
 
 from diversens.cli import main
-from diversens.config import load
-from diversens.jobs.config import PipelineConfig
+from diversens.commands.options import MeasureOptions, RunOptions
+from diversens.config import from_dict, load
+from diversens.errors import UserError
+from diversens.evaluation.config import EvalConfig
+from diversens.jobs.config import GenerateConfig, GeneratePairsConfig, PipelineConfig
 from diversens.prompts.loading import load_prompts
 from diversens.scoring.measure import MeasureConfig
+from diversens.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -647,6 +654,108 @@ def test_bad_input_is_one_line_before_ray(cls, tmp_path, capsys, monkeypatch, no
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"case{n}" for n in range(len(CLASSES[cls]))
     ), "nothing may be written into the current directory"
+
+
+def config_classes() -> list[type]:
+    """Every config dataclass a command builds from YAML or options, nested sections included."""
+    todo, found = [PipelineConfig, GenerateConfig, MeasureConfig, RunOptions, MeasureOptions], []
+    while todo:
+        cls = todo.pop()
+        if cls not in found:
+            found.append(cls)
+            hints = typing.get_type_hints(cls)
+            todo += [hints[f.name] for f in dataclasses.fields(cls)
+                     if dataclasses.is_dataclass(hints[f.name])]  # fmt: skip
+    return found
+
+
+def numeric_fields(cls: type) -> list[dataclasses.Field]:
+    """int/float fields, optional ones and lists/dicts of numbers included (bool is no number)."""
+    hints = typing.get_type_hints(cls)
+
+    def numeric(tp) -> bool:
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) in (list, dict):
+            return numeric(args[-1])
+        if args:  # int | None
+            return any(numeric(a) for a in args)
+        return tp in (int, float)
+
+    return [f for f in dataclasses.fields(cls) if numeric(hints[f.name])]
+
+
+# Dicts empty by default: a key their own checks accept, so the range is what refuses.
+SAMPLE_KEY = {"max_new_tokens_per_task": "dat", "options": "token_dsi.layer"}
+
+
+def out_of_range(f: dataclasses.Field):
+    """A value just outside the field's range, shaped like the field (a list, a dict)."""
+    left, lo, hi, right = re.fullmatch(r"([\[(])(\S+), (\S+)([\])])", f.metadata["range"]).groups()
+    if lo != "-inf":
+        bad = float(lo) - (left == "[")
+    else:
+        bad = float(hi) + 1 if hi != "inf" else float("nan")
+    bad = int(bad) if bad == bad and float(lo if lo != "-inf" else hi).is_integer() else bad
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if isinstance(default, list):
+        return [bad] * max(len(default), 1)
+    if isinstance(default, dict):
+        return {next(iter(default), SAMPLE_KEY.get(f.name)): bad}
+    return bad
+
+
+@pytest.mark.parametrize("cls", config_classes(), ids=lambda c: c.__name__)
+def test_every_numeric_option_has_a_range_that_is_checked(cls):
+    """A new int/float field without metadata["range"] fails here, and so does a config class
+    whose __post_init__ does not call check_ranges: each field's just-out-of-range value is
+    refused naming that field."""
+    required = {"output": "o"} if cls is RunOptions else {}
+    for f in numeric_fields(cls):
+        assert "range" in f.metadata, f"{cls.__name__}.{f.name}: give it metadata['range']"
+        bad = out_of_range(f)
+        with pytest.raises(UserError) as caught:
+            from_dict(cls, {**required, f.name: bad})
+        assert caught.value.option.startswith(f.name), (f.name, bad, str(caught.value))
+
+
+def test_an_empty_section_means_its_defaults(tmp_path):
+    path = yaml_file(tmp_path, "pairs:\ntrain:\neval:\n  scoring:\nplan:\n")
+    assert load(PipelineConfig, path) == PipelineConfig()
+    whole = {"whole": PipelineConfig}
+    assert load(GeneratePairsConfig, path, None, "pairs", **whole) == GeneratePairsConfig()
+    assert load(EvalConfig, path, None, "eval", **whole) == EvalConfig()
+    assert load(TrainConfig, path, None, "train", **whole) == TrainConfig()
+
+
+def test_a_list_option_in_json_holds_commas():
+    cfg = from_dict(EvalConfig, {"models": '["base=smollm2-135m-instruct", "t=/x/my,model"]'})
+    assert cfg.labelled_models() == [("base", "smollm2-135m-instruct"), ("t", "/x/my,model")]
+
+
+def test_a_path_is_expanded_once_where_it_is_parsed(tmp_path, monkeypatch, capsys, no_ray):
+    """`~` in a path option, argument or config value is the home directory for every step (the
+    input check, the read, the output check): nothing named `~` appears in the working dir."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    write(home / "r.jsonl", [{"response": "hi"}])
+    write(home / "p.jsonl", [{"prompt": ""}])
+    (home / "sub").mkdir()
+    cases = {
+        "measure's FILE argument": (["measure", "~/r.jsonl", "--group_field", "nope"],
+                                    f"{home}/r.jsonl: no field 'nope'"),
+        "an option": (["generate", "--prompts.file", "~/p.jsonl", "-o", "~/c.parquet"],
+                      f"{home}/p.jsonl: row 1: field 'prompt'"),
+        "a config value": (["generate", "--config", yaml_file(tmp_path, "prompts: {file: ~/p.jsonl}"),
+                            "-o", "~/c.parquet"], f"{home}/p.jsonl: row 1: field 'prompt'"),
+        "-o": (["measure", "~/r.jsonl", "-o", "~/sub"], f"output {home}/sub: is a directory"),
+    }  # fmt: skip
+    for case, (argv, message) in cases.items():
+        assert main(argv) == 2, case
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (case, err)
+    assert list(cwd.iterdir()) == []
 
 
 def test_utf8_bom_is_accepted(tmp_path):
