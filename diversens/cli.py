@@ -12,11 +12,49 @@ import sys
 
 from diversens import __version__
 from diversens.commands import COMMANDS
-from diversens.errors import user_error_in
+from diversens.errors import UserError, user_error_in
+
+GIVEN, REPEATED = "_given", "_repeated"  # namespace keys of `_Once` (no option is spelt so)
+
+
+class _Once(argparse._StoreAction):
+    """Every argument and option stores once: one given twice is an error (see `check_once`),
+    never "last wins". Two spellings of one value (the PROMPTS argument and --prompts.file,
+    -o and --output) share a `dest`, so giving both is the same error."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault(GIVEN, {})
+        name = option_string or self.metavar or self.dest
+        if self.dest in given and REPEATED not in vars(namespace):
+            first, old = given[self.dest]
+            setattr(namespace, REPEATED, (first, old, name, values))
+        given[self.dest] = (name, values)
+        setattr(namespace, self.dest, values)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with `_Once` as its store action; sub-command parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _Once)
+        self.register("action", "store", _Once)
+
+
+def check_once(args: argparse.Namespace) -> None:
+    """The first option or argument the command line gave twice, as a UserError."""
+    if REPEATED not in vars(args):
+        return
+    first, old, second, new = getattr(args, REPEATED)
+    if first == second:
+        raise UserError(f"option {first} given twice ({old!r}, then {new!r}); give it once")
+    raise UserError(
+        f"{first} {old!r} and {second} {new!r} both given: they are the same option; give one"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="diversens",
         description="Diverse, not Short: sample, measure and select length-matched diversity "
         "preference pairs, train with DPO, and evaluate length-aware diversity.",
@@ -31,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_once(args)
         args.func(args)
     except KeyboardInterrupt:
         print(f"diversens {args.command}: interrupted; rerun the same command to resume",

@@ -3,6 +3,14 @@
 Each stage owns a dataclass (fields carry `metadata={"help": ...}`, checks live in `__post_init__`);
 this module only turns YAML mappings and `--section.field value` options into those dataclasses.
 Configs are data: YAML is read with a `SafeLoader` (duplicate keys refused), never executed.
+
+Field metadata this module reads besides "help" and "short":
+- "range": the interval every number of the field (of a list, every item; of a dict, every
+  value) must lie in, as "[1, 1000000]", "(0, 1]" or "[0, inf)"; `ranges.check_ranges` (called
+  first in each config's `__post_init__`) enforces it, and the help shows it. Every int or float
+  field has one (tests/test_config.py walks them all).
+- "path": a local path (or URI): `~` is expanded once, where the value is parsed, so the
+  checks and the writes see the same path.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import difflib
 import hashlib
 import json
 import math
+import os
 import re
 import types
 import typing
@@ -23,11 +32,13 @@ from typing import Any, TypeVar
 import yaml
 
 from diversens.errors import UserError
+from diversens.ranges import describe_range
 
 T = TypeVar("T")
 # A comma starts the next key=value entry of a CLI dict only where a key= follows, so a value
 # (a follow-up message) may hold commas.
 _DICT_ENTRY = re.compile(r",(?=\s*[\w.-]+=)")
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)  # s3://, gs://, file://, ...
 
 
 class ConfigError(UserError):
@@ -72,8 +83,25 @@ def _untyped(value: Any) -> Any:
     return value
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check/convert one YAML or CLI value to the field's type; a mismatch names the option."""
+def expand_path(value: str) -> str:
+    """A path option as every later step uses it: `~` expanded (a URI as it is). Relative paths
+    stay relative to the driver's working directory; what Ray workers get is made absolute
+    where it is handed to them."""
+    return value if not value or _SCHEME.match(value) else os.path.expanduser(value)
+
+
+def _flow(text: str, where: str) -> Any:
+    """A list or mapping option given in JSON/YAML flow syntax on the command line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or "not valid JSON/YAML"
+        raise ConfigError(where, f"{problem} in {text!r}") from None
+
+
+def _coerce(value: Any, tp: Any, where: str, path: bool = False) -> Any:
+    """Check/convert one YAML or CLI value to the field's type; a mismatch names the option.
+    `path`: the value is a path (`~` expanded)."""
     if tp is Any:
         return _untyped(value)
     allowed = _scalar_types(tp)
@@ -82,18 +110,26 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     for t in allowed:
         origin = typing.get_origin(t)
         if origin in (list, tuple):
-            if isinstance(value, str):
+            if isinstance(value, str) and value.lstrip().startswith("["):
+                value = _flow(value, where)  # ["a", "b,c"]: items that hold a comma
+            elif isinstance(value, str):
                 value = [v for v in value.split(",") if v]
             if isinstance(value, (list, tuple)):
                 (item_tp, *_) = typing.get_args(t) or (str,)
-                return [_coerce(v, item_tp, where) for v in value]
+                return [_coerce(v, item_tp, where, path) for v in value]
             continue
         if origin is dict:
-            if isinstance(value, str):  # CLI form: key=value,key=value
+            if isinstance(value, str) and value.lstrip().startswith("{"):
+                value = _flow(value, where)  # {a: 1, b: "x,y=z"}
+            elif isinstance(value, str):  # CLI form: key=value,key=value
                 pairs = [item.partition("=") for item in _DICT_ENTRY.split(value) if item]
                 if not all(sep for _, sep, _ in pairs):
                     continue
-                value = {k: v for k, _, v in pairs}
+                value = {}
+                for k, _, v in pairs:
+                    if k in value:
+                        raise ConfigError(where, f"key {k!r} given twice ({value[k]!r}, {v!r})")
+                    value[k] = v
             if isinstance(value, dict):
                 _, val_tp = typing.get_args(t) or (str, str)
                 return {str(k): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
@@ -118,7 +154,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 raise ConfigError(where, f"expected a finite number, got {value!r}")
             return number
         if t is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
+            return str(value) if not path else expand_path(str(value))
         if typing.get_origin(t) is typing.Literal and value in typing.get_args(t):
             return value
     names = "/".join(getattr(t, "__name__", str(t)) for t in allowed)
@@ -142,11 +178,12 @@ def from_dict(
         tp = _field_type(cls, fields[name])
         where = f"{prefix}{name}"
         if _is_dataclass_type(tp):
+            value = {} if value is None else value  # `pairs:` with nothing under it: defaults
             if not isinstance(value, dict):
                 raise ConfigError(where, f"expected a mapping, got {value!r}")
             kwargs[name] = from_dict(tp, value, f"{where}.", _default_instance(fields[name], tp))
         else:
-            kwargs[name] = _coerce(value, tp, where)
+            kwargs[name] = _coerce(value, tp, where, bool(fields[name].metadata.get("path")))
     try:
         return cls(**kwargs) if base is None else dataclasses.replace(base, **kwargs)
     except (ValueError, TypeError) as e:  # __post_init__ checks
@@ -246,9 +283,12 @@ def add_arguments(
             continue
         help_text = (help or {}).get(name) or f.metadata.get("help", "")
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        notes = [] if "range" not in f.metadata else [describe_range(f.metadata["range"])]
         if not required:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            help_text = f"{help_text} (default: {default!r})"
+            notes.insert(0, f"default: {default!r}")
+        if notes:
+            help_text = f"{help_text} ({'; '.join(notes)})"
         parser.add_argument(
             *([f.metadata["short"]] if "short" in f.metadata else []),
             f"--{name}",
@@ -299,7 +339,7 @@ def load(
     """
     data = read_yaml(config_path) if config_path else {}
     path = section.split(".") if section else []
-    in_section = bool(path) and isinstance(data.get(path[0]), dict)
+    in_section = bool(path) and path[0] in data and isinstance(data[path[0]], (dict, type(None)))
     if in_section:  # a pipeline file: its section, or nothing where the file has none
         if whole is not None:
             try:
@@ -307,7 +347,8 @@ def load(
             except ConfigError as e:
                 raise UserError(f"{config_path}: field {e.option}: {e.problem}") from None
         for depth, key in enumerate(path):
-            data = data.get(key, {})
+            data = data.get(key)
+            data = {} if data is None else data  # an empty section: the defaults
             if not isinstance(data, dict):
                 where = ".".join(path[: depth + 1])
                 raise UserError(f"{config_path}: field {where}: expected a mapping, got {data!r}")

@@ -13,6 +13,7 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -89,10 +90,28 @@ def _mixed_types(numbered: list[tuple[int, dict]], path: Path) -> UserError:
     return UserError(f"{path}: rows cannot form one table (mixed nested types)")
 
 
+class DuplicateKey(ValueError):
+    """A JSON object with a key twice (`json` would keep the last value)."""
+
+    def __init__(self, key: str):
+        super().__init__(f"key {key!r} given twice")
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for `json.loads` that refuses a key given twice in one object."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
+
+
 def read_jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for each non-blank line. A UTF-8 byte-order mark (files saved on
     Windows) is skipped; gzip data, bytes that are not UTF-8, JSON nested too deep for the
-    parser and lone surrogate escapes are one-line errors."""
+    parser, lone surrogate escapes and a key given twice in an object are one-line errors."""
     check_input_file(path)
     with open(path, "rb") as f:
         if f.read(2) == GZIP_MAGIC:
@@ -108,7 +127,9 @@ def read_jsonl_rows(path: Path) -> Iterator[tuple[int, dict]]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
+                row = json.loads(line, object_pairs_hook=unique_keys)
+            except DuplicateKey as e:
+                raise UserError(f"{path}: row {lineno}: key {e.key!r} given twice") from None
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}: row {lineno}: malformed JSON ({e.msg})") from None
             except RecursionError:

@@ -1,4 +1,4 @@
-"""Projection from a pilot (`diversens plan --measured RUN_DIR`): a pipeline config's wall time
+"""Projection from a pilot (`diversens plan --plan.measured RUN_DIR`): a pipeline config's wall time
 per stage on the machine at hand, from the rates a small finished run of it measured there.
 
 A CPU run has no FLOP/s or MFU worth assuming; what decides its length is measured directly:

@@ -21,72 +21,102 @@ import math
 from dataclasses import dataclass, field
 
 from diversens.errors import UserError
+from diversens.ranges import check_ranges
 
 GB = 1e9
 
 
 @dataclass
 class PlanConfig:
-    num_prompts: int = field(default=6000, metadata={"help": "training prompts sampled"})
+    measured: str | None = field(
+        default=None,
+        metadata={
+            "help": "a finished pilot run (`diversens pipeline ... -o RUN_DIR`): project the "
+            "config's wall time per stage on the machine it ran on from its measured rates, "
+            "instead of the GPU assumptions below",
+            "path": True,
+        },
+    )
+    num_prompts: int = field(
+        default=6000, metadata={"range": "[1, inf)", "help": "training prompts sampled"}
+    )
     response_tokens: int = field(
-        default=250, metadata={"help": "assumed mean generated tokens per candidate"}
+        default=250,
+        metadata={"range": "[1, inf)", "help": "assumed mean generated tokens per candidate"},
     )
     prompt_tokens: int = field(
-        default=150, metadata={"help": "assumed mean prompt tokens (a second turn included)"}
+        default=150,
+        metadata={
+            "range": "[0, inf)",
+            "help": "assumed mean prompt tokens (a second turn included)",
+        },
     )
-    model_params: float = field(default=8.03e9, metadata={"help": "parameters N of the model"})
-    hidden_size: int = field(default=4096, metadata={"help": "model hidden size"})
-    num_layers: int = field(default=32, metadata={"help": "model layers"})
-    vocab_size: int = field(default=128256, metadata={"help": "model vocabulary"})
+    model_params: float = field(
+        default=8.03e9, metadata={"range": "(0, inf)", "help": "parameters N of the model"}
+    )
+    hidden_size: int = field(
+        default=4096, metadata={"range": "[1, inf)", "help": "model hidden size"}
+    )
+    num_layers: int = field(default=32, metadata={"range": "[1, inf)", "help": "model layers"})
+    vocab_size: int = field(
+        default=128256, metadata={"range": "[1, inf)", "help": "model vocabulary"}
+    )
     gen_tokens_per_s: float = field(
-        default=1500, metadata={"help": "assumed vLLM generated tokens/s per sampling GPU"}
+        default=1500,
+        metadata={"range": "(0, inf)", "help": "assumed vLLM generated tokens/s per sampling GPU"},
     )
     prefill_tokens_per_s: float = field(
-        default=5000, metadata={"help": "assumed fluency-scoring prefill tokens/s per GPU"}
+        default=5000,
+        metadata={"range": "(0, inf)", "help": "assumed fluency-scoring prefill tokens/s per GPU"},
     )
     select_rows_per_s: float = field(
-        default=6600, metadata={"help": "selection rows/s on the head (benchmarks/)"}
+        default=6600,
+        metadata={"range": "(0, inf)", "help": "selection rows/s on the head (benchmarks/)"},
     )
-    gpu_flops: float = field(default=312e12, metadata={"help": "peak bf16 FLOP/s per GPU"})
-    mfu: float = field(default=0.35, metadata={"help": "assumed model FLOPs utilisation"})
+    gpu_flops: float = field(
+        default=312e12, metadata={"range": "(0, inf)", "help": "peak bf16 FLOP/s per GPU"}
+    )
+    mfu: float = field(
+        default=0.35, metadata={"range": "(0, 1]", "help": "assumed model FLOPs utilisation"}
+    )
     checkpoint_gb_per_s: float = field(
-        default=2.0, metadata={"help": "assumed checkpoint write bandwidth (GB/s)"}
+        default=2.0,
+        metadata={"range": "(0, inf)", "help": "assumed checkpoint write bandwidth (GB/s)"},
     )
     load_export_min: float = field(
-        default=4.0, metadata={"help": "assumed model load + ZeRO-3 init + export (minutes)"}
+        default=4.0,
+        metadata={
+            "range": "[0, inf)",
+            "help": "assumed model load + ZeRO-3 init + export (minutes)",
+        },
     )
     eval_min_per_model: float = field(
-        default=4.0, metadata={"help": "assumed eval engine start + model load per model (min)"}
+        default=4.0,
+        metadata={
+            "range": "[0, inf)",
+            "help": "assumed eval engine start + model load per model (min)",
+        },
     )
     node_startup_min: float = field(
-        default=10.0, metadata={"help": "assumed node boot + image pull (minutes)"}
+        default=10.0,
+        metadata={"range": "[0, inf)", "help": "assumed node boot + image pull (minutes)"},
     )
     sample_node: str = field(default="gpu_1x", metadata={"help": "node type of the engines"})
     train_node: str = field(default="gpu_8x", metadata={"help": "node type of DPO"})
     head_node: str = field(default="head", metadata={"help": "node type of the head"})
     node_gpus: dict[str, int] = field(
         default_factory=lambda: {"head": 0, "gpu_1x": 1, "gpu_8x": 8},
-        metadata={"help": "GPUs per node type (cluster.yaml)"},
+        metadata={"range": "[0, inf)", "help": "GPUs per node type (cluster.yaml)"},
     )
     node_price_per_h: dict[str, float] = field(
         default_factory=lambda: {"head": 0.38, "gpu_1x": 1.21, "gpu_8x": 32.77},
-        metadata={"help": "on-demand $/hour per node type (us-west-2: m5.2xlarge, g5.2xlarge, "
+        metadata={"range": "[0, inf)",
+                  "help": "on-demand $/hour per node type (us-west-2: m5.2xlarge, g5.2xlarge, "
                           "p4d.24xlarge)"},
     )  # fmt: skip
 
     def __post_init__(self):
-        for name in ("num_prompts", "response_tokens", "model_params", "gen_tokens_per_s",
-                     "prefill_tokens_per_s", "select_rows_per_s", "gpu_flops",
-                     "checkpoint_gb_per_s", "hidden_size", "num_layers", "vocab_size"):  # fmt: skip
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("prompt_tokens", "load_export_min", "eval_min_per_model", "node_startup_min"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if any(not n >= 0 for n in [*self.node_gpus.values(), *self.node_price_per_h.values()]):
-            raise ValueError("node_gpus and node_price_per_h must be >= 0")
-        if not 0 < self.mfu <= 1:
-            raise ValueError(f"mfu must be in (0, 1], got {self.mfu}")
+        check_ranges(self)
         for name in (self.sample_node, self.train_node, self.head_node):
             if name not in self.node_gpus or name not in self.node_price_per_h:
                 raise ValueError(f"node_gpus and node_price_per_h need node type {name!r}")
@@ -114,8 +144,8 @@ def stages(cfg, plan: PlanConfig) -> list[Stage]:
     if not engine_gpus or not eval_gpus:
         raise UserError(
             "plan: the engines run on CPU (pairs.sampling / eval.sampling: 0 GPUs), which this "
-            "GPU plan cannot price; project a CPU run with --measured RUN_DIR (a finished pilot "
-            "run of the same settings)"
+            "GPU plan cannot price; project a CPU run with --plan.measured RUN_DIR (a finished "
+            "pilot run of the same settings)"
         )
     per_node = max(plan.node_gpus[plan.sample_node], 1)
     tokens = plan.num_prompts * k * plan.response_tokens
@@ -210,5 +240,5 @@ def render(cfg, plan: PlanConfig) -> str:
     lines += ["", f"DPO memory per GPU (ZeRO-3 over {cfg.train.num_workers} GPUs):", "",
               "| item | GB |", "|---|---|", *(f"| {i} | {gb:.1f} |" for i, gb in mem),
               f"| **total** | **{total:.1f}** |", "", "Assumptions:", ""]  # fmt: skip
-    lines += [f"- {name}: {value}" for name, value in vars(plan).items()]
+    lines += [f"- {name}: {value}" for name, value in vars(plan).items() if name != "measured"]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from diversens.ranges import check_ranges
+
 # GPU nodes of an autoscaling cluster boot from zero: instance start, image pull, Ray start, and
 # the model download of the first actor take 5-15 minutes on the clouds; twice the slow end
 # leaves room, and it is also Ray Data's own default for a run that makes no progress.
@@ -48,34 +50,38 @@ class Pool:
 class PoolConfig:
     """Resources of one model-holding actor pool (the stage never knows who runs it)."""
 
-    min_actors: int = field(default=1, metadata={"help": "actor pool minimum size"})
-    max_actors: int = field(default=1, metadata={"help": "actor pool maximum size"})
+    min_actors: int = field(
+        default=1, metadata={"range": "[1, inf)", "help": "actor pool minimum size"}
+    )
+    max_actors: int = field(
+        default=1, metadata={"range": "[1, inf)", "help": "actor pool maximum size"}
+    )
     num_gpus_per_actor: float = field(
-        default=0.0, metadata={"help": "GPUs per actor (fractions share one GPU)"}
+        default=0.0,
+        metadata={"range": "[0, inf)", "help": "GPUs per actor (fractions share one GPU)"},
     )
     num_cpus_per_actor: float = field(
         default=0.5,
         metadata={
+            "range": "[0, inf)",
             "help": "CPUs per actor (half by default: a scoring model waits on the engines most "
-            "of the time, and the engine and both scoring pools then fit 2 cores together)"
+            "of the time, and the engine and both scoring pools then fit 2 cores together)",
         },
     )
 
     memory_gib_per_actor: float = field(
         default=2.0,
         metadata={
+            "range": "[0, inf)",
             "help": "RAM in GiB Ray reserves per actor, so it never packs more actors on a node "
-            "than fit (the bundled embedder and fluency model use ~1.7 GiB; 0: none)"
+            "than fit (the bundled embedder and fluency model use ~1.7 GiB; 0: none)",
         },
     )
 
     def __post_init__(self):
-        if not 1 <= self.min_actors <= self.max_actors:
+        check_ranges(self)
+        if self.min_actors > self.max_actors:
             raise ValueError("need 1 <= min_actors <= max_actors")
-        if self.num_gpus_per_actor < 0 or self.num_cpus_per_actor < 0:
-            raise ValueError("GPUs/CPUs per actor must be >= 0")
-        if not 0 <= self.memory_gib_per_actor < float("inf"):
-            raise ValueError("memory_gib_per_actor must be a number >= 0")
 
     def check_device(self, device: str | None, option: str) -> None:
         """A CUDA device needs a GPU share: Ray hides GPUs from actors that reserve none."""

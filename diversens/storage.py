@@ -194,7 +194,7 @@ class Output:
         (Ray workers run in other working directories)."""
         if self.staged:
             return join(self.location, *parts)
-        return str(self.local.expanduser().absolute().joinpath(*parts))
+        return str(self.local.absolute().joinpath(*parts))  # `~`: expanded at parse time
 
     def sub(self, *parts: str) -> Output:
         return Output(self.at(*parts), self.local.joinpath(*parts))

@@ -6,18 +6,25 @@ Cases are grouped by class, one parametrised test per class; each case builds it
 tmp_path and returns the argv (`{t}` in the expected message is tmp_path).
 """
 
+import dataclasses
 import gzip
 import json
 import os
+import re
+import typing
 from pathlib import Path
 
 import pytest
 
 from diversens.cli import main
-from diversens.config import load
-from diversens.jobs.config import PipelineConfig
+from diversens.commands.options import MeasureOptions, RunOptions
+from diversens.config import from_dict, load
+from diversens.errors import UserError
+from diversens.evaluation.config import EvalConfig
+from diversens.jobs.config import GenerateConfig, GeneratePairsConfig, PipelineConfig
 from diversens.prompts.loading import load_prompts
 from diversens.scoring.measure import MeasureConfig
+from diversens.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")
@@ -528,7 +535,7 @@ CLASSES = {
         ),
         "vLLM context of 0 tokens": (
             lambda t: ["generate-pairs", "--sampling.max_model_len", "0", "-o", str(t / "o")],
-            "option sampling.max_model_len: max_model_len must be >= 1, got 0",
+            "option sampling.max_model_len: must be >= 1, got 0",
         ),
         "vLLM dtype it has no kernels for": (
             lambda t: ["generate-pairs", "--sampling.dtype", "float8", "-o", str(t / "o")],
@@ -536,7 +543,7 @@ CLASSES = {
         ),
         "vLLM tensor parallel size 0": (
             lambda t: ["eval", "--sampling.tensor_parallel_size", "0", "-o", str(t / "o")],
-            "option sampling.tensor_parallel_size: tensor_parallel_size must be >= 1, got 0",
+            "option sampling.tensor_parallel_size: must be >= 1, got 0",
         ),
         "misspelt section in a pipeline config": (
             lambda t: [
@@ -603,11 +610,199 @@ CLASSES = {
                 "-o",
                 str(t / "o"),
             ],
-            "cfg.yaml: field pairs.selection.num_pairs: num_pairs must be >= 1, got 0",
+            "cfg.yaml: field pairs.selection.num_pairs: must be >= 1, got 0",
         ),
         "range error on the command line names the option": (
             lambda t: ["generate-pairs", "--sampling.top_p", "0", "-o", str(t / "o")],
-            "option sampling.top_p: top_p must be in (0, 1]",
+            "option sampling.top_p: must be in (0, 1], got 0",
+        ),
+    },
+    "numbers out of range (every numeric option has one)": {
+        "negative temperature in the pipeline": (
+            lambda t: ["pipeline", "--pairs.sampling.temperature", "-1", "-o", str(t / "o")],
+            "option pairs.sampling.temperature: must be >= 0, got -1",
+        ),
+        "no bootstrap resamples": (
+            lambda t: ["pipeline", "--eval.num_bootstrap", "0", "-o", str(t / "o")],
+            "option eval.num_bootstrap: must be in [1, 1000000], got 0",
+        ),
+        "negative learning rate": (
+            lambda t: [
+                "train",
+                write(t / "pairs.jsonl", [PAIR]),
+                "--learning_rate",
+                "-1",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option learning_rate: must be > 0, got -1",
+        ),
+        "1e20 new tokens": (
+            lambda t: ["generate", "--sampling.max_new_tokens", "1e20", "-o", str(t / "c.parquet")],
+            "option sampling.max_new_tokens: expected int, got '1e20'",
+        ),
+        "10^20 new tokens": (
+            lambda t: [
+                "generate",
+                "--sampling.max_new_tokens",
+                "100000000000000000000",
+                "-o",
+                str(t / "c.parquet"),
+            ],  # fmt: skip
+            "option sampling.max_new_tokens: must be in [1, 1000000], got 100000000000000000000",
+        ),
+        "per-task cap of 0 tokens": (
+            lambda t: [
+                "generate-pairs",
+                "--sampling.max_new_tokens_per_task",
+                "dat=0",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option sampling.max_new_tokens_per_task.dat: must be in [1, 1000000], got 0",
+        ),
+        "negative seed": (
+            lambda t: ["eval", "--sampling.seed", "-1", "-o", str(t / "o")],
+            "option sampling.seed: must be in [0, 4294967295], got -1",
+        ),
+        "a plan rate of 0": (
+            lambda t: ["plan", "--plan.select_rows_per_s", "0"],
+            "option plan.select_rows_per_s: must be > 0, got 0",
+        ),
+        "zero samples of a task in a config file": (
+            lambda t: [
+                "eval",
+                "--config",
+                yaml_file(t, "eval:\n  num_samples: {dat: 0}\n"),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "cfg.yaml: field eval.num_samples.dat: must be in [1, 10000], got 0",
+        ),
+        "measure in chunks of 0 rows": (
+            lambda t: [
+                "measure",
+                write(t / "r.jsonl", [{"response": "hi"}]),
+                "--rows_per_chunk",
+                "0",
+            ],  # fmt: skip
+            "option rows_per_chunk: must be >= 1, got 0",
+        ),
+    },
+    "given twice (never last wins)": {
+        "a dict option's key twice": (
+            lambda t: ["pipeline", "--eval.num_samples", "dat=1,dat=50", "-o", str(t / "o")],
+            "option eval.num_samples: key 'dat' given twice ('1', '50')",
+        ),
+        "an option twice": (
+            lambda t: ["eval", "--seed", "1", "--seed", "2", "-o", str(t / "o")],
+            "option --seed given twice ('1', then '2'); give it once",
+        ),
+        "-o and --output": (
+            lambda t: ["eval", "-o", str(t / "a"), "--output", str(t / "b")],
+            "-o '{t}/a' and --output '{t}/b' both given",
+        ),
+        "a key twice in a JSON option": (
+            lambda t: [
+                "train",
+                write(t / "p.jsonl", [PAIR]),
+                "--dpo_args",
+                "{a: 1, a: 2}",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option dpo_args: duplicate key 'a' in '{{a: 1, a: 2}}'",
+        ),
+        "a key twice in a prompt row": (
+            lambda t: [
+                "generate",
+                write(t / "p.jsonl", [PROMPT, b'{"prompt": "a", "prompt": "b"}\n']),
+                "-o",
+                str(t / "c.parquet"),
+            ],  # fmt: skip
+            "p.jsonl: row 2: key 'prompt' given twice",
+        ),
+        "a key twice in a pairs row": (
+            lambda t: [
+                "train",
+                write(
+                    t / "pairs.jsonl",
+                    [b'{"prompt": "p", "chosen": "a", "chosen": "b", "rejected": "c"}\n'],
+                ),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "pairs.jsonl: row 1: key 'chosen' given twice",
+        ),
+        "a key twice in a nested YAML mapping": (
+            lambda t: [
+                "eval",
+                "--config",
+                yaml_file(t, "eval:\n  num_samples:\n    dat: 1\n    dat: 5\n"),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "config file {t}/cfg.yaml line 4: duplicate key 'dat'",
+        ),
+    },
+    "conflicting inputs": {
+        "generate: PROMPTS and --prompts.file": (
+            lambda t: [
+                "generate",
+                write(t / "a.jsonl", [PROMPT]),
+                "--prompts.file",
+                write(t / "b.jsonl", [PROMPT]),
+                "-o",
+                str(t / "c.parquet"),
+            ],  # fmt: skip
+            "PROMPTS '{t}/a.jsonl' and --prompts.file '{t}/b.jsonl' both given",
+        ),
+        "generate-pairs: --prompts.file, then PROMPTS": (
+            lambda t: [
+                "generate-pairs",
+                "--prompts.file",
+                write(t / "b.jsonl", [PROMPT]),
+                write(t / "a.jsonl", [PROMPT]),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "--prompts.file '{t}/b.jsonl' and PROMPTS '{t}/a.jsonl' both given",
+        ),
+        "pipeline: PROMPTS and --pairs.prompts.file": (
+            lambda t: [
+                "pipeline",
+                write(t / "a.jsonl", [PROMPT]),
+                "--pairs.prompts.file",
+                write(t / "b.jsonl", [PROMPT]),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "PROMPTS '{t}/a.jsonl' and --pairs.prompts.file '{t}/b.jsonl' both given",
+        ),
+    },
+    "names that are paths": {
+        "an empty model label": (
+            lambda t: ["eval", "--models", "=X", "-o", str(t / "o")],
+            "option models: '=X' has an empty label (LABEL=MODEL)",
+        ),
+        "a path read as a label": (
+            lambda t: ["eval", "--models", "smollm2-135m-instruct,/x/m=1", "-o", str(t / "o")],
+            "option models: '/x/m=1': label '/x/m' looks like a path",
+        ),
+        "train run named ..": (
+            lambda t: [
+                "train",
+                write(t / "pairs.jsonl", [PAIR]),
+                "--name",
+                "..",
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "option name: '..' is not a run name",
+        ),
+        "pipeline run named with a slash": (
+            lambda t: ["pipeline", "--train.name", "a/b", "-o", str(t / "o")],
+            "option train.name: 'a/b' is not a run name",
         ),
     },
 }
@@ -654,6 +849,108 @@ def test_bad_input_is_one_line_before_ray(cls, tmp_path, capsys, monkeypatch, no
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"case{n}" for n in range(len(CLASSES[cls]))
     ), "nothing may be written into the current directory"
+
+
+def config_classes() -> list[type]:
+    """Every config dataclass a command builds from YAML or options, nested sections included."""
+    todo, found = [PipelineConfig, GenerateConfig, MeasureConfig, RunOptions, MeasureOptions], []
+    while todo:
+        cls = todo.pop()
+        if cls not in found:
+            found.append(cls)
+            hints = typing.get_type_hints(cls)
+            todo += [hints[f.name] for f in dataclasses.fields(cls)
+                     if dataclasses.is_dataclass(hints[f.name])]  # fmt: skip
+    return found
+
+
+def numeric_fields(cls: type) -> list[dataclasses.Field]:
+    """int/float fields, optional ones and lists/dicts of numbers included (bool is no number)."""
+    hints = typing.get_type_hints(cls)
+
+    def numeric(tp) -> bool:
+        args = typing.get_args(tp)
+        if typing.get_origin(tp) in (list, dict):
+            return numeric(args[-1])
+        if args:  # int | None
+            return any(numeric(a) for a in args)
+        return tp in (int, float)
+
+    return [f for f in dataclasses.fields(cls) if numeric(hints[f.name])]
+
+
+# Dicts empty by default: a key their own checks accept, so the range is what refuses.
+SAMPLE_KEY = {"max_new_tokens_per_task": "dat", "options": "token_dsi.layer"}
+
+
+def out_of_range(f: dataclasses.Field):
+    """A value just outside the field's range, shaped like the field (a list, a dict)."""
+    left, lo, hi, right = re.fullmatch(r"([\[(])(\S+), (\S+)([\])])", f.metadata["range"]).groups()
+    if lo != "-inf":
+        bad = float(lo) - (left == "[")
+    else:
+        bad = float(hi) + 1 if hi != "inf" else float("nan")
+    bad = int(bad) if bad == bad and float(lo if lo != "-inf" else hi).is_integer() else bad
+    default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if isinstance(default, list):
+        return [bad] * max(len(default), 1)
+    if isinstance(default, dict):
+        return {next(iter(default), SAMPLE_KEY.get(f.name)): bad}
+    return bad
+
+
+@pytest.mark.parametrize("cls", config_classes(), ids=lambda c: c.__name__)
+def test_every_numeric_option_has_a_range_that_is_checked(cls):
+    """A new int/float field without metadata["range"] fails here, and so does a config class
+    whose __post_init__ does not call check_ranges: each field's just-out-of-range value is
+    refused naming that field."""
+    required = {"output": "o"} if cls is RunOptions else {}
+    for f in numeric_fields(cls):
+        assert "range" in f.metadata, f"{cls.__name__}.{f.name}: give it metadata['range']"
+        bad = out_of_range(f)
+        with pytest.raises(UserError) as caught:
+            from_dict(cls, {**required, f.name: bad})
+        assert caught.value.option.startswith(f.name), (f.name, bad, str(caught.value))
+
+
+def test_an_empty_section_means_its_defaults(tmp_path):
+    path = yaml_file(tmp_path, "pairs:\ntrain:\neval:\n  scoring:\nplan:\n")
+    assert load(PipelineConfig, path) == PipelineConfig()
+    whole = {"whole": PipelineConfig}
+    assert load(GeneratePairsConfig, path, None, "pairs", **whole) == GeneratePairsConfig()
+    assert load(EvalConfig, path, None, "eval", **whole) == EvalConfig()
+    assert load(TrainConfig, path, None, "train", **whole) == TrainConfig()
+
+
+def test_a_list_option_in_json_holds_commas():
+    cfg = from_dict(EvalConfig, {"models": '["base=smollm2-135m-instruct", "t=/x/my,model"]'})
+    assert cfg.labelled_models() == [("base", "smollm2-135m-instruct"), ("t", "/x/my,model")]
+
+
+def test_a_path_is_expanded_once_where_it_is_parsed(tmp_path, monkeypatch, capsys, no_ray):
+    """`~` in a path option, argument or config value is the home directory for every step (the
+    input check, the read, the output check): nothing named `~` appears in the working dir."""
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    write(home / "r.jsonl", [{"response": "hi"}])
+    write(home / "p.jsonl", [{"prompt": ""}])
+    (home / "sub").mkdir()
+    cases = {
+        "measure's FILE argument": (["measure", "~/r.jsonl", "--group_field", "nope"],
+                                    f"{home}/r.jsonl: no field 'nope'"),
+        "an option": (["generate", "--prompts.file", "~/p.jsonl", "-o", "~/c.parquet"],
+                      f"{home}/p.jsonl: row 1: field 'prompt'"),
+        "a config value": (["generate", "--config", yaml_file(tmp_path, "prompts: {file: ~/p.jsonl}"),
+                            "-o", "~/c.parquet"], f"{home}/p.jsonl: row 1: field 'prompt'"),
+        "-o": (["measure", "~/r.jsonl", "-o", "~/sub"], f"output {home}/sub: is a directory"),
+    }  # fmt: skip
+    for case, (argv, message) in cases.items():
+        assert main(argv) == 2, case
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (case, err)
+    assert list(cwd.iterdir()) == []
 
 
 def test_utf8_bom_is_accepted(tmp_path):

@@ -11,6 +11,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "diversens"
 # Lowest first; a package may import only from packages in lower layers (and from itself).
 LAYERS = [
+    {"ranges"},
     {"errors", "text", "schema", "pools", "stage"},
     {"config"},
     {"storage"},

@@ -110,7 +110,7 @@ def test_measured_rates_project_the_study(tmp_path, capsys):
         4 * 420 * 2 / 60)  # fmt: skip
 
     code = main(["plan", "--config", str(ROOT / "configs" / "study.yaml"),
-                 "--measured", str(tmp_path / "pilot")])  # fmt: skip
+                 "--plan.measured", str(tmp_path / "pilot")])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0 and "diverse-ns: 200 pairs, 50 steps" in printed
     assert f"| **total** | | **{sum(rows.values()):.0f}** |" in printed
@@ -119,16 +119,16 @@ def test_measured_rates_project_the_study(tmp_path, capsys):
 def test_an_unfinished_pilot_and_a_cpu_gpu_plan_are_one_line(tmp_path, capsys):
     pilot_run(tmp_path / "pilot", complete=False)
     for argv in (["plan", "--config", str(ROOT / "configs" / "tiny.yaml"),
-                  "--measured", str(tmp_path / "pilot")],
+                  "--plan.measured", str(tmp_path / "pilot")],
                  ["plan", "--config", str(ROOT / "configs" / "tiny.yaml")],
-                 ["plan", "--measured", str(tmp_path / "nothing-here")]):  # fmt: skip
+                 ["plan", "--plan.measured", str(tmp_path / "nothing-here")]):  # fmt: skip
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert "--measured" in err or "run summary" in err
+    assert "--plan.measured" in err or "run summary" in err
 
 
 @pytest.mark.parametrize("option", ["select_rows_per_s", "prefill_tokens_per_s", "num_layers"])
 def test_every_rate_of_the_plan_must_be_positive(option):
-    with pytest.raises(ValueError, match=f"{option} must be > 0"):
+    with pytest.raises(ValueError, match=rf"{option}: must be (> 0|>= 1), got 0"):
         PlanConfig(**{option: 0})

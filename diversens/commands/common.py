@@ -86,8 +86,8 @@ def check_output(output: str | Path, kind: str, inputs: Iterable[Path] = ()) -> 
         raise UserError("option -o/--output: empty path; name the output")
     if is_uri(text):
         return
-    out, cwd = Path(text).expanduser().resolve(), Path.cwd().resolve()
-    sources = [Path(i).expanduser().resolve() for i in inputs]
+    out, cwd = Path(text).resolve(), Path.cwd().resolve()  # `~`: expanded at parse time
+    sources = [Path(i).resolve() for i in inputs]
     if kind == "dir":
         if out == cwd or out in cwd.parents:
             raise UserError(

@@ -4,7 +4,6 @@ diversity (ΔDD) against the base model."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from diversens import config, console
 from diversens.commands.common import add_run_options, connect_ray, load, preflight, run_options
@@ -26,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "OUT/eval_summary.csv and OUT/eval_summary.json.",
     )
     add_run_options(p)
-    p.add_argument("--config", type=Path, help="YAML file with EvalConfig fields")
+    p.add_argument("--config", type=config.expand_path, help="YAML file with EvalConfig fields")
     config.add_arguments(p, EvalConfig)
     p.set_defaults(func=run)
 

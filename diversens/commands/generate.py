@@ -37,7 +37,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "pipeline config (pairs.prompts, pairs.sampling).",
     )  # fmt: skip
     add_prompts_argument(p, "prompts")
-    p.add_argument("--config", type=Path, help="YAML file with GenerateConfig sections")
+    p.add_argument(
+        "--config", type=config.expand_path, help="YAML file with GenerateConfig sections"
+    )
     add_run_options(p, "candidates .parquet file to write")
     config.add_arguments(p, GenerateConfig)
     p.set_defaults(func=run)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from diversens import config, console
 from diversens.commands.common import (
@@ -33,7 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_prompts_argument(p, "prompts")
     add_run_options(p)
-    p.add_argument("--config", type=Path, help="YAML file with GeneratePairsConfig sections")
+    p.add_argument(
+        "--config", type=config.expand_path, help="YAML file with GeneratePairsConfig sections"
+    )
     config.add_arguments(p, GeneratePairsConfig)
     p.set_defaults(func=run)
 

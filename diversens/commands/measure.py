@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,9 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Across-sample measures (distinct-n, Vendi) take the rows sharing group_field, or a row's "
         f"candidates, as one prompt's samples. Measures: {', '.join(measures.names())}.",
     )
-    p.add_argument("file", help="input .jsonl or .parquet (a path or URI)")
+    p.add_argument("file", type=config.expand_path, help="input .jsonl or .parquet (a path or URI)")
     p.add_argument(
-        "--config", type=Path,
+        "--config", type=config.expand_path,
         help="YAML file with MeasureConfig fields, or a pipeline config (reads pairs.measure)",
     )  # fmt: skip
     config.add_arguments(p, MeasureOptions, group="run")

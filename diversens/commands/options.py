@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from diversens.pools import DEFAULT_START_TIMEOUT_S
+from diversens.ranges import check_ranges
 
 
 @dataclass
 class RunOptions:
     output: str = field(metadata={"help": "output directory or URI (s3://, gs://, file://)",
-                                  "short": "-o"})  # fmt: skip
+                                  "short": "-o", "path": True})  # fmt: skip
     ray_address: str | None = field(
         default=None,
         metadata={"help": "Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)"},
@@ -22,26 +23,31 @@ class RunOptions:
     start_timeout_s: float = field(
         default=DEFAULT_START_TIMEOUT_S,
         metadata={
+            "range": "(0, inf)",
             "help": "seconds an actor pool or the training worker group may wait to start (and a "
             "Ray Data step may go with nothing moving) before the run fails naming what it asked "
             "for, e.g. a GPU node type with no quota; 30 min by default, as GPU nodes of an "
-            "autoscaling cluster take 5-15 min to boot from zero"
+            "autoscaling cluster take 5-15 min to boot from zero",
         },
     )
 
     def __post_init__(self):
-        if not 0 < self.start_timeout_s < float("inf"):
-            raise ValueError(f"start_timeout_s: must be > 0 seconds, got {self.start_timeout_s}")
+        check_ranges(self)
 
 
 @dataclass
 class MeasureOptions:
     output: str | None = field(
         default=None,
-        metadata={"help": "output .parquet (default: FILE.measured.parquet)", "short": "-o"},
+        metadata={
+            "help": "output .parquet (default: FILE.measured.parquet)",
+            "short": "-o",
+            "path": True,
+        },  # fmt: skip
     )
-    rows_per_chunk: int = field(default=512, metadata={"help": "rows per progress step"})
+    rows_per_chunk: int = field(
+        default=512, metadata={"range": "[1, inf)", "help": "rows per progress step"}
+    )
 
     def __post_init__(self):
-        if self.rows_per_chunk < 1:
-            raise ValueError(f"rows_per_chunk: must be >= 1, got {self.rows_per_chunk}")
+        check_ranges(self)

@@ -38,7 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_prompts_argument(p, "pairs.prompts")
     add_run_options(p)
-    p.add_argument("--config", type=Path, help="YAML file with PipelineConfig sections")
+    p.add_argument(
+        "--config", type=config.expand_path, help="YAML file with PipelineConfig sections"
+    )
     config.add_arguments(p, PipelineConfig)
     p.set_defaults(func=run)
 

@@ -17,17 +17,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "plan",
         help=HELP,
         description=f"{HELP}, computed from the config (its `plan` section holds the "
-        "assumptions: throughputs, MFU, node types and prices); prints Markdown. With --measured, "
+        "assumptions: throughputs, MFU, node types and prices); prints Markdown. With "
+        "--plan.measured RUN_DIR, "
         "the wall time per stage on this machine instead, from the rates a pilot (a small "
         "finished pipeline run of the same settings) measured.",
     )
-    p.add_argument("--config", type=Path, help="YAML file with PipelineConfig sections")
     p.add_argument(
-        "--measured",
-        type=Path,
-        metavar="RUN_DIR",
-        help="a finished pilot run (`diversens pipeline ... -o RUN_DIR`) whose measured rates "
-        "project the config's stages on the machine it ran on",
+        "--config", type=config.expand_path, help="YAML file with PipelineConfig sections"
     )
     config.add_arguments(p, PipelineConfig)
     p.set_defaults(func=run)
@@ -39,11 +35,13 @@ def run(args: argparse.Namespace) -> None:
     from diversens.plan import render
 
     cfg = load(PipelineConfig, args)
-    if args.measured:
+    if cfg.plan.measured:
         from diversens import pilot
         from diversens.prompts import read_prompts
 
         prompts = read_prompts(cfg.pairs.prompts, "train")
-        print(pilot.render(cfg, len(prompts), pilot.Rates.from_run(args.measured)), end="")
+        print(
+            pilot.render(cfg, len(prompts), pilot.Rates.from_run(Path(cfg.plan.measured))), end=""
+        )
         return
     print(render(cfg, cfg.plan), end="")

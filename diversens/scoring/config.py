@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from diversens import measures
 from diversens.models import DEFAULT_GENERATOR, DTYPES, check_device_name
 from diversens.pools import Pool, PoolConfig
+from diversens.ranges import check_ranges
 from diversens.scoring.measure import MeasureConfig
 
 SCORERS = ("offline", "reward-model", "none")
@@ -40,12 +41,21 @@ class QualityConfig:
             "Scores are compared within a run only (percentiles)"
         },
     )
-    batch_size: int = field(default=8, metadata={"help": "responses per forward pass"})
-    max_length_tokens: int = field(default=1024, metadata={"help": "truncate scored inputs"})
-    dat_num_words: int = field(default=10, metadata={"help": "DAT: single words required"})
-    aut_num_uses: int = field(default=5, metadata={"help": "AUT: list items required"})
+    batch_size: int = field(
+        default=8, metadata={"range": "[1, inf)", "help": "responses per forward pass"}
+    )
+    max_length_tokens: int = field(
+        default=1024, metadata={"range": "[1, inf)", "help": "truncate scored inputs"}
+    )
+    dat_num_words: int = field(
+        default=10, metadata={"range": "[1, 1000]", "help": "DAT: single words required"}
+    )
+    aut_num_uses: int = field(
+        default=5, metadata={"range": "[1, 1000]", "help": "AUT: list items required"}
+    )
     cwt_sentences: list[int] = field(
-        default_factory=lambda: [3, 8], metadata={"help": "CWT: allowed [min, max] sentences"}
+        default_factory=lambda: [3, 8],
+        metadata={"range": "[1, 1000]", "help": "CWT: allowed [min, max] sentences"},
     )
     strict_compliance: bool = field(
         default=True,
@@ -55,7 +65,11 @@ class QualityConfig:
         },
     )
     compliance_penalty: float = field(
-        default=1.0, metadata={"help": "quality taken off a non-compliant candidate (lenient mode)"}
+        default=1.0,
+        metadata={
+            "range": "[0, inf)",
+            "help": "quality taken off a non-compliant candidate (lenient mode)",
+        },
     )
     check_measures: list[str] = field(
         default_factory=list,
@@ -67,6 +81,7 @@ class QualityConfig:
     )
 
     def __post_init__(self):
+        check_ranges(self)
         check_device_name(self.device)
         if self.scorer not in SCORERS:
             raise ValueError(f"unknown scorer {self.scorer!r} (choose from {SCORERS})")

@@ -18,6 +18,7 @@ import pandas as pd
 
 from diversens import measures
 from diversens.models import DEFAULT_EMBEDDER, check_device_name
+from diversens.ranges import check_ranges
 from diversens.stage import Stage
 
 
@@ -41,10 +42,16 @@ class MeasureConfig:
         default=DEFAULT_EMBEDDER, metadata={"help": "sentence-transformers model name, path or id"}
     )
     device: str | None = field(default=None, metadata={"help": "torch device for the embedder"})
-    embed_batch_size: int = field(default=128, metadata={"help": "texts per encode batch"})
-    mattr_window: int = field(default=50, metadata={"help": "MATTR moving-window size in words"})
-    mtld_threshold: float = field(default=0.72, metadata={"help": "MTLD factor TTR threshold"})
-    hdd_draws: int = field(default=42, metadata={"help": "HD-D sample size"})
+    embed_batch_size: int = field(
+        default=128, metadata={"range": "[1, inf)", "help": "texts per encode batch"}
+    )
+    mattr_window: int = field(
+        default=50, metadata={"range": "[1, inf)", "help": "MATTR moving-window size in words"}
+    )
+    mtld_threshold: float = field(
+        default=0.72, metadata={"range": "(0, 1)", "help": "MTLD factor TTR threshold"}
+    )
+    hdd_draws: int = field(default=42, metadata={"range": "[1, 10000]", "help": "HD-D sample size"})
     measures: list[str] = field(
         default_factory=list,
         metadata={
@@ -54,19 +61,15 @@ class MeasureConfig:
     )
     options: dict[str, float] = field(
         default_factory=dict,
-        metadata={"help": "measure tunables as MEASURE.KEY=VALUE, e.g. token_dsi.layer=4"},
+        metadata={
+            "range": "(-inf, inf)",
+            "help": "measure tunables as MEASURE.KEY=VALUE, e.g. token_dsi.layer=4",
+        },
     )
 
     def __post_init__(self):
+        check_ranges(self)  # a measure's tunables: any finite number here, its own check on use
         check_device_name(self.device)
-        if self.mattr_window < 1:
-            raise ValueError(f"mattr_window must be >= 1, got {self.mattr_window}")
-        if not 0 < self.mtld_threshold < 1:
-            raise ValueError(f"mtld_threshold must be in (0, 1), got {self.mtld_threshold}")
-        if self.hdd_draws < 1:
-            raise ValueError(f"hdd_draws must be >= 1, got {self.hdd_draws}")
-        if self.embed_batch_size < 1:
-            raise ValueError(f"embed_batch_size must be >= 1, got {self.embed_batch_size}")
         measures.check("measures", self.measures)
         for key in self.options:
             name, _, option = key.partition(".")

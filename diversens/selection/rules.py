@@ -34,6 +34,7 @@ from functools import partial
 import numpy as np
 
 from diversens import measures as registry
+from diversens.ranges import check_ranges
 
 LENGTH_RULES = ("one-sided", "symmetric")
 
@@ -230,12 +231,22 @@ class SelectionConfig:
     strategy: str = field(
         default="diverse-ns", metadata={"help": f"pair selection rule: {', '.join(STRATEGIES)}"}
     )
-    num_pairs: int = field(default=3000, metadata={"help": "pairs kept after the global step"})
+    num_pairs: int = field(
+        default=3000, metadata={"range": "[1, inf)", "help": "pairs kept after the global step"}
+    )
     length_tolerance_words: int = field(
-        default=5, metadata={"help": "parity tolerance a: |Δwords| ≤ max(a, r·max words)"}
+        default=5,
+        metadata={
+            "range": "[0, inf)",
+            "help": "parity tolerance a: |Δwords| ≤ max(a, r·max words)",
+        },
     )
     length_tolerance_ratio: float = field(
-        default=0.1, metadata={"help": "parity tolerance r (fraction of the longer response)"}
+        default=0.1,
+        metadata={
+            "range": "[0, 1)",
+            "help": "parity tolerance r (fraction of the longer response)",
+        },
     )
     length_rule: str = field(
         default="one-sided",
@@ -248,14 +259,16 @@ class SelectionConfig:
     quality_floor: float = field(
         default=0.25,
         metadata={
+            "range": "[0, 1]",
             "help": "chosen quality quantile must reach this (quality is the response's "
-            "quantile within its task, 0–1)"
+            "quantile within its task, 0–1)",
         },
     )
     max_quality_drop: float = field(
         default=0.25,
         metadata={
-            "help": "chosen quality quantile may sit at most this far below the rejected's (0–1)"
+            "range": "[0, 1]",
+            "help": "chosen quality quantile may sit at most this far below the rejected's (0–1)",
         },
     )
     lexical_measure: str | None = field(
@@ -266,11 +279,18 @@ class SelectionConfig:
     )
     length_buckets: list[int] = field(
         default_factory=lambda: [0, 50, 100, 200],
-        metadata={"help": "word-count bucket lower edges for balancing (chosen length)"},
+        metadata={
+            "range": "[0, inf)",
+            "help": "word-count bucket lower edges for balancing (chosen length)",
+        },
     )
-    seed: int = field(default=0, metadata={"help": "seed for random pairs and tie-breaking"})
+    seed: int = field(
+        default=0,
+        metadata={"range": "[0, 4294967295]", "help": "seed for random pairs and tie-breaking"},
+    )
 
     def __post_init__(self):
+        check_ranges(self)
         if self.strategy not in STRATEGIES:
             raise ValueError(
                 f"unknown strategy {self.strategy!r} (choose from {', '.join(STRATEGIES)})"
@@ -279,15 +299,8 @@ class SelectionConfig:
             value = getattr(self, name)
             registry.check(name, [value] if value else [], lambda m: m.ranks_candidates,
                            "a per-output diversity measure")  # fmt: skip
-        if self.num_pairs < 1:
-            raise ValueError(f"num_pairs must be >= 1, got {self.num_pairs}")
         if self.length_rule not in LENGTH_RULES:
             raise ValueError(f"length_rule must be one of {LENGTH_RULES}, got {self.length_rule!r}")
-        if self.length_tolerance_words < 0 or not 0 <= self.length_tolerance_ratio < 1:
-            raise ValueError("length tolerances must be >= 0 (ratio below 1)")
-        for name in ("quality_floor", "max_quality_drop"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         edges = self.length_buckets
         if not edges or edges[0] != 0 or bool((np.diff(edges) <= 0).any()):
             raise ValueError(f"length_buckets must start at 0 and increase, got {edges}")

@@ -23,6 +23,7 @@ from typing import Any
 
 from diversens.config import check_names
 from diversens.errors import UserError
+from diversens.ranges import check_name, check_ranges
 from diversens.storage import is_uri
 
 DEEPSPEED_STAGES = ("zero3", "zero2", "none")
@@ -53,11 +54,15 @@ class TrainConfig:
     storage_path: str | None = field(
         default=None,
         metadata={"help": "Ray Train checkpoint storage: local dir or s3://, gs:// URI "
-                  "(default: OUTPUT/checkpoints)"},
+                  "(default: OUTPUT/checkpoints)", "path": True},
     )  # fmt: skip
-    num_workers: int = field(default=2, metadata={"help": "Ray Train workers (one per GPU)"})
+    num_workers: int = field(
+        default=2, metadata={"range": "[1, inf)", "help": "Ray Train workers (one per GPU)"}
+    )
     use_gpu: bool = field(default=False, metadata={"help": "one GPU per worker (nccl backend)"})
-    num_cpus_per_worker: float = field(default=1.0, metadata={"help": "CPUs per Ray worker"})
+    num_cpus_per_worker: float = field(
+        default=1.0, metadata={"range": "(0, inf)", "help": "CPUs per Ray worker"}
+    )
     placement_strategy: str = field(
         default="STRICT_PACK",
         metadata={
@@ -78,41 +83,70 @@ class TrainConfig:
         metadata={"help": "DeepSpeed ZeRO stage: zero3 (params, grads and optimizer sharded), "
                   "zero2 (grads and optimizer sharded) or none (plain DDP)"},
     )  # fmt: skip
-    beta: float = field(default=0.1, metadata={"help": "DPO beta: KL strength to the reference"})
-    learning_rate: float = field(default=5e-7, metadata={"help": "peak AdamW learning rate"})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler"})
-    warmup_ratio: float = field(default=0.1, metadata={"help": "linear warm-up, share of steps"})
-    num_train_epochs: float = field(default=2.0, metadata={"help": "passes over the pairs"})
-    max_steps: int = field(
-        default=-1, metadata={"help": "optimiser steps; > 0 overrides num_train_epochs"}
+    beta: float = field(
+        default=0.1,
+        metadata={"range": "(0, inf)", "help": "DPO beta: KL strength to the reference"},
     )
-    per_device_train_batch_size: int = field(default=4, metadata={"help": "pairs per worker step"})
-    gradient_accumulation_steps: int = field(default=2, metadata={"help": "micro-batches per step"})
+    learning_rate: float = field(
+        default=5e-7, metadata={"range": "(0, inf)", "help": "peak AdamW learning rate"}
+    )
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler"})
+    warmup_ratio: float = field(
+        default=0.1, metadata={"range": "[0, 1)", "help": "linear warm-up, share of steps"}
+    )
+    num_train_epochs: float = field(
+        default=2.0, metadata={"range": "(0, inf)", "help": "passes over the pairs"}
+    )
+    max_steps: int = field(
+        default=-1,
+        metadata={"range": "[-1, inf)", "help": "optimiser steps; > 0 overrides num_train_epochs"},
+    )
+    per_device_train_batch_size: int = field(
+        default=4, metadata={"range": "[1, inf)", "help": "pairs per worker step"}
+    )
+    gradient_accumulation_steps: int = field(
+        default=2, metadata={"range": "[1, inf)", "help": "micro-batches per step"}
+    )
     max_length: int = field(
-        default=1024, metadata={"help": "max tokens of prompt + response (truncated beyond)"}
+        default=1024,
+        metadata={
+            "range": "[1, inf)",
+            "help": "max tokens of prompt + response (truncated beyond)",
+        },
     )
     lora: bool = field(
         default=False, metadata={"help": "train LoRA adapters (peft), merged at export"}
     )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha"})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout"})
+    lora_r: int = field(default=16, metadata={"range": "[1, inf)", "help": "LoRA rank"})
+    lora_alpha: int = field(
+        default=32, metadata={"range": "[1, inf)", "help": "LoRA scaling alpha"}
+    )
+    lora_dropout: float = field(default=0.05, metadata={"range": "[0, 1)", "help": "LoRA dropout"})
     lora_target_modules: list[str] = field(
         default_factory=lambda: ["all-linear"],
         metadata={
             "help": "modules given LoRA adapters (comma-separated; all-linear = every linear)"
         },
     )
-    logging_steps: int = field(default=1, metadata={"help": "log metrics every N steps"})
-    save_steps: int = field(default=25, metadata={"help": "checkpoint every N steps (and at end)"})
-    num_checkpoints_to_keep: int = field(default=2, metadata={"help": "Ray checkpoints kept"})
+    logging_steps: int = field(
+        default=1, metadata={"range": "[1, inf)", "help": "log metrics every N steps"}
+    )
+    save_steps: int = field(
+        default=25, metadata={"range": "[1, inf)", "help": "checkpoint every N steps (and at end)"}
+    )
+    num_checkpoints_to_keep: int = field(
+        default=2, metadata={"range": "[1, inf)", "help": "Ray checkpoints kept"}
+    )
     bf16: bool | None = field(
         default=None, metadata={"help": "bfloat16 mixed precision (default: on with GPUs)"}
     )
     gradient_checkpointing: bool | None = field(
         default=None, metadata={"help": "recompute activations (default: on with GPUs)"}
     )
-    seed: int = field(default=0, metadata={"help": "seed for data order and initialisation"})
+    seed: int = field(
+        default=0,
+        metadata={"range": "[0, 4294967295]", "help": "seed for data order and initialisation"},
+    )
     dpo_args: dict[str, Any] = field(
         default_factory=dict,
         metadata={
@@ -130,23 +164,12 @@ class TrainConfig:
         made absolute (decided here only, for the preflight check and the trainer alike)."""
         path = self.storage_path or f"{str(output).rstrip('/')}/checkpoints"
         # Ray Train refuses a relative local path ("URI has empty scheme").
-        return path if is_uri(path) else str(Path(path).expanduser().absolute())
+        return path if is_uri(path) else str(Path(path).absolute())  # `~`: expanded at parse
 
     def __post_init__(self) -> None:
+        check_ranges(self)
         if self.deepspeed not in DEEPSPEED_STAGES:
             raise ValueError(f"deepspeed must be one of {DEEPSPEED_STAGES}, got {self.deepspeed!r}")
-        positive = (
-            "num_workers", "per_device_train_batch_size", "gradient_accumulation_steps",
-            "max_length", "logging_steps", "save_steps", "num_checkpoints_to_keep", "lora_r",
-            "learning_rate", "beta", "num_train_epochs", "num_cpus_per_worker",
-        )  # fmt: skip
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not 0 <= self.warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
-        if not 0 <= self.lora_dropout < 1:
-            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         if self.placement_strategy not in PLACEMENT_STRATEGIES:
             raise ValueError(
                 f"placement_strategy must be one of {PLACEMENT_STRATEGIES}, "
@@ -162,8 +185,7 @@ class TrainConfig:
             )
         if "all-linear" in targets and len(targets) > 1:
             raise ValueError("lora_target_modules: all-linear stands alone (it means every linear)")
-        if not self.name or "/" in self.name:
-            raise ValueError(f"name must be a non-empty string without '/', got {self.name!r}")
+        check_name("name", self.name, "run name")
         options = {f.name for f in fields(self)}
         for key in self.dpo_args:
             if key in options:

@@ -52,12 +52,13 @@ def test_missing_hub_model_is_one_line(monkeypatch):
         models.check_model("no-such-org/no-such-model")
 
 
-def test_readable_or_unreachable_hub_passes_and_offline_skips_it(monkeypatch):
+def test_readable_hub_passes_unreachable_is_one_line_and_offline_skips_it(monkeypatch):
     calls = hub_answers(monkeypatch)
     models.check_model("org/model")
     assert calls == ["org/model"]
     hub_answers(monkeypatch, ConnectionError("no network"))
-    models.check_model("org/model")  # offline clusters load from the HF cache
+    with pytest.raises(UserError, match="nor in the Hugging Face cache, and the hub is not"):
+        models.check_model("org/model")  # resolved before Ray: not a traceback per actor
     calls = hub_answers(monkeypatch)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="HF_HUB_OFFLINE=1"):
@@ -67,7 +68,8 @@ def test_readable_or_unreachable_hub_passes_and_offline_skips_it(monkeypatch):
 
 def test_builtin_and_local_models_never_ask_the_hub(monkeypatch, tmp_path):
     calls = hub_answers(monkeypatch)
-    (tmp_path / "config.json").write_text("{}")
+    for name, body in (("config.json", "{}"), ("tokenizer.json", "{}"), ("model.safetensors", "")):
+        (tmp_path / name).write_text(body)
     models.check_model(str(tmp_path))
     assert calls == []
 
