@@ -7,7 +7,10 @@ A CPU run has no FLOP/s or MFU worth assuming; what decides its length is measur
 - pairs: each strategy's pairs per prompt; with `equal_pairs`, N = the smallest count among the
   train strategies (capped by `selection.num_pairs`);
 - DPO: seconds per optimiser step and fixed seconds per run (train_summary.json `phases_s`);
-- eval: wall seconds per eval output (engine start, model loads and scoring included).
+- eval: the pilot's eval outputs' mean tokens per task, generated and scored at the pairs
+  stage's seconds per token; the rest of its eval wall time is a fixed cost per model (engine
+  start, a LoRA merge, scorer loads, the across-sample measures), which a pilot of few outputs
+  per model would otherwise smear over every output.
 The pilot must share the projected config's sampling, train and eval settings except the
 counts; the rates are only as good as that match, and the table says which run they came from.
 """
@@ -34,7 +37,8 @@ class Rates:
     pairs_per_prompt: dict[str, float]
     dpo_s_per_step: float
     dpo_fixed_s: float
-    eval_s_per_output: float
+    eval_tokens_per_output: dict[str, float]
+    eval_fixed_s_per_model: float
 
     @classmethod
     def from_run(cls, run_dir: Path) -> Rates:
@@ -48,23 +52,27 @@ class Rates:
         phases = [t["phases_s"] for t in trained if math.isfinite(t["phases_s"]["per_step_s"])]
         if not phases:
             raise UserError(f"{run_dir}/train: no DPO run with two or more steps to time")
-        outputs = pq.read_metadata(run_dir / "eval" / "outputs.parquet").num_rows
+        outputs = pq.read_table(run_dir / "eval" / "outputs.parquet",
+                                columns=["model", "task", "n_tokens"]).to_pandas()  # fmt: skip
+        s_per_token = summary["wall_s"]["generate-pairs"] / yields["generated_tokens"]
+        fixed = summary["wall_s"]["eval"] - outputs.n_tokens.sum() * s_per_token
         return cls(
             run=str(run_dir),
-            sample_s_per_token=summary["wall_s"]["generate-pairs"] / yields["generated_tokens"],
+            sample_s_per_token=s_per_token,
             tokens_per_candidate=yields["tokens_per_candidate"],
             pairs_per_prompt={
                 s: y["pairs"] / yields["prompts"] for s, y in yields["strategies"].items()
             },  # fmt: skip
             dpo_s_per_step=_mean([p["per_step_s"] for p in phases]),
             dpo_fixed_s=_mean([p["fixed_s"] for p in phases]),
-            eval_s_per_output=summary["wall_s"]["eval"] / outputs,
+            eval_tokens_per_output=outputs.groupby("task").n_tokens.mean().to_dict(),
+            eval_fixed_s_per_model=max(fixed, 0.0) / outputs.model.nunique(),
         )
 
 
 def project(cfg, num_prompts: int, rates: Rates) -> list[tuple[str, str, float]]:
     """(stage, arithmetic, minutes) for the pipeline config `cfg` over `num_prompts` prompts."""
-    from diversens.plan import eval_sample_count
+    from diversens.plan import eval_samples_per_task
 
     s, t = cfg.pairs.sampling, cfg.train
     candidates = num_prompts * s.num_samples_per_prompt
@@ -82,15 +90,19 @@ def project(cfg, num_prompts: int, rates: Rates) -> list[tuple[str, str, float]]
         runs.append((strategy, n, steps))
     dpo_s = sum(steps * rates.dpo_s_per_step + rates.dpo_fixed_s for _, _, steps in runs)
     models = 1 + len(cfg.train_strategies) + len(cfg.eval.noise_seeds)
-    outputs = models * eval_sample_count(cfg.eval.num_samples)
+    per_task = eval_samples_per_task(cfg.eval.num_samples)
+    eval_tokens = sum(n * rates.eval_tokens_per_output.get(t, 0) for t, n in per_task.items())
+    eval_s = models * (eval_tokens * rates.sample_s_per_token + rates.eval_fixed_s_per_model)
     return [
         ("generate-pairs", f"{num_prompts} prompts × {s.num_samples_per_prompt} × "
          f"{rates.tokens_per_candidate:.0f} tokens = {tokens:,.0f} tokens × "
          f"{rates.sample_s_per_token * 1e3:.2f} ms", tokens * rates.sample_s_per_token / 60),
         ("train", "; ".join(f"{x}: {n} pairs, {steps} steps" for x, n, steps in runs) +
          f" × {rates.dpo_s_per_step:.1f} s + {rates.dpo_fixed_s:.0f} s per run", dpo_s / 60),
-        ("eval", f"{models} models × {outputs // models} outputs × "
-         f"{rates.eval_s_per_output:.2f} s", outputs * rates.eval_s_per_output / 60),
+        ("eval", f"{models} models × ({sum(per_task.values())} outputs × "
+         f"{eval_tokens / sum(per_task.values()):.0f} tokens × "
+         f"{rates.sample_s_per_token * 1e3:.2f} ms + {rates.eval_fixed_s_per_model:.0f} s)",
+         eval_s / 60),
     ]  # fmt: skip
 
 

@@ -183,12 +183,16 @@ def stages(cfg, plan: PlanConfig) -> list[Stage]:
     return out
 
 
-def eval_sample_count(num_samples: dict[str, int]) -> int:
-    """Samples per model over the eval split: DAT and PGT one prompt, AUT 15, CWT 7."""
+def eval_samples_per_task(num_samples: dict[str, int]) -> dict[str, int]:
+    """Samples per model and task over the eval split: DAT and PGT one prompt, AUT 15, CWT 7."""
     from diversens.prompts import eval_prompts
 
     prompts = eval_prompts().task.value_counts()
-    return int(sum(n * prompts.get(task, 0) for task, n in num_samples.items()))
+    return {task: int(n * prompts.get(task, 0)) for task, n in num_samples.items()}
+
+
+def eval_sample_count(num_samples: dict[str, int]) -> int:
+    return sum(eval_samples_per_task(num_samples).values())
 
 
 def train_plan(cfg, plan: PlanConfig) -> dict[str, float]:

@@ -76,7 +76,7 @@ def test_bad_assumption_is_refused():
 
 def pilot_run(root: Path, complete: bool = True) -> Path:
     """A finished pilot's summaries: 16 prompts, 20,000 tokens in 300 s, 8/12/16 pairs, DPO at
-    20 s a step + 40 s, 100 eval outputs in 200 s."""
+    20 s a step + 40 s; 2 models x 50 eval outputs of 100 tokens (DAT) and 60 (AUT) in 200 s."""
     (root / "eval").mkdir(parents=True)
     yields = {"prompts": 16, "generated_tokens": 20_000, "tokens_per_candidate": 100.0,
               "strategies": {"diverse-ns": {"pairs": 8}, "diverse-no-length": {"pairs": 12},
@@ -89,7 +89,9 @@ def pilot_run(root: Path, complete: bool = True) -> Path:
         phases = {"per_step_s": 20.0 if strategy == "random" else 22.0, "fixed_s": 40.0}
         (root / "train" / strategy / "train_summary.json").write_text(
             json.dumps({"phases_s": phases}))  # fmt: skip
-    pq.write_table(pa.table({"response": ["x"] * 100}), root / "eval" / "outputs.parquet")
+    outputs = {"model": ["base", "tuned"] * 50, "task": ["dat"] * 50 + ["aut"] * 50,
+               "n_tokens": [100] * 50 + [60] * 50}  # fmt: skip
+    pq.write_table(pa.table(outputs), root / "eval" / "outputs.parquet")
     return root
 
 
@@ -97,17 +99,22 @@ def test_measured_rates_project_the_study(tmp_path, capsys):
     study = config.load(PipelineConfig, ROOT / "configs" / "study.yaml", None)
     rates = pilot.Rates.from_run(pilot_run(tmp_path / "pilot"))
     assert rates.sample_s_per_token == pytest.approx(300 / 20_000)
-    assert rates.dpo_s_per_step == pytest.approx(21.0) and rates.eval_s_per_output == 2.0
+    assert rates.dpo_s_per_step == pytest.approx(21.0)
+    assert rates.eval_tokens_per_output == {"dat": 100, "aut": 60}
+    # 8,000 eval tokens at 15 ms = 120 s of the 200: the other 80 s are 2 models' fixed costs.
+    assert rates.eval_fixed_s_per_model == pytest.approx(40)
     rows = {name: minutes for name, _, minutes in pilot.project(study, 400, rates)}
     # 400 x 12 candidates x 100 tokens at 15 ms; N = min(200, 300, 400) pairs -> 50 steps of
-    # 4 pairs (2 workers x 2) per strategy; base + 3 tuned + 1 noise floor x 420 outputs at 2 s.
+    # 4 pairs (2 workers x 2) per strategy; base + 3 tuned + 1 noise floor, each 100 DAT outputs
+    # x 100 tokens and 150 AUT x 60 (PGT and CWT unmeasured in this pilot) at 15 ms + 40 s.
     assert study.eval.noise_seeds == [1]
     assert rows["generate-pairs"] == pytest.approx(400 * 12 * 100 * 0.015 / 60)
     assert rows["train"] == pytest.approx(3 * (50 * 21 + 40) / 60)
-    assert rows["eval"] == pytest.approx(5 * 420 * 2 / 60)
+    per_model = (100 * 100 + 150 * 60) * 0.015 + 40
+    assert rows["eval"] == pytest.approx(5 * per_model / 60)
     no_floor = dataclasses.replace(study, eval=dataclasses.replace(study.eval, noise_seeds=[]))
     assert dict((n, m) for n, _, m in pilot.project(no_floor, 400, rates))["eval"] == pytest.approx(
-        4 * 420 * 2 / 60)  # fmt: skip
+        4 * per_model / 60)  # fmt: skip
 
     code = main(["plan", "--config", str(ROOT / "configs" / "study.yaml"),
                  "--plan.measured", str(tmp_path / "pilot")])  # fmt: skip
