@@ -136,8 +136,11 @@ def score_candidates(
     ds = map_pool(ds, MeasureStage, kwargs, pools["embed_pool"], "scoring.embed_pool")
     ds = map_pool(ds, QualityStage, {"cfg": scoring.quality}, pools["quality_pool"],
                   "scoring.quality_pool")  # fmt: skip
+    # No CPU reserved: with the engine holding every CPU of a small machine, a 1-CPU task
+    # would wait for the whole sampling to end, and no chunk would reach its part file (resume)
+    # before then. The check is a few pandas ops per chunk.
     return ds.map_batches(validity_batch, fn_kwargs={"cfg": scoring.quality},
-                          batch_size=batch_size, batch_format="pandas")  # fmt: skip
+                          batch_size=batch_size, batch_format="pandas", num_cpus=0)  # fmt: skip
 
 
 def validity_batch(batch: pd.DataFrame, cfg: QualityConfig) -> pd.DataFrame:
