@@ -38,6 +38,7 @@ from diversens.storage import filesystem
 log = logging.getLogger(__name__)
 DAMAGED = ".damaged"
 
+
 def plan_chunks(prompts: pd.DataFrame, size: int, fingerprint: str) -> pd.DataFrame:
     """`prompts` plus a `chunk` column: runs of `size` consecutive rows, keyed by content."""
     ids = prompts["prompt_id"].astype(str).tolist()
