@@ -16,7 +16,10 @@ import collections
 import logging
 import os
 import re
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune")
@@ -100,20 +103,59 @@ def quiet() -> None:
     warnings_log.propagate = False  # to the log file only, never to the console
     if not warnings_log.handlers:
         warnings_log.addHandler(logging.NullHandler())
-    steps = logging.getLogger("diversens")
-    steps.setLevel(logging.INFO)
-    if not any(getattr(h, "diversens_console", False) for h in steps.handlers):
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("[diversens] %(message)s"))
-        console.diversens_console = True
-        console.addFilter(lambda record: not any(getattr(record, k, False) for k in FILE_ONLY))
-        steps.addHandler(console)
+    steps_to_console()
     for name in LOGGED:
         if _early not in logging.getLogger(name).handlers:
             logging.getLogger(name).addHandler(_early)
     progress = logging.getLogger(PROGRESS_LOGGER)
     if not any(isinstance(h, _ProgressLines) for h in progress.handlers):
         progress.addHandler(_ProgressLines(sys.stderr))
+
+
+class _Stderr(logging.StreamHandler):
+    """To whatever `sys.stderr` is when a record comes (a test's capture, a redirect)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def steps_to_console() -> logging.Logger:
+    """This project's step lines (logger "diversens", INFO and up) on stderr, "[diversens] ..."
+    (records with `extra=FILE_ONLY` excepted); returns the logger. Needs no Ray."""
+    steps = logging.getLogger("diversens")
+    steps.setLevel(logging.INFO)
+    if not any(getattr(h, "diversens_console", False) for h in steps.handlers):
+        console = _Stderr()
+        console.setFormatter(logging.Formatter("[diversens] %(message)s"))
+        console.diversens_console = True
+        console.addFilter(lambda record: not any(getattr(record, k, False) for k in FILE_ONLY))
+        steps.addHandler(console)
+    return steps
+
+
+class Progress:
+    """Step lines of a loop over rows in the driver: "measure: 1,024/50,000 rows, 85 rows/s",
+    after the first step, then at most one per `every_s` seconds, and after the last."""
+
+    def __init__(self, what: str, total: int, every_s: float = 10.0, clock=time.monotonic):
+        self.what, self.total, self.every_s, self.clock = what, total, every_s, clock
+        self.done, self.start, self.last = 0, clock(), None
+        self.log = logging.getLogger("diversens")
+
+    def add(self, rows: int) -> None:
+        self.done += rows
+        now = self.clock()
+        if self.last is None or now - self.last >= self.every_s or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            speed = f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}"
+            self.log.info("%s: %s/%s rows, %s rows/s", self.what, f"{self.done:,}",
+                          f"{self.total:,}", speed)  # fmt: skip
 
 
 def log_to(path: Path) -> Path:
@@ -170,3 +212,30 @@ def run_log(output: str | Path) -> Path | None:
     from diversens.storage import is_uri
 
     return None if is_uri(str(output)) else Path(output) / "logs" / "diversens.log"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt."""
+
+
+_terminate = None  # the SIGTERM handler the CLI installed, while it runs
+
+
+def on_sigterm(install: bool = True) -> None:
+    """SIGTERM raises `Terminated` in the main thread (the CLI's `main`, while it runs); a second
+    one while the run winds down ends the process at once (exit 143). `install=False` forgets
+    it. `reclaim_sigterm` puts it back after `ray.init`, which sets its own handler (an exit
+    without cleanup) and whose core worker installs a native one that prints a stack dump."""
+    global _terminate
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+        raise Terminated()
+
+    _terminate = terminate if install else None
+    reclaim_sigterm()
+
+
+def reclaim_sigterm() -> None:
+    if _terminate is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)

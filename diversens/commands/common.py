@@ -140,6 +140,7 @@ def connect_ray(
         if address:
             check_reachable(address, option)
         ray.init(address=address, include_dashboard=False if address is None else None)
+        console.reclaim_sigterm()  # SIGTERM like Ctrl-C again, over Ray's and its core worker's
         console.workers_to(None)  # worker output never on the console; into workers.log below
     from diversens.jobs.dataflow import bound_waits
 
