@@ -239,3 +239,66 @@ def on_sigterm(install: bool = True) -> None:
 def reclaim_sigterm() -> None:
     if _terminate is not None and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+
+
+# Ray's core worker in the driver writes its ERROR lines straight to stderr (fd 2), past Python's
+# logging. Lines holding one of these are no news about the run: they go to the log file.
+NATIVE_NOTICES = (
+    # Ray Data hands every actor pool its stage and context as object refs that the driver
+    # holds while the dataset runs, so a restarted actor finds them; Ray's core worker still
+    # warns of ray-project/ray#53727 once per process for a pool with max_restarts != 0.
+    "has constructor arguments in the object store and max_restarts > 0",
+)
+# The filter: a child process (it outlives a crash of the driver, so a fatal error's dump still
+# reaches the console) that ignores Ctrl-C and SIGTERM (sent to the whole process group) and
+# ends when the driver's stderr closes. A partial line passes at once (progress bars redraw
+# without a newline) unless it may be the start of a native log line ("[2026-...").
+_FILTER = r"""
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+out, notices = int(sys.argv[1]), [n.encode() for n in sys.argv[3:]]
+log = open(sys.argv[2], "ab", buffering=0)
+held = b""
+while chunk := os.read(0, 1 << 16):
+    *lines, held = (held + chunk).split(b"\n")
+    for line in lines:
+        os.write(log.fileno() if any(n in line for n in notices) else out, line + b"\n")
+    if held and not (held.startswith(b"[20") or b"[20".startswith(held)):
+        os.write(out, held)
+        held = b""
+if held:
+    os.write(out, held)
+"""
+_native = None  # (the filter process, the driver's own stderr)
+
+
+def native_notices_to(path: Path | None) -> None:
+    """Lines of NATIVE_NOTICES that native code writes to this process's stderr go to `path`
+    from now on, the rest to the console as before; None: stop filtering (also at exit)."""
+    import atexit
+    import subprocess
+
+    global _native
+    if _native is not None:
+        process, saved = _native
+        _native = None
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer closes: the filter drains it and ends
+        os.close(saved)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    if path is None:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _FILTER, str(saved), str(path), *NATIVE_NOTICES],
+        stdin=subprocess.PIPE, pass_fds=(saved,),
+    )  # fmt: skip
+    os.dup2(process.stdin.fileno(), 2)
+    process.stdin.close()
+    _native = process, saved
+    atexit.register(native_notices_to, None)

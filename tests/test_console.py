@@ -110,3 +110,35 @@ def test_the_console_drops_ray_datas_false_hang_warning_and_keeps_the_real_one()
                      "The Dataset job will hang unless more CPUs are freed up.")  # fmt: skip
     assert shown("Cluster resources are not enough to run any task from MapBatches(X). "
                  "The job may hang forever unless the cluster scales up.")  # fmt: skip
+
+
+def test_ray_core_workers_notice_goes_to_the_log_file_and_other_stderr_stays(tmp_path):
+    """Ray's C++ core worker writes its once-per-process warning about actor constructor
+    arguments (harmless here: the driver holds them) to fd 2, past Python's logging: the line
+    goes to the run's log file; anything else on fd 2, a partial progress redraw included,
+    still reaches the console, in order."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "diversens.log"
+    notice = ("[2026-12-03 17:45:40,466 E 7223 7223] core_worker.cc:2465: Actor with class name: "
+              "'MapWorker(MapBatches(SampleStage))' and ID: 'bc7b' has constructor arguments in "
+              "the object store and max_restarts > 0. If the arguments ...")  # fmt: skip
+    code = f"""
+import os, sys
+from pathlib import Path
+from diversens import console
+console.native_notices_to(Path({str(log)!r}))
+print("[diversens] a step line", file=sys.stderr)
+os.write(2, {notice!r}.encode() + b"\\n")
+os.write(2, b"[2026-12-03 17:45:41,000 E 1 1] gcs_client.cc:1: a real error\\n")
+os.write(2, b"\\rRunning 5%")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == (
+        b"[diversens] a step line\n"
+        b"[2026-12-03 17:45:41,000 E 1 1] gcs_client.cc:1: a real error\n"
+        b"\rRunning 5%"
+    )
+    assert log.read_text() == notice + "\n"

@@ -165,6 +165,7 @@ def connect_ray(
     check_shared(worker_paths or {})
     if log_file is not None:
         console.log_to(log_file)
+        console.native_notices_to(log_file)  # Ray's core worker's notices: to the file too
         workers = console.workers_to(log_file.with_name("workers.log")) if started else None
         node = getattr(ray._private.worker, "_global_node", None)
         where = node.get_logs_dir_path() if node else "Ray's session logs on the head node"
