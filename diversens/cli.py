@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"diversens {args.command}: error: {user_error}", file=sys.stderr)
         return user_error.exit_code
     finally:
+        console.native_notices_to(None)  # the console's stderr back, the filter drained
         console.on_sigterm(install=False)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, before)  # in-process callers (tests) get theirs back

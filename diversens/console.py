@@ -275,7 +275,9 @@ _native = None  # (the filter process, the driver's own stderr)
 
 def native_notices_to(path: Path | None) -> None:
     """Lines of NATIVE_NOTICES that native code writes to this process's stderr go to `path`
-    from now on, the rest to the console as before; None: stop filtering (also at exit)."""
+    from now on, the rest to the console as before; None: stop filtering, once all written
+    (the CLI's `main` does at its end, so in-process callers get their stderr back; also at
+    exit)."""
     import atexit
     import subprocess
 
@@ -301,4 +303,5 @@ def native_notices_to(path: Path | None) -> None:
     os.dup2(process.stdin.fileno(), 2)
     process.stdin.close()
     _native = process, saved
-    atexit.register(native_notices_to, None)
+    atexit.unregister(native_notices_to)
+    atexit.register(native_notices_to, None)  # the CLI stops it itself; for other callers

@@ -116,7 +116,7 @@ def test_ray_core_workers_notice_goes_to_the_log_file_and_other_stderr_stays(tmp
     """Ray's C++ core worker writes its once-per-process warning about actor constructor
     arguments (harmless here: the driver holds them) to fd 2, past Python's logging: the line
     goes to the run's log file; anything else on fd 2, a partial progress redraw included,
-    still reaches the console, in order."""
+    still reaches the console, in order; once stopped, stderr is the console's again."""
     import subprocess
     import sys
 
@@ -133,12 +133,14 @@ print("[diversens] a step line", file=sys.stderr)
 os.write(2, {notice!r}.encode() + b"\\n")
 os.write(2, b"[2026-12-03 17:45:41,000 E 1 1] gcs_client.cc:1: a real error\\n")
 os.write(2, b"\\rRunning 5%")
+console.native_notices_to(None)  # stopped (the CLI at its end): stderr is the console's again
+os.write(2, b"\\nafter")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == (
         b"[diversens] a step line\n"
         b"[2026-12-03 17:45:41,000 E 1 1] gcs_client.cc:1: a real error\n"
-        b"\rRunning 5%"
+        b"\rRunning 5%\nafter"
     )
     assert log.read_text() == notice + "\n"
