@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
         what = "terminated (SIGTERM)" if isinstance(e, console.Terminated) else "interrupted"
         after = getattr(sys.modules[args.func.__module__], "ON_INTERRUPT", "nothing was written")
         print(f"diversens {args.command}: {what}; {after}", file=sys.stderr)
-        return 143 if isinstance(e, console.Terminated) else 130
+        code = 143 if isinstance(e, console.Terminated) else 130
+        console.bounded_exit(code)  # Ray's shutdown at exit may wait on a stopped GCS
+        return code
     except Exception as e:
         from diversens.jobs.dataflow import stall_error
 

@@ -305,3 +305,24 @@ def native_notices_to(path: Path | None) -> None:
     _native = process, saved
     atexit.unregister(native_notices_to)
     atexit.register(native_notices_to, None)  # the CLI stops it itself; for other callers
+
+
+SHUTDOWN_S = 60  # at most this long from an interrupted run's line to the end of the process
+
+
+def bounded_exit(code: int, seconds: float = SHUTDOWN_S) -> None:
+    """After an interruption: if the process is still there `seconds` from now, its main thread
+    done (the CLI returned), it ends with `code`: Ray's shutdown at exit, or a worker thread
+    the interpreter waits for, may wait on a GCS or raylet that the same Ctrl-C stopped (it
+    reaches the whole process group). Parts and summaries were written atomically before, so
+    nothing is lost. An in-process caller still running (a test) is left alone."""
+
+    def end() -> None:
+        if threading.main_thread().is_alive():
+            return
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, end)
+    timer.daemon = True
+    timer.start()

@@ -144,3 +144,28 @@ os.write(2, b"\\nafter")
         b"\rRunning 5%\nafter"
     )
     assert log.read_text() == notice + "\n"
+
+
+@pytest.mark.parametrize("hang", ["exit handler", "thread"])
+def test_an_interrupted_run_ends_within_its_bound_even_if_shutdown_hangs(hang):
+    """Ray's shutdown at exit (or a worker thread the interpreter waits for) may wait on a GCS
+    the same Ctrl-C stopped: the process still ends, with the interrupted run's code."""
+    import subprocess
+    import sys
+    import time
+
+    stuck = ("import atexit, time; atexit.register(time.sleep, 60)" if hang == "exit handler"
+             else "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start()")  # fmt: skip
+    code = f"{stuck}\nfrom diversens import console\nconsole.bounded_exit(130, seconds=1)\n"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=50)
+    assert proc.returncode == 130 and time.monotonic() - start < 40, proc.stderr
+
+
+def test_the_bound_leaves_an_in_process_caller_alone():
+    import threading
+    import time
+
+    console.bounded_exit(130, seconds=0.05)
+    time.sleep(0.3)  # the timer has fired by now; this process goes on
+    assert threading.main_thread().is_alive()
