@@ -1,16 +1,21 @@
 """`diversens` command line: one sub-command per module in `diversens.commands`.
 
 User mistakes (`UserError`, also when raised inside a Ray actor, such as an engine that cannot
-start) print one line to stderr and exit 2; Ctrl-C prints one line and exits 130 (the shell's
-code for SIGINT); nothing else is caught, so a bug still shows its traceback.
+start) print one line to stderr and exit 2. Ctrl-C (SIGINT) and SIGTERM (`kill`, a scheduler
+ending the job) take one path: the job stops where it is, as on KeyboardInterrupt, and the CLI
+prints one line, saying what a rerun does (each command's `ON_INTERRUPT`), and exits 130 or 143,
+the shell's codes for the two signals. Nothing else is caught, so a bug still shows its
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
-from diversens import __version__
+from diversens import __version__, console
 from diversens.commands import COMMANDS
 from diversens.errors import UserError, user_error_in
 
@@ -68,13 +73,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    before = signal.getsignal(signal.SIGTERM)
     try:
         check_once(args)
+        console.on_sigterm()
         args.func(args)
-    except KeyboardInterrupt:
-        print(f"diversens {args.command}: interrupted; rerun the same command to resume",
-              file=sys.stderr)  # fmt: skip
-        return 130
+    except KeyboardInterrupt as e:
+        what = "terminated (SIGTERM)" if isinstance(e, console.Terminated) else "interrupted"
+        after = getattr(sys.modules[args.func.__module__], "ON_INTERRUPT", "nothing was written")
+        print(f"diversens {args.command}: {what}; {after}", file=sys.stderr)
+        code = 143 if isinstance(e, console.Terminated) else 130
+        console.bounded_exit(code)  # Ray's shutdown at exit may wait on a stopped GCS
+        return code
     except Exception as e:
         from diversens.jobs.dataflow import stall_error
 
@@ -83,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"diversens {args.command}: error: {user_error}", file=sys.stderr)
         return user_error.exit_code
+    finally:
+        console.native_notices_to(None)  # the console's stderr back, the filter drained
+        console.on_sigterm(install=False)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, before)  # in-process callers (tests) get theirs back
     return 0
 
 

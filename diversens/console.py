@@ -16,7 +16,10 @@ import collections
 import logging
 import os
 import re
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 RAY_LOGGERS = ("ray", "ray.data", "ray.train", "ray.tune")
@@ -100,20 +103,59 @@ def quiet() -> None:
     warnings_log.propagate = False  # to the log file only, never to the console
     if not warnings_log.handlers:
         warnings_log.addHandler(logging.NullHandler())
-    steps = logging.getLogger("diversens")
-    steps.setLevel(logging.INFO)
-    if not any(getattr(h, "diversens_console", False) for h in steps.handlers):
-        console = logging.StreamHandler(sys.stderr)
-        console.setFormatter(logging.Formatter("[diversens] %(message)s"))
-        console.diversens_console = True
-        console.addFilter(lambda record: not any(getattr(record, k, False) for k in FILE_ONLY))
-        steps.addHandler(console)
+    steps_to_console()
     for name in LOGGED:
         if _early not in logging.getLogger(name).handlers:
             logging.getLogger(name).addHandler(_early)
     progress = logging.getLogger(PROGRESS_LOGGER)
     if not any(isinstance(h, _ProgressLines) for h in progress.handlers):
         progress.addHandler(_ProgressLines(sys.stderr))
+
+
+class _Stderr(logging.StreamHandler):
+    """To whatever `sys.stderr` is when a record comes (a test's capture, a redirect)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def steps_to_console() -> logging.Logger:
+    """This project's step lines (logger "diversens", INFO and up) on stderr, "[diversens] ..."
+    (records with `extra=FILE_ONLY` excepted); returns the logger. Needs no Ray."""
+    steps = logging.getLogger("diversens")
+    steps.setLevel(logging.INFO)
+    if not any(getattr(h, "diversens_console", False) for h in steps.handlers):
+        console = _Stderr()
+        console.setFormatter(logging.Formatter("[diversens] %(message)s"))
+        console.diversens_console = True
+        console.addFilter(lambda record: not any(getattr(record, k, False) for k in FILE_ONLY))
+        steps.addHandler(console)
+    return steps
+
+
+class Progress:
+    """Step lines of a loop over rows in the driver: "measure: 1,024/50,000 rows, 85 rows/s",
+    after the first step, then at most one per `every_s` seconds, and after the last."""
+
+    def __init__(self, what: str, total: int, every_s: float = 10.0, clock=time.monotonic):
+        self.what, self.total, self.every_s, self.clock = what, total, every_s, clock
+        self.done, self.start, self.last = 0, clock(), None
+        self.log = logging.getLogger("diversens")
+
+    def add(self, rows: int) -> None:
+        self.done += rows
+        now = self.clock()
+        if self.last is None or now - self.last >= self.every_s or self.done >= self.total:
+            self.last = now
+            rate = self.done / max(now - self.start, 1e-9)
+            speed = f"{rate:,.0f}" if rate >= 10 else f"{rate:.1f}"
+            self.log.info("%s: %s/%s rows, %s rows/s", self.what, f"{self.done:,}",
+                          f"{self.total:,}", speed)  # fmt: skip
 
 
 def log_to(path: Path) -> Path:
@@ -170,3 +212,117 @@ def run_log(output: str | Path) -> Path | None:
     from diversens.storage import is_uri
 
     return None if is_uri(str(output)) else Path(output) / "logs" / "diversens.log"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt."""
+
+
+_terminate = None  # the SIGTERM handler the CLI installed, while it runs
+
+
+def on_sigterm(install: bool = True) -> None:
+    """SIGTERM raises `Terminated` in the main thread (the CLI's `main`, while it runs); a second
+    one while the run winds down ends the process at once (exit 143). `install=False` forgets
+    it. `reclaim_sigterm` puts it back after `ray.init`, which sets its own handler (an exit
+    without cleanup) and whose core worker installs a native one that prints a stack dump."""
+    global _terminate
+
+    def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
+        raise Terminated()
+
+    _terminate = terminate if install else None
+    reclaim_sigterm()
+
+
+def reclaim_sigterm() -> None:
+    if _terminate is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+# Ray's core worker in the driver writes its ERROR lines straight to stderr (fd 2), past Python's
+# logging. Lines holding one of these are no news about the run: they go to the log file.
+NATIVE_NOTICES = (
+    # Ray Data hands every actor pool its stage and context as object refs that the driver
+    # holds while the dataset runs, so a restarted actor finds them; Ray's core worker still
+    # warns of ray-project/ray#53727 once per process for a pool with max_restarts != 0.
+    "has constructor arguments in the object store and max_restarts > 0",
+)
+# The filter: a child process (it outlives a crash of the driver, so a fatal error's dump still
+# reaches the console) that ignores Ctrl-C and SIGTERM (sent to the whole process group) and
+# ends when the driver's stderr closes. A partial line passes at once (progress bars redraw
+# without a newline) unless it may be the start of a native log line ("[2026-...").
+_FILTER = r"""
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+out, notices = int(sys.argv[1]), [n.encode() for n in sys.argv[3:]]
+log = open(sys.argv[2], "ab", buffering=0)
+held = b""
+while chunk := os.read(0, 1 << 16):
+    *lines, held = (held + chunk).split(b"\n")
+    for line in lines:
+        os.write(log.fileno() if any(n in line for n in notices) else out, line + b"\n")
+    if held and not (held.startswith(b"[20") or b"[20".startswith(held)):
+        os.write(out, held)
+        held = b""
+if held:
+    os.write(out, held)
+"""
+_native = None  # (the filter process, the driver's own stderr)
+
+
+def native_notices_to(path: Path | None) -> None:
+    """Lines of NATIVE_NOTICES that native code writes to this process's stderr go to `path`
+    from now on, the rest to the console as before; None: stop filtering, once all written
+    (the CLI's `main` does at its end, so in-process callers get their stderr back; also at
+    exit)."""
+    import atexit
+    import subprocess
+
+    global _native
+    if _native is not None:
+        process, saved = _native
+        _native = None
+        sys.stderr.flush()
+        os.dup2(saved, 2)  # the pipe's last writer closes: the filter drains it and ends
+        os.close(saved)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    if path is None:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    process = subprocess.Popen(
+        [sys.executable, "-c", _FILTER, str(saved), str(path), *NATIVE_NOTICES],
+        stdin=subprocess.PIPE, pass_fds=(saved,),
+    )  # fmt: skip
+    os.dup2(process.stdin.fileno(), 2)
+    process.stdin.close()
+    _native = process, saved
+    atexit.unregister(native_notices_to)
+    atexit.register(native_notices_to, None)  # the CLI stops it itself; for other callers
+
+
+SHUTDOWN_S = 60  # at most this long from an interrupted run's line to the end of the process
+
+
+def bounded_exit(code: int, seconds: float = SHUTDOWN_S) -> None:
+    """After an interruption: if the process is still there `seconds` from now, its main thread
+    done (the CLI returned), it ends with `code`: Ray's shutdown at exit, or a worker thread
+    the interpreter waits for, may wait on a GCS or raylet that the same Ctrl-C stopped (it
+    reaches the whole process group). Parts and summaries were written atomically before, so
+    nothing is lost. An in-process caller still running (a test) is left alone."""
+
+    def end() -> None:
+        if threading.main_thread().is_alive():
+            return
+        sys.stderr.flush()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, end)
+    timer.daemon = True
+    timer.start()

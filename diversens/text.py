@@ -14,10 +14,30 @@ import unicodedata
 _FOLD = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2010": "-", "\u2011": "-"})
 # A word: starts and ends with a letter or digit; anything but whitespace and dashes inside.
 _WORD = re.compile(r"[^\W_](?:[^\s\u2013\u2014]*[^\W_])?")
+# Invisible format characters (Unicode category Cf, as of Unicode 14): zero-width space and
+# (non-)joiners, word joiner, byte-order mark, soft hyphen, bidi marks and tags. A reader sees
+# none of them, so "hel\u200blo" is "hello". Listed, not looked up, so that every Python reads
+# the same words.
+_INVISIBLE = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f]"
+)
+# Scripts written without spaces between words: Han ideographs (CJK, its extensions and
+# compatibility block), Hiragana, Katakana and their extensions; each character is a word.
+_CJK = re.compile(
+    "([\u3005\u3007\u3021-\u3029\u3038-\u303b\u3040-\u309f\u30a1-\u30fa\u30fc-\u30ff"
+    "\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U0001b000-\U0001b16f"
+    "\U00020000-\U0003134f])"
+)
 
 
 def normalise(text: str) -> str:
-    """Unicode NFKC, lowercase, curly apostrophes → ', Unicode hyphens → -."""
+    """Invisible format characters removed, Unicode NFKC, lowercase, curly apostrophes → ',
+    Unicode hyphens → -."""
+    if not text.isascii():
+        text = _INVISIBLE.sub("", text)
     return unicodedata.normalize("NFKC", text).lower().translate(_FOLD)
 
 
@@ -27,12 +47,20 @@ def words(text: str) -> list[str]:
     Rule: `normalise` the text, split on whitespace and on en/em dashes (prose separators, unlike
     hyphens), then strip everything that is not a letter or digit from both ends of each piece;
     pieces left empty (pure punctuation, emoji) are dropped. Inner characters stay, so "don't",
-    "well-known", "3.14" and "1,000" are one word each. Numbers are words.
+    "well-known", "3.14" and "1,000" are one word each. Numbers are words. Invisible format
+    characters (zero-width space, joiners, soft hyphen, BOM: category Cf) are removed first, so
+    words are what a reader sees. Chinese and Japanese, written without spaces, count each Han,
+    Hiragana or Katakana character as a word (Korean separates words with spaces: as is).
 
     >>> words("“Don’t” — she said: e.g. 3.14, well-known!")
     ["don't", 'she', 'said', 'e.g', '3.14', 'well-known']
+    >>> words("我爱猫，猫爱我。")
+    ['我', '爱', '猫', '猫', '爱', '我']
     """
-    return _WORD.findall(normalise(text))
+    text = normalise(text)
+    if not text.isascii():
+        text = _CJK.sub(r" \1 ", text)
+    return _WORD.findall(text)
 
 
 # ---------------------------------------------------------------------------------------------

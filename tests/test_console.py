@@ -110,3 +110,62 @@ def test_the_console_drops_ray_datas_false_hang_warning_and_keeps_the_real_one()
                      "The Dataset job will hang unless more CPUs are freed up.")  # fmt: skip
     assert shown("Cluster resources are not enough to run any task from MapBatches(X). "
                  "The job may hang forever unless the cluster scales up.")  # fmt: skip
+
+
+def test_ray_core_workers_notice_goes_to_the_log_file_and_other_stderr_stays(tmp_path):
+    """Ray's C++ core worker writes its once-per-process warning about actor constructor
+    arguments (harmless here: the driver holds them) to fd 2, past Python's logging: the line
+    goes to the run's log file; anything else on fd 2, a partial progress redraw included,
+    still reaches the console, in order; once stopped, stderr is the console's again."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "diversens.log"
+    notice = ("[2026-12-03 17:45:40,466 E 7223 7223] core_worker.cc:2465: Actor with class name: "
+              "'MapWorker(MapBatches(SampleStage))' and ID: 'bc7b' has constructor arguments in "
+              "the object store and max_restarts > 0. If the arguments ...")  # fmt: skip
+    code = f"""
+import os, sys
+from pathlib import Path
+from diversens import console
+console.native_notices_to(Path({str(log)!r}))
+print("[diversens] a step line", file=sys.stderr)
+os.write(2, {notice!r}.encode() + b"\\n")
+os.write(2, b"[2026-12-03 17:45:41,000 E 1 1] gcs_client.cc:1: a real error\\n")
+os.write(2, b"\\rRunning 5%")
+console.native_notices_to(None)  # stopped (the CLI at its end): stderr is the console's again
+os.write(2, b"\\nafter")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == (
+        b"[diversens] a step line\n"
+        b"[2026-12-03 17:45:41,000 E 1 1] gcs_client.cc:1: a real error\n"
+        b"\rRunning 5%\nafter"
+    )
+    assert log.read_text() == notice + "\n"
+
+
+@pytest.mark.parametrize("hang", ["exit handler", "thread"])
+def test_an_interrupted_run_ends_within_its_bound_even_if_shutdown_hangs(hang):
+    """Ray's shutdown at exit (or a worker thread the interpreter waits for) may wait on a GCS
+    the same Ctrl-C stopped: the process still ends, with the interrupted run's code."""
+    import subprocess
+    import sys
+    import time
+
+    stuck = ("import atexit, time; atexit.register(time.sleep, 60)" if hang == "exit handler"
+             else "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start()")  # fmt: skip
+    code = f"{stuck}\nfrom diversens import console\nconsole.bounded_exit(130, seconds=1)\n"
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=50)
+    assert proc.returncode == 130 and time.monotonic() - start < 40, proc.stderr
+
+
+def test_the_bound_leaves_an_in_process_caller_alone():
+    import threading
+    import time
+
+    console.bounded_exit(130, seconds=0.05)
+    time.sleep(0.3)  # the timer has fired by now; this process goes on
+    assert threading.main_thread().is_alive()

@@ -1,4 +1,7 @@
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from diversens.prompts import segments
 from diversens.text import normalise, sentences, words
@@ -95,3 +98,62 @@ def test_generic_text():
     ]
     assert segments("") == [] and segments("  \n ") == []
     assert segments("Just one sentence") == ["Just one sentence"]
+
+
+# What a reader sees (issue 27): invisible format characters are no characters, and Chinese and
+# Japanese, written without spaces, count a word per character.
+INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff\u00ad"
+
+
+def test_invisible_characters_inside_words_are_removed():
+    from diversens.measures.lexical import measure_texts
+
+    plain, hidden = "hello hello hello hello", "hel\u200blo hello\u200d h\u00adello \ufeffhello"
+    assert words(hidden) == words(plain) == ["hello"] * 4
+    got, want = measure_texts([hidden]), measure_texts([plain])
+    for key in want:
+        assert np.array_equal(got[key], want[key], equal_nan=True), key
+    assert got["ttr"][0] == 0.25
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(min_size=0, max_size=80), st.lists(
+    st.tuples(st.integers(min_value=0), st.sampled_from(INVISIBLE)), max_size=8))  # fmt: skip
+def test_inserting_invisible_characters_never_changes_a_lexical_measure(text, inserts):
+    from diversens.measures.lexical import measure_texts
+
+    spiked = text
+    for at, ch in inserts:
+        at %= len(spiked) + 1
+        spiked = spiked[:at] + ch + spiked[at:]
+    assert words(spiked) == words(text)
+    a, b = measure_texts([text]), measure_texts([spiked])
+    for key in a:
+        assert np.array_equal(a[key], b[key], equal_nan=True), key
+
+
+def test_chinese_and_japanese_count_a_word_per_character():
+    from diversens.measures.lexical import measure_texts
+
+    zh = "我爱猫，猫爱我。"  # 6 characters, 3 distinct
+    assert words(zh) == list("我爱猫猫爱我")
+    m = measure_texts([zh])
+    assert m["n_words"][0] == 6 and m["ttr"][0] == 0.5 and m["entropy"][0] > 0
+    assert words("ラーメンを食べた") == list("ラーメンを食べた")
+    assert words("iPhone用户 한국어 문장") == ["iphone", "用", "户", "한국어", "문장"]
+
+
+def test_english_words_and_measures_are_unchanged():
+    """The rule only touches non-ASCII text with invisible or CJK characters: an English sample
+    gives the words and values it gave before (recorded from the previous tokeniser)."""
+    from diversens.measures.lexical import measure_texts
+
+    text = ("The cat sat on the mat — don’t ask why; it's well-known that cats (and 3.14 dogs) "
+            "like mats. Café naïve résumé: 1,000 ideas!")  # fmt: skip
+    assert words(text) == [
+        "the", "cat", "sat", "on", "the", "mat", "don't", "ask", "why", "it's", "well-known",
+        "that", "cats", "and", "3.14", "dogs", "like", "mats", "café", "naïve", "résumé", "1,000",
+        "ideas",
+    ]  # fmt: skip
+    m = measure_texts([text])
+    assert m["n_words"][0] == 23 and m["ttr"][0] == 22 / 23

@@ -145,6 +145,7 @@ def connect_ray(
             where = f"option {option} {address}" if address else "a local Ray"
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"{where}: could not join the Ray cluster ({reason})") from None
+        console.reclaim_sigterm()  # SIGTERM like Ctrl-C again, over Ray's and its core worker's
         console.workers_to(None)  # worker output never on the console; into workers.log below
     from diversens.jobs.dataflow import bound_waits
 
@@ -169,6 +170,7 @@ def connect_ray(
     check_shared(worker_paths or {})
     if log_file is not None:
         console.log_to(log_file)
+        console.native_notices_to(log_file)  # Ray's core worker's notices: to the file too
         workers = console.workers_to(log_file.with_name("workers.log")) if started else None
         node = getattr(ray._private.worker, "_global_node", None)
         where = node.get_logs_dir_path() if node else "Ray's session logs on the head node"

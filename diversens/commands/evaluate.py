@@ -14,6 +14,8 @@ from diversens.sampling.engines import check_engine_available, check_token_budge
 from diversens.storage import output_dir
 
 HELP = "evaluate models on DAT, PGT, AUT and CWT; ΔDD against the base model; report"
+# What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
+ON_INTERRUPT = "rerun the same command to resume"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

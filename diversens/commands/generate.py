@@ -28,6 +28,8 @@ from diversens.sampling.engines import check_engine_available, check_token_budge
 from diversens.storage import is_uri, output_dir, split_location
 
 HELP = "sample k candidate responses per prompt (sequential prompting) into a Parquet file"
+# What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
+ON_INTERRUPT = "rerun the same command to resume"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

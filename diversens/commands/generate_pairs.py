@@ -20,6 +20,8 @@ from diversens.sampling.engines import check_engine_available, check_token_budge
 from diversens.storage import output_dir
 
 HELP = "sample, score and select length-matched preference pairs (Diverse-NS) on Ray"
+# What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
+ON_INTERRUPT = "rerun the same command to resume"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -7,9 +7,8 @@ import argparse
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from tqdm import tqdm
 
-from diversens import config, io, measures
+from diversens import config, console, io, measures
 from diversens.commands.common import load, preflight, run_options
 from diversens.commands.options import MeasureOptions
 from diversens.errors import UserError
@@ -17,6 +16,8 @@ from diversens.scoring.measure import MeasureConfig, MeasureStage
 from diversens.storage import join, split_location
 
 HELP = "add length, lexical, semantic and across-sample diversity"
+# What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
+ON_INTERRUPT = "nothing was written; rerunning measures every row again"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    steps = console.steps_to_console()
     cfg = load(MeasureConfig, args, "pairs.scoring.measure")
     opts = run_options(args, MeasureOptions)
     output = opts.output
@@ -65,12 +67,16 @@ def run(args: argparse.Namespace) -> None:
                          "; choose one with --group_field, or --group_field '' for no "
                          "across-candidate distance")  # fmt: skip
 
+    chunks = _chunks(df, cfg.group_field, opts.rows_per_chunk)
+    loads = f"; loading the embedder {cfg.embedder}" if embedder else ""
+    steps.info("measure: %s rows to do in %d chunk%s%s", f"{len(df):,}", len(chunks),
+               "s" * (len(chunks) != 1), loads)  # fmt: skip
     stage = MeasureStage(cfg, names)
+    progress = console.Progress("measure", len(df))
     parts = []
-    with tqdm(total=len(df), desc="measure", unit="row") as bar:
-        for idx in _chunks(df, cfg.group_field, opts.rows_per_chunk):
-            parts.append(stage(df.iloc[idx]))
-            bar.update(len(idx))
+    for idx in chunks:
+        parts.append(stage(df.iloc[idx]))
+        progress.add(len(idx))
     result = pd.concat(parts).loc[df.index] if parts else stage(df)
     io.write_parquet(pa.Table.from_pandas(result, preserve_index=False), output)
     print(f"wrote {len(result)} rows to {output}")

@@ -26,6 +26,8 @@ from diversens.storage import is_file, is_uri, join, output_dir
 from diversens.training.config import check_dpo_args, check_lora_targets
 
 HELP = "the whole loop: preference pairs, DPO for each strategy, evaluation against the base"
+# What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
+ON_INTERRUPT = "rerun the same command to resume"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 from diversens import config
 
 HELP = "GPU-hours, memory per GPU, wall time and cost per stage of a pipeline config"
+# What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
+ON_INTERRUPT = "nothing was written"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -19,6 +19,8 @@ from diversens.training.config import TrainConfig, check_dpo_args, check_lora_ta
 from diversens.training.pairs_input import read_pairs
 
 HELP = "DPO fine-tuning on the pairs with Ray Train, TRL and DeepSpeed ZeRO"
+# What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
+ON_INTERRUPT = "rerun the same command to resume from the last checkpoint"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

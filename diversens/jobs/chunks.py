@@ -10,13 +10,16 @@ A chunk's key hashes the run's fingerprint (everything that decides its rows: co
 ids) with the chunk's prompt ids. A rerun with the same config finds the parts already written
 and runs only the missing chunks; a changed config gives new keys, so nothing stale is reused.
 Rows come back from Ray Data in any order; `read` returns them in plan order. A chunk whose
-stage raised is never written: the run fails, and its rerun starts from that chunk.
+stage raised is never written: the run fails, and its rerun starts from that chunk. A part
+that does not read back whole (a truncated or corrupt file, a disk that filled up) is renamed to
+`<key>.parquet.damaged` on the rerun, with one line saying so, and its chunk is redone.
 `run_chunks` is a job's whole first pass over a plan: fill, read, set aside quarantined prompts.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -31,6 +34,9 @@ from diversens.io import write_parquet
 from diversens.jobs import quarantine
 from diversens.stage import CHUNK
 from diversens.storage import filesystem
+
+log = logging.getLogger(__name__)
+DAMAGED = ".damaged"
 
 
 def plan_chunks(prompts: pd.DataFrame, size: int, fingerprint: str) -> pd.DataFrame:
@@ -84,9 +90,32 @@ class PartStore:
         members = planned.groupby(CHUNK, sort=False)["prompt_id"].agg(list).to_dict()
         return PartSink(self, members)
 
+    def set_aside_damaged(self, planned: pd.DataFrame) -> list[str]:
+        """Parts of `planned` that do not read back whole with their chunk's row count, renamed
+        to `<key>.parquet.damaged` (out of `done`, so their chunks are redone), with one log
+        line; returns the new names."""
+        members = planned.groupby(CHUNK, sort=False).size().to_dict()
+        damaged = []
+        for key in sorted(set(members) & self.done()):
+            try:
+                rows = pq.read_table(self.path(key), filesystem=self.fs).num_rows
+                problem = None if rows == members[key] else f"{rows} rows, {members[key]} planned"
+            except (OSError, ValueError, pa.ArrowException) as e:  # truncated, not Parquet
+                problem = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if problem is not None:
+                self.fs.move(self.path(key), self.path(key) + DAMAGED)
+                damaged.append((f"{Path(self.path(key)).name}{DAMAGED}", problem))
+        if damaged:
+            names = "; ".join(f"{name} ({problem[:120]})" for name, problem in damaged)
+            log.warning("%d damaged chunk%s set aside and redone: %s in %s", len(damaged),
+                        "s" * (len(damaged) > 1), names, self.location)  # fmt: skip
+        return [name for name, _ in damaged]
+
     def fill(self, planned: pd.DataFrame, build) -> dict[str, int]:
-        """Run `build(rows) -> ray.data.Dataset` on the rows of the chunks not written yet and
-        write their parts; returns chunk counts (planned, reused from an earlier run, written)."""
+        """Run `build(rows) -> ray.data.Dataset` on the rows of the chunks not written yet (or
+        damaged: `set_aside_damaged`) and write their parts; returns chunk counts (planned,
+        reused from an earlier run, written)."""
+        self.set_aside_damaged(planned)
         todo = self.pending(planned)
         chunks = planned[CHUNK].nunique()
         sink = self.sink(todo)

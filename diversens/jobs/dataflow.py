@@ -136,9 +136,9 @@ def score_candidates(
     ds = map_pool(ds, MeasureStage, kwargs, pools["embed_pool"], "scoring.embed_pool")
     ds = map_pool(ds, QualityStage, {"cfg": scoring.quality}, pools["quality_pool"],
                   "scoring.quality_pool")  # fmt: skip
-    # No CPU reserved: with the engine holding every CPU of a small machine, a 1-CPU task
-    # would wait for the whole sampling to end, and no chunk would reach its part file (resume)
-    # before then. The check is a few pandas ops per chunk.
+    # Validity is a few string checks a chunk: its tasks reserve no CPU. With one (Ray Data's
+    # default) they waited while the pools held every CPU (1 + 0.5 + 0.5 on 2 cores, the demo's
+    # 2 + 0 + 0), i.e. until sampling ended, and no chunk's part was written before then.
     return ds.map_batches(validity_batch, fn_kwargs={"cfg": scoring.quality},
                           batch_size=batch_size, batch_format="pandas", num_cpus=0)  # fmt: skip
 

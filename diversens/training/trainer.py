@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from importlib import resources
 from pathlib import Path
@@ -38,6 +39,7 @@ RESUMABLE_FIELDS = ("name", "storage_path", "max_steps", "num_train_epochs", "sa
                     "placement_strategy", "accelerator_type")  # fmt: skip
 RESUMABLE_DPO_ARGS = ("report_to", "run_name")  # where the metrics go, not what is learnt
 RUN_FILE = "diversens_run.json"
+log = logging.getLogger(__name__)
 DIRECTORY = pafs.FileType.Directory
 
 # Scoped to the training workers: Ray Train's print redirect would log the bytecode that dill
@@ -172,7 +174,16 @@ def finished_run(out: Output, run_key: str) -> dict[str, Any] | None:
     where = out.at("train_summary.json")
     if storage.file_type(where) != pafs.FileType.File:
         return None
-    summary = json.loads(storage.read_text(where))
+    try:
+        summary = json.loads(storage.read_text(where))
+        if not isinstance(summary, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as e:  # cut short or overwritten: run it again
+        fs, path = filesystem(where)
+        fs.move(path, path + ".damaged")
+        log.warning("damaged summary set aside, the run goes on from its checkpoint: %s.damaged "
+                    "(%s)", where, str(e).splitlines()[0][:120])  # fmt: skip
+        return None
     if not summary.get("complete") or summary.get("run_key") != run_key:
         return None
     if storage.file_type(out.at("model", "config.json")) != pafs.FileType.File:

@@ -1,6 +1,7 @@
 """`diversens measure`: real run on the shipped sample, and one-line errors (exit 2)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -42,6 +43,9 @@ def test_measure_sample_writes_all_columns(tmp_path):
     out = tmp_path / "sub" / "measured.parquet"
     proc = cli("measure", str(SAMPLE), "-o", str(out), "--rows_per_chunk", "5")
     assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("[diversens] measure: ") and "rows to do in" in lines[0], lines
+    assert re.fullmatch(r"\[diversens\] measure: (\d+)/\1 rows, [\d.,]+ rows/s", lines[-1]), lines
     df = pd.read_parquet(out)
     src = pd.read_json(SAMPLE, lines=True)
     assert list(df["response"]) == list(src["response"])  # order and rows kept
@@ -119,3 +123,46 @@ def test_bad_option_type_names_option():
 
 def test_invalid_option_value_names_option():
     assert_one_line_error(cli("measure", str(SAMPLE), "--mtld_threshold", "1.5"), "mtld_threshold")
+
+
+def test_measure_says_its_rows_before_the_embedder_loads_and_promises_no_resume(
+    tmp_path, capsys, monkeypatch
+):
+    """The first line comes as soon as the input is read, before the embedder loads (a minute
+    on a big file); Ctrl-C then says what is true of measure: nothing written, no resume."""
+    from diversens.cli import main
+    from diversens.measures import semantic
+
+    class Loading:  # the embedder's load, interrupted by Ctrl-C
+        def __init__(self, *args, **kwargs):
+            print("EMBEDDER LOADING", file=sys.stderr)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(semantic, "Embedder", Loading)
+    out = tmp_path / "m.parquet"
+    assert main(["measure", str(SAMPLE), "-o", str(out)]) == 130
+    lines = capsys.readouterr().err.splitlines()
+    rows = len(SAMPLE.read_text().splitlines())
+    assert lines[0].startswith(f"[diversens] measure: {rows} rows to do in 1 chunk; loading")
+    assert lines[1:] == [
+        "EMBEDDER LOADING",
+        "diversens measure: interrupted; nothing was written; rerunning measures every row again",
+    ]
+    assert not out.exists()
+
+
+def test_progress_lines_say_rows_per_second(caplog):
+    from diversens.console import Progress
+
+    now = [0.0]
+    progress = Progress("measure", 3000, every_s=10, clock=lambda: now[0])
+    with caplog.at_level("INFO", logger="diversens"):
+        for _ in range(6):
+            now[0] += 5
+            progress.add(500)
+    assert [r.getMessage() for r in caplog.records] == [
+        "measure: 500/3,000 rows, 100 rows/s",  # the first step
+        "measure: 1,500/3,000 rows, 100 rows/s",  # 10 s later
+        "measure: 2,500/3,000 rows, 100 rows/s",
+        "measure: 3,000/3,000 rows, 100 rows/s",  # the last
+    ]

@@ -130,3 +130,40 @@ def test_resume_keys_ignore_pool_size_but_not_what_decides_rows():
 
     assert key(max_actors=8, min_actors=2, max_restarts=0) == key()  # a rerun may grow the pool
     assert key(seed=1) != key() and key(temperature=0.5) != key() and key(model="other") != key()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "short"])
+def test_a_damaged_part_is_set_aside_with_a_line_and_redone(tmp_path, caplog, damage):
+    """A part that does not read back whole (garbage bytes, a file cut short, fewer rows than
+    its chunk) is renamed to <key>.parquet.damaged on the rerun, one line says so, and only its
+    chunk is built again."""
+    store = PartStore(tmp_path / "parts")
+    planned = plan_chunks(prompts(5), 2, "fp")
+    built = []
+
+    class Rows:
+        def __init__(self, todo):
+            built.append(todo["prompt_id"].tolist())
+            self.table = rows_of(todo)
+
+        def iter_batches(self, **_):
+            yield self.table
+
+    store.fill(planned, Rows)
+    key = planned[CHUNK][2]  # the second chunk: p2, p3
+    part = tmp_path / "parts" / f"{key}.parquet"
+    if damage == "garbage":
+        part.write_bytes(b"\x00\xffnot parquet at all")
+    elif damage == "truncated":
+        part.write_bytes(part.read_bytes()[:40])
+    else:
+        store.write(key, rows_of(planned.iloc[2:3]))
+    with caplog.at_level("WARNING", logger="diversens"):
+        assert store.fill(planned, Rows) == {"chunks": 3, "reused": 2, "written": 1}
+    assert built[1:] == [["p2", "p3"]]
+    assert (tmp_path / "parts" / f"{key}.parquet.damaged").exists()
+    lines = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("1 damaged chunk set aside and redone: "), lines
+    assert f"{key}.parquet.damaged" in lines[0]
+    assert store.read(planned)["y"].to_pylist() == [0, 10, 20, 30, 40]
+    assert store.set_aside_damaged(planned) == [], "the redone part reads back whole"

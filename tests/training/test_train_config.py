@@ -241,3 +241,21 @@ def test_deepspeed_starts_on_cpu_without_building_its_shm_op(monkeypatch):
         assert backend.shm_comm_op is None and dist.get_world_size() == 1
     finally:
         dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("text", ["", '{"complete": tr', "[1, 2]", "\udcff"])
+def test_a_damaged_train_summary_is_set_aside_and_the_run_goes_on(tmp_path, caplog, text):
+    """A train_summary.json cut short or overwritten with garbage is no finished run: renamed to
+    .damaged with one line, and the run resumes from its checkpoint instead of crashing."""
+    from diversens.storage import Output
+    from diversens.training.trainer import finished_run
+
+    out = Output(str(tmp_path), tmp_path)
+    (tmp_path / "train_summary.json").write_bytes(text.encode("utf-8", "surrogateescape"))
+    with caplog.at_level("WARNING", logger="diversens"):
+        assert finished_run(out, "key") is None
+    assert (tmp_path / "train_summary.json.damaged").exists()
+    assert not (tmp_path / "train_summary.json").exists()
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "damaged summary set aside, the run goes on from its checkpoint"
+    ]
