@@ -60,16 +60,23 @@ def read_table(path: str | Path) -> pa.Table:
         return storage.read_local(read_table, path)
     path = Path(path)
     if file_format(path) == "parquet":
-        check_input_file(path)
-        try:
-            return pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as e:
-            raise UserError(f"{path}: not a readable Parquet file ({e})") from None
+        return read_parquet(path)
     numbered = list(read_jsonl_rows(path))
     try:
         return pa.Table.from_pylist([row for _, row in numbered])
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         raise _mixed_types(numbered, path) from None
+
+
+def read_parquet(path: Path) -> pa.Table:
+    """A local Parquet file, or a directory of them (a run's scored/); a missing or damaged one
+    is a one-line UserError."""
+    if not path.is_dir():
+        check_input_file(path)
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise UserError(f"{path}: not a readable Parquet file ({e})") from None
 
 
 def _mixed_types(numbered: list[tuple[int, dict]], path: Path) -> UserError:

@@ -21,16 +21,10 @@ import pyarrow as pa
 from diversens import measures
 from diversens.config import config_hash
 from diversens.evaluation.config import EvalConfig
-from diversens.evaluation.decile import DecileMap
-from diversens.evaluation.report import write_eval_report
-from diversens.evaluation.tables import (
-    across_sample_table,
-    delta_dd_table,
-    length_change_table,
-    summarise,
-)
+from diversens.evaluation.report import write_tables
+from diversens.evaluation.tables import rank
 from diversens.evaluation.task_scores import GloVe, score_dat
-from diversens.io import atomic_path, write_parquet, write_summary
+from diversens.io import write_parquet, write_summary
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks, run_chunks
 from diversens.measures.semantic import Embedder
@@ -171,35 +165,17 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     embedder = driver_embedder(cfg)
     outputs = add_across_sample_measures(add_task_scores(outputs, cfg, embedder), cfg, embedder)
 
-    base = cfg.labelled_models()[0][0]
-    dmap = DecileMap.fit(outputs[outputs.model == base], cfg.dd_measures, cfg.num_length_buckets,
-                         cfg.min_outputs_per_bucket)  # fmt: skip
-    for measure in cfg.dd_measures:
-        outputs[f"decile_{measure}"] = dmap.deciles(outputs, measure)
-    summary, deltas = summarise(outputs, cfg.dd_measures), delta_dd_table(outputs, cfg, base)
-    lengths = length_change_table(outputs, cfg, base)
-    across = across_sample_table(outputs, cfg, base)
-
+    outputs, dmap = rank(outputs, cfg)
     write_parquet(pa.Table.from_pandas(outputs, preserve_index=False), out_dir / "outputs.parquet")
-    for name, frame in (("decile_map.csv", dmap.to_frame()), ("eval_summary.csv", summary),
-                        ("delta_dd.csv", deltas), ("length_change.csv", lengths),
-                        ("across_samples.csv", across)):  # fmt: skip
-        with atomic_path(out_dir / name) as tmp:
-            frame.to_csv(tmp, index=False)
-    report = write_eval_report(out_dir, outputs, summary, deltas, lengths, across, base)
+    tables = write_tables(out_dir, outputs, dmap, cfg)
     result = {
-        "base": base,
+        "base": tables["base"],
         "models": dict(cfg.labelled_models()),
-        "delta_dd_all": {
-            f"{r.model}/{r.measure}": [r.delta_dd, r.ci_low, r.ci_high]
-            for r in deltas[deltas.task == "all"].itertuples()
-        },
-        "length_change_all": {
-            r.model: [r.delta_words, r.ci_low, r.ci_high]
-            for r in lengths[lengths.task == "all"].itertuples()
-        },
+        "delta_dd_all": tables["delta_dd_all"],
+        "length_change_all": tables["length_change_all"],
         **counts,
-        "report": str(report),
+        "report": tables["report"],
+        "config": cfg,  # what `diversens report` rebuilds the tables with
     }
     write_summary(out_dir / SUMMARY, result)
     return result
