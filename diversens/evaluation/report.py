@@ -18,6 +18,10 @@ from diversens.evaluation.tables import (
 )
 from diversens.io import atomic_path, save_png
 
+# What write_tables reads of every output, beside the config's ΔDD and across-sample measures.
+OUTPUT_COLUMNS = ("model", "task", "source_prompt_id", "response", "valid", "n_words", "quality",
+                  "ttr", "dat_score")  # fmt: skip
+
 
 def _headline(
     deltas: pd.DataFrame, summary: pd.DataFrame, lengths: pd.DataFrame, base: str

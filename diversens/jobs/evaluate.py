@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from diversens import measures
+from diversens import config, measures
 from diversens.config import config_hash
 from diversens.evaluation.config import EvalConfig
-from diversens.evaluation.report import write_tables
+from diversens.evaluation.report import OUTPUT_COLUMNS, write_tables
 from diversens.evaluation.tables import rank
 from diversens.evaluation.task_scores import GloVe, score_dat
-from diversens.io import write_parquet, write_summary
+from diversens.io import read_parquet, read_summary, write_parquet, write_summary
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks, run_chunks
 from diversens.measures.semantic import Embedder
@@ -179,3 +179,13 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     }
     write_summary(out_dir / SUMMARY, result)
     return result
+
+
+def rebuild_report(run_dir: Path, out_dir: Path) -> Path:
+    """The tables and report of the finished eval at run_dir, rebuilt into out_dir from its
+    outputs.parquet and the config in its summary (`diversens report`); returns the report."""
+    path = run_dir / SUMMARY
+    cfg = config.from_summary(EvalConfig, read_summary(path, "config"), path)
+    columns = [*OUTPUT_COLUMNS, *cfg.dd_measures, *cfg.across_sample_measures]
+    outputs, dmap = rank(read_parquet(run_dir / "outputs.parquet", columns).to_pandas(), cfg)
+    return Path(write_tables(out_dir, outputs, dmap, cfg)["report"])

@@ -23,15 +23,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from diversens import measures, schema
+from diversens import config, measures, schema
 from diversens.config import config_hash
 from diversens.errors import UserError
-from diversens.io import atomic_dir, write_parquet, write_summary
+from diversens.io import atomic_dir, read_parquet, read_summary, write_parquet, write_summary
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks, run_chunks
 from diversens.jobs.config import GeneratePairsConfig
 from diversens.sampling.stage import SampleStage
-from diversens.selection.report import write_selection_report
+from diversens.selection.report import PAIR_COLUMNS, SCORED_COLUMNS, write_selection_report
 from diversens.selection.rules import SelectionStats
 
 log = logging.getLogger(__name__)
@@ -158,3 +158,20 @@ def run(
     }
     write_summary(out_dir / SUMMARY, summary)
     return summary
+
+
+def rebuild_report(run_dir: Path, out_dir: Path) -> Path:
+    """The selection report of the finished job at run_dir, rebuilt into out_dir from the
+    scored rows, pairs files and summary it wrote (`diversens report`); returns its path."""
+    path = run_dir / SUMMARY
+    summary = read_summary(path, "config", "prompts", "prompts_quarantined",
+                           "prompts_without_pair")  # fmt: skip
+    cfg = config.from_summary(GeneratePairsConfig, summary, path)
+    scored = read_parquet(run_dir / "scored", SCORED_COLUMNS)
+    main = cfg.selection.strategy
+    pairs = {s: read_parquet(pairs_file(run_dir, s, main), PAIR_COLUMNS).to_pandas()
+             for s in cfg.strategies}  # fmt: skip
+    drops, quarantined = summary["prompts_without_pair"], summary["prompts_quarantined"]
+    report = write_selection_report(out_dir, scored, pairs, drops, prompts=summary["prompts"],
+                                    quarantined=sum(quarantined.values()))  # fmt: skip
+    return Path(report["report"])

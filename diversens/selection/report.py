@@ -20,6 +20,10 @@ from diversens.io import atomic_path, save_png
 GAINS = tuple(m for m in schema.PAIR_MEASURES if m != "n_words")  # maas: lower = more diverse
 # Every measure that can rank candidates: the length bias of each is what the report shows.
 CORRELATED = (*measures.names(lambda m: m.ranks_candidates), "quality")
+# What write_selection_report reads of the scored rows and of each pairs file (besides CORRELATED).
+SCORED_COLUMNS = ("prompt_id", "n_words", "valid", "reject_reason", "n_tokens")
+PAIR_COLUMNS = ("margin", *(f"{side}_{m}" for m in schema.PAIR_MEASURES
+                            for side in ("chosen", "rejected")))  # fmt: skip
 
 
 def length_correlations(scored: pd.DataFrame, num_boot: int = 500, seed: int = 0) -> pd.DataFrame:
