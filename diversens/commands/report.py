@@ -23,8 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=f"{HELP}. Rebuilds the selection report (+ PNGs) from pairs/scored, the "
         "pairs files and run_summary.json; train/<strategy>/train_log.csv/.png from "
         "train_log.json; eval's CSV tables, eval_report.md and its PNGs from eval/outputs.parquet "
-        "and the config in eval_summary.json. Stages the run did not finish are not there to "
-        "rebuild. No Ray is started and no model loaded.",
+        "and the config in eval_summary.json. Stages the run did not reach are skipped; one it "
+        "left unfinished is an error. No Ray is started and no model loaded.",
     )
     p.add_argument("run", metavar="RUN_DIR",
                    help="a finished run's output: the -o of pipeline, generate-pairs, train or "

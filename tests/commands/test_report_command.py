@@ -4,7 +4,6 @@ bytes, in place, under -o and in an artifact copy; no Ray and no model code is i
 or damaged input is one line and exit code 2. tests/jobs/test_study_quick.py checks the same on a
 real run."""
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -15,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from report_files import report_hashes
 
 from diversens.artifacts import MARKER
 from diversens.cli import main
@@ -121,12 +121,6 @@ def run_dir(finished_run, tmp_path) -> Path:
     return Path(shutil.copytree(finished_run, tmp_path / "run"))
 
 
-def reports(root: Path) -> dict[str, str]:
-    """Every table and plot under root, by path: its SHA-256."""
-    found = [p for pattern in ("*.md", "*.csv", "*.png") for p in root.rglob(pattern)]
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in found}
-
-
 def cli(*argv: str) -> subprocess.CompletedProcess:
     """`diversens ARGV` in a fresh interpreter; its last stdout line lists the heavy modules it
     imported."""
@@ -142,17 +136,17 @@ def test_report_rebuilds_every_table_and_plot_with_no_ray_or_model_code(run_dir,
     done = cli("report", str(run_dir), "-o", str(other))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"  # no Ray, vLLM, torch or trainer imported
-    expected = reports(run_dir)
+    expected = report_hashes(run_dir)
     assert {"pairs/selection_report.md", "pairs/selection_lengths.png", "train/random/train_log.png",
             "train/random/train_log.csv", "eval/eval_report.md", "eval/delta_dd.csv",
             "eval/across_samples.csv", "eval/eval_deciles.png"} <= set(expected)  # fmt: skip
-    assert reports(other) == expected
+    assert report_hashes(other) == expected
 
 
 def test_report_in_place_rewrites_the_same_bytes(run_dir, capsys):
-    before = reports(run_dir)
+    before = report_hashes(run_dir)
     assert main(["report", str(run_dir)]) == 0
-    assert reports(run_dir) == before
+    assert report_hashes(run_dir) == before
     assert "rebuilt " + str(run_dir / "eval" / "eval_report.md") in capsys.readouterr().out
     assert [p.name for p in run_dir.rglob(".*")] == [".outputs.parquet.x.tmp"]  # the planted one
 
@@ -160,7 +154,7 @@ def test_report_in_place_rewrites_the_same_bytes(run_dir, capsys):
 def test_a_run_of_some_stages_rebuilds_what_it_has(run_dir, tmp_path):
     def stages(out: Path) -> set[str]:
         assert main(["report", str(run_dir), "-o", str(out)]) == 0
-        return {p.split("/")[0] for p in reports(out)}
+        return {p.split("/")[0] for p in report_hashes(out)}
 
     (run_dir / "eval").rename(tmp_path / "eval-alone")
     assert stages(tmp_path / "no-eval") == {"pairs", "train"}
@@ -168,7 +162,7 @@ def test_a_run_of_some_stages_rebuilds_what_it_has(run_dir, tmp_path):
     assert stages(tmp_path / "pairs-only") == {"pairs"}
     # One stage's own output (`diversens eval -o OUT`) is a run too
     assert main(["report", str(tmp_path / "eval-alone"), "-o", str(tmp_path / "eval-out")]) == 0
-    assert "eval_report.md" in reports(tmp_path / "eval-out")
+    assert "eval_report.md" in report_hashes(tmp_path / "eval-out")
 
 
 def test_artifacts_leave_out_weights_checkpoints_chunks_and_logs(run_dir, tmp_path, capsys):
@@ -179,9 +173,9 @@ def test_artifacts_leave_out_weights_checkpoints_chunks_and_logs(run_dir, tmp_pa
     assert {"train/random/adapter/adapter_model.safetensors", "pairs/scored/part-00000.parquet",
             "eval/outputs.parquet", "pipeline_summary.json", MARKER} <= copied  # fmt: skip
     assert capsys.readouterr().out.startswith(f"copied {len(copied) - 1} files (")
-    assert reports(dest) == reports(run_dir)
+    assert report_hashes(dest) == report_hashes(run_dir)
     assert main(["report", str(dest), "-o", str(tmp_path / "again")]) == 0
-    assert reports(tmp_path / "again") == reports(dest)
+    assert report_hashes(tmp_path / "again") == report_hashes(dest)
 
 
 def test_artifacts_update_an_earlier_copy_of_the_same_run_only(run_dir, tmp_path, capsys):
