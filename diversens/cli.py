@@ -86,9 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         console.bounded_exit(code)  # Ray's shutdown at exit may wait on a stopped GCS
         return code
     except Exception as e:
-        from diversens.jobs.dataflow import stall_error
+        user_error = user_error_in(e)
+        if user_error is None:
+            from diversens.jobs.dataflow import stall_error  # imports Ray: only when needed
 
-        user_error = user_error_in(e) or stall_error(e)
+            user_error = stall_error(e)
         if user_error is None:
             raise
         print(f"diversens {args.command}: error: {user_error}", file=sys.stderr)

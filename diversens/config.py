@@ -192,6 +192,17 @@ def from_dict(
         raise ConfigError(option, problem) from None
 
 
+def from_summary(cls: type[T], summary: dict[str, Any], path: str | Path) -> T:
+    """The config a run stored in its summary's `config` entry (`io.read_summary`), as `cls`."""
+    stored = summary.get("config")
+    if not isinstance(stored, dict):
+        raise UserError(f"{path}: entry 'config' is not a mapping")
+    try:
+        return from_dict(cls, stored)
+    except ConfigError as e:
+        raise UserError(f"{path}: field config.{e.option}: {e.problem}") from None
+
+
 def _unknown_key(prefix: str, name: str, fields: dict) -> ConfigError:
     return ConfigError(f"{prefix}{name}", f"unknown (known here: {', '.join(fields)})")
 

@@ -11,7 +11,7 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +62,26 @@ def read_table(path: str | Path) -> pa.Table:
         return storage.read_local(read_table, path)
     path = Path(path)
     if file_format(path) == "parquet":
-        check_input_file(path)
-        try:
-            return pq.read_table(path)
-        except (pa.ArrowInvalid, OSError) as e:
-            raise UserError(f"{path}: not a readable Parquet file ({e})") from None
+        return read_parquet(path)
     numbered = list(read_jsonl_rows(path))
     try:
         return pa.Table.from_pylist([row for _, row in numbered])
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         raise _mixed_types(numbered, path) from None
+
+
+def read_parquet(path: Path, required: Iterable[str] = ()) -> pa.Table:
+    """A local Parquet file, or a directory of them (a run's scored/), with the `required`
+    fields; a missing or damaged one is a one-line UserError."""
+    if not path.is_dir():
+        check_input_file(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as e:
+        raise UserError(f"{path}: not a readable Parquet file ({e})") from None
+    for name in required:
+        require_field(table, path, name)
+    return table
 
 
 def _mixed_types(numbered: list[tuple[int, dict]], path: Path) -> UserError:
@@ -230,6 +240,30 @@ def write_summary(path: str | Path, summary: dict, complete: bool = True) -> Non
     body = {"complete": complete, **redacted(summary)}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(body, indent=2, default=str), encoding="utf-8")
+
+
+def read_json(path: Path) -> object:
+    """A local JSON file; a missing or damaged one is a one-line UserError."""
+    check_input_file(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise UserError(f"{path}: not readable JSON ({e})") from None
+
+
+def read_summary(path: Path, *keys: str) -> dict:
+    """A finished stage's summary (`write_summary`), holding `keys`; one that is missing,
+    damaged, lacks a key or was left by an unfinished stage is a one-line UserError."""
+    summary = read_json(path)
+    if not isinstance(summary, dict):
+        raise UserError(f"{path}: not a run summary (expected a JSON object)")
+    if summary.get("complete") is not True:
+        raise UserError(f"{path}: the stage did not finish (not marked complete); rerun it first")
+    for key in keys:
+        if key not in summary:
+            raise UserError(f"{path}: no entry {key!r} (written by an older diversens?); rerun "
+                            "the stage to have it")  # fmt: skip
+    return summary
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> None:

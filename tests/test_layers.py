@@ -16,7 +16,7 @@ LAYERS = [
     {"config"},
     {"storage"},
     {"io"},
-    {"console", "models"},
+    {"artifacts", "console", "models"},
     {"prompts"},
     {"measures"},
     {"plan", "sampling", "scoring", "selection", "training"},

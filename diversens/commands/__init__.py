@@ -7,7 +7,8 @@ from diversens.commands import (
     measure,
     pipeline,
     plan,
+    report,
     train,
 )
 
-COMMANDS = [measure, generate, generate_pairs, train, evaluate, pipeline, plan]
+COMMANDS = [measure, generate, generate_pairs, train, evaluate, pipeline, report, plan]

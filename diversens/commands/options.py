@@ -51,3 +51,30 @@ class MeasureOptions:
 
     def __post_init__(self):
         check_ranges(self)
+
+
+@dataclass
+class ReportOptions:
+    output: str | None = field(
+        default=None,
+        metadata={
+            "help": "write the reports under OUT, in the run's layout (default: RUN_DIR, "
+            "rewritten in place)",
+            "short": "-o",
+            "path": True,
+        },
+    )
+    artifacts: str | None = field(
+        default=None,
+        metadata={
+            "help": "copy the run's artifacts to DEST (a new or empty directory, or an earlier "
+            "copy of this run, which is updated): everything but the merged model/ weights, "
+            "checkpoints/, parts/ and logs/; then rebuild the reports there, so `diversens "
+            "report DEST` gives the same bytes",
+            "path": True,
+        },
+    )
+
+    def __post_init__(self):
+        if self.output and self.artifacts:
+            raise ValueError("give -o/--output or --artifacts, not both")

@@ -8,7 +8,19 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from diversens.evaluation.config import EvalConfig
+from diversens.evaluation.decile import DecileMap
+from diversens.evaluation.tables import (
+    across_sample_table,
+    delta_dd_table,
+    length_change_table,
+    summarise,
+)
 from diversens.io import atomic_path, save_png
+
+# What write_tables reads of every output, beside the config's ΔDD and across-sample measures.
+OUTPUT_COLUMNS = ("model", "task", "source_prompt_id", "response", "valid", "n_words", "quality",
+                  "ttr", "dat_score")  # fmt: skip
 
 
 def _headline(
@@ -38,6 +50,35 @@ def console_lines(result: dict) -> list[str]:
                  if key.split("/", 1)[0] == model]  # fmt: skip
         lines.append(f"  {model}: {' · '.join(parts)} · length {dw:+.1f} [{lo:+.1f}, {hi:+.1f}]")
     return lines
+
+
+def write_tables(out_dir: Path, outputs: pd.DataFrame, dmap: DecileMap, cfg: EvalConfig) -> dict:
+    """decile_map.csv, eval_summary.csv, delta_dd.csv, length_change.csv, across_samples.csv and
+    eval_report.md with its PNGs, from the outputs ranked by `dmap` (`tables.rank`). The eval
+    job calls it with what it holds and `diversens report` with outputs.parquet, so both write
+    the same bytes. Returns the eval summary's entries it computed."""
+    base = cfg.labelled_models()[0][0]
+    summary, deltas = summarise(outputs, cfg.dd_measures), delta_dd_table(outputs, cfg, base)
+    lengths = length_change_table(outputs, cfg, base)
+    across = across_sample_table(outputs, cfg, base)
+    for name, frame in (("decile_map.csv", dmap.to_frame()), ("eval_summary.csv", summary),
+                        ("delta_dd.csv", deltas), ("length_change.csv", lengths),
+                        ("across_samples.csv", across)):  # fmt: skip
+        with atomic_path(out_dir / name) as tmp:
+            frame.to_csv(tmp, index=False)
+    report = write_eval_report(out_dir, outputs, summary, deltas, lengths, across, base)
+    return {
+        "base": base,
+        "delta_dd_all": {
+            f"{r.model}/{r.measure}": [r.delta_dd, r.ci_low, r.ci_high]
+            for r in deltas[deltas.task == "all"].itertuples()
+        },
+        "length_change_all": {
+            r.model: [r.delta_words, r.ci_low, r.ci_high]
+            for r in lengths[lengths.task == "all"].itertuples()
+        },
+        "report": str(report),
+    }
 
 
 def write_eval_report(

@@ -8,8 +8,18 @@ import numpy as np
 import pandas as pd
 
 from diversens.evaluation.config import EvalConfig
-from diversens.evaluation.decile import delta_dd
+from diversens.evaluation.decile import DecileMap, delta_dd
 from diversens.evaluation.task_scores import score_pgt
+
+
+def rank(outputs: pd.DataFrame, cfg: EvalConfig) -> tuple[pd.DataFrame, DecileMap]:
+    """The decile map fitted on the base model's (the first model's) outputs, and every output
+    with its decile of each ΔDD measure (`decile_<measure>`)."""
+    base = cfg.labelled_models()[0][0]
+    dmap = DecileMap.fit(outputs[outputs.model == base], cfg.dd_measures, cfg.num_length_buckets,
+                         cfg.min_outputs_per_bucket)  # fmt: skip
+    deciles = {f"decile_{m}": dmap.deciles(outputs, m) for m in cfg.dd_measures}
+    return outputs.assign(**deciles), dmap
 
 
 def summarise(outputs: pd.DataFrame, shown: list[str]) -> pd.DataFrame:

@@ -18,20 +18,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from diversens import measures
+from diversens import config, measures
 from diversens.config import config_hash
 from diversens.errors import UserError
 from diversens.evaluation.config import EvalConfig
-from diversens.evaluation.decile import DecileMap
-from diversens.evaluation.report import write_eval_report
-from diversens.evaluation.tables import (
-    across_sample_table,
-    delta_dd_table,
-    length_change_table,
-    summarise,
-)
+from diversens.evaluation.report import OUTPUT_COLUMNS, write_tables
+from diversens.evaluation.tables import rank
 from diversens.evaluation.task_scores import GloVe, score_dat
-from diversens.io import atomic_path, write_parquet, write_summary
+from diversens.io import read_parquet, read_summary, write_parquet, write_summary
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks, run_chunks
 from diversens.measures.semantic import Embedder
@@ -175,35 +169,27 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     embedder = driver_embedder(cfg)
     outputs = add_across_sample_measures(add_task_scores(outputs, cfg, embedder), cfg, embedder)
 
-    base = cfg.labelled_models()[0][0]
-    dmap = DecileMap.fit(outputs[outputs.model == base], cfg.dd_measures, cfg.num_length_buckets,
-                         cfg.min_outputs_per_bucket)  # fmt: skip
-    for measure in cfg.dd_measures:
-        outputs[f"decile_{measure}"] = dmap.deciles(outputs, measure)
-    summary, deltas = summarise(outputs, cfg.dd_measures), delta_dd_table(outputs, cfg, base)
-    lengths = length_change_table(outputs, cfg, base)
-    across = across_sample_table(outputs, cfg, base)
-
+    outputs, dmap = rank(outputs, cfg)
     write_parquet(pa.Table.from_pandas(outputs, preserve_index=False), out_dir / "outputs.parquet")
-    for name, frame in (("decile_map.csv", dmap.to_frame()), ("eval_summary.csv", summary),
-                        ("delta_dd.csv", deltas), ("length_change.csv", lengths),
-                        ("across_samples.csv", across)):  # fmt: skip
-        with atomic_path(out_dir / name) as tmp:
-            frame.to_csv(tmp, index=False)
-    report = write_eval_report(out_dir, outputs, summary, deltas, lengths, across, base)
+    tables = write_tables(out_dir, outputs, dmap, cfg)
     result = {
-        "base": base,
+        "base": tables["base"],
         "models": dict(cfg.labelled_models()),
-        "delta_dd_all": {
-            f"{r.model}/{r.measure}": [r.delta_dd, r.ci_low, r.ci_high]
-            for r in deltas[deltas.task == "all"].itertuples()
-        },
-        "length_change_all": {
-            r.model: [r.delta_words, r.ci_low, r.ci_high]
-            for r in lengths[lengths.task == "all"].itertuples()
-        },
+        "delta_dd_all": tables["delta_dd_all"],
+        "length_change_all": tables["length_change_all"],
         **counts,
-        "report": str(report),
+        "report": tables["report"],
+        "config": cfg,  # what `diversens report` rebuilds the tables with
     }
     write_summary(out_dir / SUMMARY, result)
     return result
+
+
+def rebuild_report(run_dir: Path, out_dir: Path) -> Path:
+    """The tables and report of the finished eval at run_dir, rebuilt into out_dir from its
+    outputs.parquet and the config in its summary (`diversens report`); returns the report."""
+    path = run_dir / SUMMARY
+    cfg = config.from_summary(EvalConfig, read_summary(path, "config"), path)
+    columns = [*OUTPUT_COLUMNS, *cfg.dd_measures, *cfg.across_sample_measures]
+    outputs, dmap = rank(read_parquet(run_dir / "outputs.parquet", columns).to_pandas(), cfg)
+    return Path(write_tables(out_dir, outputs, dmap, cfg)["report"])

@@ -16,7 +16,6 @@ Prompts the engine cannot take are quarantined (quarantine.jsonl) and counted in
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +23,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from diversens import measures, schema
+from diversens import config, measures, schema
 from diversens.config import config_hash
 from diversens.errors import UserError
-from diversens.io import atomic_dir, write_parquet, write_summary
+from diversens.io import atomic_dir, read_parquet, read_summary, write_parquet, write_summary
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks, run_chunks
 from diversens.jobs.config import GeneratePairsConfig
 from diversens.sampling.stage import SampleStage
-from diversens.selection.report import CORRELATED, length_correlations, pair_yield, write_report
+from diversens.selection.report import PAIR_COLUMNS, SCORED_COLUMNS, write_selection_report
 from diversens.selection.rules import SelectionStats
 
 log = logging.getLogger(__name__)
@@ -70,18 +69,6 @@ def valid_measures(table: pa.Table) -> tuple[dict[str, np.ndarray], np.ndarray]:
 def pairs_file(out_dir: Path, strategy: str, main_strategy: str) -> Path:
     """pairs.parquet for the job's strategy, pairs_<strategy>.parquet for the compared ones."""
     return out_dir / ("pairs.parquet" if strategy == main_strategy else f"pairs_{strategy}.parquet")
-
-
-def candidate_tokens(table: pa.Table) -> tuple[int, int]:
-    """Candidates and the tokens generated for them, truncated and rejected ones included: they
-    cost tokens too."""
-    flat = pa.compute.list_flatten(table["n_tokens"])
-    return len(flat), pa.compute.sum(flat).as_py() or 0
-
-
-def candidate_reject_counts(table: pa.Table) -> dict[str, int]:
-    flat = pa.compute.list_flatten(table["reject_reason"]).to_pylist()
-    return dict(sorted(Counter(r for r in flat if r is not None).items()))
 
 
 def run(
@@ -147,41 +134,45 @@ def run(
         schema.check(table.schema, f"{strategy} pairs", schema.PAIR)
         write_parquet(table, pairs_file(out_dir, strategy, cfg.selection.strategy))
 
-    reasons = candidate_reject_counts(scored)
     counts = {s: len(p) for s, p in pairs.items()}
-    candidates, tokens = candidate_tokens(scored)
-    yields = pair_yield(counts, drops, reasons, prompts=len(prompts),
-                        quarantined=sum(quarantined.values()), candidates=candidates,
-                        generated_tokens=tokens)  # fmt: skip
+    report = write_selection_report(out_dir, scored, pairs, drops, prompts=len(prompts),
+                                    quarantined=sum(quarantined.values()))  # fmt: skip
     log.info("generate-pairs: pairs per strategy (per 100 prompts, per 100k tokens): %s",
              ", ".join(f"{s} {y['pairs']} ({y['per_100_prompts']:.1f}, {y['per_100k_tokens']:.1f})"
-                       for s, y in yields["strategies"].items()))  # fmt: skip
-    measured = [
-        "prompt_id",
-        "n_words",
-        "valid",
-        *(c for c in CORRELATED if c in scored.schema.names),
-    ]
-    correlations = length_correlations(scored.select(measured).to_pandas())
-    report = write_report(out_dir, pairs, drops, reasons, correlations, yields)
+                       for s, y in report["yield"]["strategies"].items()))  # fmt: skip
     summary = {
         **stamp,
         "prompts": len(prompts),
         "prompts_quarantined": quarantined,
         "candidates": int(scored.num_rows * cfg.sampling.num_samples_per_prompt),
-        "candidates_rejected": reasons,
-        "length_correlation": {
-            r.measure: [r.spearman_rho, r.ci_low, r.ci_high] for r in correlations.itertuples()
-        },
+        "candidates_rejected": report["candidates_rejected"],
+        "length_correlation": report["length_correlation"],
         # Valid, but without a finite value (DSI of a one-segment answer): such a candidate
         # takes part only in the strategies that do not rank by that measure.
         "valid_candidates_without": {m: n for m, n in missing.items() if n},
         "pairs": counts,
         "prompts_without_pair": drops,
-        "yield": yields,
+        "yield": report["yield"],
         "chunks": chunks,
-        "report": str(report),
+        "report": report["report"],
         "config": cfg,
     }
     write_summary(out_dir / SUMMARY, summary)
     return summary
+
+
+def rebuild_report(run_dir: Path, out_dir: Path) -> Path:
+    """The selection report of the finished job at run_dir, rebuilt into out_dir from the
+    scored rows, pairs files and summary it wrote (`diversens report`); returns its path."""
+    path = run_dir / SUMMARY
+    summary = read_summary(path, "config", "prompts", "prompts_quarantined",
+                           "prompts_without_pair")  # fmt: skip
+    cfg = config.from_summary(GeneratePairsConfig, summary, path)
+    scored = read_parquet(run_dir / "scored", SCORED_COLUMNS)
+    main = cfg.selection.strategy
+    pairs = {s: read_parquet(pairs_file(run_dir, s, main), PAIR_COLUMNS).to_pandas()
+             for s in cfg.strategies}  # fmt: skip
+    drops, quarantined = summary["prompts_without_pair"], summary["prompts_quarantined"]
+    report = write_selection_report(out_dir, scored, pairs, drops, prompts=summary["prompts"],
+                                    quarantined=sum(quarantined.values()))  # fmt: skip
+    return Path(report["report"])

@@ -4,10 +4,13 @@ why prompts and candidates were dropped. Markdown tables + PNG plots."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from matplotlib.figure import Figure  # no pyplot: no global backend, no display needed
 from scipy.stats import spearmanr
 
@@ -17,6 +20,10 @@ from diversens.io import atomic_path, save_png
 GAINS = tuple(m for m in schema.PAIR_MEASURES if m != "n_words")  # maas: lower = more diverse
 # Every measure that can rank candidates: the length bias of each is what the report shows.
 CORRELATED = (*measures.names(lambda m: m.ranks_candidates), "quality")
+# What write_selection_report reads of the scored rows and of each pairs file (besides CORRELATED).
+SCORED_COLUMNS = ("prompt_id", "n_words", "valid", "reject_reason", "n_tokens")
+PAIR_COLUMNS = ("margin", *(f"{side}_{m}" for m in schema.PAIR_MEASURES
+                            for side in ("chosen", "rejected")))  # fmt: skip
 
 
 def length_correlations(scored: pd.DataFrame, num_boot: int = 500, seed: int = 0) -> pd.DataFrame:
@@ -102,6 +109,18 @@ def _rate(n: int, over: int, per: float) -> float:
     return per * n / over if over else float("nan")
 
 
+def candidate_tokens(table: pa.Table) -> tuple[int, int]:
+    """Candidates and the tokens generated for them, truncated and rejected ones included: they
+    cost tokens too."""
+    flat = pc.list_flatten(table["n_tokens"])
+    return len(flat), pc.sum(flat).as_py() or 0
+
+
+def candidate_reject_counts(table: pa.Table) -> dict[str, int]:
+    flat = pc.list_flatten(table["reject_reason"]).to_pylist()
+    return dict(sorted(Counter(r for r in flat if r is not None).items()))
+
+
 def _yield_lines(yields: dict) -> list[str]:
     """The report's Yield section: one sentence on the candidates, a table row per strategy."""
     lost = ", ".join(f"{r} {n}" for r, n in yields["candidates_lost"].items()) or "none"
@@ -125,6 +144,33 @@ def _yield_lines(yields: dict) -> list[str]:
         table.astype(object).to_markdown(floatfmt=".1f"),  # object: counts stay integers
         "",
     ]
+
+
+def write_selection_report(
+    out_dir: Path, scored: pa.Table, pairs: dict[str, pd.DataFrame],
+    drops: dict[str, dict[str, int]], *, prompts: int, quarantined: int,
+) -> dict:  # fmt: skip
+    """The selection report of a run from its scored rows (one per prompt), each strategy's
+    pairs and drop counts, and its prompt counts. The job calls it with what it holds and
+    `diversens report` with what the job wrote, so both write the same bytes. Returns the run
+    summary's entries it computed (rejected candidates, length correlations, yield, report)."""
+    reasons = candidate_reject_counts(scored)
+    candidates, tokens = candidate_tokens(scored)
+    yields = pair_yield({s: len(p) for s, p in pairs.items()}, drops, reasons, prompts=prompts,
+                        quarantined=quarantined, candidates=candidates,
+                        generated_tokens=tokens)  # fmt: skip
+    have = scored.schema.names
+    measured = [c for c in ("prompt_id", "n_words", "valid", *CORRELATED) if c in have]
+    correlations = length_correlations(scored.select(measured).to_pandas())
+    report = write_report(out_dir, pairs, drops, reasons, correlations, yields)
+    return {
+        "candidates_rejected": reasons,
+        "length_correlation": {
+            r.measure: [r.spearman_rho, r.ci_low, r.ci_high] for r in correlations.itertuples()
+        },
+        "yield": yields,
+        "report": str(report),
+    }
 
 
 def write_report(

@@ -25,7 +25,7 @@ import pyarrow.fs as pafs
 from diversens import storage
 from diversens.config import config_hash, redacted
 from diversens.errors import UserError
-from diversens.io import write_summary
+from diversens.io import read_json, read_summary, write_summary
 from diversens.storage import Output, filesystem
 from diversens.training.config import TrainConfig
 from diversens.training.logs import phase_seconds, step_rows, write_logs
@@ -40,6 +40,7 @@ RESUMABLE_FIELDS = ("name", "storage_path", "max_steps", "num_train_epochs", "sa
 RESUMABLE_DPO_ARGS = ("report_to", "run_name")  # where the metrics go, not what is learnt
 RUN_FILE = "diversens_run.json"
 log = logging.getLogger(__name__)
+SUMMARY = "train_summary.json"
 DIRECTORY = pafs.FileType.Directory
 
 # Scoped to the training workers: Ray Train's print redirect would log the bytecode that dill
@@ -87,7 +88,7 @@ def train(
     )
     from diversens.training.loop import train_loop
 
-    summary_path = out.local / "train_summary.json"
+    summary_path = out.local / SUMMARY
     write_summary(summary_path, {"pairs_file": str(pairs_path), "name": cfg.name}, complete=False)
     storage_path = cfg.checkpoints(checkpoint_root or out.location)
     claim_run(f"{storage_path.rstrip('/')}/{cfg.name}", fingerprint, cfg.name)
@@ -169,9 +170,22 @@ def train(
     return summary
 
 
+def rebuild_logs(run_dir: Path, out_dir: Path) -> Path | None:
+    """train_log.csv/.json/.png of the finished training at run_dir, rebuilt into out_dir from
+    its train_log.json (`diversens report`); returns the plot's path, None without a log."""
+    read_summary(run_dir / SUMMARY)
+    path = run_dir / "train_log.json"
+    if not path.exists():
+        return None
+    history = read_json(path)
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        raise UserError(f"{path}: not a training log (expected a JSON list of objects)")
+    return write_logs(history, out_dir)["png"]
+
+
 def finished_run(out: Output, run_key: str) -> dict[str, Any] | None:
     """The summary of a run that already finished at `out` with this config and these pairs."""
-    where = out.at("train_summary.json")
+    where = out.at(SUMMARY)
     if storage.file_type(where) != pafs.FileType.File:
         return None
     try:

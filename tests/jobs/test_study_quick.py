@@ -9,15 +9,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from report_files import report_hashes
 
 from diversens.selection.rules import STRATEGIES
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+CLI = Path(sys.executable).parent / "diversens"
 # The overrides that make the study quick; the rest is configs/study.yaml as run by hand.
 QUICK = [
     "--pairs.prompts.num_per_task", "2",
+    "--pairs.sampling.num_samples_per_prompt", "4", "--pairs.sampling.num_first_turn", "2",
     "--pairs.sampling.max_new_tokens", "96", "--pairs.sampling.prompts_per_chunk", "8",
     "--train_strategies", "random,quality", "--train.max_steps", "1",
     "--train.per_device_train_batch_size", "2", "--train.max_length", "128",
@@ -30,10 +33,9 @@ CONSOLE: list[str] = []  # what the run printed
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("study") / "quick"
-    cli = Path(sys.executable).parent / "diversens"
     # A relative output, as in the README's run (Ray Train needs its checkpoint path absolute).
     proc = subprocess.run(
-        [str(cli), "pipeline", "--config", str(ROOT / "configs" / "study.yaml"), *QUICK,
+        [str(CLI), "pipeline", "--config", str(ROOT / "configs" / "study.yaml"), *QUICK,
          "-o", out.name],
         capture_output=True, text=True, timeout=1500, cwd=out.parent,
     )  # fmt: skip
@@ -95,3 +97,35 @@ def test_console_is_short_and_worker_output_goes_to_the_logs(run):
     assert any("MapWorker(MapBatches(SampleStage))" in line for line in workers)
     assert any("RayTrainWorker" in line for line in workers)
     assert "Ray's own logs" in (out / "logs" / "diversens.log").read_text()
+
+
+def report(*argv: str) -> None:
+    proc = subprocess.run([str(CLI), "report", *argv], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_report_rebuilds_the_runs_tables_and_plots_byte_for_byte(run, tmp_path):
+    out, _ = run
+    report(str(out), "-o", str(tmp_path / "rebuilt"))
+    expected = report_hashes(out)
+    assert {"pairs/selection_report.md", "pairs/selection_lengths.png", "eval/eval_report.md",
+            "eval/delta_dd.csv", "eval/length_change.csv", "eval/across_samples.csv",
+            "eval/decile_map.csv", "eval/eval_summary.csv", "eval/eval_diverse_not_short.png",
+            "train/random/train_log.png", "train/quality/train_log.csv"} <= set(expected)  # fmt: skip
+    assert report_hashes(tmp_path / "rebuilt") == expected
+
+
+def test_artifacts_leave_out_weights_checkpoints_chunks_and_logs_and_rebuild(run, tmp_path):
+    out, _ = run
+    dest = tmp_path / "artifacts"
+    report(str(out), "--artifacts", str(dest))
+    for skipped in ("train/random/model", "checkpoints", "pairs/parts", "eval/parts", "logs"):
+        assert (out / skipped).is_dir() and not (dest / skipped).exists(), skipped
+    for kept in ("pairs/scored", "pairs/pairs.parquet", "pairs/run_summary.json",
+                 "train/random/train_summary.json", "eval/outputs.parquet",
+                 "eval/eval_summary.json", "pipeline_summary.json",
+                 *(str(p.relative_to(out)) for p in out.glob("train/*/adapter/*"))):  # fmt: skip
+        assert (dest / kept).exists(), kept
+    assert report_hashes(dest) == report_hashes(out)
+    report(str(dest), "-o", str(tmp_path / "again"))
+    assert report_hashes(tmp_path / "again") == report_hashes(dest)
