@@ -76,9 +76,16 @@ def read_parquet(path: Path, required: Iterable[str] = ()) -> pa.Table:
     if not path.is_dir():
         check_input_file(path)
     try:
+        first = min(path.glob("*.parquet"), default=path) if path.is_dir() else path
+        names = pq.read_schema(first).names
+        # Arrow reads a file with a column twice, then fails at the first look-up by name.
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise UserError(f"{path}: column {twice[0]!r} appears twice; a column name must be "
+                            "unique (which one is meant?)")  # fmt: skip
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as e:
-        raise UserError(f"{path}: not a readable Parquet file ({e})") from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a readable Parquet file ({reason})") from None
     for name in required:
         require_field(table, path, name)
     return table

@@ -47,6 +47,16 @@ def parquet(path: Path, rows: list[dict]) -> str:
     return str(path)
 
 
+def parquet_twice(path: Path, column: str) -> str:
+    """A Parquet file holding `column` twice (Arrow writes it; pandas cannot)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = ["prompt", "chosen", "rejected", "response", column]
+    pq.write_table(pa.Table.from_arrays([pa.array(["x y"])] * 5, names=names), path)
+    return str(path)
+
+
 def model_dir_without_config(t: Path) -> str:
     (t / "model").mkdir()
     (t / "model" / "weights.bin").write_bytes(b"\0")
@@ -743,6 +753,19 @@ CLASSES = {
                 str(t / "o"),
             ],  # fmt: skip
             "config file {t}/cfg.yaml line 4: duplicate key 'dat'",
+        ),
+        "a Parquet column twice": (
+            lambda t: [
+                "measure",
+                parquet_twice(t / "r.parquet", "response"),
+                "-o",
+                str(t / "m.parquet"),
+            ],  # fmt: skip
+            "{t}/r.parquet: column 'response' appears twice; a column name must be unique",
+        ),
+        "a Parquet pairs column twice": (
+            lambda t: ["train", parquet_twice(t / "p.parquet", "chosen"), "-o", str(t / "o")],
+            "{t}/p.parquet: column 'chosen' appears twice",
         ),
     },
     "conflicting inputs": {
