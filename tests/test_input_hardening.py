@@ -1170,3 +1170,38 @@ def test_output_in_a_missing_bucket_is_one_line(bucket, capsys, no_ray):
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert f"output {missing}/run: cannot write there (no bucket " in err, err
+
+
+@pytest.mark.parametrize(
+    ("token", "accepted", "expected"),
+    [
+        ("s3cret", True, None),
+        ("s3cret", False, "a Ray cluster with token authentication refuses $RAY_AUTH_TOKEN"),
+        (None, False, "a Ray cluster with token authentication, and no token here"),
+    ],
+)
+def test_a_token_auth_cluster_is_joined_with_this_machines_token(
+    token, accepted, expected, monkeypatch, tmp_path
+):
+    """A GCS that refuses the bare probe for want of a token is asked again with the token
+    Ray's token mode would send; taken, this process joins in token mode (`ray.init` retried
+    the refused join for ~20 s, a native warning a second, before)."""
+    from diversens.commands import common
+
+    asked = []
+
+    def rpc(target, client, timeout_s, metadata):
+        asked.append(metadata)
+        return None if metadata and accepted else "UNAUTHENTICATED"
+
+    monkeypatch.setattr(common, "_ray_rpc", rpc)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "none"))
+    if token:
+        monkeypatch.setenv("RAY_AUTH_TOKEN", token)
+    else:
+        monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    failed = common.ray_rpc_error("127.0.0.1:6379", False, 3.0)
+    assert failed == expected or expected in failed
+    assert asked[-1] == ((("authorization", f"Bearer {token}"),) if token else ())
+    assert (os.environ.get("RAY_AUTH_MODE") == "token") == (expected is None)

@@ -241,14 +241,46 @@ def check_answers(address: str, option: str, shown: str, timeout_s: float) -> No
         raise UserError(f"{where}: no Ray cluster answers there ({reason})") from None
     failed = ray_rpc_error(f"{host}:{port}", client, timeout_s)
     if failed:
-        kind = "Ray client server (ray://, port 10001)" if client else "Ray cluster's GCS"
-        raise UserError(f"{where}: something listens there, but not a {kind} ({failed})")
+        raise UserError(f"{where}: {failed}")
 
 
 def ray_rpc_error(target: str, client: bool, timeout_s: float) -> str | None:
     """Why a Ray GCS (or, `client`, a Ray client server) does not answer one RPC at `target`
-    within `timeout_s`; None when it does. A server that refuses it for want of Ray's auth
-    token is a Ray cluster too (`ray.init` brings the token)."""
+    within `timeout_s`; None when it does. A cluster with token authentication that refuses
+    the bare RPC is asked again with this machine's token (`auth_token`); if it takes it, this
+    process joins in token mode (as `RAY_AUTH_MODE=token` would), else that is the reason."""
+    failed = _ray_rpc(target, client, timeout_s, ())
+    if failed is None:
+        return None
+    if failed != "UNAUTHENTICATED":
+        kind = "Ray client server (ray://, port 10001)" if client else "Ray cluster's GCS"
+        return f"something listens there, but not a {kind} ({failed})"
+    token = auth_token()
+    bearer = (("authorization", f"Bearer {token}"),)
+    if token and _ray_rpc(target, client, timeout_s, bearer) is None:
+        os.environ["RAY_AUTH_MODE"] = "token"  # ray.init then sends the token it finds
+        return None
+    source = "$RAY_AUTH_TOKEN" if os.environ.get("RAY_AUTH_TOKEN") else "the token file"
+    if token:
+        return f"a Ray cluster with token authentication refuses {source}"
+    return "a Ray cluster with token authentication, and no token here: set RAY_AUTH_TOKEN"
+
+
+def auth_token() -> str | None:
+    """The token Ray's token mode would send: $RAY_AUTH_TOKEN, else the file at
+    $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token."""
+    if token := os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return token
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _ray_rpc(target: str, client: bool, timeout_s: float, metadata: tuple) -> str | None:
+    """One Ray RPC to `target`; None if answered, "UNAUTHENTICATED" if refused for want of a
+    token, else why not."""
     import grpc
 
     channel = grpc.insecure_channel(target)
@@ -258,17 +290,17 @@ def ray_rpc_error(target: str, client: bool, timeout_s: float) -> str | None:
             from ray.core.generated import ray_client_pb2_grpc as rpc
 
             request = pb.ClusterInfoRequest(type=pb.ClusterInfoType.PING)
-            rpc.RayletDriverStub(channel).ClusterInfo(request, timeout=timeout_s)
+            rpc.RayletDriverStub(channel).ClusterInfo(request, timeout=timeout_s, metadata=metadata)
         else:
             from ray.core.generated import gcs_service_pb2 as pb
             from ray.core.generated import gcs_service_pb2_grpc as rpc
 
             rpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-                pb.GetClusterIdRequest(), timeout=timeout_s
+                pb.GetClusterIdRequest(), timeout=timeout_s, metadata=metadata
             )
     except grpc.RpcError as e:
         if e.code() == grpc.StatusCode.UNAUTHENTICATED:
-            return None
+            return "UNAUTHENTICATED"
         if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
             return f"no Ray answer within {timeout_s:g} s"
         detail = (e.details() or "").split(":")[0].strip()
