@@ -115,13 +115,13 @@ def check_earlier_pairs(cfg: PipelineConfig, output: str) -> None:
 def check_earlier_models(cfg: PipelineConfig, output: str) -> None:
     """Evaluating without the train stage compares the base with the tuned models an earlier
     run wrote at the output: at least one must be there (a merged model or a LoRA adapter)."""
-    from diversens.models import ADAPTER_CONFIG
+    from diversens.jobs.pipeline import TUNED_MODELS
 
     def local(where: str) -> str:
         return where if is_uri(where) else str(Path(where).absolute())
 
     for strategy in cfg.train_strategies:
-        for sub, marker in (("model", "config.json"), ("adapter", ADAPTER_CONFIG)):
+        for sub, marker in TUNED_MODELS:
             if is_file(local(join(output, "train", strategy, sub, marker))):
                 return
     where = redacted(join(output, "train"))

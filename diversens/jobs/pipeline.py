@@ -100,10 +100,14 @@ def train_all(cfg: PipelineConfig, out: Output, skipped: dict[str, str]) -> dict
     return done
 
 
+# A strategy's tuned model under OUT/train/<strategy>/, and the file that marks it: its merged
+# weights, else (a copy of a study's artifacts, which keep no weights) its LoRA adapter.
+TUNED_MODELS = (("model", "config.json"), ("adapter", ADAPTER_CONFIG))
+
+
 def tuned_model(out: Output, strategy: str) -> str | None:
-    """Where a strategy's tuned model is: its merged weights, else (a copy of a study's
-    artifacts, which keep no weights) its LoRA adapter, merged when loaded."""
-    for sub, marker in (("model", "config.json"), ("adapter", ADAPTER_CONFIG)):
+    """Where a strategy's tuned model is (an adapter is merged when loaded)."""
+    for sub, marker in TUNED_MODELS:
         if storage.is_file(out.at("train", strategy, sub, marker)):
             return out.at("train", strategy, sub)
     return None
