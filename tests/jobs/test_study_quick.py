@@ -67,7 +67,7 @@ def test_trained_strategies_see_the_same_number_of_pairs(run):
 def test_eval_reports_length_change_per_tuned_model(run):
     out, summary = run
     lengths = pd.read_csv(out / "eval" / "length_change.csv")
-    assert set(lengths.model) == {"random", "quality"}
+    assert set(lengths.model) == {"random", "quality", "base@seed1"}  # the noise floor too
     all_tasks = lengths[lengths.task == "all"]
     assert (all_tasks.ci_low <= all_tasks.delta_words).all()
     assert (all_tasks.delta_words <= all_tasks.ci_high).all()
