@@ -14,6 +14,7 @@ from diversens.evaluation.tables import (
     across_sample_table,
     delta_dd_table,
     length_change_table,
+    quality_change_table,
     summarise,
 )
 from diversens.io import atomic_path, save_png
@@ -24,19 +25,20 @@ OUTPUT_COLUMNS = ("model", "task", "source_prompt_id", "response", "valid", "n_w
 
 
 def _headline(
-    deltas: pd.DataFrame, summary: pd.DataFrame, lengths: pd.DataFrame, base: str
+    deltas: pd.DataFrame, lengths: pd.DataFrame, quality: pd.DataFrame, base: str
 ) -> list[str]:
     """One sentence per model: ΔDD over all tasks, length and quality change against the base."""
     lines = []
-    means = summary.groupby("model", sort=False)[["quality"]].mean()
+    q = quality[quality.task == "all"].set_index("model")
     for r in lengths[lengths.task == "all"].itertuples():
         d = deltas[(deltas.model == r.model) & (deltas.task == "all")].set_index("measure")
         parts = [f"{m} ΔDD {x.delta_dd:+.2f} [{x.ci_low:+.2f}, {x.ci_high:+.2f}]"
                  for m, x in d.iterrows()]  # fmt: skip
-        dq = means.loc[r.model, "quality"] - means.loc[base, "quality"]
+        dq = q.loc[r.model]
         lines.append(f"- **{r.model}** vs {base}: {'; '.join(parts)}; length "
                      f"{r.delta_words:+.1f} words [{r.ci_low:+.1f}, {r.ci_high:+.1f}] "
-                     f"({r.relative:+.0%}); quality {dq:+.3f}")  # fmt: skip
+                     f"({r.relative:+.0%}); quality {dq.delta_quality:+.3f} "
+                     f"[{dq.ci_low:+.3f}, {dq.ci_high:+.3f}]")  # fmt: skip
     return lines or ["- only the base model was evaluated"]
 
 
@@ -53,20 +55,23 @@ def console_lines(result: dict) -> list[str]:
 
 
 def write_tables(out_dir: Path, outputs: pd.DataFrame, dmap: DecileMap, cfg: EvalConfig) -> dict:
-    """decile_map.csv, eval_summary.csv, delta_dd.csv, length_change.csv, across_samples.csv and
-    eval_report.md with its PNGs, from the outputs ranked by `dmap` (`tables.rank`). The eval
-    job calls it with what it holds and `diversens report` with outputs.parquet, so both write
-    the same bytes. Returns the eval summary's entries it computed."""
+    """decile_map.csv, eval_summary.csv, delta_dd.csv, length_change.csv, quality_change.csv,
+    across_samples.csv and eval_report.md with its PNGs, from the outputs ranked by `dmap`
+    (`tables.rank`). The eval job calls it with what it holds and `diversens report` with
+    outputs.parquet, so both write the same bytes. Returns the eval summary's entries it
+    computed."""
     base = cfg.labelled_models()[0][0]
     summary, deltas = summarise(outputs, cfg.dd_measures), delta_dd_table(outputs, cfg, base)
     lengths = length_change_table(outputs, cfg, base)
+    quality = quality_change_table(outputs, cfg, base)
     across = across_sample_table(outputs, cfg, base)
-    for name, frame in (("decile_map.csv", dmap.to_frame()), ("eval_summary.csv", summary),
-                        ("delta_dd.csv", deltas), ("length_change.csv", lengths),
-                        ("across_samples.csv", across)):  # fmt: skip
+    tables = {"decile_map.csv": dmap.to_frame(), "eval_summary.csv": summary,
+              "delta_dd.csv": deltas, "length_change.csv": lengths,
+              "quality_change.csv": quality, "across_samples.csv": across}  # fmt: skip
+    for name, frame in tables.items():
         with atomic_path(out_dir / name) as tmp:
             frame.to_csv(tmp, index=False)
-    report = write_eval_report(out_dir, outputs, summary, deltas, lengths, across, base)
+    report = write_eval_report(out_dir, outputs, summary, deltas, (lengths, quality), across, base)
     return {
         "base": base,
         "delta_dd_all": {
@@ -77,6 +82,10 @@ def write_tables(out_dir: Path, outputs: pd.DataFrame, dmap: DecileMap, cfg: Eva
             r.model: [r.delta_words, r.ci_low, r.ci_high]
             for r in lengths[lengths.task == "all"].itertuples()
         },
+        "quality_change_all": {
+            r.model: [r.delta_quality, r.ci_low, r.ci_high]
+            for r in quality[quality.task == "all"].itertuples()
+        },
         "report": str(report),
     }
 
@@ -86,10 +95,12 @@ def write_eval_report(
     outputs: pd.DataFrame,
     summary: pd.DataFrame,
     deltas: pd.DataFrame,
-    lengths: pd.DataFrame,
+    changes: tuple[pd.DataFrame, pd.DataFrame],
     across: pd.DataFrame,
     base: str,
 ) -> Path:
+    """eval_report.md and its PNGs; `changes` are the length and the quality change tables."""
+    lengths, quality = changes
     _plot_diversity_vs_length(outputs, out_dir / "eval_diversity_vs_length.png")
     _plot_delta_bars(deltas, base, out_dir / "eval_delta_dd.png")
     _plot_decile_hist(outputs, out_dir / "eval_deciles.png")
@@ -106,13 +117,21 @@ def write_eval_report(
         "bucket when it is shorter or longer than all base outputs); only outputs without a "
         "finite value of the measure (DSI of a one-segment answer) get none.",
         "",
-        *_headline(deltas, summary, lengths, base),
+        *_headline(deltas, lengths, quality, base),
         "",
         "![ΔDD against length change](eval_diverse_not_short.png)",
         "",
         "## Length change against the base (words, 95% interval)",
         "",
         lengths.to_markdown(index=False, floatfmt=".3f") if not lengths.empty else "none",
+        "",
+        "## Quality change against the base (offline score, 95% interval)",
+        "",
+        "The mean quality score (fluency under the reference LM unless a reward model is "
+        "configured; comparable only within one run) minus the base's, with the same bootstrap "
+        "over prompts.",
+        "",
+        quality.to_markdown(index=False, floatfmt=".3f") if not quality.empty else "none",
         "",
         "## ΔDD per task and measure",
         "",

@@ -1,6 +1,6 @@
 """The eval's tables per model and task: the summary (means, task scores), and against the base
-model ΔDD per measure, the length change and the across-sample measures, with prompt-cluster
-bootstrap intervals."""
+model ΔDD per measure, the length and quality change and the across-sample measures, with
+prompt-cluster bootstrap intervals."""
 
 from __future__ import annotations
 
@@ -72,20 +72,33 @@ def delta_dd_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def length_change_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
-    """Mean words of each model minus the base's, per task and "all", with the same
-    prompt-cluster bootstrap as ΔDD: the "not shorter" half of the claim, with its interval."""
+def change_table(
+    outputs: pd.DataFrame, cfg: EvalConfig, base: str, column: str, name: str
+) -> pd.DataFrame:
+    """Each tuned model's mean of a per-output `column` minus the base's, per task and "all",
+    with the same prompt-cluster bootstrap as ΔDD; columns base_<name>, <name>, delta_<name>,
+    ci_low, ci_high and relative (the delta over the base's mean)."""
     rows = []
     for model, task, mine, ref in model_task_slices(outputs, base):
         if model == base:
             continue
-        d, lo, hi = delta_dd(mine, ref, "n_words", cfg.num_bootstrap, cfg.seed)
-        words = float(ref.n_words.mean())
-        rows.append({"model": model, "task": task, "base_words": words,
-                     "words": float(mine.n_words.mean()), "delta_words": d, "ci_low": lo,
-                     "ci_high": hi, "relative": d / words if words else np.nan})  # fmt: skip
-    return pd.DataFrame(rows, columns=["model", "task", "base_words", "words", "delta_words",
+        d, lo, hi = delta_dd(mine, ref, column, cfg.num_bootstrap, cfg.seed)
+        before = float(ref[column].mean())
+        rows.append({"model": model, "task": task, f"base_{name}": before,
+                     name: float(mine[column].mean()), f"delta_{name}": d, "ci_low": lo,
+                     "ci_high": hi, "relative": d / before if before else np.nan})  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "task", f"base_{name}", name, f"delta_{name}",
                                        "ci_low", "ci_high", "relative"])  # fmt: skip
+
+
+def length_change_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
+    """Words: the "not shorter" half of the claim, with its interval."""
+    return change_table(outputs, cfg, base, "n_words", "words")
+
+
+def quality_change_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:
+    """The offline quality score: what the diversity cost in fluency, with its interval."""
+    return change_table(outputs, cfg, base, "quality", "quality")
 
 
 def across_sample_table(outputs: pd.DataFrame, cfg: EvalConfig, base: str) -> pd.DataFrame:

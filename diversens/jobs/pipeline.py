@@ -65,7 +65,7 @@ def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out: Output) -> dict:
         result = eval_job.run(ecfg, out.local / "eval", parts=out.at("eval", "parts"))
         out.publish("eval")
         summary["eval"] = {k: result[k] for k in ("base", "delta_dd_all", "length_change_all",
-                                                  "report")}  # fmt: skip
+                                                  "quality_change_all", "report")}  # fmt: skip
         summary["wall_s"]["eval"] = round(time.perf_counter() - clock, 1)
     _write_summary(out, summary)
     return summary

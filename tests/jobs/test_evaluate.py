@@ -45,6 +45,9 @@ def test_same_model_has_zero_delta_dd(result):
     # Same texts: no change; the interval (outputs redrawn per side) straddles it.
     assert np.allclose(lengths.delta_words, 0.0)
     assert (lengths.ci_low <= 0).all() and (lengths.ci_high >= 0).all()
+    quality = pd.read_csv(out / "quality_change.csv")
+    assert set(quality.task) == set(lengths.task) and np.allclose(quality.delta_quality, 0.0)
+    assert (quality.ci_low <= 0).all() and (quality.ci_high >= 0).all()
 
 
 def test_every_sample_kept_with_deciles(result):
@@ -81,7 +84,8 @@ def test_report_files(result):
     summary, out = result
     for name in ("eval_report.md", "eval_delta_dd.png", "eval_deciles.png", "eval_lengths.png",
                  "eval_diversity_vs_length.png", "eval_diverse_not_short.png", "decile_map.csv",
-                 "eval_summary.csv", "length_change.csv", "across_samples.csv"):  # fmt: skip
+                 "eval_summary.csv", "length_change.csv", "quality_change.csv",
+                 "across_samples.csv"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "eval_summary.json").read_text())["base"] == "base"
     assert "again" in (out / "eval_report.md").read_text()

@@ -109,7 +109,8 @@ def test_report_rebuilds_the_runs_tables_and_plots_byte_for_byte(run, tmp_path):
     report(str(out), "-o", str(tmp_path / "rebuilt"))
     expected = report_hashes(out)
     assert {"pairs/selection_report.md", "pairs/selection_lengths.png", "eval/eval_report.md",
-            "eval/delta_dd.csv", "eval/length_change.csv", "eval/across_samples.csv",
+            "eval/delta_dd.csv", "eval/length_change.csv", "eval/quality_change.csv",
+            "eval/across_samples.csv",
             "eval/decile_map.csv", "eval/eval_summary.csv", "eval/eval_diverse_not_short.png",
             "train/random/train_log.png", "train/quality/train_log.csv"} <= set(expected)  # fmt: skip
     assert report_hashes(tmp_path / "rebuilt") == expected
