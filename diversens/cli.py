@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         what = "terminated (SIGTERM)" if isinstance(e, console.Terminated) else "interrupted"
         after = getattr(sys.modules[args.func.__module__], "ON_INTERRUPT", "nothing was written")
         print(f"diversens {args.command}: {what}; {after}", file=sys.stderr)
+        console.last_line_said()
         code = 143 if isinstance(e, console.Terminated) else 130
         console.bounded_exit(code)  # Ray's shutdown at exit may wait on a stopped GCS
         return code

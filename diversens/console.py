@@ -310,6 +310,16 @@ def native_notices_to(path: Path | None) -> None:
 SHUTDOWN_S = 60  # at most this long from an interrupted run's line to the end of the process
 
 
+def last_line_said() -> None:
+    """After an interruption's one line: what Ray's driver prints to stdout while it winds down
+    (its error listener's "(raylet) Task ... failed, N retries remaining" as the pools' actors
+    are killed) goes to workers.log, not under that line. Only a process's own stdout moves; a
+    caller's capture (a test, a notebook) is left alone."""
+    if _sink is not None and sys.stdout is sys.__stdout__:
+        sys.stdout.flush()
+        sys.stdout = _sink
+
+
 def bounded_exit(code: int, seconds: float = SHUTDOWN_S) -> None:
     """After an interruption: if the process is still there `seconds` from now, its main thread
     done (the CLI returned), it ends with `code`: Ray's shutdown at exit, or a worker thread

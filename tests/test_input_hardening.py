@@ -1020,12 +1020,12 @@ def test_ctrl_c_and_sigterm_are_one_line_and_mark_the_run_incomplete(tmp_path, s
     n = 16
     src = write(tmp_path / "p.jsonl", [{"prompt": f"Write a story about {t}."}
                                        for t in range(n)])  # fmt: skip
-    out, err_file = tmp_path / "out", tmp_path / "stderr.txt"
+    out, err_file, out_file = tmp_path / "out", tmp_path / "stderr.txt", tmp_path / "stdout.txt"
     argv = [sys.executable, "-m", "diversens.cli", "generate-pairs", src,
             "--sampling.prompts_per_chunk", "1", "--sampling.max_actors", "1",
             "--sampling.max_new_tokens", "64", "-o", str(out)]  # fmt: skip
-    with err_file.open("w") as err:  # a file, not a pipe: a full pipe would stall the job
-        proc = subprocess.Popen(argv, start_new_session=True, stderr=err, text=True)
+    with err_file.open("w") as err, out_file.open("w") as stdout:  # files: a full pipe stalls
+        proc = subprocess.Popen(argv, start_new_session=True, stdout=stdout, stderr=err)
     try:
         deadline = time.monotonic() + 900
         while not list((out / "parts").glob("*.parquet")):  # the state, not a guess of time
@@ -1047,6 +1047,7 @@ def test_ctrl_c_and_sigterm_are_one_line_and_mark_the_run_incomplete(tmp_path, s
     notice = "has constructor arguments in the object store"  # Ray's core worker: to the file
     assert notice not in text and notice in (out / "logs" / "diversens.log").read_text()
     assert [x for x in after if x.startswith("diversens ") or "error" in x.lower()] == [line], text
+    assert "(raylet)" not in out_file.read_text()  # the pools' killed actors: to workers.log
     summary = json.loads((out / "run_summary.json").read_text())
     assert summary["complete"] is False and not (out / "pairs.parquet").exists()
 
