@@ -175,11 +175,12 @@ def log_to(path: Path) -> Path:
 
 def workers_to(path: Path | None) -> Path | None:
     """Ray workers' stdout and stderr (engines, trainers: vLLM, DeepSpeed, torch), streamed to
-    the driver by `ray.init(log_to_driver=True)`, into `path` instead of the console; the
-    autoscaler's events (nodes added or removed) stay on the console as step lines. With no
-    path, worker output stays in Ray's session logs only."""
+    the driver by `ray.init(log_to_driver=True)`, and the raylet's messages about them (an
+    actor killed, a task retried: "There are 3 retries remaining"), into `path` instead of the
+    console; the autoscaler's events (nodes added or removed) stay on the console as step lines.
+    With no path, all of it stays in Ray's session logs only."""
+    from ray._private import worker as ray_worker
     from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
-    from ray._private.worker import filter_autoscaler_events
 
     global _sink
     dispatcher.remove_handler("ray_print_logs")  # Ray's own: prints every line to the console
@@ -187,6 +188,10 @@ def workers_to(path: Path | None) -> Path | None:
     if _sink is not None:
         _sink.close()
         _sink = None
+    # The driver's error listener prints the raylet's messages through this module function,
+    # past the dispatcher (Ray's own handler holds the original, bound at ray.init).
+    ray_print = getattr(ray_worker.print_to_stdstream, "ray_print", ray_worker.print_to_stdstream)
+    ray_worker.print_to_stdstream = _raylet_messages_to(None, ray_print)
     if path is None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +200,7 @@ def workers_to(path: Path | None) -> Path | None:
 
     def write(data: dict) -> None:
         if data.get("pid") == "autoscaler":  # the monitor's log: of it, the events only
-            for event in filter_autoscaler_events(data.get("lines", [])):
+            for event in ray_worker.filter_autoscaler_events(data.get("lines", [])):
                 if not event.startswith("Tip: "):
                     steps.info("autoscaler: %s", event.strip())
             return
@@ -204,7 +209,22 @@ def workers_to(path: Path | None) -> Path | None:
         sink.writelines(prefix + line + "\n" for line in data.get("lines", []))
 
     dispatcher.add_handler("diversens_workers", write)
+    ray_worker.print_to_stdstream = _raylet_messages_to(write, ray_print)
     return path
+
+
+def _raylet_messages_to(write, ray_print):
+    """Ray's `print_to_stdstream` with the raylet's messages (pid "raylet") sent to `write`,
+    or dropped for None; anything else printed as Ray would."""
+
+    def print_to_stdstream(data: dict, ignore_prefix: bool) -> None:
+        if data.get("pid") != "raylet":
+            ray_print(data, ignore_prefix)
+        elif write is not None:
+            write(data)
+
+    print_to_stdstream.ray_print = ray_print
+    return print_to_stdstream
 
 
 def run_log(output: str | Path) -> Path | None:
@@ -311,13 +331,19 @@ SHUTDOWN_S = 60  # at most this long from an interrupted run's line to the end o
 
 
 def last_line_said() -> None:
-    """After an interruption's one line: what Ray's driver prints to stdout while it winds down
-    (its error listener's "(raylet) Task ... failed, N retries remaining" as the pools' actors
-    are killed) goes to workers.log, not under that line. Only a process's own stdout moves; a
-    caller's capture (a test, a notebook) is left alone."""
-    if _sink is not None and sys.stdout is sys.__stdout__:
-        sys.stdout.flush()
-        sys.stdout = _sink
+    """After an interruption's one line, what the process writes while Ray winds down goes to
+    workers.log (nowhere for a run without one), at the file descriptors: such as its core
+    worker's native "Failed to push error to driver", each second once the same signal stopped
+    the GCS. Only a process's own stdout moves: a caller's capture (a test, a notebook) is left
+    alone."""
+    if sys.stdout is not sys.__stdout__:
+        return
+    native_notices_to(None)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    target = _sink if _sink is not None else open(os.devnull, "w")  # open until the exit
+    for fd in (1, 2):
+        os.dup2(target.fileno(), fd)
 
 
 def bounded_exit(code: int, seconds: float = SHUTDOWN_S) -> None:

@@ -57,6 +57,22 @@ def test_worker_lines_go_to_the_file_and_autoscaler_events_to_the_steps(
     assert "after" not in path.read_text()
 
 
+def test_the_raylets_messages_go_to_the_file_and_other_prints_as_ray_would(tmp_path, capsys):
+    from ray._private import worker as ray_worker
+
+    retried = "Task MapWorker.submit failed. There are 3 retries remaining"
+    path = console.workers_to(tmp_path / "logs" / "workers.log")
+    ray_worker.print_to_stdstream({"pid": "raylet", "is_err": False, "lines": [retried]}, False)
+    ray_worker.print_to_stdstream({"pid": 7, "ip": "h", "is_err": False, "lines": ["own"]}, False)
+    assert retried in path.read_text() and "own" not in path.read_text()
+    printed = capsys.readouterr().out
+    assert "own" in printed and "retries remaining" not in printed
+    console.workers_to(None)  # no run log: the raylet's messages stay in Ray's logs
+    ray_worker.print_to_stdstream({"pid": "raylet", "is_err": False, "lines": ["gone"]}, False)
+    assert "gone" not in capsys.readouterr().out + path.read_text()
+    assert not hasattr(ray_worker.print_to_stdstream.ray_print, "ray_print")  # never stacked
+
+
 def test_lines_logged_before_the_log_file_opens_are_written_to_it(tmp_path, clean_logging):
     early = logging.LogRecord("ray", logging.WARNING, __file__, 1, "started %s", ("head",), None)
     console._early.handle(early)

@@ -1024,8 +1024,13 @@ def test_ctrl_c_and_sigterm_are_one_line_and_mark_the_run_incomplete(tmp_path, s
     argv = [sys.executable, "-m", "diversens.cli", "generate-pairs", src,
             "--sampling.prompts_per_chunk", "1", "--sampling.max_actors", "1",
             "--sampling.max_new_tokens", "64", "-o", str(out)]  # fmt: skip
+
+    def as_on_a_terminal():  # a shell's background job (CI's, maybe) ignores SIGINT: inherited
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     with err_file.open("w") as err, out_file.open("w") as stdout:  # files: a full pipe stalls
-        proc = subprocess.Popen(argv, start_new_session=True, stdout=stdout, stderr=err)
+        proc = subprocess.Popen(argv, start_new_session=True, stdout=stdout, stderr=err,
+                                preexec_fn=as_on_a_terminal)  # fmt: skip
     try:
         deadline = time.monotonic() + 900
         while not list((out / "parts").glob("*.parquet")):  # the state, not a guess of time
