@@ -37,6 +37,12 @@ LOGGED = (*RAY_LOGGERS, "py.warnings", "diversens")  # what the run's log file r
 NOTICES = (
     "Token authentication is enabled for this Ray cluster",
     "currently does not have any available CPUs",
+    # Ray Data's memory note at a dataset's end (a pool's peak against the memory it asked for,
+    # with a figure to ask instead; the pools' requests are measured peaks, README) and its
+    # "Found N issues" line: sizing notes. Its warning while a dataset runs (a pool above its
+    # request) stays on the console.
+    "logical memory was",
+    "To disable issue detection",
 )
 
 

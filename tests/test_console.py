@@ -126,6 +126,12 @@ def test_the_console_drops_ray_datas_false_hang_warning_and_keeps_the_real_one()
                      "The Dataset job will hang unless more CPUs are freed up.")  # fmt: skip
     assert shown("Cluster resources are not enough to run any task from MapBatches(X). "
                  "The job may hang forever unless the cluster scales up.")  # fmt: skip
+    # Ray Data's memory note at a dataset's end goes to the log; above-request while running stays
+    assert not shown("\nOperator 'MapBatches(SampleStage)' used up to 4.5GiB of memory per\n"
+                     "worker. The configured\nlogical memory was 5.0GiB. To avoid ...")  # fmt: skip
+    assert not shown("Found 1 issues. To disable issue detection, run DataContext...")
+    assert shown("\nOperator 'MapBatches(SampleStage)' uses 6GiB of memory per worker on average "
+                 "(up to\n7GiB), but Ray only requests 5GiB per worker at the start")  # fmt: skip
 
 
 def test_ray_core_workers_notice_goes_to_the_log_file_and_other_stderr_stays(tmp_path):
