@@ -88,8 +88,9 @@ def project(cfg, num_prompts: int, rates: Rates) -> list[tuple[str, str, float]]
             t.max_steps if t.max_steps > 0 else math.ceil(math.ceil(n / batch) * t.num_train_epochs)
         )
         runs.append((strategy, n, steps))
-    dpo_s = sum(steps * rates.dpo_s_per_step + rates.dpo_fixed_s for _, _, steps in runs)
-    models = 1 + len(cfg.train_strategies) + len(cfg.eval.noise_seeds)
+    dpo_s = len(cfg.train_seeds) * sum(steps * rates.dpo_s_per_step + rates.dpo_fixed_s
+                                       for _, _, steps in runs)  # fmt: skip
+    models = cfg.eval_runs()
     per_task = eval_samples_per_task(cfg.eval.num_samples)
     eval_tokens = sum(n * rates.eval_tokens_per_output.get(t, 0) for t, n in per_task.items())
     eval_s = models * (eval_tokens * rates.sample_s_per_token + rates.eval_fixed_s_per_model)

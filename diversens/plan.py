@@ -155,7 +155,7 @@ def stages(cfg, plan: PlanConfig) -> list[Stage]:
     score_min = prefill / (score_gpus * plan.prefill_tokens_per_s) / 60
     select_min = plan.num_prompts / plan.select_rows_per_s / 60
     dpo = train_plan(cfg, plan)
-    models = 1 + len(cfg.train_strategies) + len(cfg.eval.noise_seeds)
+    models = cfg.eval_runs()
     eval_samples = eval_sample_count(cfg.eval.num_samples)
     eval_tokens = models * eval_samples * cfg.eval.sampling.max_new_tokens
     eval_min = models * plan.eval_min_per_model + eval_tokens / (

@@ -105,16 +105,20 @@ def test_measured_rates_project_the_study(tmp_path, capsys):
     assert rates.eval_fixed_s_per_model == pytest.approx(40)
     rows = {name: minutes for name, _, minutes in pilot.project(study, 400, rates)}
     # 400 x 12 candidates x 100 tokens at 15 ms; N = min(200, 300, 400) pairs -> 50 steps of
-    # 4 pairs (2 workers x 2) per strategy; base + 3 tuned + 1 noise floor, each 100 DAT outputs
-    # x 100 tokens and 150 AUT x 60 (PGT and CWT unmeasured in this pilot) at 15 ms + 40 s.
-    assert study.eval.noise_seeds == [1]
+    # 4 pairs (2 workers x 2) per strategy; 5 eval passes (the base at its map seed, then the
+    # base and 3 tuned at the eval seed), each 100 DAT outputs x 100 tokens and 150 AUT x 60
+    # (PGT and CWT unmeasured in this pilot) at 15 ms + 40 s.
+    assert (study.eval.map_seeds, study.eval.seeds, study.eval_runs()) == ([0], [1], 5)
     assert rows["generate-pairs"] == pytest.approx(400 * 12 * 100 * 0.015 / 60)
     assert rows["train"] == pytest.approx(3 * (50 * 21 + 40) / 60)
     per_model = (100 * 100 + 150 * 60) * 0.015 + 40
     assert rows["eval"] == pytest.approx(5 * per_model / 60)
-    no_floor = dataclasses.replace(study, eval=dataclasses.replace(study.eval, noise_seeds=[]))
-    assert dict((n, m) for n, _, m in pilot.project(no_floor, 400, rates))["eval"] == pytest.approx(
-        4 * per_model / 60)  # fmt: skip
+    # Two eval seeds and two training seeds: 1 + 2 x (1 + 3 x 2) passes, twice the DPO runs.
+    seeds = dataclasses.replace(study, eval=dataclasses.replace(study.eval, seeds=[1, 2]),
+                                train_seeds=[0, 1])  # fmt: skip
+    more = dict((n, m) for n, _, m in pilot.project(seeds, 400, rates))
+    assert more["eval"] == pytest.approx(15 * per_model / 60)
+    assert more["train"] == pytest.approx(2 * rows["train"])
 
     code = main(["plan", "--config", str(ROOT / "configs" / "study.yaml"),
                  "--plan.measured", str(tmp_path / "pilot")])  # fmt: skip

@@ -120,9 +120,9 @@ def check_earlier_models(cfg: PipelineConfig, output: str) -> None:
     def local(where: str) -> str:
         return where if is_uri(where) else str(Path(where).absolute())
 
-    for strategy in cfg.train_strategies:
+    for label, _, _ in cfg.trained():
         for sub, marker in TUNED_MODELS:
-            if is_file(local(join(output, "train", strategy, sub, marker))):
+            if is_file(local(join(output, "train", label, sub, marker))):
                 return
     where = redacted(join(output, "train"))
     raise UserError(

@@ -37,13 +37,21 @@ class EvalConfig:
             "literature's count (DESIGN.md §2)",
         },
     )
-    noise_seeds: list[int] = field(
-        default_factory=list,
+    map_seeds: list[int] = field(
+        default_factory=lambda: [0],
         metadata={
             "range": "[0, 4294967295]",
-            "help": "sampling seeds for more evals of the base model, each reported like a tuned "
-            "model (label <base>@seed<S>): the ΔDD and length change that resampling alone "
-            "gives, the floor a tuned model's must clear",
+            "help": "sampling seeds of the base model's reference outputs: the decile map is "
+            "fitted on them and every model is compared with them",
+        },
+    )
+    seeds: list[int] = field(
+        default_factory=lambda: [1],
+        metadata={
+            "range": "[0, 4294967295]",
+            "help": "sampling seeds every model, the base included, is evaluated at (disjoint "
+            "from map_seeds; eval.sampling.seed is not used): the base's comparison with the "
+            "reference is the null each tuned model's is read against",
         },
     )
     glove_path: str | None = field(
@@ -69,6 +77,15 @@ class EvalConfig:
             "(so every output is ranked among enough base outputs of its length)",
         },
     )
+    across_sample_size: int = field(
+        default=10,
+        metadata={
+            "range": "[2, 10000]",
+            "help": "samples per subset for the across-sample measures (distinct-n, Vendi): "
+            "each prompt's samples in disjoint subsets of this size (fewer where a prompt has "
+            "fewer), so every task and model is measured on the same footing",
+        },
+    )
     num_bootstrap: int = field(
         default=1000, metadata={"range": "[1, 1000000]", "help": "bootstrap resamples for ΔDD CIs"}
     )
@@ -78,11 +95,13 @@ class EvalConfig:
         check_ranges(self)
         if not self.models:
             raise ValueError("models must name at least the base model")
-        if self.sampling.seed in self.noise_seeds or len(set(self.noise_seeds)) < len(
-            self.noise_seeds
-        ):
-            raise ValueError(f"noise_seeds must be distinct and differ from sampling.seed "
-                             f"({self.sampling.seed}), got {self.noise_seeds}")  # fmt: skip
+        for name in ("map_seeds", "seeds"):
+            given = getattr(self, name)
+            if not given or len(set(given)) < len(given):
+                raise ValueError(f"{name} must be one or more distinct seeds, got {given}")
+        if shared := sorted(set(self.seeds) & set(self.map_seeds)):
+            raise ValueError(f"seeds and map_seeds must be disjoint (the null is sampled apart "
+                             f"from the reference), both hold {shared}")  # fmt: skip
         for entry in self.models:
             check_model_entry(entry)
         labels = [label for label, _ in self.labelled_models()]
@@ -116,17 +135,29 @@ class EvalConfig:
 
     def labelled_models(self) -> list[tuple[str, str]]:
         """[(label, model)], label defaulting to the model's last path component."""
-        return [(label, model) for label, model, _ in self.model_runs()]
-
-    def model_runs(self) -> list[tuple[str, str, int]]:
-        """[(label, model, sampling seed)]: `models`, then the base again per noise seed."""
         out = []
         for entry in self.models:
             label, sep, model = entry.partition("=")
             out.append((label, model) if sep else (Path(entry).name or entry, entry))
-        runs = [(label, model, self.sampling.seed) for label, model in out]
-        base, model, _ = runs[0]
-        return runs + [(f"{base}@seed{s}", model, s) for s in self.noise_seeds]
+        return out
+
+    @property
+    def base(self) -> str:
+        """The base model's label: the first model."""
+        return self.labelled_models()[0][0]
+
+    def model_runs(self) -> list[tuple[str, str, int]]:
+        """[(label, model, sampling seed)]: the base at the map seeds (the reference), then
+        every model at every eval seed."""
+        models = self.labelled_models()
+        base, model = models[0]
+        return [(base, model, s) for s in self.map_seeds] + [
+            (label, model, s) for label, model in models for s in self.seeds
+        ]
+
+    def num_runs(self, tuned: int) -> int:
+        """Sampling passes of an eval of the base and `tuned` tuned models."""
+        return len(self.map_seeds) + len(self.seeds) * (1 + tuned)
 
     def gpus(self, prefix: str = "") -> dict[str, float]:
         """GPUs per actor each pool asks for, by option name."""

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from diversens.evaluation.bootstrap import ALL
 from diversens.evaluation.config import EvalConfig
 from diversens.evaluation.decile import DecileMap
 from diversens.evaluation.tables import (
@@ -16,141 +17,221 @@ from diversens.evaluation.tables import (
     length_change_table,
     quality_change_table,
     summarise,
+    truncation_table,
 )
 from diversens.io import atomic_path, save_png
 
 # What write_tables reads of every output, beside the config's ΔDD and across-sample measures.
-OUTPUT_COLUMNS = ("model", "task", "source_prompt_id", "response", "valid", "n_words", "quality",
-                  "ttr", "dat_score")  # fmt: skip
+OUTPUT_COLUMNS = ("model", "seed", "task", "source_prompt_id", "response", "finish_reason",
+                  "valid", "n_words", "quality", "ttr", "dat_score", "subset")  # fmt: skip
+WEIGHTS = "equal: every task weighs 1/T in each 'all' figure, whatever its number of outputs"
 
 
-def _headline(
-    deltas: pd.DataFrame, lengths: pd.DataFrame, quality: pd.DataFrame, base: str
-) -> list[str]:
-    """One sentence per model: ΔDD over all tasks, length and quality change against the base."""
+def _interval(row, lo: str = "ci_low", hi: str = "ci_high", fmt: str = "+.2f") -> str:
+    return f"[{getattr(row, lo):{fmt}}, {getattr(row, hi):{fmt}}]"
+
+
+def _headline(deltas, lengths, quality, cfg: EvalConfig) -> list[str]:
+    """One line per comparison over all tasks (equal weights), the null (the base) first:
+    ΔDD per measure, length and quality change, each with its 95% interval."""
     lines = []
-    q = quality[quality.task == "all"].set_index("model")
-    for r in lengths[lengths.task == "all"].itertuples():
-        d = deltas[(deltas.model == r.model) & (deltas.task == "all")].set_index("measure")
-        parts = [f"{m} ΔDD {x.delta_dd:+.2f} [{x.ci_low:+.2f}, {x.ci_high:+.2f}]"
-                 for m, x in d.iterrows()]  # fmt: skip
+    q = quality[quality.task == ALL].set_index("model")
+    for r in lengths[lengths.task == ALL].itertuples():
+        d = deltas[(deltas.model == r.model) & (deltas.task == ALL)].set_index("measure")
+        parts = [f"{m} ΔDD {x.delta_dd:+.2f} {_interval(x)}" for m, x in d.iterrows()]
         dq = q.loc[r.model]
-        lines.append(f"- **{r.model}** vs {base}: {'; '.join(parts)}; length "
-                     f"{r.delta_words:+.1f} words [{r.ci_low:+.1f}, {r.ci_high:+.1f}] "
-                     f"({r.relative:+.0%}); quality {dq.delta_quality:+.3f} "
-                     f"[{dq.ci_low:+.3f}, {dq.ci_high:+.3f}]")  # fmt: skip
-    return lines or ["- only the base model was evaluated"]
+        who = f"**{r.model}** (the null: the base again)" if r.model == cfg.base else \
+            f"**{r.model}**"  # fmt: skip
+        lines.append(f"- {who}: {'; '.join(parts)}; length {r.delta_words:+.1f} words "
+                     f"{_interval(r, fmt='+.1f')} ({r.relative:+.0%}); quality "
+                     f"{dq.delta_quality:+.3f} {_interval(dq, fmt='+.3f')}")  # fmt: skip
+    return lines or ["- no model was sampled at the eval seeds"]
 
 
 def console_lines(result: dict) -> list[str]:
-    """The eval's results in a few lines for the end of a run: per tuned model, ΔDD of each
-    measure over all tasks and the length change, with 95% intervals (the base's are zero)."""
-    lines = [f"ΔDD vs {result['base']}, all tasks [95% CI]; length change in words:"]
+    """The eval's results in a few lines for the end of a run: per comparison (the base's is
+    the null), ΔDD of each measure over all tasks and the length change, with 95% intervals."""
+    lines = [f"ΔDD vs the reference ({result['base']} at its map seeds), all tasks weighted "
+             "equally [95% CI]; length change in words:"]  # fmt: skip
     for model, (dw, lo, hi) in result["length_change_all"].items():
         parts = [f"{key.split('/', 1)[1]} {d:+.2f} [{a:+.2f}, {b:+.2f}]"
                  for key, (d, a, b) in result["delta_dd_all"].items()
                  if key.split("/", 1)[0] == model]  # fmt: skip
-        lines.append(f"  {model}: {' · '.join(parts)} · length {dw:+.1f} [{lo:+.1f}, {hi:+.1f}]")
+        null = " (null)" if model == result["base"] else ""
+        lines.append(f"  {model}{null}: {' · '.join(parts)} · length {dw:+.1f} [{lo:+.1f}, "
+                     f"{hi:+.1f}]")  # fmt: skip
     return lines
 
 
 def write_tables(out_dir: Path, outputs: pd.DataFrame, dmap: DecileMap, cfg: EvalConfig) -> dict:
-    """decile_map.csv, eval_summary.csv, delta_dd.csv, length_change.csv, quality_change.csv,
-    across_samples.csv and eval_report.md with its PNGs, from the outputs ranked by `dmap`
-    (`tables.rank`). The eval job calls it with what it holds and `diversens report` with
-    outputs.parquet, so both write the same bytes. Returns the eval summary's entries it
-    computed."""
-    base = cfg.labelled_models()[0][0]
-    summary, deltas = summarise(outputs, cfg.dd_measures), delta_dd_table(outputs, cfg, base)
-    lengths = length_change_table(outputs, cfg, base)
-    quality = quality_change_table(outputs, cfg, base)
-    across = across_sample_table(outputs, cfg, base)
-    tables = {"decile_map.csv": dmap.to_frame(), "eval_summary.csv": summary,
+    """decile_map.csv, length_buckets.csv, eval_summary.csv, truncation.csv, delta_dd.csv,
+    length_change.csv, quality_change.csv, across_samples.csv and eval_report.md with its
+    PNGs, from the outputs ranked by `dmap` (`tables.rank`). The eval job calls it with what it
+    holds and `diversens report` with outputs.parquet, so both write the same bytes. Returns
+    the eval summary's entries it computed."""
+    summary, deltas = summarise(outputs, cfg.dd_measures), delta_dd_table(outputs, cfg)
+    lengths = length_change_table(outputs, cfg)
+    quality = quality_change_table(outputs, cfg)
+    tables = {"decile_map.csv": dmap.to_frame(), "length_buckets.csv": dmap.buckets_frame(),
+              "eval_summary.csv": summary, "truncation.csv": truncation_table(outputs),
               "delta_dd.csv": deltas, "length_change.csv": lengths,
-              "quality_change.csv": quality, "across_samples.csv": across}  # fmt: skip
+              "quality_change.csv": quality,
+              "across_samples.csv": across_sample_table(outputs, cfg, lengths)}  # fmt: skip
     for name, frame in tables.items():
         with atomic_path(out_dir / name) as tmp:
             frame.to_csv(tmp, index=False)
-    report = write_eval_report(out_dir, outputs, summary, deltas, (lengths, quality), across, base)
+    report = write_eval_report(out_dir, outputs, tables, cfg)
+
+    def all_tasks(frame, column):
+        rows = frame[frame.task == ALL] if not frame.empty else frame
+        return {r.model: [getattr(r, column), r.ci_low, r.ci_high] for r in rows.itertuples()}
+
+    tasks = sorted(outputs.task.unique())
     return {
-        "base": base,
+        "base": cfg.base,
+        "task_weights": {"rule": WEIGHTS, "weights": {t: 1 / len(tasks) for t in tasks}},
         "delta_dd_all": {
             f"{r.model}/{r.measure}": [r.delta_dd, r.ci_low, r.ci_high]
-            for r in deltas[deltas.task == "all"].itertuples()
-        },
-        "length_change_all": {
-            r.model: [r.delta_words, r.ci_low, r.ci_high]
-            for r in lengths[lengths.task == "all"].itertuples()
-        },
-        "quality_change_all": {
-            r.model: [r.delta_quality, r.ci_low, r.ci_high]
-            for r in quality[quality.task == "all"].itertuples()
-        },
+            for r in deltas[deltas.task == ALL].itertuples()
+        }
+        if not deltas.empty
+        else {},
+        "length_change_all": all_tasks(lengths, "delta_words"),
+        "quality_change_all": all_tasks(quality, "delta_quality"),
         "report": str(report),
     }
 
 
+def _markdown(frame: pd.DataFrame, drop: tuple[str, ...] = ()) -> str:
+    """A table for the report: intervals as "[lo, hi]" strings, training-run columns only
+    where some comparison has several runs."""
+    if frame.empty:
+        return "none"
+    df = frame.drop(columns=[c for c in drop if c in frame])
+    for suffix in ("", "_untruncated"):
+        lo, hi = f"ci_low{suffix}", f"ci_high{suffix}"
+        if lo in df:
+            at = df.columns.get_loc(lo)
+            ci = [f"[{a:+.3f}, {b:+.3f}]" for a, b in zip(df.pop(lo), df.pop(hi), strict=True)]
+            df.insert(at, f"95% CI{suffix}", ci)
+    if "runs" in df and (df.runs <= 1).all():
+        df = df.drop(columns=["runs", "run_sd"])
+    return df.to_markdown(index=False, floatfmt=".3f")
+
+
+def _by_task(frame: pd.DataFrame, every: bool) -> pd.DataFrame:
+    """The per-task rows (every=False) or the rows over all tasks (every=True)."""
+    if frame.empty:
+        return frame
+    return frame[(frame.task == ALL) == every]
+
+
+def _notes(outputs: pd.DataFrame, dmap: pd.DataFrame, cfg: EvalConfig) -> list[str]:
+    """What a reader must know to trust the comparisons of this run."""
+    notes = []
+    same = sorted(set(outputs.loc[(outputs.model != cfg.base) & outputs.seed.isin(cfg.map_seeds),
+                                  "model"]))  # fmt: skip
+    if same:
+        notes.append(f"- **Not like-for-like**: {', '.join(same)} sampled at the reference's "
+                     f"seed(s) {cfg.map_seeds} (a run from before eval seeds): same per-request "
+                     "seeds as the reference, so its intervals are narrower than the null's "
+                     "and the null (the base at other seeds) is not its counterpart.")  # fmt: skip
+    single = dmap[dmap.buckets < 2].task.tolist()
+    if single:
+        notes.append(f"- **No length control in {', '.join(single)}**: too few reference "
+                     "outputs (or lengths too tied) to fill two length buckets of "
+                     f"{cfg.min_outputs_per_bucket}; ΔDD there is raw diversity.")  # fmt: skip
+    return notes
+
+
 def write_eval_report(
-    out_dir: Path,
-    outputs: pd.DataFrame,
-    summary: pd.DataFrame,
-    deltas: pd.DataFrame,
-    changes: tuple[pd.DataFrame, pd.DataFrame],
-    across: pd.DataFrame,
-    base: str,
+    out_dir: Path, outputs: pd.DataFrame, tables: dict[str, pd.DataFrame], cfg: EvalConfig
 ) -> Path:
-    """eval_report.md and its PNGs; `changes` are the length and the quality change tables."""
-    lengths, quality = changes
+    """eval_report.md and its PNGs, from write_tables' tables."""
+    deltas, lengths = tables["delta_dd.csv"], tables["length_change.csv"]
+    quality, across = tables["quality_change.csv"], tables["across_samples.csv"]
     _plot_diversity_vs_length(outputs, out_dir / "eval_diversity_vs_length.png")
-    _plot_delta_bars(deltas, base, out_dir / "eval_delta_dd.png")
+    _plot_delta_bars(deltas, out_dir / "eval_delta_dd.png")
     _plot_decile_hist(outputs, out_dir / "eval_deciles.png")
     _plot_lengths(outputs, out_dir / "eval_lengths.png")
-    _plot_delta_vs_length(deltas, lengths, out_dir / "eval_diverse_not_short.png")
+    _plot_delta_vs_length(deltas, lengths, cfg.base, out_dir / "eval_diverse_not_short.png")
+    ci_note = ("`95% CI_untruncated`/`*_untruncated`: the same comparison on the outputs that "
+               "did not hit their token cap, on both sides.")  # fmt: skip
     lines = [
         "# Evaluation report",
         "",
-        f"Base model: **{base}**. ΔDD = mean Diversity Decile of a model's outputs minus the "
-        "base's, each output ranked against base outputs of the same task and length bucket "
-        "(positive = more diverse at equal length; 95% interval in brackets, from a bootstrap "
-        "over prompts within each task). `coverage` is the share of a model's outputs that got "
-        "a decile: every output is ranked at its own length (the nearest populated length "
-        "bucket when it is shorter or longer than all base outputs); only outputs without a "
-        "finite value of the measure (DSI of a one-segment answer) get none.",
+        f"Reference: **{cfg.base}** at sampling seed(s) {cfg.map_seeds}; the decile map is "
+        f"fitted on it. Every model, {cfg.base} included, is sampled at the eval seed(s) "
+        f"{cfg.seeds} and compared with the reference by the same procedure, so "
+        f"**{cfg.base}'s own row is the null**: what sampling again alone gives; read every "
+        "tuned model against it. ΔDD = mean Diversity Decile of a model's outputs minus the "
+        "reference's, each output ranked among reference outputs of the same task and length "
+        "bucket (positive = more diverse at equal length). Intervals are 95% bootstrap "
+        "intervals over training runs, sampling seeds, prompts and outputs within prompts "
+        '(diversens/evaluation/bootstrap.py). Per task first; the "all" rows weight the '
+        f"tasks equally ({WEIGHTS}).",
         "",
-        *_headline(deltas, lengths, quality, base),
+        *_notes(outputs, tables["length_buckets.csv"], cfg),
+        "",
+        "## All tasks, weighted equally",
+        "",
+        *_headline(deltas, lengths, quality, cfg),
         "",
         "![ΔDD against length change](eval_diverse_not_short.png)",
         "",
-        "## Length change against the base (words, 95% interval)",
+        "## Length buckets per task (reference outputs)",
         "",
-        lengths.to_markdown(index=False, floatfmt=".3f") if not lengths.empty else "none",
-        "",
-        "## Quality change against the base (offline score, 95% interval)",
-        "",
-        "The mean quality score (fluency under the reference LM unless a reward model is "
-        "configured; comparable only within one run) minus the base's, with the same bootstrap "
-        "over prompts.",
-        "",
-        quality.to_markdown(index=False, floatfmt=".3f") if not quality.empty else "none",
+        tables["length_buckets.csv"].to_markdown(index=False),
         "",
         "## ΔDD per task and measure",
         "",
-        deltas.to_markdown(index=False, floatfmt=".3f") if not deltas.empty else "none",
+        ci_note + " `coverage`: the share of the model's outputs with a decile (no finite "
+        "value of the measure: none, such as DSI of a one-segment answer).",
+        "",
+        _markdown(_by_task(deltas, False)),
         "",
         "![ΔDD per task](eval_delta_dd.png)",
         "",
-        "## Across-sample diversity",
+        "## Length change per task (words)",
         "",
-        "Each prompt's value over all of a model's samples of it (distinct-n: unique n-grams / "
-        "all; Vendi: effective number of distinct samples), averaged over the task's prompts "
-        "(`all`: over outputs); `delta` against the base, with a 95% interval over prompts (none "
-        "for DAT and PGT, one prompt each).",
+        _markdown(_by_task(lengths, False)),
         "",
-        across.to_markdown(index=False, floatfmt=".3f") if not across.empty else "none",
+        "## Quality change per task (offline score)",
         "",
-        "## Per model and task",
+        "The mean quality score (fluency under the reference LM unless a reward model is "
+        "configured; comparable only within one run) minus the reference's.",
         "",
-        summary.to_markdown(index=False, floatfmt=".3f"),
+        _markdown(_by_task(quality, False)),
+        "",
+        "## Truncated outputs",
+        "",
+        "The share of each model's outputs per task that hit the token cap: their length is a "
+        "lower bound and their diversity that of a cut text.",
+        "",
+        _markdown(tables["truncation.csv"]),
+        "",
+        "## Across-sample diversity, per task",
+        "",
+        f"Distinct-n and Vendi over disjoint subsets of {cfg.across_sample_size} samples of a "
+        "prompt (`samples_per_subset`; the mean over a prompt's subsets), so a task of 100 "
+        "samples and one of 10 are measured alike; no row pools tasks. **Not length-"
+        "controlled**: longer answers change them by themselves, so read each beside the "
+        "model's length change (`delta_words`).",
+        "",
+        _markdown(across),
+        "",
+        "## All-task rows (equal weights)",
+        "",
+        _markdown(
+            pd.concat(
+                [_by_task(deltas, True), _by_task(lengths, True), _by_task(quality, True)],
+                ignore_index=True,
+            )
+        ),  # fmt: skip
+        "",
+        "## Per model, seed and task",
+        "",
+        tables["eval_summary.csv"].to_markdown(index=False, floatfmt=".3f"),
         "",
         "![diversity vs length](eval_diversity_vs_length.png)",
         "![decile histograms](eval_deciles.png)",
@@ -178,8 +259,7 @@ def _plot_diversity_vs_length(outputs: pd.DataFrame, path: Path) -> None:
     save_png(fig, path)
 
 
-def _plot_delta_bars(deltas: pd.DataFrame, base: str, path: Path) -> None:
-    d = deltas[deltas.model != base]
+def _plot_delta_bars(d: pd.DataFrame, path: Path) -> None:
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.subplots()
     if not d.empty:
@@ -196,7 +276,7 @@ def _plot_delta_bars(deltas: pd.DataFrame, base: str, path: Path) -> None:
         ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=70, fontsize=7)
         ax.legend(fontsize=7)
     ax.axhline(0, color="grey", lw=1)
-    ax.set(ylabel="ΔDD vs base", title="Diversity at equal length (95% CI)")
+    ax.set(ylabel="ΔDD vs reference", title="Diversity at equal length (95% CI; base: the null)")
     save_png(fig, path)
 
 
@@ -222,11 +302,16 @@ def _plot_lengths(outputs: pd.DataFrame, path: Path) -> None:
     save_png(fig, path)
 
 
-def _plot_delta_vs_length(deltas: pd.DataFrame, lengths: pd.DataFrame, path: Path) -> None:
-    """The claim in one picture: per measure, each tuned model's ΔDD (all tasks) against its
-    relative length change, both with 95% intervals; "diverse, not short" is the upper right."""
-    d = deltas[deltas.task == "all"]
-    change = lengths[lengths.task == "all"].set_index("model")
+def _plot_delta_vs_length(
+    deltas: pd.DataFrame, lengths: pd.DataFrame, base: str, path: Path
+) -> None:
+    """The claim in one picture: per measure, each model's ΔDD (all tasks, equal weights)
+    against its relative length change, both with 95% intervals, the null (the base) in grey;
+    "diverse, not short" is the upper right, outside the null's bars."""
+    if deltas.empty or lengths.empty:
+        deltas = lengths = pd.DataFrame(columns=["model", "task", "measure"])
+    d = deltas[deltas.task == ALL]
+    change = lengths[lengths.task == ALL].set_index("model")
     measures = list(dict.fromkeys(d.measure))
     fig = Figure(figsize=(3.2 * max(len(measures), 1), 3.4), layout="constrained")
     axes = fig.subplots(1, max(len(measures), 1), squeeze=False)[0]
@@ -236,11 +321,12 @@ def _plot_delta_vs_length(deltas: pd.DataFrame, lengths: pd.DataFrame, path: Pat
             xerr = np.array([[x.delta_words - x.ci_low], [x.ci_high - x.delta_words]])
             yerr = np.array([[r.delta_dd - r.ci_low], [r.ci_high - r.delta_dd]])
             ax.errorbar(100 * x.relative, r.delta_dd, xerr=100 * xerr / x.base_words, yerr=yerr,
-                        fmt="o", capsize=2, label=r.model)  # fmt: skip
+                        fmt="o", capsize=2, label=f"{r.model} (null)" if r.model == base else
+                        r.model, color="grey" if r.model == base else None)  # fmt: skip
         ax.axhline(0, color="grey", lw=1)
         ax.axvline(0, color="grey", lw=1)
         ax.set(title=measure, xlabel="length change vs base (%)", ylabel="ΔDD")
     if len(change):
         axes[0].legend(fontsize=6)
-    fig.suptitle("Diverse, not short? (all tasks, 95% intervals)")
+    fig.suptitle("Diverse, not short? (all tasks weighted equally, 95% intervals)")
     save_png(fig, path)

@@ -13,6 +13,7 @@ from diversens import measures
 from diversens.evaluation.config import EvalConfig
 from diversens.plan import PlanConfig
 from diversens.prompts.config import PromptsConfig
+from diversens.ranges import check_ranges
 from diversens.sampling.config import SamplingConfig
 from diversens.scoring.config import ScoringConfig
 from diversens.selection.rules import STRATEGIES, SelectionConfig
@@ -91,6 +92,15 @@ class PipelineConfig:
         default_factory=lambda: ["diverse-ns", "divpo", "diverse-no-length"],
         metadata={"help": "one DPO run per strategy's pairs; each tuned model is evaluated"},
     )
+    train_seeds: list[int] = field(
+        default_factory=lambda: [0],
+        metadata={
+            "range": "[0, 4294967295]",
+            "help": "one DPO run per strategy and seed (train.seed), on the same pairs: the "
+            "first seed's model is OUT/train/<strategy>, the others <strategy>@s<seed>; eval "
+            "reports each strategy over its runs, with their spread",
+        },
+    )
     equal_pairs: bool = field(
         default=False,
         metadata={
@@ -104,10 +114,26 @@ class PipelineConfig:
     )
     plan: PlanConfig = field(default_factory=PlanConfig)  # `diversens plan` only
 
+    def trained(self) -> list[tuple[str, str, int]]:
+        """(label, strategy, seed) of every DPO run: the first seed's label is the strategy."""
+        return [
+            (s if i == 0 else f"{s}@s{seed}", s, seed)
+            for s in self.train_strategies
+            for i, seed in enumerate(self.train_seeds)
+        ]
+
+    def eval_runs(self) -> int:
+        """Sampling passes of the eval: the reference, and every model at every eval seed."""
+        return self.eval.num_runs(len(self.trained()))
+
     def __post_init__(self):
+        check_ranges(self)
         check_strategies("train_strategies", self.train_strategies)
         missing = [s for s in self.train_strategies if s not in self.pairs.strategies]
         if missing:
             raise ValueError(f"train_strategies {missing} are not in pairs.compare_strategies")
+        if not self.train_seeds or len(set(self.train_seeds)) < len(self.train_seeds):
+            raise ValueError(f"train_seeds must be one or more distinct seeds, got "
+                             f"{self.train_seeds}")  # fmt: skip
         if not self.stages or any(s not in STAGES for s in self.stages):
             raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {self.stages}")

@@ -35,6 +35,7 @@ from diversens.scoring.measure import MeasureStage
 
 log = logging.getLogger(__name__)
 SUMMARY = "eval_summary.json"
+RUN_SEP = "\x1f"  # joins a model label and a sampling seed while sampling
 
 
 def per_output_columns(measured: tuple[str, ...]) -> tuple[str, ...]:
@@ -75,9 +76,10 @@ def sample_and_score(
         scfg = dataclasses.replace(
             cfg.sampling, model=model, seed=seed, num_samples_per_prompt=k, num_first_turn=k
         )
+        run = f"{label}{RUN_SEP}{seed}"  # one model at one seed
         fingerprint = config_hash([label, scfg.identity(), *scores])
-        plans[label] = (scfg, plan_chunks(rows.assign(model_label=label), scfg.prompts_per_chunk,
-                                          fingerprint))  # fmt: skip
+        plans[run] = (scfg, plan_chunks(rows.assign(model_label=run), scfg.prompts_per_chunk,
+                                        fingerprint))  # fmt: skip
 
     from diversens.jobs.dataflow import (
         generate_candidates,
@@ -106,12 +108,12 @@ def sample_and_score(
         raise UserError(f"every prompt was quarantined ({why}); see {out_dir / quarantine.FILE}")
     columns = per_output_columns(cfg.per_output_measures)
     per_output = kept.to_pandas().explode(list(columns), ignore_index=True)
-    per_output = per_output.rename(
-        columns={"responses": "response", "model_label": "model", "model": "model_path"}
-    )
+    per_output = per_output.rename(columns={"responses": "response", "model": "model_path"})
+    run = per_output.pop("model_label").str.rpartition(RUN_SEP)
+    per_output["model"], per_output["seed"] = run[0], run[2].astype("int64")
     numeric = [*cfg.per_output_measures, "quality"]
     per_output[numeric] = per_output[numeric].astype(float)
-    keep = ["model", "model_path", "source_prompt_id", "prompt_id", "task", "response"]
+    keep = ["model", "seed", "model_path", "source_prompt_id", "prompt_id", "task", "response"]
     counts = {"chunks": chunks, "prompts_quarantined": quarantined}
     return per_output[keep + list(columns[1:])].reset_index(drop=True), counts
 
@@ -145,15 +147,26 @@ def add_task_scores(outputs: pd.DataFrame, cfg: EvalConfig, embedder: Embedder |
 
 
 def add_across_sample_measures(outputs: pd.DataFrame, cfg: EvalConfig, embedder: Embedder | None):
-    """Distinct-n, Vendi and the other across-sample measures over all of a model's samples of
-    one eval prompt (DAT: 100, AUT: 10), each output carrying its prompt's value. Computed here,
-    on the driver, once every sample exists: a sampled batch holds only k of them."""
+    """Distinct-n, Vendi and the other across-sample measures, on the same footing for every
+    task and model: each (model, seed, prompt)'s samples, in prompt_id order, split into
+    disjoint subsets of `across_sample_size` (`subset`: 0, 1, ...; the remainder of a prompt
+    with more samples is in no subset, NaN; a prompt with fewer is one subset), each output
+    carrying its subset's value. Computed here, on the driver, once every sample exists."""
     if not cfg.across_sample_measures:
         return outputs
+    keys = ["model", "seed", "source_prompt_id"]
+    outputs = outputs.drop(columns=[*cfg.across_sample_measures, "subset"], errors="ignore")
+    order = outputs.sort_values([*keys, "prompt_id"], kind="stable")
+    position = order.groupby(keys, sort=False).cumcount()
+    count = order.groupby(keys, sort=False).prompt_id.transform("size")
+    size = cfg.across_sample_size
+    subset = (position // size).where(position < count // size * size).where(count >= size, 0)
+    outputs = outputs.assign(subset=subset)  # aligned on the index
+    inside = outputs[outputs.subset.notna()]
+    group = inside[keys].astype(str).agg("\x1f".join, axis=1) + "\x1f" + inside.subset.astype(str)
     mcfg = dataclasses.replace(cfg.scoring.measure, text_field="response", group_field="group")
-    stage = MeasureStage(mcfg, cfg.across_sample_measures, embedder)
-    grouped = outputs.assign(group=outputs.model + "\x1f" + outputs.source_prompt_id)
-    return stage(grouped).drop(columns="group")
+    scored = MeasureStage(mcfg, cfg.across_sample_measures, embedder)(inside.assign(group=group))
+    return outputs.join(scored[list(cfg.across_sample_measures)])
 
 
 def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict:
@@ -175,6 +188,7 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
     result = {
         "base": tables["base"],
         "models": dict(cfg.labelled_models()),
+        "task_weights": tables["task_weights"],
         "delta_dd_all": tables["delta_dd_all"],
         "length_change_all": tables["length_change_all"],
         "quality_change_all": tables["quality_change_all"],
@@ -188,9 +202,39 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
 
 def rebuild_report(run_dir: Path, out_dir: Path) -> Path:
     """The tables and report of the finished eval at run_dir, rebuilt into out_dir from its
-    outputs.parquet and the config in its summary (`diversens report`); returns the report."""
+    outputs.parquet and the config in its summary (`diversens report`); returns the report.
+    A run from before eval seeds (`noise_seeds`) is read as `from_noise_seeds` says."""
     path = run_dir / SUMMARY
-    cfg = config.from_summary(EvalConfig, read_summary(path, "config"), path)
+    summary = read_summary(path, "config")
+    stored = summary.get("config")
+    legacy = isinstance(stored, dict) and "noise_seeds" in stored
+    if legacy:
+        summary = {**summary, "config": seeds_of_noise_seeds(stored)}
+    cfg = config.from_summary(EvalConfig, summary, path)
     columns = [*OUTPUT_COLUMNS, *cfg.dd_measures, *cfg.across_sample_measures]
-    outputs, dmap = rank(read_parquet(run_dir / "outputs.parquet", columns).to_pandas(), cfg)
+    if legacy:
+        columns = [c for c in columns if c not in ("seed", "subset")]
+    outputs = read_parquet(run_dir / "outputs.parquet", columns).to_pandas()
+    if legacy:
+        outputs = from_noise_seeds(outputs, cfg)
+        outputs = add_across_sample_measures(outputs, cfg, driver_embedder(cfg))
+    outputs, dmap = rank(outputs, cfg)
     return Path(write_tables(out_dir, outputs, dmap, cfg)["report"])
+
+
+def seeds_of_noise_seeds(stored: dict) -> dict:
+    """An eval config from before eval seeds: the base at `sampling.seed` was the reference,
+    and its noise seeds are the eval seeds."""
+    stored = dict(stored)
+    noise = stored.pop("noise_seeds") or []
+    map_seed = (stored.get("sampling") or {}).get("seed", 0)
+    return {**stored, "map_seeds": [map_seed], "seeds": noise or [map_seed + 1]}
+
+
+def from_noise_seeds(outputs: pd.DataFrame, cfg: EvalConfig) -> pd.DataFrame:
+    """Its outputs: `<base>@seed<S>` rows are the base at seed S; every other model was sampled
+    at the reference's seed (the report says so: not like-for-like)."""
+    label = outputs.model.str.rpartition(f"{cfg.base}@seed")
+    noise = (label[0] == "") & (label[1] != "")
+    seed = np.where(noise, pd.to_numeric(label[2].where(noise), errors="coerce"), cfg.map_seeds[0])
+    return outputs.assign(model=outputs.model.where(~noise, cfg.base), seed=seed.astype("int64"))

@@ -52,9 +52,9 @@ def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out: Output) -> dict:
         clock = time.perf_counter()
         summary["train"] = train_all(cfg, out, skipped)
         summary["wall_s"]["train"] = round(time.perf_counter() - clock, 1)
-    for strategy in cfg.train_strategies:
-        if where := tuned_model(out, strategy):
-            tuned[strategy] = where
+    for label, _, _ in cfg.trained():
+        if where := tuned_model(out, label):
+            tuned[label] = where
     summary["tuned_models"], summary["skipped"] = tuned, skipped
     _write_summary(out, summary, complete=False)
 
@@ -72,8 +72,9 @@ def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out: Output) -> dict:
 
 
 def train_all(cfg: PipelineConfig, out: Output, skipped: dict[str, str]) -> dict[str, dict]:
-    """One DPO run per train strategy, each published when done; strategies without pairs are
-    recorded in `skipped`. With `equal_pairs` every run takes the same number of pairs."""
+    """One DPO run per train strategy and seed (`PipelineConfig.trained`), each published when
+    done; strategies without pairs are recorded in `skipped`. With `equal_pairs` every run
+    takes the same number of pairs."""
     from diversens.training.trainer import train
 
     main = cfg.pairs.selection.strategy
@@ -82,21 +83,22 @@ def train_all(cfg: PipelineConfig, out: Output, skipped: dict[str, str]) -> dict
     with pairs_files(out, names.values()) as local:
         counts = {s: pq.read_metadata(local[n]).num_rows for s, n in names.items()}
         cap = min([n for n in counts.values() if n], default=0) if cfg.equal_pairs else None
-        for strategy, name in names.items():
+        for label, strategy, seed in cfg.trained():
             if counts[strategy] == 0:
-                skipped[strategy] = "no pairs selected"
-                log.warning("train %s: skipped, no pairs selected", strategy)
+                skipped[label] = "no pairs selected"
+                log.warning("train %s: skipped, no pairs selected", label)
                 continue
-            train_out = out.sub("train", strategy)
-            path = local[name]
+            train_out = out.sub("train", label)
+            path = local[names[strategy]]
             if cap is not None:
                 path = first_pairs(path, cap, train_out.local / "pairs.parquet")
             n = cap or counts[strategy]
-            log.info("train %s: DPO on %d pairs", strategy, n)
-            tcfg = dataclasses.replace(cfg.train, name=f"dpo-{strategy}")
+            log.info("train %s: DPO on %d pairs, seed %d", label, n, seed)
+            tcfg = dataclasses.replace(cfg.train, name=f"dpo-{label}", seed=seed)
             run = train(str(path), tcfg, train_out, checkpoint_root=out.location)
             train_out.publish()
-            done[strategy] = {"pairs": n, **run["final"], "phases_s": run.get("phases_s")}
+            done[label] = {"pairs": n, "seed": seed, **run["final"],
+                           "phases_s": run.get("phases_s")}  # fmt: skip
     return done
 
 
@@ -105,11 +107,11 @@ def train_all(cfg: PipelineConfig, out: Output, skipped: dict[str, str]) -> dict
 TUNED_MODELS = (("model", "config.json"), ("adapter", ADAPTER_CONFIG))
 
 
-def tuned_model(out: Output, strategy: str) -> str | None:
-    """Where a strategy's tuned model is (an adapter is merged when loaded)."""
+def tuned_model(out: Output, label: str) -> str | None:
+    """Where a training run's tuned model is (an adapter is merged when loaded)."""
     for sub, marker in TUNED_MODELS:
-        if storage.is_file(out.at("train", strategy, sub, marker)):
-            return out.at("train", strategy, sub)
+        if storage.is_file(out.at("train", label, sub, marker)):
+            return out.at("train", label, sub)
     return None
 
 

@@ -83,11 +83,13 @@ def write_train_stage(out: Path) -> None:
 def write_eval_stage(out: Path, rng: np.random.Generator) -> None:
     cfg = EvalConfig(models=["base=base-model", "random=tuned-model"], dd_measures=["entropy", "ttr"],
                      num_length_buckets=2, min_outputs_per_bucket=3, num_bootstrap=50)  # fmt: skip
-    keys = [(m, t, f"{t}-{p}", s) for m, _ in cfg.labelled_models() for t in TASKS
+    keys = [(m, seed, t, f"{t}-{p}", s) for m, _, seed in cfg.model_runs() for t in TASKS
             for p in range(3) for s in range(4)]  # fmt: skip
     n = len(keys)
-    outputs = pd.DataFrame(keys, columns=["model", "task", "source_prompt_id", "sample"])
+    outputs = pd.DataFrame(keys, columns=["model", "seed", "task", "source_prompt_id", "sample"])
     outputs["prompt_id"] = outputs.source_prompt_id + "#" + outputs.pop("sample").astype(str)
+    outputs["subset"] = 0.0
+    outputs["finish_reason"] = np.where(rng.random(n) < 0.2, "length", "stop")
     outputs["response"] = [" ".join(rng.choice(WORDS, rng.integers(3, 30))) for _ in range(n)]
     outputs["valid"] = pd.Series(rng.random(n) > 0.1, dtype=object)  # as exploded in the job
     for m in [*cfg.per_output_measures, *cfg.across_sample_measures, "quality"]:

@@ -5,9 +5,17 @@ account for outputs clustering by prompt."""
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from diversens.evaluation.decile import DecileMap, delta_dd
+from diversens.evaluation.bootstrap import compare
+from diversens.evaluation.decile import DecileMap, bucket_of, length_edges_of
 from diversens.measures.lexical import lexical_measures
+
+
+def delta_dd(model, base, column, **kw):
+    """(delta, ci_low, ci_high) over all tasks (equal weights)."""
+    return compare(model, base, column, **kw)["all"]
 
 
 def outputs(n: int, lengths: tuple[int, int], zipf: float, seed: int, task: str = "cwt"):
@@ -90,6 +98,7 @@ def test_ties_take_mid_ranks():
     instead of the lowest decile, so more answers at 1.0 raise DD."""
     base = pd.DataFrame({"task": "pgt", "n_words": 5, "ttr": [0.6] * 40 + [1.0] * 60})
     dmap = DecileMap.fit(base, ["ttr"], num_buckets=1)
+    assert dmap.bucket_counts["pgt"].tolist() == [100]
     d = dmap.deciles(pd.DataFrame({"task": "pgt", "n_words": [5, 5], "ttr": [1.0, 0.6]}), "ttr")
     edges = np.percentile(base.ttr, range(10, 100, 10))
     below, at = (edges < 1.0).sum(), (edges == 1.0).sum()
@@ -128,3 +137,65 @@ def test_a_task_of_one_prompt_still_gets_an_interval():
 
     delta, lo, hi = delta_dd(one_prompt(1.0), one_prompt(0.0), "d", seed=4)
     assert lo < delta < hi and 0.5 < hi - lo < 3
+
+
+def test_cwt_like_lengths_get_three_buckets_not_one():
+    """The study's CWT: 70 reference outputs, quantile edges near 50/80/135 words and 20 asked
+    per bucket. Merging thin quartiles used to leave one bucket (no length control)."""
+    rng = np.random.default_rng(5)
+    lengths = np.round(rng.lognormal(np.log(85), 0.55, 70))
+    edges = length_edges_of(lengths, 4, 20)
+    counts = np.bincount(bucket_of(lengths, edges))
+    assert len(counts) == 3 and counts.min() >= 20
+
+
+def _splittable(lengths: np.ndarray, m: int) -> bool:
+    """Some edge leaves at least m lengths on each side."""
+    return any(min((lengths < e).sum(), (lengths >= e).sum()) >= m for e in np.unique(lengths))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=200), st.integers(1, 8),
+       st.integers(1, 40))  # fmt: skip
+def test_length_buckets_are_full_and_never_one_where_two_fit(lengths, num_buckets, minimum):
+    lengths = np.asarray(lengths, dtype=float)
+    edges = length_edges_of(lengths, num_buckets, minimum)
+    counts = np.bincount(bucket_of(lengths, edges), minlength=len(edges) + 1)
+    assert len(counts) <= num_buckets
+    assert len(counts) == 1 or counts.min() >= minimum
+    if num_buckets >= 2 and _splittable(lengths, minimum):
+        assert len(counts) >= 2
+    if len(np.unique(lengths)) == len(lengths):  # untied: as many as the minimum allows
+        assert len(counts) >= min(num_buckets, len(lengths) // minimum) - 1
+
+
+def test_all_tasks_weigh_equally_whatever_their_output_counts():
+    """100 outputs of a one-prompt task and 10 of another: "all" is the mean of the two
+    tasks' deltas, not the mean over outputs."""
+    rng = np.random.default_rng(2)
+
+    def side(shift_a, shift_b):
+        return pd.concat([
+            pd.DataFrame({"task": "dat", "prompt": "d", "x": rng.normal(shift_a, 1, 100)}),
+            pd.DataFrame({"task": "aut", "prompt": np.arange(10) % 5, "x": rng.normal(shift_b, 1, 10)}),
+        ])  # fmt: skip
+
+    model, ref = side(1.0, 3.0), side(0.0, 0.0)
+    out = compare(model, ref, "x", num_boot=200)
+    assert np.isclose(out["all"][0], (out["dat"][0] + out["aut"][0]) / 2)
+    assert out["all"][1] < out["all"][0] < out["all"][2]
+
+
+def test_training_runs_that_disagree_widen_the_interval():
+    """Two training runs with opposite shifts: resampling runs shows the uncertainty that
+    pooling their outputs as one run hides."""
+    rng = np.random.default_rng(8)
+    prompts = np.repeat(np.arange(15), 10)
+    ref = pd.DataFrame({"task": "aut", "prompt": prompts, "x": rng.normal(0, 1, 150)})
+    runs = pd.concat([pd.DataFrame({"task": "aut", "prompt": prompts, "run": r,
+                                    "x": rng.normal(shift, 1, 150)})
+                      for r, shift in (("a", 1.5), ("a@s1", -0.5))])  # fmt: skip
+    pooled = compare(runs.drop(columns="run"), ref, "x", num_boot=400)["aut"]
+    by_run = compare(runs, ref, "x", num_boot=400)["aut"]
+    assert np.isclose(pooled[0], by_run[0])
+    assert by_run[2] - by_run[1] > 2 * (pooled[2] - pooled[1])
