@@ -148,3 +148,15 @@ def test_config_file_errors_name_the_file_and_key(tmp_path):
     # The same key given on the command line is the option's fault, not the file's.
     with pytest.raises(UserError, match=r"^option inner\.size: expected int, got 'huge'"):
         parse(["--inner.size", "huge"], path)
+
+
+def test_train_seeds_give_one_run_per_strategy_and_seed_and_the_eval_counts_them():
+    from diversens.jobs.config import PipelineConfig
+
+    cfg = config.from_dict(PipelineConfig, {"train_strategies": ["diverse-ns", "random"],
+                                            "train_seeds": [0, 2]})  # fmt: skip
+    assert cfg.trained() == [("diverse-ns", "diverse-ns", 0), ("diverse-ns@s2", "diverse-ns", 2),
+                             ("random", "random", 0), ("random@s2", "random", 2)]  # fmt: skip
+    assert cfg.eval_runs() == 1 + 1 * (1 + 4)  # the reference, then 5 models at one eval seed
+    with pytest.raises(config.ConfigError, match="train_seeds"):
+        config.from_dict(PipelineConfig, {"train_seeds": [1, 1]})

@@ -151,7 +151,7 @@ def write_eval_report(
     deltas, lengths = tables["delta_dd.csv"], tables["length_change.csv"]
     quality, across = tables["quality_change.csv"], tables["across_samples.csv"]
     _plot_diversity_vs_length(outputs, out_dir / "eval_diversity_vs_length.png")
-    _plot_delta_bars(deltas, out_dir / "eval_delta_dd.png")
+    _plot_delta_bars(deltas, cfg.base, out_dir / "eval_delta_dd.png")
     _plot_decile_hist(outputs, out_dir / "eval_deciles.png")
     _plot_lengths(outputs, out_dir / "eval_lengths.png")
     _plot_delta_vs_length(deltas, lengths, cfg.base, out_dir / "eval_diverse_not_short.png")
@@ -259,7 +259,7 @@ def _plot_diversity_vs_length(outputs: pd.DataFrame, path: Path) -> None:
     save_png(fig, path)
 
 
-def _plot_delta_bars(d: pd.DataFrame, path: Path) -> None:
+def _plot_delta_bars(d: pd.DataFrame, base: str, path: Path) -> None:
     fig = Figure(figsize=(7, 3.5), layout="constrained")
     ax = fig.subplots()
     if not d.empty:
@@ -272,11 +272,12 @@ def _plot_delta_bars(d: pd.DataFrame, path: Path) -> None:
             x = np.arange(len(labels)) + i * width
             y = m.reindex(labels)
             err = np.vstack([y.delta_dd - y.ci_low, y.ci_high - y.delta_dd])
-            ax.bar(x, y.delta_dd, width, yerr=err, capsize=2, label=model)
+            name = f"{model} (null)" if model == base else model
+            ax.bar(x, y.delta_dd, width, yerr=err, capsize=2, label=name)
         ax.set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=70, fontsize=7)
         ax.legend(fontsize=7)
     ax.axhline(0, color="grey", lw=1)
-    ax.set(ylabel="ΔDD vs reference", title="Diversity at equal length (95% CI; base: the null)")
+    ax.set(ylabel="ΔDD vs reference", title="Diversity at equal length (95% CI)")
     save_png(fig, path)
 
 

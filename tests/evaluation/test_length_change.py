@@ -86,3 +86,14 @@ def test_untruncated_columns_leave_out_outputs_that_hit_the_cap():
     assert np.isclose(row.delta_words, (60 + 192) / 2 - 50)
     assert np.isclose(row.delta_untruncated, 10.0)
     assert row.ci_low_untruncated <= 10.0 <= row.ci_high_untruncated
+
+
+def test_training_seeds_of_a_strategy_are_one_comparison_with_their_spread():
+    base = {f"p{i}": [50] * 10 for i in range(8)}
+    df = pd.concat([outputs("base", base), outputs("dns", {p: [60] * 10 for p in base}),
+                    outputs("dns@s1", {p: [70] * 10 for p in base})])  # fmt: skip
+    table = length_change_table(df, EvalConfig(num_bootstrap=200))
+    row = table[table.task == "all"].iloc[0]
+    assert list(table.model.unique()) == ["dns"] and row.runs == 2
+    assert np.isclose(row.delta_words, 15.0) and np.isclose(row.run_sd, np.std([10, 20], ddof=1))
+    assert row.ci_low < 15.0 < row.ci_high  # the runs disagree: the interval shows it
