@@ -2,11 +2,12 @@
 (both sides from the same model) run through the eval's own tables.
 
 Null datasets from a run's base outputs: every pair of its sampling seeds (the first the
-reference, the second the eval side), and random within-prompt splits of all of its outputs
-pooled over seeds. Each is ranked and tabled exactly as an eval is (`tables.rank`, the ΔDD,
-length, quality and across-sample tables); an interval that excludes 0 on a null dataset is a
-false exclusion. benchmarks/bench_coverage.py runs it on real outputs; a test runs it on
-synthetic outputs whose truth is known.
+reference, the second the eval side: one seed a side, as the eval's defaults), every split of
+its seeds into two groups (several seeds a side, which the bootstrap resamples), and random
+within-prompt splits of all of its outputs pooled over seeds. Each is ranked and tabled exactly
+as an eval is (`tables.rank`, the ΔDD, length, quality and across-sample tables); an interval
+that excludes 0 on a null dataset is a false exclusion. benchmarks/bench_coverage.py runs it on
+real outputs; a test runs it on synthetic outputs whose truth is known.
 """
 
 from __future__ import annotations
@@ -40,6 +41,27 @@ def seed_pairs(base: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return out
 
 
+def seed_groups(base: pd.DataFrame, size: int) -> list[tuple[str, pd.DataFrame]]:
+    """(name, dataset) for every choice of `size` of the base's seeds as the reference and
+    `size` others as the eval side (model NULL), each keeping its seeds."""
+    seeds = sorted(int(s) for s in base.seed.unique())
+    out = []
+    for ref in itertools.combinations(seeds, size):
+        rest = [s for s in seeds if s not in ref]
+        for other in itertools.combinations(rest, size):
+            if size * 2 == len(seeds) and other < ref:
+                continue  # with all seeds used, each split once
+            data = pd.concat(
+                [
+                    base[base.seed.isin(ref)].assign(model="base"),
+                    base[base.seed.isin(other)].assign(model=NULL),
+                ],
+                ignore_index=True,
+            )
+            out.append((f"seeds {list(ref)}/{list(other)}", data))
+    return out
+
+
 def random_splits(base: pd.DataFrame, num: int, seed: int = 0) -> list[tuple[str, pd.DataFrame]]:
     """(name, dataset) for `num` random splits of each prompt's outputs, pooled over seeds, in
     two halves: the reference and the eval side. Their across-sample values are those of the
@@ -57,7 +79,10 @@ def random_splits(base: pd.DataFrame, num: int, seed: int = 0) -> list[tuple[str
 
 def null_tables(data: pd.DataFrame, cfg: EvalConfig, across: bool) -> pd.DataFrame:
     """One row per interval of the null comparison: measure, task, delta, ci_low, ci_high."""
-    cfg = dataclasses.replace(cfg, models=["base=x", f"{NULL}=x"], map_seeds=[0], seeds=[1])
+    seeds = [sorted(int(s) for s in data.loc[data.model == m, "seed"].unique())
+             for m in ("base", NULL)]  # fmt: skip
+    cfg = dataclasses.replace(cfg, models=["base=x", f"{NULL}=x"], map_seeds=seeds[0],
+                              seeds=seeds[1])  # fmt: skip
     ranked, _ = rank(data.reset_index(drop=True), cfg)
     frames = [delta_dd_table(ranked, cfg).rename(columns={"delta_dd": "delta"})]
     lengths = length_change_table(ranked, cfg)

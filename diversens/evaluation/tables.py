@@ -10,7 +10,6 @@ strategy trained at several seeds (labels `strategy@sN`) is one comparison over 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -49,38 +48,44 @@ def truncated(outputs: pd.DataFrame) -> np.ndarray:
     return (outputs.finish_reason == "length").to_numpy()
 
 
-def comparisons(outputs: pd.DataFrame, cfg: EvalConfig) -> Iterator[tuple[str, pd.DataFrame]]:
-    """(name, its outputs) per comparison, the base's (the null) first; every frame gets the
-    bootstrap's columns `prompt` (the source prompt) and `run` (the model label)."""
+def comparisons(outputs: pd.DataFrame, cfg: EvalConfig) -> tuple[pd.DataFrame, dict]:
+    """The reference's outputs, and {name: its outputs} per comparison, the base's (the null)
+    first; every frame gets the bootstrap's columns `prompt` (the source prompt) and `run` (the
+    model label), and `truncated`."""
     ref = is_reference(outputs, cfg)
     outputs = outputs.assign(prompt=outputs.source_prompt_id, **{RUN: outputs.model},
                              truncated=truncated(outputs))  # fmt: skip
     names = outputs.model.map(strategy_of)
-    yield "reference", outputs[ref]
-    for name in dict.fromkeys([cfg.base, *names]):
-        yield name, outputs[(names == name).to_numpy() & ~ref]
+    sides = {name: outputs[(names == name).to_numpy() & ~ref]
+             for name in dict.fromkeys([cfg.base, *names])}  # fmt: skip
+    return outputs[ref], sides
 
 
-def compared(outputs: pd.DataFrame, cfg: EvalConfig, column: str) -> pd.DataFrame:
+def compared(
+    outputs: pd.DataFrame, cfg: EvalConfig, column: str, untruncated: bool = True
+) -> pd.DataFrame:
     """Per comparison and task, then "all": the mean of `column` minus the reference's with its
     interval (`bootstrap.compare`), the model's and the reference's means, the number of
-    training runs and the SD of their deltas, and the delta on untruncated outputs only."""
-    frames = dict(comparisons(outputs, cfg))
-    ref = frames.pop("reference")
+    training runs and the SD of their deltas, and (`untruncated`) the delta on the outputs that
+    did not hit their token cap, on both sides."""
+    ref, sides = comparisons(outputs, cfg)
     rows = []
-    for name, mine in frames.items():
+    for name, mine in sides.items():
         main = compare(mine, ref, column, cfg.num_bootstrap, cfg.seed)
-        keep = [~df.truncated.to_numpy() for df in (mine, ref)]
-        clean = compare(mine[keep[0]], ref[keep[1]], column, cfg.num_bootstrap, cfg.seed)
-        means = {t: (_mean(mine, t, column), _mean(ref, t, column)) for t in main}
+        clean = {}
+        if untruncated:
+            clean = compare(mine[~mine.truncated], ref[~ref.truncated], column,
+                            cfg.num_bootstrap, cfg.seed)  # fmt: skip
         spread = _run_spread(mine, ref, column)
         for task, (d, lo, hi) in main.items():
-            u = clean.get(task, (np.nan,) * 3)
-            rows.append({"model": name, "task": task, "mean": means[task][0],
-                         "ref_mean": means[task][1], "delta": d, "ci_low": lo, "ci_high": hi,
-                         "runs": mine[RUN].nunique(), "run_sd": spread.get(task, np.nan),
-                         "delta_untruncated": u[0], "ci_low_untruncated": u[1],
-                         "ci_high_untruncated": u[2]})  # fmt: skip
+            row = {"model": name, "task": task, "mean": _mean(mine, task, column),
+                   "ref_mean": _mean(ref, task, column), "delta": d, "ci_low": lo, "ci_high": hi,
+                   "runs": mine[RUN].nunique(), "run_sd": spread.get(task, np.nan)}  # fmt: skip
+            if untruncated:
+                u = clean.get(task, (np.nan,) * 3)
+                row.update(delta_untruncated=u[0], ci_low_untruncated=u[1],
+                           ci_high_untruncated=u[2])  # fmt: skip
+            rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -193,7 +198,7 @@ def across_sample_table(
     words = lengths.set_index(["model", "task"]) if not lengths.empty else None
     frames = []
     for measure in cfg.across_sample_measures:
-        t = compared(subsets, cfg, measure)
+        t = compared(subsets, cfg, measure, untruncated=False)
         if t.empty:
             continue
         t = t[t.task != ALL].rename(columns={"mean": "value", "ref_mean": "ref_value"})
@@ -202,5 +207,5 @@ def across_sample_table(
         if words is not None:
             t["delta_words"] = [words["delta_words"].get((m, k), np.nan)
                                 for m, k in zip(t.model, t.task, strict=True)]  # fmt: skip
-        frames.append(t.drop(columns=[c for c in t if c.endswith("untruncated")]))
+        frames.append(t)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
