@@ -10,12 +10,22 @@ resamples every level that varies, outermost first, each with replacement:
 3. outputs within each drawn (run, prompt) cell.
 A level with one member (one training seed, one sampling seed, a task of one prompt) is drawn
 as itself; the outputs within a prompt still vary, so a one-prompt task has an interval.
+
+A percentile interval from n units is too narrow when n is small (CWT has 7 prompts; a
+one-prompt task's across-sample measures 10 subsets): its spread is the plug-in one, short by
+sqrt((n-1)/n), and its tails are normal where a mean of n is t-distributed. Each task's draws
+are widened about the estimate by sqrt(n/(n-1)) t_{n-1} / z (Hesterberg's expanded percentile
+interval), n its prompts, or its values where it has one prompt; "all" averages the widened
+draws. Measured on null data without it, across-sample intervals excluded 0 up to 18% of the
+time (benchmarks/results/coverage.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
+from scipy.stats import t as student_t
 
 ALL = "all"  # the row that averages the tasks
 RUN = "run"  # column naming a side's training run (a model label); absent: one run
@@ -47,7 +57,8 @@ def compare(
                                        size=num_boot)  # fmt: skip
         index = {p: i for i, p in enumerate(prompts)}
         means = [_side_means(df, column, prompt_times, index, rng) for df in parts]
-        boots[task] = means[0] - means[1]
+        units = len(prompts) if len(prompts) > 1 else min(len(df) for df in parts)
+        boots[task] = points[task] + expansion(units, level) * (means[0] - means[1] - points[task])
     points[ALL] = float(np.mean(list(points.values())))
     boots[ALL] = np.mean(np.stack(list(boots.values())), axis=0)
     alpha = (1 - level) / 2 * 100
@@ -57,6 +68,15 @@ def compare(
         lo, hi = np.percentile(boot, [alpha, 100 - alpha]) if boot.size else (np.nan, np.nan)
         out[task] = (point, float(lo), float(hi))
     return out
+
+
+def expansion(units: int, level: float) -> float:
+    """How much wider than the plain percentile interval a bootstrap from `units` units is
+    made: sqrt(n/(n-1)) t_{n-1} / z at the interval's level (1 as n grows)."""
+    if units < 2:
+        return 1.0  # one unit: nothing varies at that level, the draws are all there is
+    q = 1 - (1 - level) / 2
+    return float(np.sqrt(units / (units - 1)) * student_t.ppf(q, units - 1) / norm.ppf(q))
 
 
 def _side_means(

@@ -56,3 +56,14 @@ def test_a_diversity_shift_at_equal_length_is_found():
     rows = null_tables(data, CFG, across=False).set_index(["measure", "task"])
     assert rows.loc[("ttr", "all")].ci_low > 0.5  # deciles up at equal length
     assert rows.loc[("words", "all")].ci_low < 0 < rows.loc[("words", "all")].ci_high
+
+
+def test_seed_groups_split_the_seeds_once_each_and_keep_them():
+    from diversens.evaluation.coverage import seed_groups
+
+    base = pd.DataFrame({"seed": np.repeat(np.arange(6), 2), "x": 0.0, "model": "base"})
+    groups = seed_groups(base, 3)
+    assert len(groups) == 10  # C(6, 3) / 2: each split once
+    for _, data in groups:
+        ref, other = (set(data.seed[data.model == m]) for m in ("base", NULL))
+        assert len(ref) == len(other) == 3 and not ref & other
