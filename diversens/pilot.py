@@ -52,8 +52,9 @@ class Rates:
         phases = [t["phases_s"] for t in trained if math.isfinite(t["phases_s"]["per_step_s"])]
         if not phases:
             raise UserError(f"{run_dir}/train: no DPO run with two or more steps to time")
-        outputs = pq.read_table(run_dir / "eval" / "outputs.parquet",
-                                columns=["model", "task", "n_tokens"]).to_pandas()  # fmt: skip
+        path = run_dir / "eval" / "outputs.parquet"
+        runs = ["model", "seed"] if "seed" in pq.read_schema(path).names else ["model"]
+        outputs = pq.read_table(path, columns=[*runs, "task", "n_tokens"]).to_pandas()
         s_per_token = summary["wall_s"]["generate-pairs"] / yields["generated_tokens"]
         fixed = summary["wall_s"]["eval"] - outputs.n_tokens.sum() * s_per_token
         return cls(
@@ -66,7 +67,8 @@ class Rates:
             dpo_s_per_step=_mean([p["per_step_s"] for p in phases]),
             dpo_fixed_s=_mean([p["fixed_s"] for p in phases]),
             eval_tokens_per_output=outputs.groupby("task").n_tokens.mean().to_dict(),
-            eval_fixed_s_per_model=max(fixed, 0.0) / outputs.model.nunique(),
+            # per sampling pass: a model at one seed (a run before eval seeds: one label each)
+            eval_fixed_s_per_model=max(fixed, 0.0) / len(outputs[runs].drop_duplicates()),
         )
 
 

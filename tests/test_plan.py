@@ -89,8 +89,9 @@ def pilot_run(root: Path, complete: bool = True) -> Path:
         phases = {"per_step_s": 20.0 if strategy == "random" else 22.0, "fixed_s": 40.0}
         (root / "train" / strategy / "train_summary.json").write_text(
             json.dumps({"phases_s": phases}))  # fmt: skip
-    outputs = {"model": ["base", "tuned"] * 50, "task": ["dat"] * 50 + ["aut"] * 50,
-               "n_tokens": [100] * 50 + [60] * 50}  # fmt: skip
+    # Two sampling passes of one label: the base at its map seed and at the eval seed.
+    outputs = {"model": ["base"] * 100, "seed": [0, 1] * 50,
+               "task": ["dat"] * 50 + ["aut"] * 50, "n_tokens": [100] * 50 + [60] * 50}  # fmt: skip
     pq.write_table(pa.table(outputs), root / "eval" / "outputs.parquet")
     return root
 
@@ -101,7 +102,7 @@ def test_measured_rates_project_the_study(tmp_path, capsys):
     assert rates.sample_s_per_token == pytest.approx(300 / 20_000)
     assert rates.dpo_s_per_step == pytest.approx(21.0)
     assert rates.eval_tokens_per_output == {"dat": 100, "aut": 60}
-    # 8,000 eval tokens at 15 ms = 120 s of the 200: the other 80 s are 2 models' fixed costs.
+    # 8,000 eval tokens at 15 ms = 120 s of the 200: the other 80 s are 2 passes' fixed costs.
     assert rates.eval_fixed_s_per_model == pytest.approx(40)
     rows = {name: minutes for name, _, minutes in pilot.project(study, 400, rates)}
     # 400 x 12 candidates x 100 tokens at 15 ms; N = min(200, 300, 400) pairs -> 50 steps of

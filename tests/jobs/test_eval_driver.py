@@ -30,6 +30,7 @@ def test_dat_embedder_on_the_driver_ignores_the_pools_gpu_device(monkeypatch):
     assert made == [(cfg.scoring.measure.embedder, None)]  # auto: the driver's own device
     assert np.isfinite(scored.dat_score[0]) and np.isnan(scored.dat_score[1])
     # The across-sample measures (Vendi) use the same embedder: the model is loaded once.
-    grouped = scored.assign(model="m", source_prompt_id=["p", "q"])
+    grouped = scored.assign(model="m", seed=1, source_prompt_id=["p", "q"],
+                            prompt_id=["p#0", "q#0"])  # fmt: skip
     across = evaluate.add_across_sample_measures(grouped, cfg, embedder)
     assert len(made) == 1 and across.vendi.tolist() == [1.0, 1.0]

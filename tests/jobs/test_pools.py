@@ -91,7 +91,10 @@ def test_eval_with_gpu_pools(ray_local, tmp_path):
     })  # fmt: skip
     summary = run_eval(cfg, tmp_path)
     outputs = pd.read_parquet(tmp_path / "outputs.parquet")
-    # DAT and PGT: 1 prompt x 2 samples each; AUT 15 x 1; CWT 7 x 1.
-    assert outputs.groupby("task").size().to_dict() == {"aut": 15, "cwt": 7, "dat": 2, "pgt": 2}
+    # DAT and PGT: 1 prompt x 2 samples each; AUT 15 x 1; CWT 7 x 1; at the map seed and the
+    # eval seed.
+    per_seed = {"aut": 15, "cwt": 7, "dat": 2, "pgt": 2}
+    assert outputs.groupby(["seed", "task"]).size().to_dict() == {
+        (s, t): n for s in (0, 1) for t, n in per_seed.items()}  # fmt: skip
     assert outputs.response.str.len().gt(0).all()
     assert summary["chunks"]["written"] == summary["chunks"]["chunks"] > 0
