@@ -24,6 +24,7 @@ LAYERS = [
     {"jobs"},
     {"commands"},
     {"cli"},
+    {"__main__"},  # python -m diversens
 ]
 LAYER = {name: depth for depth, names in enumerate(LAYERS) for name in names}
 
