@@ -207,6 +207,12 @@ def _unknown_key(prefix: str, name: str, fields: dict) -> ConfigError:
     return ConfigError(f"{prefix}{name}", f"unknown (known here: {', '.join(fields)})")
 
 
+def check_seeds(option: str, seeds: list[int]) -> None:
+    """A list of seeds: at least one, none twice (each names a run of its own)."""
+    if not seeds or len(set(seeds)) < len(seeds):
+        raise ValueError(f"{option} must be one or more distinct seeds, got {seeds}")
+
+
 def check_names(option: str, given: Iterable[str], known: Collection[str], what: str) -> None:
     """Every key of a pass-through option (`option`: its dotted name) is one of a library's
     `known` names; the first that is not fails as one line, with the closest known ones."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from diversens import measures
+from diversens.config import check_seeds
 from diversens.prompts import literature_samples, task_names
 from diversens.ranges import check_ranges
 from diversens.sampling.config import SamplingConfig
@@ -95,10 +96,8 @@ class EvalConfig:
         check_ranges(self)
         if not self.models:
             raise ValueError("models must name at least the base model")
-        for name in ("map_seeds", "seeds"):
-            given = getattr(self, name)
-            if not given or len(set(given)) < len(given):
-                raise ValueError(f"{name} must be one or more distinct seeds, got {given}")
+        check_seeds("map_seeds", self.map_seeds)
+        check_seeds("seeds", self.seeds)
         if shared := sorted(set(self.seeds) & set(self.map_seeds)):
             raise ValueError(f"seeds and map_seeds must be disjoint (the null is sampled apart "
                              f"from the reference), both hold {shared}")  # fmt: skip

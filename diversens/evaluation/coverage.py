@@ -34,7 +34,7 @@ def seed_pairs(base: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     """(name, dataset) for every pair of the base's seeds: the first as the reference (seed 0),
     the second as the eval side (model NULL at seed 1)."""
     out = []
-    for a, b in itertools.combinations(sorted(base.seed.unique()), 2):
+    for a, b in itertools.combinations(sorted(int(s) for s in base.seed.unique()), 2):
         ref = base[base.seed == a].assign(model="base", seed=0)
         other = base[base.seed == b].assign(model=NULL, seed=1)
         out.append((f"seeds {a}/{b}", pd.concat([ref, other], ignore_index=True)))

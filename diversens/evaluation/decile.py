@@ -2,15 +2,16 @@
 
 From the reference outputs (the base model at the map seeds), per task: word-count buckets (as
 many quantile buckets as the base can fill with `min_per_bucket` outputs each, up to
-`num_buckets`: `length_edges`), then per (task, bucket) the nine decile edges of each diversity
-measure — the decile map. Any output gets the
-decile (1–10) of its measure within its own task and length bucket; every bucket holds base
-outputs, and the first and last are open-ended, so an output shorter or longer than all of the
-base's is ranked in the nearest populated bucket instead of being lost. Ties take mid-ranks (a
-value equal to several edges sits in the middle of them), so a measure that is often tied (TTR
-1.0 on short answers) can still register change. DD is the mean decile and ΔDD = DD(model) −
+`num_buckets`: `length_edges_of`), then per (task, bucket) the nine decile edges of each
+diversity measure — the decile map. Any output gets the decile (1–10) of its measure within
+its own task and length bucket; every bucket holds base outputs, and the first and last are
+open-ended, so an output shorter or longer than all of the base's is ranked in the nearest
+populated bucket instead of being lost. Ties take mid-ranks (a value equal to several edges sits
+in the middle of them), so a measure that is often tied (TTR 1.0 on short answers) can still
+register change. DD is the mean decile and ΔDD = DD(model) −
 DD(base). A model that only writes shorter text lands in shorter buckets and is compared with the
 base's short outputs there, so its raw TTR gain does not show up as ΔDD.
+
 Intervals: diversens.evaluation.bootstrap.
 """
 
@@ -73,7 +74,7 @@ class DecileMap:
     def buckets_frame(self) -> pd.DataFrame:
         """Per task: the length buckets used (word-count edges) and the base outputs in each."""
         return pd.DataFrame([{"task": t, "buckets": len(c),
-                              "edges (words)": " ".join(f"{e:g}" for e in self.length_edges[t]),
+                              "edges (words)": _joined(self.length_edges[t]),
                               "base outputs per bucket": " ".join(str(int(n)) for n in c)}
                              for t, c in self.bucket_counts.items()])  # fmt: skip
 
@@ -81,11 +82,15 @@ class DecileMap:
         """The decile map as one table (saved as CSV beside the report)."""
         lengths = pd.DataFrame(
             [
-                {"task": t, "length_edges": " ".join(f"{e:g}" for e in v)}
+                {"task": t, "length_edges": _joined(v)}
                 for t, v in self.length_edges.items()
             ]  # fmt: skip
         )
         return self.edges.merge(lengths, on="task")
+
+
+def _joined(edges: np.ndarray) -> str:
+    return " ".join(f"{e:g}" for e in edges)
 
 
 def _edges(df: pd.DataFrame, measure: str) -> dict:
@@ -110,10 +115,8 @@ def length_edges_of(lengths: np.ndarray, num_buckets: int, min_count: int) -> np
     if num_buckets < 2:
         return np.zeros(0)
     cuts = np.unique(lengths)[1:]  # an edge puts the lengths equal to it in the upper bucket
-    smaller = np.minimum(
-        np.searchsorted(np.sort(lengths), cuts, side="left"),
-        len(lengths) - np.searchsorted(np.sort(lengths), cuts, side="left"),
-    )
+    below = np.searchsorted(np.sort(lengths), cuts, side="left")
+    smaller = np.minimum(below, len(lengths) - below)
     if not len(cuts) or smaller.max() < min_count:
         return np.zeros(0)
     return cuts[[int(np.argmax(smaller))]].astype(float)

@@ -82,32 +82,27 @@ def write_tables(out_dir: Path, outputs: pd.DataFrame, dmap: DecileMap, cfg: Eva
             frame.to_csv(tmp, index=False)
     report = write_eval_report(out_dir, outputs, tables, cfg)
 
-    def all_tasks(frame, column):
+    def all_tasks(frame, column, key=lambda r: r.model):
         rows = frame[frame.task == ALL] if not frame.empty else frame
-        return {r.model: [getattr(r, column), r.ci_low, r.ci_high] for r in rows.itertuples()}
+        return {key(r): [getattr(r, column), r.ci_low, r.ci_high] for r in rows.itertuples()}
 
     tasks = sorted(outputs.task.unique())
     return {
         "base": cfg.base,
         "task_weights": {"rule": WEIGHTS, "weights": {t: 1 / len(tasks) for t in tasks}},
-        "delta_dd_all": {
-            f"{r.model}/{r.measure}": [r.delta_dd, r.ci_low, r.ci_high]
-            for r in deltas[deltas.task == ALL].itertuples()
-        }
-        if not deltas.empty
-        else {},
+        "delta_dd_all": all_tasks(deltas, "delta_dd", lambda r: f"{r.model}/{r.measure}"),
         "length_change_all": all_tasks(lengths, "delta_words"),
         "quality_change_all": all_tasks(quality, "delta_quality"),
         "report": str(report),
     }
 
 
-def _markdown(frame: pd.DataFrame, drop: tuple[str, ...] = ()) -> str:
+def _markdown(frame: pd.DataFrame) -> str:
     """A table for the report: intervals as "[lo, hi]" strings, training-run columns only
     where some comparison has several runs."""
     if frame.empty:
         return "none"
-    df = frame.drop(columns=[c for c in drop if c in frame])
+    df = frame.copy()
     for suffix in ("", "_untruncated"):
         lo, hi = f"ci_low{suffix}", f"ci_high{suffix}"
         if lo in df:
@@ -126,7 +121,7 @@ def _by_task(frame: pd.DataFrame, every: bool) -> pd.DataFrame:
     return frame[(frame.task == ALL) == every]
 
 
-def _notes(outputs: pd.DataFrame, dmap: pd.DataFrame, cfg: EvalConfig) -> list[str]:
+def _notes(outputs: pd.DataFrame, buckets: pd.DataFrame, cfg: EvalConfig) -> list[str]:
     """What a reader must know to trust the comparisons of this run."""
     notes = []
     same = sorted(set(outputs.loc[(outputs.model != cfg.base) & outputs.seed.isin(cfg.map_seeds),
@@ -136,7 +131,7 @@ def _notes(outputs: pd.DataFrame, dmap: pd.DataFrame, cfg: EvalConfig) -> list[s
                      f"seed(s) {cfg.map_seeds} (a run from before eval seeds): same per-request "
                      "seeds as the reference, so its intervals are narrower than the null's "
                      "and the null (the base at other seeds) is not its counterpart.")  # fmt: skip
-    single = dmap[dmap.buckets < 2].task.tolist()
+    single = buckets[buckets.buckets < 2].task.tolist()
     if single:
         notes.append(f"- **No length control in {', '.join(single)}**: too few reference "
                      "outputs (or lengths too tied) to fill two length buckets of "

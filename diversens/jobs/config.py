@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from diversens import measures
+from diversens.config import check_seeds
 from diversens.evaluation.config import EvalConfig
 from diversens.plan import PlanConfig
 from diversens.prompts.config import PromptsConfig
@@ -132,8 +133,6 @@ class PipelineConfig:
         missing = [s for s in self.train_strategies if s not in self.pairs.strategies]
         if missing:
             raise ValueError(f"train_strategies {missing} are not in pairs.compare_strategies")
-        if not self.train_seeds or len(set(self.train_seeds)) < len(self.train_seeds):
-            raise ValueError(f"train_seeds must be one or more distinct seeds, got "
-                             f"{self.train_seeds}")  # fmt: skip
+        check_seeds("train_seeds", self.train_seeds)
         if not self.stages or any(s not in STAGES for s in self.stages):
             raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {self.stages}")

@@ -212,9 +212,9 @@ def rebuild_report(run_dir: Path, out_dir: Path) -> Path:
         summary = {**summary, "config": seeds_of_noise_seeds(stored)}
     cfg = config.from_summary(EvalConfig, summary, path)
     columns = [*OUTPUT_COLUMNS, *cfg.dd_measures, *cfg.across_sample_measures]
-    if legacy:
-        columns = [c for c in columns if c not in ("seed", "subset")]
-    outputs = read_parquet(run_dir / "outputs.parquet", columns).to_pandas()
+    added = ("seed", "subset") if legacy else ()  # what from_noise_seeds and the subsets add
+    outputs = read_parquet(run_dir / "outputs.parquet", [c for c in columns if c not in added])
+    outputs = outputs.to_pandas()
     if legacy:
         outputs = from_noise_seeds(outputs, cfg)
         outputs = add_across_sample_measures(outputs, cfg, driver_embedder(cfg))
