@@ -4,7 +4,14 @@ epochs, batch, pools) and from stated assumptions (`PlanConfig`: throughputs, MF
 start-up). Every assumption is a config value and is printed with the plan.
 
 Arithmetic (Llama-style decoder, N parameters, ZeRO-3 over G GPUs of one node):
-- sample: prompts × k × mean response tokens / (engine GPUs × generated tokens/s per GPU);
+- sample: prompts × k × mean response tokens / (engine GPUs × generated tokens/s per GPU), plus
+  one drain at the end (the longest answer's decode steps). The rate is that of a full engine,
+  and the engine stays full while chunks are queued (diversens.sampling.engine_loop): on a GPU a
+  decode step of an 8B model costs about the same for 1 or ~200 sequences (it reads the weights
+  once a step: 16 GB at an A10G's 600 GB/s is 27 ms, and compute takes over only near 200
+  sequences at 125 TFLOP/s), so tokens/s falls with every sequence that has ended. An engine
+  that drained to each chunk's longest answer, twice per chunk for second turns, ran at its
+  occupancy (0.55-0.64 measured on CPU, benchmarks/results/generate.md) of this rate;
 - score: fluency prefill of every candidate (prompt + response tokens) on the quality pool;
 - DPO: tokens T = pairs × epochs × 2 sequences × (prompt + response); FLOPs = 10·N·T (policy
   forward + backward 6NT, checkpoint recompute 2NT, reference forward 2NT); time = FLOPs /
@@ -65,6 +72,11 @@ class PlanConfig:
         default=1500,
         metadata={"range": "(0, inf)", "help": "assumed vLLM generated tokens/s per sampling GPU"},
     )
+    decode_step_ms: float = field(
+        default=27.0,
+        metadata={"range": "(0, inf)",
+                  "help": "assumed ms per decode step (8B bf16 on an A10G: weights / bandwidth)"},
+    )  # fmt: skip
     prefill_tokens_per_s: float = field(
         default=5000,
         metadata={"range": "(0, inf)", "help": "assumed fluency-scoring prefill tokens/s per GPU"},
@@ -149,7 +161,8 @@ def stages(cfg, plan: PlanConfig) -> list[Stage]:
         )
     per_node = max(plan.node_gpus[plan.sample_node], 1)
     tokens = plan.num_prompts * k * plan.response_tokens
-    sample_min = tokens / (engine_gpus * plan.gen_tokens_per_s) / 60
+    drain_min = s.max_new_tokens * plan.decode_step_ms / 1000 / 60
+    sample_min = tokens / (engine_gpus * plan.gen_tokens_per_s) / 60 + drain_min
     prefill = plan.num_prompts * k * (plan.prompt_tokens + plan.response_tokens)
     score_gpus = max(q.max_actors * q.num_gpus_per_actor, 1e-9)
     score_min = prefill / (score_gpus * plan.prefill_tokens_per_s) / 60
@@ -158,12 +171,14 @@ def stages(cfg, plan: PlanConfig) -> list[Stage]:
     models = cfg.eval_runs()
     eval_samples = eval_sample_count(cfg.eval.num_samples)
     eval_tokens = models * eval_samples * cfg.eval.sampling.max_new_tokens
-    eval_min = models * plan.eval_min_per_model + eval_tokens / (
+    eval_drain_min = cfg.eval.sampling.max_new_tokens * plan.decode_step_ms / 1000 / 60
+    eval_min = models * (plan.eval_min_per_model + eval_drain_min) + eval_tokens / (
         eval_gpus * plan.gen_tokens_per_s) / 60  # fmt: skip
     start = plan.node_startup_min
     out = [
         Stage("sample", f"{plan.num_prompts:,} × {k} × {plan.response_tokens} = {tokens:.1e} "
-              f"tokens / ({engine_gpus:g} GPUs × {plan.gen_tokens_per_s:,.0f} tok/s)",
+              f"tokens / ({engine_gpus:g} GPUs × {plan.gen_tokens_per_s:,.0f} tok/s) + final "
+              f"drain {s.max_new_tokens} steps × {plan.decode_step_ms:g} ms",
               sample_min + start, engine_gpus, engine_gpus / per_node, plan.sample_node),
         Stage("score", f"fluency prefill {prefill:.1e} tokens / ({score_gpus:g} GPUs × "
               f"{plan.prefill_tokens_per_s:,.0f} tok/s)", score_min, score_gpus,
@@ -175,7 +190,7 @@ def stages(cfg, plan: PlanConfig) -> list[Stage]:
               dpo["minutes"] + start, t.num_workers, 1, plan.train_node),
         Stage("eval", f"{models} models × {eval_samples} samples × "
               f"{cfg.eval.sampling.max_new_tokens} tokens on {eval_gpus:g} GPUs + "
-              f"{plan.eval_min_per_model:g} min load per model", eval_min, eval_gpus,
+              f"{plan.eval_min_per_model:g} min load and one drain per model", eval_min, eval_gpus,
               eval_gpus / per_node, plan.sample_node),
     ]  # fmt: skip
     total = sum(x.minutes for x in out)

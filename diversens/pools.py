@@ -40,6 +40,7 @@ class Pool:
     memory_gib: float = 0.0  # RAM Ray reserves per actor (0: none)
     max_restarts: int | None = None  # None: Ray Data's default (restart without limit)
     max_tasks_in_flight: int | None = None  # None: Ray Data's default
+    concurrent_batches: int = 1  # batches one actor runs at once (threads sharing its model)
 
     def resources(self) -> dict[str, float]:
         """What one actor asks Ray for, in Ray's names (memory in bytes)."""

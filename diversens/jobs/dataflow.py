@@ -83,8 +83,11 @@ def map_pool(
     class's) is how errors call the pool."""
     specs = _POOLS.setdefault(f"MapBatches({stage_cls.__name__})", {})
     specs[(name or stage_cls.__name__, pool)] = None
+    threads = pool.concurrent_batches > 1  # the stage shares its model between the calls
     compute = ActorPoolStrategy(min_size=pool.min_actors, max_size=pool.max_actors,
-                                max_tasks_in_flight_per_actor=pool.max_tasks_in_flight)  # fmt: skip
+                                max_tasks_in_flight_per_actor=pool.max_tasks_in_flight,
+                                max_concurrent_calls_per_actor=pool.concurrent_batches,
+                                enable_true_multi_threading=threads)  # fmt: skip
     remote = {}
     if pool.max_restarts is not None:  # Ray Data's default restarts and retries without limit
         remote = {"max_restarts": pool.max_restarts, "max_task_retries": pool.max_restarts}

@@ -35,6 +35,7 @@ ENGINES = ("transformers", "vllm")
 POOL_FIELDS = ("min_actors", "max_actors", "max_restarts")
 CPU_KV_CACHE_GIB = 2.0
 CPU_ENGINE_OVERHEAD_GIB = 3.0  # a vLLM CPU engine's process beside its KV cache (small model)
+ENGINE_BATCHES_IN_FLIGHT = 2  # chunks a vLLM engine actor samples at once: one ending, one filling
 # vLLM engine arguments that options here set, under another name (Ray's memory reservation for
 # an engine actor derives from kv_cache_gib).
 ENGINE_ARG_OPTIONS = {"kv_cache_memory_bytes": "kv_cache_gib"}
@@ -328,13 +329,17 @@ class SamplingConfig:
         return float(self.tensor_parallel_size)
 
     def pool(self) -> Pool:
-        """The engine pool. One batch in flight per actor: a batch is long to generate and tiny
-        to ship, so queueing more on one actor would only idle the others (and late starters).
-        Restarts are bounded: a batch that kills every engine fails the run (resumable)
-        instead of looping forever."""
+        """The engine pool. A vLLM engine runs two chunks at once (`concurrent_batches`), so the
+        next chunk's prompts fill the engine while this one's last answers finish
+        (diversens.sampling.engine_loop); no more are queued on an actor: a batch is long to
+        generate and tiny to ship, and queued batches would only idle the other actors (and
+        late starters). The transformers engine runs one batch at a time. Restarts are bounded:
+        a batch that kills every engine fails the run (resumable) instead of looping forever."""
+        batches = ENGINE_BATCHES_IN_FLIGHT if self.engine == "vllm" else 1
         return Pool(self.min_actors, self.max_actors, self.num_cpus_per_actor,
                     self.gpus_per_actor(), self.prompts_per_chunk, self.memory_gib(),
-                    max_restarts=self.max_restarts, max_tasks_in_flight=1)  # fmt: skip
+                    max_restarts=self.max_restarts, max_tasks_in_flight=batches,
+                    concurrent_batches=batches)  # fmt: skip
 
     def memory_gib(self) -> float:
         """RAM to reserve per engine actor: the option, else a vLLM CPU engine's KV cache and

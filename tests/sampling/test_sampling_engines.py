@@ -2,7 +2,9 @@
 same `LLM`/`SamplingParams` API as on GPU) and the transformers fallback. Each engine loads once.
 
 - all n samples of a request are kept, and they differ;
-- a request's texts depend on its seed and conversation, not on the other requests of the batch;
+- a request's texts depend on its seed and conversation, not on the other requests of the batch,
+  nor (vLLM) on the calls other threads make at the same time;
+- follow-ups sent the moment their request ends get what a later call gives them;
 - finish reasons and token counts agree with max_new_tokens;
 - greedy decoding ignores seeds;
 - a request's own token cap holds in a batch of other caps, and cuts the same sample short;
@@ -10,11 +12,14 @@ same `LLM`/`SamplingParams` API as on GPU) and the transformers fallback. Each e
 - a prompt too long for the engine's context is quarantined by the stage, the rest sampled.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pandas as pd
 import pytest
 
 from diversens.prompts import eval_prompts
 from diversens.sampling import Request, SampleStage, SamplingConfig, make_engine
+from diversens.sampling.stage import followup_messages
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +60,30 @@ def test_all_n_kept_and_seeds_independent_of_batch(engine, convs):
     other = engine.generate([Request(convs[0], seed=12, n=2)])[0]
     assert [c.text for c in other] != [c.text for c in alone]
     assert alone[0].text != alone[1].text  # the n samples of one request differ
+
+
+def test_follow_ups_sent_as_their_request_ends_match_a_later_call(engine, convs):
+    requests = [Request(convs[0], seed=21, n=2), Request(convs[2], seed=22, n=1)]
+
+    def then(i, completions):
+        conv = followup_messages(requests[i].messages, completions[-1].text, "Another one.")
+        return [Request(conv, seed=30 + i, n=2)]
+
+    first, follow = engine.generate_then(requests, then)
+    assert first == engine.generate(requests)
+    later = engine.generate([r for i, c in enumerate(first) for r in then(i, c)])
+    assert [f[0] for f in follow] == later  # the same follow-ups, the same completions
+    assert all(len(c) == 2 for f in follow for c in f)
+
+
+def test_calls_from_several_threads_share_the_engine_and_keep_their_texts(engine, convs):
+    if engine.name != "vllm":
+        pytest.skip("the transformers engine runs one batch at a time (one call per actor)")
+    calls = [[Request(m, seed=40 + i, n=2)] for i, m in enumerate(convs)]
+    alone = [engine.generate(c) for c in calls]
+    with ThreadPoolExecutor(len(calls)) as pool:
+        together = list(pool.map(engine.generate, calls))
+    assert together == alone
 
 
 def test_finish_reason_and_token_counts(engine, convs):

@@ -4,13 +4,15 @@ import pytest
 
 from diversens.prompts import eval_prompts
 from diversens.sampling import SampleStage, SamplingConfig, TransformersEngine
+from diversens.sampling.engines import Engine
 
 pytestmark = pytest.mark.slow
 CFG = SamplingConfig(max_new_tokens=16, seed=0)
 
 
-class Recording:
-    """Wraps an engine and records every request it is given."""
+class Recording(Engine):
+    """Wraps an engine and records every request it is given (two generate calls per chunk:
+    the base Engine sends follow-ups after all first turns)."""
 
     def __init__(self, engine):
         self.engine, self.name, self.calls = engine, engine.name, []
