@@ -10,7 +10,7 @@ Seeds: the request for the first answers of a prompt is seeded with
 derive_seed(seed, prompt_id, 1), the second turns after first answer p with
 derive_seed(seed, prompt_id, 2, p); engines derive one seed per sample from those. Results thus
 depend on the config and the prompt, not on which actor ran the batch nor on when: a vLLM engine
-takes a prompt's second turns the moment its first answers end and runs two chunks at once
+takes a prompt's second turns the moment its first answers end and runs several chunks at once
 (`SamplingConfig.pool`), so what shares a step with a sequence varies run to run, and vLLM's
 per-request seeds make that irrelevant. The transformers engine batches first turns, then second
 turns; there the batch's other prompts can matter through float rounding of padding (see

@@ -102,7 +102,20 @@ def test_engine_pool_reserves_ram_for_a_cpu_vllm_engine():
     assert SamplingConfig(engine="transformers").pool().memory_gib == 0.0
     assert SamplingConfig(memory_gib_per_actor=6).pool().memory_gib == 6.0
     pool = SamplingConfig(prompts_per_chunk=16, max_restarts=2).pool()
-    assert (pool.batch_size, pool.max_restarts, pool.max_tasks_in_flight) == (16, 2, 1)
+    assert (pool.batch_size, pool.max_restarts) == (16, 2)
+
+
+def test_engine_actor_takes_enough_chunks_to_fill_its_batch():
+    # 12 prompts x 6 first turns = 72 sequences a chunk: 4 chunks fill vLLM's 256, one more
+    # may be ending. The actor runs them all at once and is sent no more.
+    pool = SamplingConfig(prompts_per_chunk=12, num_samples_per_prompt=12, num_first_turn=6).pool()
+    assert pool.concurrent_batches == pool.max_tasks_in_flight == 5
+    assert SamplingConfig(prompts_per_chunk=64, max_num_seqs=1024).pool().concurrent_batches == 9
+    assert SamplingConfig(prompts_per_chunk=512).pool().concurrent_batches == 2
+    assert SamplingConfig(prompts_per_chunk=1).pool().concurrent_batches == 16  # at most
+    assert SamplingConfig(chunks_in_flight=3).pool().concurrent_batches == 3
+    transformers = SamplingConfig(engine="transformers", prompts_per_chunk=1).pool()
+    assert transformers.concurrent_batches == transformers.max_tasks_in_flight == 1
 
 
 def test_config_checks():
