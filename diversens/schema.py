@@ -1,4 +1,4 @@
-"""The tables between the steps (DESIGN.md §3): column names and Arrow types, in one place.
+"""The tables between the steps (docs/design.md §6): column names and Arrow types, in one place.
 
 One row per prompt until pairs: per-candidate values are lists of length k. Stages declare what
 they need and add from these groups (`diversens.stage`), and jobs check a table's types against

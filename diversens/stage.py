@@ -1,4 +1,4 @@
-"""The contract every pipeline stage follows (DESIGN.md §10).
+"""The contract every pipeline stage follows (docs/design.md §3).
 
 A stage is a callable class: `__init__` loads what is heavy, `__call__(batch) -> batch` maps a
 pandas batch to a pandas batch without side effects. It names the columns it needs and adds, and

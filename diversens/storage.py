@@ -1,7 +1,7 @@
 """Inputs and outputs at a local path or a cloud URI (s3://, gs://, file://).
 
-On a cluster, nodes share nothing but object storage (DESIGN.md §8), so every command takes the
-same URIs for what it reads and writes, through pyarrow's filesystems (S3 honours
+On a cluster, nodes share nothing but object storage (docs/design.md §15), so every command takes
+the same URIs for what it reads and writes, through pyarrow's filesystems (S3 honours
 $AWS_ENDPOINT_URL, so an S3-compatible server works too):
 - an input file at a URI is read from a local copy (`local_copy`);
 - a model at a URI is copied once per node into the model cache (diversens.models);

@@ -64,7 +64,7 @@ def words(text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Segments: list items, sentences or JSON field values (DESIGN.md §2). Which splitter a task's
+# Segments: list items, sentences or JSON field values (docs/design.md §7). Which splitter a task's
 # answers get is the task's own choice (`diversens.prompts`); these are the splitters.
 
 _MARKER = re.compile(r"^\s*(?:\(?\d{1,3}[.):]|[-*+\u2022\u00b7\u2013\u2014])\s+")

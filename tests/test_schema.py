@@ -1,4 +1,5 @@
-"""The tables' column names and Arrow types (DESIGN.md §3), and the check jobs run before writing."""
+"""The tables' column names and Arrow types (docs/design.md §6), and the check jobs run before
+writing."""
 
 import pyarrow as pa
 import pytest

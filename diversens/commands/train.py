@@ -1,4 +1,7 @@
-"""`diversens train`: DPO fine-tuning of a model on a pairs file, on Ray Train (DESIGN.md §6)."""
+"""`diversens train`: DPO fine-tuning of a model on a pairs file, on Ray Train.
+
+Design: docs/design.md §12.
+"""
 
 from __future__ import annotations
 

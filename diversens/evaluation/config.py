@@ -35,7 +35,7 @@ class EvalConfig:
         metadata={
             "range": "[1, 10000]",
             "help": "independent samples per eval prompt, per task; a task not given keeps the "
-            "literature's count (DESIGN.md §2)",
+            "literature's count (docs/design.md §7)",
         },
     )
     map_seeds: list[int] = field(

@@ -1,4 +1,5 @@
-"""Task-specific eval scores (DESIGN.md §2): DAT semantic distance of the nouns, PGT uniqueness.
+"""Task-specific eval scores (docs/design.md §7): DAT semantic distance of the nouns, PGT
+uniqueness.
 
 AUT and CWT are scored by the shared lexical and semantic measures plus compliance; these two
 tasks have their own literature scores.

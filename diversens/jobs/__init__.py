@@ -1,1 +1,1 @@
-"""Jobs: the only place that composes Ray Data and writes outputs (DESIGN.md §1)."""
+"""Jobs: the only place that composes Ray Data and writes outputs (docs/design.md §2)."""

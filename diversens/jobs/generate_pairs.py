@@ -1,8 +1,9 @@
-"""The generate-pairs job: prompts → candidates → scores → pairs, on Ray Data (DESIGN.md §1, §5).
+"""The generate-pairs job: prompts → candidates → scores → pairs, on Ray Data
+(docs/design.md §4, §11).
 
 Two passes over the data, both streaming:
 1. prompts → engine actor pool → measures actor pool (lexical, and semantic with the embedder)
-   → quality actor pool → scored candidates Parquet (one row per prompt, DESIGN.md §3);
+   → quality actor pool → scored candidates Parquet (one row per prompt, docs/design.md §6);
 2. run-level reference values (measure spreads, quality percentiles) from the scored columns, then
    per strategy: scored rows → `SelectStage` (streaming map_batches) → `BalancedTopN` on the driver.
 Selection needs run-level percentiles, which exist only once every candidate is scored: hence the

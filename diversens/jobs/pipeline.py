@@ -1,4 +1,5 @@
-"""The whole Diverse-NS loop as one job: generate pairs → DPO per strategy → evaluate (§1).
+"""The whole Diverse-NS loop as one job: generate pairs → DPO per strategy → evaluate
+(docs/design.md §4).
 
 Each stage can be run alone (`stages`), reading what an earlier run wrote under the same output.
 Each stage publishes its outputs as soon as it is done (diversens.storage.Output), so a failure

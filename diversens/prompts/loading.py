@@ -1,4 +1,4 @@
-"""User prompt files (JSONL or Parquet) → the prompts table (DESIGN.md §3).
+"""User prompt files (JSONL or Parquet) → the prompts table (docs/design.md §6).
 
 Each row gives either `prompt` (a non-empty string, becomes one user message) or `messages` (a
 non-empty list of {role, content} with roles system/user/assistant, ending with a user turn).

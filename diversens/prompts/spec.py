@@ -47,7 +47,7 @@ class TaskSpec:
     - segments: an answer's units of within-answer semantic diversity.
     - compliance: the format rule (see `Rule`); the registry answers "empty" before calling it.
     - render: the user prompt of one (item, variant).
-    - eval_items: the held-out (item, variant) pairs of the eval split (DESIGN.md §2).
+    - eval_items: the held-out (item, variant) pairs of the eval split (docs/design.md §7).
     - training_items: draws training items; none is an eval item, in any wording.
     - literature_samples: the literature's independent samples per eval prompt.
     - held_out_words: words no family's training prompts may use (its eval items' words).

@@ -1,6 +1,6 @@
 """The built-in prompt splits: every registered family's eval items, or its training items.
 
-The eval split is exactly the families' eval items (DESIGN.md §2: one DAT prompt, one PGT
+The eval split is exactly the families' eval items (docs/design.md §7: one DAT prompt, one PGT
 prompt, 15 AUT objects, 7 CWT triples) in their reported framing. Training prompts come from the
 same families with other items, drawn reproducibly from a seed; no eval prompt, nor a rewording
 of one, can appear in a training split (each family's module says how it holds them out).
@@ -60,7 +60,7 @@ def training_prompts(num_per_task: int = 250, seed: int = 0) -> pd.DataFrame:
 
 
 def build_prompts(split: str, num_per_task: int = 250, seed: int = 0) -> pd.DataFrame:
-    """The `train` or `eval` prompt table (DESIGN.md §3 prompts contract)."""
+    """The `train` or `eval` prompt table (docs/design.md §6 prompts contract)."""
     if split == "eval":
         return eval_prompts()
     if split == "train":

@@ -1,6 +1,6 @@
 """SamplingConfig: engine, model, sequential-prompting plan and actor-pool resources.
 
-Defaults (the paper gives none, DESIGN.md §2):
+Defaults (the paper gives none, docs/design.md §1):
 - k = 4 candidates per prompt, `num_first_turn` = ceil(k/2): with k = 4, two independent first
   answers, each followed (same conversation) by one "give a different answer" turn. Half and half
   gives every first answer its own second turn, so each candidate pair (1st, 2nd) is comparable.

@@ -64,7 +64,7 @@ def as_messages(value) -> Messages:
 
 
 class SampleStage(Stage):
-    """Adds the candidates columns (DESIGN.md §3). Loads the engine once (one per Ray actor)."""
+    """Adds the candidates columns (docs/design.md §6). Loads the engine once (one per actor)."""
 
     requires = schema.names(schema.PROMPT)
     adds = schema.names(schema.CANDIDATE, schema.QUARANTINE)

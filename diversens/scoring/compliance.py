@@ -1,4 +1,5 @@
-"""Task compliance of candidates: whether each response follows its task's format (DESIGN.md §4).
+"""Task compliance of candidates: whether each response follows its task's format
+(docs/design.md §10).
 
 The rules are the tasks' own (`diversens.prompts.compliance_issue`): cheap, deterministic checks
 over the text and the prompt's `meta`, with the quality config's values as fallbacks. The quality

@@ -4,7 +4,7 @@
 The stage accepts two row shapes:
 - one response per row (`text_field` holds a string): measures become scalar columns, and a
   prompt's samples are the rows of the batch sharing `group_field` (prompt_id);
-- candidates rows (`text_field` holds a list of strings, DESIGN.md §3): measures become list
+- candidates rows (`text_field` holds a list of strings, docs/design.md §6): measures become list
   columns aligned with the candidates; a prompt's samples are the row's own candidates.
 """
 

@@ -1,4 +1,4 @@
-"""Quality: fluency under a reference LM, or an HF reward model (DESIGN.md §4).
+"""Quality: fluency under a reference LM, or an HF reward model (docs/design.md §10).
 
 `QualityStage` adds per-candidate `quality` (higher is better; comparable only within a run, so
 selection turns it into a percentile). In lenient mode (`strict_compliance: false`) a candidate

@@ -1,4 +1,4 @@
-"""Validity: which candidates may take part in selection and evaluation (DESIGN.md §4).
+"""Validity: which candidates may take part in selection and evaluation (docs/design.md §10).
 
 `ValidityStage` adds per-candidate `valid` and `reject_reason` (null: valid). A candidate is
 invalid when it is empty, breaks its task's format (strict mode), was truncated by the token

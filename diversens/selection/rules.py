@@ -1,4 +1,5 @@
-"""Preference-pair selection (DESIGN.md §5): pure functions over one prompt's candidate scores.
+"""Preference-pair selection (docs/design.md §11): pure functions over one prompt's candidate
+scores.
 
 `select_pair(c, cfg, stats, key)` looks at one prompt's k candidates and returns the indices of a
 (chosen, rejected) pair and its margin, or a reason why there is none. Strategies:

@@ -1,4 +1,4 @@
-"""From scored candidate rows to the DPO pairs table (DESIGN.md §3, §5).
+"""From scored candidate rows to the DPO pairs table (docs/design.md §6, §11).
 
 `SelectStage` is the streaming step (one prompt row in → one row out: a pair, or the reason there is
 none), run by Ray Data's `map_batches`; the global cut on the driver is `selection.topn`.

@@ -1,4 +1,4 @@
-"""DPO fine-tuning on Ray Train with TRL and DeepSpeed ZeRO (DESIGN.md §6).
+"""DPO fine-tuning on Ray Train with TRL and DeepSpeed ZeRO (docs/design.md §12).
 
 `train(pairs_path, TrainConfig, output_dir)` is the driver entry point (`diversens train`);
 `train_loop` is what each Ray Train worker runs.

@@ -1,10 +1,11 @@
-"""TrainConfig: DPO hyper-parameters, LoRA, DeepSpeed stage and Ray Train resources (DESIGN.md §6).
+"""TrainConfig: DPO hyper-parameters, LoRA, DeepSpeed stage and Ray Train resources
+(docs/design.md §12).
 
 The options users set most are typed fields with defaults chosen here; any other field of TRL's
 `DPOConfig` goes through `dpo_args` as is (its keys checked against TRL by `check_dpo_args`).
 
-Defaults (the paper gives no DPO hyper-parameters, DESIGN.md §2), chosen for full fine-tuning of
-an 8B model on ~3,000 pairs on 8 GPUs:
+Defaults (the paper gives no DPO hyper-parameters, docs/design.md §1), chosen for full
+fine-tuning of an 8B model on ~3,000 pairs on 8 GPUs:
 - beta 0.1: TRL's and the DPO paper's default; larger keeps the policy closer to the reference.
 - learning_rate 5e-7 with cosine decay and 10% warm-up: what Zephyr and Tulu 3 used for full-FT
   DPO of 7-8B models; much higher rates over-optimise DPO within one epoch. LoRA needs ~10-100x

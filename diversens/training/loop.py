@@ -1,4 +1,4 @@
-"""The per-worker DPO loop that Ray Train runs on each worker (DESIGN.md §6).
+"""The per-worker DPO loop that Ray Train runs on each worker (docs/design.md §12).
 
 Each worker reads the pairs through `ray.train.get_dataset_shard("train")`, builds TRL's
 `DPOTrainer` with DeepSpeed ZeRO through the Hugging Face Trainer integration, and reports every

@@ -1,4 +1,4 @@
-"""Checking a pairs file on the driver, before any Ray worker starts (DESIGN.md §3).
+"""Checking a pairs file on the driver, before any Ray worker starts (docs/design.md §6).
 
 A TRL DPO dataset has `prompt`, `chosen` and `rejected`, each either a string ("standard") or a
 list of {role, content} messages ("conversational"); `diversens generate-pairs` writes the latter.

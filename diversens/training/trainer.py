@@ -1,4 +1,4 @@
-"""Driver side of DPO training on Ray Train (DESIGN.md §6).
+"""Driver side of DPO training on Ray Train (docs/design.md §12).
 
 Checks the pairs file before any worker starts, runs `train_loop` on `num_workers` Ray Train
 workers (TorchTrainer; gloo on CPU, nccl on GPU), whose rank 0 writes OUTPUT/model (a plain HF

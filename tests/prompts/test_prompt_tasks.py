@@ -1,4 +1,4 @@
-"""Task families: the eval split is DESIGN.md §2's items; training splits are reproducible and
+"""Task families: the eval split is docs/design.md §7's items; training splits are reproducible and
 never contain an eval item."""
 
 import json

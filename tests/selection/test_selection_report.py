@@ -1,5 +1,5 @@
 """The selection report's yield: pairs per 100 prompts and per 100k generated tokens, and where
-prompts and candidates were lost (DESIGN.md §5)."""
+prompts and candidates were lost (docs/design.md §11)."""
 
 import math
 

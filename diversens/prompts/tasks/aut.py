@@ -1,7 +1,7 @@
 """AUT, the Alternate Uses Task: creative uses for an everyday object.
 
-Eval: the literature's 15 objects, 5 uses each (DESIGN.md §2). Training: other objects from the
-shipped noun list, which holds no family's eval word.
+Eval: the literature's 15 objects, 5 uses each (docs/design.md §7). Training: other objects from
+the shipped noun list, which holds no family's eval word.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """CWT, the Creative Writing Task: a 5-sentence story that uses three given words.
 
-Eval: the literature's 7 word triples (DESIGN.md §2). Training: other noun triples from the
+Eval: the literature's 7 word triples (docs/design.md §7). Training: other noun triples from the
 shipped noun list, which holds no family's eval word; a triple in another order is the same
 task, so it is drawn once.
 """

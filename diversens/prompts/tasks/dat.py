@@ -1,6 +1,6 @@
 """DAT, the Divergent Association Task: nouns as different from each other as possible.
 
-Eval: the literature's one prompt, 10 nouns (DESIGN.md §2). Training: other list lengths (5-15
+Eval: the literature's one prompt, 10 nouns (docs/design.md §7). Training: other list lengths (5-15
 but never 10) in three wordings of the same instruction; the eval count is held out in every
 wording, so no rewording of the eval prompt is trained on.
 """

@@ -1,6 +1,6 @@
 """PGT, the Persona Generation Task: a random persona as a JSON object.
 
-Eval: the literature's one prompt, fields first name, city and occupation (DESIGN.md §2).
+Eval: the literature's one prompt, fields first name, city and occupation (docs/design.md §7).
 Training: other field sets (`first_name` plus two attributes) in two wordings; the eval field
 set is held out in every wording.
 """
