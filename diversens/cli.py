@@ -15,8 +15,9 @@ import signal
 import sys
 import threading
 
-from diversens import __version__, console
+from diversens import __version__, config, console
 from diversens.commands import COMMANDS
+from diversens.commands.options import COMMON
 from diversens.errors import UserError, user_error_in
 
 GIVEN, REPEATED = "_given", "_repeated"  # namespace keys of `_Once` (no option is spelt so)
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.add_parser(sub)
+    for name, command in sub.choices.items():  # --help: the common options; --help-all: all
+        config.add_help_all(command, COMMON[name])
     return parser
 
 

@@ -11,6 +11,9 @@ Field metadata this module reads besides "help" and "short":
   field has one (tests/test_config.py walks them all).
 - "path": a local path (or URI): `~` is expanded once, where the value is parsed, so the
   checks and the writes see the same path.
+
+A command's `--help` shows the options of diversens.commands.options.COMMON, by section, and
+`--help-all` every option (`add_help_all`); what help shows never changes what is parsed.
 """
 
 from __future__ import annotations
@@ -281,40 +284,174 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One scalar field of a (nested) config, as an option: `name` is its dotted path
+    (`pairs.sampling.model`), `section` the path of the config that holds it ("" for the
+    top-level config's own fields); `default` is the value it takes where the option is not
+    given (a parent's customised default of a nested config included), unless `required`."""
+
+    name: str
+    section: str
+    field: dataclasses.Field
+    type: Any
+    required: bool
+    default: Any = None
+
+    def described(self, text: str) -> str:
+        """`text` (a help) followed by the option's default and range; a default of None is
+        left to a help that says what its default is."""
+        meta = self.field.metadata
+        notes = [describe_range(meta["range"])] if "range" in meta else []
+        if not self.required and not (self.default is None and "default" in text):
+            notes.insert(0, f"default: {self.default!r}")
+        return f"{text} ({'; '.join(notes)})" if notes else text
+
+
+def options(cls: type, prefix: str = "", base: Any = None) -> list[Option]:
+    """Every scalar field of `cls` and of the configs nested in it, in field order; `base`: an
+    instance whose values are the defaults (a nested config's customised default)."""
+    found = []
+    for f in dataclasses.fields(cls):
+        tp = _field_type(cls, f)
+        name = f"{prefix}{f.name}"
+        if _is_dataclass_type(tp):
+            nested = getattr(base, f.name) if base is not None else _default_instance(f, tp)
+            found += options(tp, f"{name}.", nested)
+            continue
+        if base is not None:
+            found.append(Option(name, prefix.rstrip("."), f, tp, False, getattr(base, f.name)))
+            continue
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        default = None
+        if not required:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        found.append(Option(name, prefix.rstrip("."), f, tp, required, default))
+    return found
+
+
+def type_name(tp: Any) -> str:
+    """A field's type as a reader writes it: `int | None`, `list[str]`, `'vllm' | 'hf'`."""
+    args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is not None:
+        return f"{origin.__name__}[{', '.join(type_name(a) for a in args)}]"
+    if tp is type(None):
+        return "None"
+    return "Any" if tp is Any else getattr(tp, "__name__", str(tp))
+
+
 def add_arguments(
     parser: argparse.ArgumentParser,
     cls: type,
     prefix: str = "",
     group: str = "cfg",
     help: dict[str, str] | None = None,
+    title: str | None = None,
 ) -> None:
     """Add a `--field` (or `--section.field`) option for every scalar field of `cls`, its help
     from the field's metadata (or from `help`, by dotted name, where a command words it its own
-    way). A field without a default is a required option; `metadata["short"]` adds an alias such
-    as `-o`. Values land under `group` (see `overrides_from_args`)."""
-    for f in dataclasses.fields(cls):
-        tp = _field_type(cls, f)
-        name = f"{prefix}{f.name}"
-        if _is_dataclass_type(tp):
-            add_arguments(parser, tp, f"{name}.", group, help)
-            continue
-        help_text = (help or {}).get(name) or f.metadata.get("help", "")
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        notes = [] if "range" not in f.metadata else [describe_range(f.metadata["range"])]
-        if not required:
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-            notes.insert(0, f"default: {default!r}")
-        if notes:
-            help_text = f"{help_text} ({'; '.join(notes)})"
-        parser.add_argument(
+    way) with its default and range. A field without a default is a required option;
+    `metadata["short"]` adds an alias such as `-o`. Values land under `group` (see
+    `overrides_from_args`). The options of each section (`pairs.sampling`) go in an argument
+    group of that title; the fields of `cls` itself in one titled `title` (default: `group`, or
+    for "cfg" the command's name)."""
+    title = title or (group if group != "cfg" else parser.prog.rsplit(" ", 1)[-1])
+    for option in options(cls, prefix):
+        f, name = option.field, option.name
+        text = (help or {}).get(name) or f.metadata.get("help", "")
+        action = _section(parser, option.section or title).add_argument(
             *([f.metadata["short"]] if "short" in f.metadata else []),
             f"--{name}",
             dest=f"{group}:{name}",
             default=argparse.SUPPRESS,
-            required=required,
+            required=option.required,
             metavar=name.rsplit(".", 1)[-1].upper(),
-            help=help_text.replace("%", "%%"),  # argparse %-formats help ("25%" would crash)
+            help=option.described(text).replace("%", "%%"),  # argparse %-formats help
         )
+        action.option, action.option_help = option, text  # for docs/options.md
+
+
+def _section(parser: argparse.ArgumentParser, title: str) -> Any:
+    """The parser's argument group titled `title`, made on first use."""
+    for group in parser._action_groups:
+        if group.title == title:
+            return group
+    return parser.add_argument_group(title)
+
+
+# An action's attribute holding the help `--help` hides (where it shows the common options only)
+# and `--help-all` shows.
+_HIDDEN_HELP = "_hidden_help"
+_HELPS = ("help", "help_all")
+_ALWAYS_SHOWN = (*_HELPS, "config")  # dests `--help` shows whatever the command
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Each option's help on the lines below it, indented 6: dotted option names are long, and
+    a help column beside them would leave the help a third of the width."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 6, **kw):
+        super().__init__(prog, indent_increment, max_help_position, **kw)
+
+
+class _HelpAll(argparse.Action):
+    """`--help-all`: the help with every option, by section, then exit."""
+
+    def __init__(self, option_strings, dest, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for action in parser._actions:
+            if hasattr(action, _HIDDEN_HELP):
+                action.help = getattr(action, _HIDDEN_HELP)
+        parser.epilog = None
+        parser.print_help()
+        parser.exit()
+
+
+def add_help_all(parser: argparse.ArgumentParser, common: Collection[str]) -> None:
+    """Make the command's `--help` short: it shows the options named in `common` (dotted names,
+    as after `--`), `--config`, the arguments and the required options, and ends with a line
+    pointing to `--help-all`, which this adds and which shows every option. Only what help
+    prints changes: every option is parsed as before. A name in `common` that is no option of
+    the parser is an error (a misspelt table entry fails when the parser is built)."""
+    parser.formatter_class = _HelpFormatter
+    parser.add_argument(
+        "--help-all",
+        action=_HelpAll,
+        dest="help_all",
+        help="show every option of this command, by section, and exit",
+    )
+    named = {
+        a.dest.partition(":")[2]: a for a in parser._actions if a.option_strings and ":" in a.dest
+    }
+    unknown = sorted(set(common) - set(named))
+    if unknown:
+        raise ValueError(f"{parser.prog}: no option --{unknown[0]} to show in --help")
+    every = [a for a in parser._actions if a.option_strings and a.dest not in _HELPS]
+    for name, action in named.items():
+        if name not in common and not action.required:
+            setattr(action, _HIDDEN_HELP, action.help)
+            action.help = argparse.SUPPRESS
+    shown = sum(not hasattr(a, _HIDDEN_HELP) for a in every)
+    parser.epilog = f"--help-all lists all {len(every)} options, by section ({shown} shown here)."
+    # The usage names the arguments, --config and the required options only.
+    brief = [a for a in parser._actions if not a.option_strings or a.required
+             or a.dest in _ALWAYS_SHOWN]  # fmt: skip
+    formatter = argparse.HelpFormatter(prog="")
+    formatter.add_usage(None, [a for a in brief if a.option_strings], [], prefix="")
+    flags = formatter.format_help().strip()
+    formatter = argparse.HelpFormatter(prog="")
+    formatter.add_usage(None, [a for a in brief if not a.option_strings], [], prefix="")
+    positionals = formatter.format_help().strip()
+    parser.usage = " ".join(
+        part for part in ("%(prog)s", flags, "[--OPTION VALUE ...]", positionals) if part
+    )
 
 
 def overrides_from_args(args: argparse.Namespace, group: str = "cfg") -> dict[str, Any]:

@@ -3,10 +3,13 @@ them (the console script, in a subprocess): exit 0, the option list printed, no 
 
 argparse %-formats help strings, so one help text with a bare `%` ("25% headroom") used to crash
 `--help` of every command that shows it; the sub-commands are read from the parser itself, so a
-new command is covered without editing this file.
+new command is covered without editing this file. A command's `--help` lists the options most
+runs set and ends pointing to `--help-all`, which lists them all (tests/test_options_help.py
+checks both in detail).
 """
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +42,8 @@ def helps() -> dict[str, subprocess.CompletedProcess]:
     """Every `--help` run at once (each spends seconds importing), by sub-command ("" = none)."""
     procs = {
         " ".join(argv): subprocess.Popen([*diversens_command(), *argv, "--help"],
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                         env={**os.environ, "COLUMNS": "80"})
         for argv in ARGVS
     }  # fmt: skip
     done = {}
@@ -64,8 +68,11 @@ def test_help_prints_the_options(argv, helps):
     assert "Traceback" not in output, output
     assert done.stdout.startswith("usage: diversens"), output
     assert "--help" in done.stdout, output
-    if argv:  # a command lists its own options, each with its help
+    if argv:  # a command lists its common options, each with its help, and the way to all
         assert "options:" in done.stdout, output
         assert "--" in done.stdout.split("options:", 1)[1].replace("--help", ""), output
+        lines = done.stdout.splitlines()
+        assert len(lines) < 80, output
+        assert lines[-1].startswith("--help-all lists all "), output
     else:  # the top level lists every command
         assert all(c in done.stdout for c in subcommands()), output

@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config", type=config.expand_path, help="YAML file with PipelineConfig sections"
     )
-    config.add_arguments(p, PipelineConfig)
+    config.add_arguments(p, PipelineConfig, title="pipeline")  # its `plan` section is one too
     p.set_defaults(func=run)
 
 

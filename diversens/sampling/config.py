@@ -92,7 +92,7 @@ class SamplingConfig:
             "range": "[0, 1)",
             "help": "min-p sampling: drop tokens less likely than min_p times the most likely "
             "one (0: off). Cuts the degenerate tail as top_p does, without sorting the "
-            "vocabulary at every step (on CPU that sort is ~45%% of a vLLM step at batch 36)",
+            "vocabulary at every step (on CPU that sort is ~45% of a vLLM step at batch 36)",
         },
     )
     max_new_tokens: int = field(

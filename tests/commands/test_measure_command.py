@@ -35,6 +35,8 @@ def test_help_explains_commands():
     proc = cli("--help")
     assert proc.returncode == 0 and "measure" in proc.stdout
     proc = cli("measure", "--help")
+    assert "--text_field" in proc.stdout and "--help-all" in proc.stdout
+    proc = cli("measure", "--help-all")  # every option, each with its help
     assert "--mattr_window" in proc.stdout and "MATTR moving-window" in proc.stdout
 
 

@@ -9,8 +9,8 @@ from diversens import config
 from diversens.cli import build_parser
 from diversens.jobs.config import GenerateConfig, PipelineConfig
 
-# The config file itself and argparse's own help are the only options not from a field.
-NOT_FIELDS = {"help", "config"}
+# The config file itself and the help (--help, --help-all) are the only options not from a field.
+NOT_FIELDS = {"help", "help_all", "config"}
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:
