@@ -231,7 +231,7 @@ def check_hub_access(repo_id: str) -> None:
         raise UserError(
             f"model {repo_id!r} is gated on the Hugging Face hub and this job ({token}) may not "
             "read it: accept its licence on the hub and pass HF_TOKEN in the job's runtime env "
-            "(README: Run on a cluster)"
+            "(docs/cluster.md)"
         ) from None
     except RepositoryNotFoundError:
         raise UserError(

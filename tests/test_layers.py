@@ -1,4 +1,4 @@
-"""The package's layers (README "Design"): imports go down only, never in a cycle, and neither
+"""The package's layers (docs/design.md §2): imports go down only, never in a cycle, and neither
 the configs nor the CLI's start import Ray, torch or vLLM."""
 
 import ast
@@ -24,7 +24,7 @@ LAYERS = [
     {"jobs"},
     {"commands"},
     {"cli"},
-    {"__main__"},  # python -m diversens
+    {"__main__", "options_doc"},  # python -m diversens; python -m diversens.options_doc
 ]
 LAYER = {name: depth for depth, names in enumerate(LAYERS) for name in names}
 

@@ -1,5 +1,5 @@
-"""`diversens plan`: the figures follow from the config by the README's arithmetic, change when
-the config does, and the README's planning table is the command's output."""
+"""`diversens plan`: the figures follow from the config by docs/cluster.md's arithmetic, change when
+the config does, and the planning table of docs/cluster.md is the command's output."""
 
 import dataclasses
 import json
@@ -47,7 +47,7 @@ def test_stage_arithmetic_and_cost(paper):
     assert s["DPO"].cost(paper.plan) == pytest.approx(32.77 * s["DPO"].minutes / 60)
     assert s["head"].minutes == pytest.approx(sum(x.minutes for n, x in s.items() if n != "head"))
     total = sum(x.cost(paper.plan) for x in s.values())
-    assert 15 < total < 22  # the README's ~$18
+    assert 15 < total < 22  # docs/cluster.md's ~$18
 
 
 def test_figures_follow_the_config(paper):
@@ -65,7 +65,7 @@ def test_readme_table_is_the_commands_output(paper, capsys):
     printed = capsys.readouterr().out
     assert printed == render(paper, paper.plan)
     table = printed.split("\n\nDPO memory")[0]
-    assert table in (ROOT / "README.md").read_text()
+    assert table in (ROOT / "docs" / "cluster.md").read_text()
     assert "- mfu: 0.35" in printed  # assumptions are shown with the plan
 
 

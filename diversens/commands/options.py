@@ -4,7 +4,7 @@ They come from the command line only: one config file can drive several runs, to
 outputs and clusters, and its hash (stamped on the outputs) says what was computed, not where.
 
 Also which options each command's `--help` shows (`COMMON`), and docs/options.md, the reference
-of every option of every command (`markdown`; `python -m diversens.commands > docs/options.md`).
+of every option of every command (`markdown`; `python -m diversens.options_doc > docs/options.md`).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ COMMON: dict[str, tuple[str, ...]] = {
     "plan": PLAN,
 }
 
-REGENERATE = "python -m diversens.commands > docs/options.md"
+REGENERATE = "python -m diversens.options_doc > docs/options.md"
 # The order of docs/options.md: the pipeline first, as it holds every step's section.
 DOC_ORDER = ("pipeline", "generate", "generate-pairs", "train", "eval", "measure", "report", "plan")
 

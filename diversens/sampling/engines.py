@@ -133,7 +133,7 @@ def check_engine_available(cfg: SamplingConfig, prefix: str = "sampling.") -> No
     if importlib.util.find_spec("vllm") is None:
         raise UserError(
             f"option {prefix}engine 'vllm' needs vLLM: pip install 'diversens[gpu]' on a GPU "
-            "machine, or vLLM's CPU build (see README: requirements-nodeps.txt); elsewhere "
+            "machine, or vLLM's CPU build (docs/commands.md: requirements-nodeps.txt); elsewhere "
             "use --engine transformers"
         )
     if cfg.engine_kwargs:

@@ -128,8 +128,8 @@ def test_every_node_has_the_instance_profile_made_before_ray_up(cluster, aws_con
     monkeypatch.setattr(aws_config, "_resource", no_aws)
     config = prepared(cluster)
     assert aws_config._configure_iam_role(config) is config
-    # The README's one-time commands create that profile from the committed policy files.
-    readme = (ROOT / "README.md").read_text()
+    # The one-time commands of docs/cluster.md create that profile from the committed policy files.
+    readme = (ROOT / "docs" / "cluster.md").read_text()
     for part in ("--instance-profile-name diversens-ray --role-name diversens-ray",
                  "file://cluster/diversens-ray-trust.json",
                  "file://cluster/diversens-ray-policy.json"):  # fmt: skip

@@ -109,7 +109,7 @@ def ray_job(address: str, env: dict, command: str, *args: str, timeout: int = 12
 
 
 def submit(address: str, env: dict, output: str, token: str, wait: bool) -> str:
-    """`ray job submit` as the README gives it, but for the working dir; returns the job id.
+    """`ray job submit` as docs/cluster.md gives it, but for the working dir; returns the job id.
 
     The fake nodes share this machine's disk, and with it Ray's runtime-env dirs: once a pool
     on a worker node is done, the job's unpacked working dir, the driver's cwd, is gone (a

@@ -1,4 +1,4 @@
-"""`python -m diversens.commands > docs/options.md`: every option of every command, as Markdown
+"""`python -m diversens.options_doc > docs/options.md`: every option of every command, as Markdown
 (diversens.commands.options.markdown)."""
 
 import argparse
