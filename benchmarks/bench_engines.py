@@ -42,8 +42,8 @@ Measured per path and request set (median over rounds in the Markdown, every rou
 - start-up s and steady tok/s = tokens / (wall - start-up), where start-up ends at:
   plain, stage: the engine constructed (first request submitted right after);
   job: the first chunk's `process` call in the engine actor (the actor times its calls; Ray
-  start, actor start and model load before it), steady span to `run` returning (Parquet
-  written and read back included);
+  start, actor start and model load before it), steady span and wall time to `run` returning
+  (the Parquet written; Ray's shutdown and reading the Parquet back come after);
   rdllm: the first request's arrival in vLLM (`arrival_time` of vLLM's request metrics, a wall
   clock), steady span to the last row in the driver (detokenize stage and transfer included).
 - tokens: generated tokens per answer as diversens counts them (`vllm_completion`: the EOS token
@@ -122,8 +122,9 @@ def second_turn_counts(cfg: SamplingConfig) -> list[int]:
     return [sum(1 for t, p in plan if t == 2 and p == j) for j in range(cfg.num_first_turn)]
 
 
-def result(t0: float, gen_start: float, tokens: int, samples: int, prompts: int, **extra) -> dict:
-    wall = time.time() - t0
+def result(t0: float, gen_start: float, tokens: int, samples: int, prompts: int,
+           end: float | None = None, **extra) -> dict:  # fmt: skip
+    wall = (end or time.time()) - t0
     tokens, samples = int(tokens), int(samples)  # pandas sums are numpy ints: not JSON
     return {"wall_s": wall, "startup_s": gen_start - t0, "tokens": tokens, "samples": samples,
             "samples_per_prompt": samples / prompts,
@@ -209,6 +210,7 @@ def run_job(cfg: SamplingConfig, prompts: pd.DataFrame, t0: float) -> dict:
     ray.init(num_cpus=threads, include_dashboard=False, log_to_driver=False)
     try:
         job.run(prompts, cfg, tmp / "candidates.parquet")
+        end = time.time()  # the Parquet written: Ray's shutdown and the read-back are not timed
     finally:
         ray.shutdown()
     rows = pd.read_parquet(tmp / "candidates.parquet")
@@ -216,7 +218,7 @@ def run_job(cfg: SamplingConfig, prompts: pd.DataFrame, t0: float) -> dict:
     starts = [json.loads(x)[0] for x in calls.read_text().splitlines()] if calls.exists() else []
     tokens = sum(sum(n) for n in rows.n_tokens)
     samples = sum(len(r) for r in rows.responses)
-    return result(t0, min(starts, default=float("nan")), tokens, samples, len(prompts))
+    return result(t0, min(starts, default=float("nan")), tokens, samples, len(prompts), end=end)
 
 
 def rdllm_rows(cfg: SamplingConfig, prompts: pd.DataFrame, repeat: bool) -> list[dict]:
@@ -376,7 +378,51 @@ def markdown(res: dict) -> str:
                 f"{s['samples_per_prompt']:.1f} | {s['samples_per_s']:.2f} | {fmt(rate, '.2f')} "
                 f"| {fmt(wall, '.2f')} |"
             )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + targets(res)) + "\n"
+
+
+TARGETS = (  # (request set, path, minimum of its steady tok/s over plain's), from the issue
+    ("one-turn", "stage", 0.9),
+    ("two-turn", "stage", 1.0),
+    ("one-turn", "job", 0.85),
+    ("two-turn", "job", 0.85),
+)
+
+
+def targets(res: dict) -> list[str]:
+    """The targets as met or not, on this run's medians; then samples/s against ray.data.llm's
+    (the processor that returns k samples per prompt), steady and end to end."""
+    lines = ["", "### Targets", ""]
+    for requests, path, floor in TARGETS:
+        paths = res["summary"].get(requests, {})
+        if "wall_s" not in paths.get(path, {}) or "wall_s" not in paths.get("plain", {}):
+            continue
+        got = paths[path]["steady_tok_s"] / paths["plain"]["steady_tok_s"]
+        lines.append(f"- {requests}, {path}: {got:.2f}x plain vLLM's steady tokens/s (target "
+                     f">= {floor}): **{'met' if got >= floor else 'not met'}**")  # fmt: skip
+    one = res["summary"].get("one-turn", {})
+    if "wall_s" in one.get("rdllm_rep", {}):
+        prompts = res["num_prompts"]
+        for path in ("stage", "job"):
+            if "wall_s" not in one.get(path, {}):
+                continue
+            steady = [steady_samples_per_s(one[p], prompts) for p in (path, "rdllm_rep")]
+            ends = [one[p]["samples_per_s"] for p in (path, "rdllm_rep")]
+            more = steady[0] > steady[1] and ends[0] > ends[1]
+            lines.append(f"- one-turn, {path} against ray.data.llm (k rows, n = 1): samples/s "
+                         f"steady {steady[0]:.1f} vs {steady[1]:.1f}, end to end {ends[0]:.2f} vs "
+                         f"{ends[1]:.2f}: **{'more' if more else 'not more'}**")  # fmt: skip
+    return lines
+
+
+def steady_samples_per_s(s: dict, prompts: int) -> float:
+    return s["samples_per_prompt"] * prompts / (s["wall_s"] - s["startup_s"])
+
+
+def render(path: Path) -> None:
+    """Rewrite the Markdown beside a results JSON (after a change to the tables)."""
+    res = json.loads(path.read_text())
+    write_atomic(path.with_name(path.stem + ".md"), markdown(res))
 
 
 def ratio(x: float | None, base: float | None) -> float | None:
@@ -427,9 +473,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="threads (cores) per path")
     p.add_argument("--max-new-tokens", type=int, help="override every answer cap (quick runs)")
     p.add_argument("--out", default="benchmarks/results/engines.json", help="JSON; .md beside it")
+    p.add_argument("--render", type=Path, help="only rewrite the Markdown of this results JSON")
     p.add_argument("--worker", choices=PATHS, help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.worker:
+    if args.render:
+        render(args.render)
+    elif args.worker:
         worker(args)
     else:
         bench(args)
