@@ -60,8 +60,11 @@ class ProfiledStage(SampleStage):
         return out.assign(**{PROFILE: json.dumps(record)})
 
 
-def demo(num_prompts: int) -> tuple[GeneratePairsConfig, pd.DataFrame]:
+def demo(num_prompts: int, chunks: int | None) -> tuple[GeneratePairsConfig, pd.DataFrame]:
     cfg = load(GeneratePairsConfig, CONFIG, section="pairs")
+    if chunks is not None:  # an engine actor's chunks at once, instead of the derived default
+        sampling = dataclasses.replace(cfg.sampling, chunks_in_flight=chunks)
+        cfg = dataclasses.replace(cfg, sampling=sampling)
     prompts = training_prompts(num_per_task=12, seed=0)
     share = num_prompts // prompts.task.nunique()
     return cfg, prompts.groupby("task", sort=False).head(share).reset_index(drop=True)
@@ -185,13 +188,14 @@ def markdown(result: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--num-prompts", type=int, default=48)
+    ap.add_argument("--chunks-in-flight", type=int, help="sampling.chunks_in_flight to use")
     ap.add_argument("--cpus", type=int, default=2, help="Ray's CPUs (and plain vLLM's threads)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/pairs_stage.json"))
     ap.add_argument("--plain-json", type=Path,
                     help="take plain vLLM's two-turn rate from this bench_engines.py JSON "
                     "(same machine and session) instead of measuring it after the job")  # fmt: skip
     args = ap.parse_args()
-    cfg, prompts = demo(args.num_prompts)
+    cfg, prompts = demo(args.num_prompts, args.chunks_in_flight)
     with tempfile.TemporaryDirectory() as tmp:
         job = run_job(cfg, prompts, args.cpus, Path(tmp) / "pairs")
     tokens = int(sum(sum(n) for n in job["scored"]["n_tokens"]))
