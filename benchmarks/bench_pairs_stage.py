@@ -35,6 +35,9 @@ from pathlib import Path
 
 import pandas as pd
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_engines import machine  # noqa: E402
+
 from diversens.config import load
 from diversens.jobs.config import GeneratePairsConfig
 from diversens.prompts import training_prompts
@@ -156,13 +159,8 @@ def breakdown(job: dict, tokens: int, plain_tok_s: float, scorers: dict) -> list
 
 
 def cpu_line() -> str:
-    info = Path("/proc/cpuinfo").read_text()
-    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
-                  if ln.startswith("model name")), "unknown CPU")  # fmt: skip
-    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines()
-                      if ln.startswith("flags")), []))  # fmt: skip
-    have = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{model}, {os.cpu_count()} cores, flags: {' '.join(have)}"
+    m = machine()  # bench_engines.py's: the CPU, its cores and the flags that decide the dtype
+    return f"{m['cpu']}, {m['cores']} cores, flags: {' '.join(m['flags'])}"
 
 
 def markdown(result: dict) -> str:

@@ -340,9 +340,9 @@ class SamplingConfig:
         return float(self.tensor_parallel_size)
 
     def pool(self) -> Pool:
-        """The engine pool. A vLLM engine actor samples `chunks_in_flight()` chunks at once (in
-        threads sharing the engine, diversens.sampling.engine_loop), and no more are queued on
-        it: a batch is long to generate and tiny to ship, and queued batches would only idle the
+        """The engine pool. A vLLM engine actor samples `chunks_in_flight_per_actor()` chunks
+        at once (in threads sharing the engine, diversens.sampling.engine_loop), and no more are
+        queued on it: a batch is long to generate and tiny to ship, and queued batches would only idle the
         other actors (and late starters). Restarts are bounded: a batch that kills every engine
         fails the run (resumable) instead of looping forever."""
         chunks = self.chunks_in_flight_per_actor()

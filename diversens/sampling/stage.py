@@ -162,9 +162,9 @@ class SampleStage(Stage):
              for p, m, t in zip(pids, convs, tasks, strict=True)],
             second_turns,
         )  # fmt: skip
+        parents = [j for j, n in enumerate(counts) if n]  # the order of second_turns' requests
         rows = []
         for i in range(len(pids)):
-            parents = [j for j, n in enumerate(counts) if n]
             taken = {j: iter(c) for j, c in zip(parents, second[i], strict=True)}
             rows.append(
                 [first[i][c] if t == 1 else next(taken[p]) for c, (t, p) in enumerate(self.plan)]
