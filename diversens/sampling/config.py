@@ -342,9 +342,9 @@ class SamplingConfig:
     def pool(self) -> Pool:
         """The engine pool. A vLLM engine actor samples `chunks_in_flight_per_actor()` chunks
         at once (in threads sharing the engine, diversens.sampling.engine_loop), and no more are
-        queued on it: a batch is long to generate and tiny to ship, and queued batches would only idle the
-        other actors (and late starters). Restarts are bounded: a batch that kills every engine
-        fails the run (resumable) instead of looping forever."""
+        queued on it: a batch is long to generate and tiny to ship, and queued batches would
+        only idle the other actors (and late starters). Restarts are bounded: a batch that kills
+        every engine fails the run (resumable) instead of looping forever."""
         chunks = self.chunks_in_flight_per_actor()
         return Pool(self.min_actors, self.max_actors, self.num_cpus_per_actor,
                     self.gpus_per_actor(), self.prompts_per_chunk, self.memory_gib(),
