@@ -128,12 +128,20 @@ def test_countdown_waits_for_every_expected_request():
     countdown = Countdown()
     countdown.expect(2)
     countdown.done()
-    waiter = threading.Thread(target=countdown.wait)
+    raised = []
+
+    def wait():
+        try:
+            countdown.wait()
+        except KeyError as e:
+            raised.append(e)
+
+    waiter = threading.Thread(target=wait)
     waiter.start()
     waiter.join(0.2)
     assert waiter.is_alive()  # one is still out
     countdown.done(KeyError("x"))
     waiter.join(2)
-    assert not waiter.is_alive()
+    assert not waiter.is_alive() and len(raised) == 1  # the waiter got the error
     with pytest.raises(KeyError):
         countdown.wait()
