@@ -189,9 +189,21 @@ class TimedStage(SampleStage):
     def process(self, batch):
         start = time.time()
         out = super().process(batch)
+        stats = dataclasses.asdict(self.engine.loop.stats) if hasattr(self.engine, "loop") else {}
         with open(self.log, "a") as f:
-            f.write(json.dumps([start, time.time()]) + "\n")
+            f.write(json.dumps([start, time.time(), stats]) + "\n")
         return out
+
+
+def job_breakdown(calls: list[list], end: float) -> dict:
+    """Where the job's steady span goes: the engine stepping, the engine with nothing to run
+    while chunks were out, and the tail from the last chunk's end in the actor to the Parquet
+    written (Ray Data's transfer, the driver's assembly and write)."""
+    first, last = min(c[0] for c in calls), max(c[1] for c in calls)
+    stats = max((c[2] for c in calls), key=lambda s: s.get("steps", 0))  # the last counters
+    per_step = stats.get("sequence_steps", 0) / max(stats.get("steps", 0), 1)
+    return {"sampling_span_s": last - first, "engine_busy_s": stats.get("busy_s"),
+            "tail_s": end - last, "mean_sequences_per_step": per_step}
 
 
 def run_job(cfg: SamplingConfig, prompts: pd.DataFrame, t0: float) -> dict:
@@ -215,10 +227,11 @@ def run_job(cfg: SamplingConfig, prompts: pd.DataFrame, t0: float) -> dict:
         ray.shutdown()
     rows = pd.read_parquet(tmp / "candidates.parquet")
     calls = Path(TimedStage.log)
-    starts = [json.loads(x)[0] for x in calls.read_text().splitlines()] if calls.exists() else []
+    calls = [json.loads(x) for x in calls.read_text().splitlines()]
     tokens = sum(sum(n) for n in rows.n_tokens)
     samples = sum(len(r) for r in rows.responses)
-    return result(t0, min(starts, default=float("nan")), tokens, samples, len(prompts), end=end)
+    return result(t0, min(c[0] for c in calls), tokens, samples, len(prompts), end=end,
+                  breakdown=job_breakdown(calls, end))  # fmt: skip
 
 
 def rdllm_rows(cfg: SamplingConfig, prompts: pd.DataFrame, repeat: bool) -> list[dict]:
@@ -378,7 +391,28 @@ def markdown(res: dict) -> str:
                 f"{s['samples_per_prompt']:.1f} | {s['samples_per_s']:.2f} | {fmt(rate, '.2f')} "
                 f"| {fmt(wall, '.2f')} |"
             )
-    return "\n".join(lines + targets(res)) + "\n"
+    return "\n".join(lines + job_lines(res) + targets(res)) + "\n"
+
+
+def job_lines(res: dict) -> list[str]:
+    """The job's steady span split (median over rounds), beside plain's time for its tokens."""
+    lines = ["", "### Where the job's steady span goes", "",
+             "| requests | steady span s | engine stepping s | same tokens at plain's rate s | "
+             "engine idle while chunks were out s | tail: last chunk out to Parquet written s | "
+             "sequences per step |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for requests, paths in res["runs"].items():
+        runs = [r for r in paths.get("job", []) if "breakdown" in r]
+        plain = res["summary"][requests].get("plain", {}).get("steady_tok_s")
+        if not runs or not plain:
+            continue
+        b = [{**r["breakdown"], "span": r["wall_s"] - r["startup_s"],
+              "at_plain": r["tokens"] / plain,
+              "idle": r["breakdown"]["sampling_span_s"] - r["breakdown"]["engine_busy_s"]}
+             for r in runs]  # fmt: skip
+        cells = [median(b, k) for k in ("span", "engine_busy_s", "at_plain", "idle", "tail_s",
+                                        "mean_sequences_per_step")]  # fmt: skip
+        lines.append(f"| {requests} | " + " | ".join(fmt(c, ".1f") for c in cells) + " |")
+    return lines
 
 
 TARGETS = (  # (request set, path, minimum of its steady tok/s over plain's), from the issue

@@ -111,10 +111,10 @@ def scorer_seconds(cfg: GeneratePairsConfig, scored: pd.DataFrame) -> dict[str, 
     }
     seconds = {}
     for name, stage in stages.items():
-        start = time.perf_counter()
-        for start in range(0, len(rows), size):  # the scored rows are in chunk order
-            rows_out = stage(rows.iloc[start : start + size].reset_index(drop=True))
-        seconds[name] = time.perf_counter() - start
+        began = time.perf_counter()
+        for first in range(0, len(rows), size):  # the scored rows are in chunk order
+            rows_out = stage(rows.iloc[first : first + size].reset_index(drop=True))
+        seconds[name] = time.perf_counter() - began
         del rows_out
     return seconds
 
