@@ -13,7 +13,9 @@ import hashlib
 import importlib.util
 import io
 import json
+import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what a model's dtype option takes
 ADAPTER_CONFIG = "adapter_config.json"  # a peft LoRA adapter dir: merged into its base on load
 DEVICES = ("cpu", "cuda", "cuda:N", "mps")  # torch devices a device option takes
+log = logging.getLogger(__name__)
 
 
 def check_device_name(device: str | None, auto: bool = False) -> None:
@@ -210,9 +213,6 @@ def check_hub_access(repo_id: str) -> None:
     hub id neither in the HF cache nor reachable (no network, HF_HUB_OFFLINE=1), found within
     a few seconds instead of by every engine actor in turn."""
     from huggingface_hub import auth_check
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
-    token = "HF_TOKEN" if os.environ.get("HF_TOKEN") else "no HF_TOKEN"
 
     def unreachable(why: str) -> UserError:
         return UserError(
@@ -227,19 +227,29 @@ def check_hub_access(repo_id: str) -> None:
         _within(HUB_TIMEOUT_S, auth_check, repo_id)
     except TimeoutError:
         raise unreachable(f"did not answer in {HUB_TIMEOUT_S:g} s") from None
-    except GatedRepoError:
-        raise UserError(
+    except Exception as e:  # noqa: BLE001 - no network, DNS, proxy: many types
+        refused = hub_refusal(repo_id, e)
+        raise refused or unreachable(f"is not reachable ({type(e).__name__})") from None
+
+
+def hub_refusal(repo_id: str, e: Exception) -> UserError | None:
+    """The hub's answer that this job may not read `repo_id` (gated, missing or private) as one
+    line; None for any other error."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    token = "HF_TOKEN" if os.environ.get("HF_TOKEN") else "no HF_TOKEN"
+    if isinstance(e, GatedRepoError):
+        return UserError(
             f"model {repo_id!r} is gated on the Hugging Face hub and this job ({token}) may not "
             "read it: accept its licence on the hub and pass HF_TOKEN in the job's runtime env "
             "(docs/cluster.md)"
-        ) from None
-    except RepositoryNotFoundError:
-        raise UserError(
+        )
+    if isinstance(e, RepositoryNotFoundError):
+        return UserError(
             f"model {repo_id!r}: not on the Hugging Face hub, or private and this job has "
             f"{token} that may read it"
-        ) from None
-    except Exception as e:  # noqa: BLE001 - no network, DNS, proxy: many types
-        raise unreachable(f"is not reachable ({type(e).__name__})") from None
+        )
+    return None
 
 
 def _within(timeout_s: float, fn, *args):
@@ -292,6 +302,96 @@ def fetch_model(uri: str) -> Path:
         with atomic_dir(out, replace=False) as tmp:
             storage.download(uri, tmp)
     return out
+
+
+class ModelDownloadError(UserError):
+    """A hub model could not be downloaded for a reason outside the user's input (the network,
+    the hub): one line, exit code 1."""
+
+    exit_code = 1
+
+
+HUB_DOWNLOAD_TRIES = 3  # a download the network or the hub broke off is tried again
+HUB_RETRY_WAIT_S = 15.0  # times the try's number
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+
+
+def local_model(name: str) -> str:
+    """`resolve_model`'s path, with a Hugging Face id downloaded first (or found in the node's
+    HF cache): a local dir, so that what loads it only reads files (vLLM's start-up timeout,
+    VLLM_ENGINE_READY_TIMEOUT_S, would otherwise include downloading 16 GB)."""
+    path = resolve_model(name)
+    return path if Path(path).is_dir() else str(download_hub_model(path))
+
+
+def download_hub_model(repo_id: str) -> Path:
+    """The HF cache's snapshot of hub model `repo_id`, with the files loading it reads
+    (`hub_model_files`) downloaded where the cache lacks them; the actors of a node share one
+    cache (it locks each file). A failure that may pass (the network, the hub's 5xx or rate
+    limit) is tried again, HUB_DOWNLOAD_TRIES times in all; the last one is one line."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return _download_hub_model(repo_id)
+        except UserError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the network and the hub raise many types
+            refused = hub_refusal(repo_id, e)
+            if refused is not None:
+                raise refused from None
+            why = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            if attempt == HUB_DOWNLOAD_TRIES or not _may_pass(e):
+                tries = f"{attempt} tries" if attempt > 1 else "1 try"
+                raise ModelDownloadError(f"model {repo_id!r}: downloading it from the Hugging "
+                                         f"Face hub failed ({tries}): {why}") from None  # fmt: skip
+            log.warning("model %s: download failed (%s); trying again", repo_id, why)
+            time.sleep(HUB_RETRY_WAIT_S * attempt)
+
+
+def _download_hub_model(repo_id: str) -> Path:
+    from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
+
+    if constants.HF_HUB_OFFLINE:  # the cache's snapshot (resolve_model checked there is one)
+        return Path(snapshot_download(repo_id))
+    files = HfApi().list_repo_files(repo_id)
+    shards: set[str] = set()
+    if SAFETENSORS_INDEX in files:
+        index = read_json_object(Path(hf_hub_download(repo_id, SAFETENSORS_INDEX)),
+                                 "safetensors index")  # fmt: skip
+        weight_map = index.get("weight_map")
+        shards = set(weight_map.values()) if isinstance(weight_map, dict) else set()
+    return Path(snapshot_download(repo_id, allow_patterns=hub_model_files(files, shards)))
+
+
+def hub_model_files(files: list[str], shards: set[str]) -> list[str] | None:
+    """Of a hub repo's files, those loading the model reads: the top-level ones, with weights
+    in one format only, the first of WEIGHT_SUFFIXES there (Llama's repos add an `original/`
+    checkpoint, 16 GB nothing here loads; some ship .bin beside .safetensors), and of those
+    only the `shards` the safetensors index names, where it names any (Mistral's add a
+    consolidated file). None (every file) where no weights are at the top."""
+    top = [f for f in files if "/" not in f]
+    suffix = next((s for s in WEIGHT_SUFFIXES if any(f.endswith(s) for f in top)), None)
+    if suffix is None:
+        return None
+
+    def wanted(f: str) -> bool:
+        if not f.endswith(WEIGHT_SUFFIXES):
+            return True
+        return f.endswith(suffix) and (not shards or suffix != ".safetensors" or f in shards)
+
+    return [f for f in top if wanted(f)]
+
+
+def _may_pass(e: Exception) -> bool:
+    """Whether a download error may pass on a later try: not where the hub answered 4xx (bar
+    429, its rate limit), nor offline."""
+    from huggingface_hub import constants
+
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500:
+        return status == 429
+    return not constants.HF_HUB_OFFLINE
 
 
 def _in_hf_cache(repo_id: str) -> bool:

@@ -555,6 +555,22 @@ CLASSES = {
             lambda t: ["eval", "--sampling.tensor_parallel_size", "0", "-o", str(t / "o")],
             "option sampling.tensor_parallel_size: must be >= 1, got 0",
         ),
+        "two vLLM engines on a GPU, each claiming 0.9 of it": (
+            lambda t: ["generate-pairs", "--sampling.num_gpus_per_actor", "0.5", "-o", str(t / "o")],
+            "option sampling.num_gpus_per_actor: 0.5 puts 2 vLLM engines on one GPU, each claiming "
+            "gpu_memory_utilization 0.9 of its memory (1.8 together, over 0.95): set "
+            "gpu_memory_utilization to 0.47 or less, or num_gpus_per_actor to 1",
+        ),
+        "eval's vLLM engines sharing a GPU, in a config file": (
+            lambda t: [
+                "pipeline",
+                "--config",
+                yaml_file(t, "eval:\n  sampling: {num_gpus_per_actor: 0.25, gpu_memory_utilization: 0.3}\n"),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "cfg.yaml: field eval.sampling.num_gpus_per_actor: 0.25 puts 4 vLLM engines on one GPU",
+        ),
         "misspelt section in a pipeline config": (
             lambda t: [
                 "generate-pairs",

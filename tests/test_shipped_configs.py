@@ -8,12 +8,19 @@ import yaml
 from diversens import config
 from diversens.evaluation.config import EvalConfig
 from diversens.jobs.config import GeneratePairsConfig, PipelineConfig
+from diversens.models import BUILTIN_MODELS
 from diversens.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))
+# Model families, told by name (a built-in name also by its bundled file, diversens.models).
+FAMILIES = ("llama", "smollm", "qwen", "mistral", "gemma", "phi")
+# (config, stage) whose quality model is knowingly of another family than its generator, with
+# why; a stage listed here whose models do match fails, so no reason outlives its config.
+OTHER_FAMILY_QUALITY: dict[tuple[str, str], str] = {}
 
 
-@pytest.mark.parametrize("name", ["tiny.yaml", "paper.yaml", "study.yaml"])
+@pytest.mark.parametrize("name", SHIPPED)
 def test_config_parses_whole_and_by_section(name):
     path = ROOT / "configs" / name
     whole = config.load(PipelineConfig, path, None)
@@ -33,6 +40,46 @@ def test_paper_config_is_the_paper_setting():
             if n["resources"].get("GPU", 0) >= cfg.train.num_workers
             and f"accelerator_type:{cfg.train.accelerator_type}" in n["resources"]]  # fmt: skip
     assert fits
+
+
+def family(model: str) -> str:
+    builtin = BUILTIN_MODELS.get(model)
+    text = f"{model} {builtin.relpath if builtin else ''}".lower()
+    found = [f for f in FAMILIES if f in text]
+    assert len(found) == 1, f"cannot tell the family of {model!r} (known: {', '.join(FAMILIES)})"
+    return found[0]
+
+
+def quality_stages(cfg: PipelineConfig) -> dict[str, tuple[str, str | None]]:
+    """Each stage that scores quality: its generator and its quality model (None: compliance
+    only). Eval samples train.model and the models tuned from it (the pipeline's eval.models)."""
+    return {"pairs": (cfg.pairs.sampling.model, cfg.pairs.scoring.quality_model),
+            "eval": (cfg.train.model, cfg.eval.scoring.quality_model)}  # fmt: skip
+
+
+def test_family_is_told_by_name_and_by_bundled_file():
+    assert family("meta-llama/Llama-3.1-8B-Instruct") == "llama"
+    assert family("smollm2-135m-instruct") == "smollm"
+    assert family("Qwen/Qwen2.5-7B-Instruct") == "qwen"
+    with pytest.raises(AssertionError, match="cannot tell the family"):
+        family("/models/my-tuned-model")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_quality_is_scored_by_a_model_of_the_generators_family(name):
+    """A fluency score is a model's log-probability of the text: scoring an 8B model's answers
+    with a 135M model would measure the small model, not the answers."""
+    cfg = config.load(PipelineConfig, ROOT / "configs" / name, None)
+    for stage, (generator, scorer) in quality_stages(cfg).items():
+        if scorer is None:
+            continue
+        why = OTHER_FAMILY_QUALITY.get((name, stage))
+        if family(scorer) != family(generator):
+            assert why, (f"{name}: {stage}.scoring.quality scores {generator}'s answers with "
+                         f"{scorer}; use a {family(generator)} model, or list ({name!r}, "
+                         f"{stage!r}) in OTHER_FAMILY_QUALITY with why")  # fmt: skip
+        else:
+            assert why is None, f"{name}: {stage} is listed in OTHER_FAMILY_QUALITY but matches"
 
 
 @pytest.mark.slow  # the output check comes after the built-in model resolves (converts once)

@@ -41,6 +41,10 @@ MAX_CHUNKS_IN_FLIGHT = 16  # threads of one engine actor, each holding a chunk's
 # vLLM engine arguments that options here set, under another name (Ray's memory reservation for
 # an engine actor derives from kv_cache_gib).
 ENGINE_ARG_OPTIONS = {"kv_cache_memory_bytes": "kv_cache_gib"}
+# vLLM on GPU claims gpu_memory_utilization of the whole GPU's memory and does not start where
+# less is free, so the engines Ray packs on one GPU must fit together, with room left for each
+# process's CUDA context.
+MAX_SHARED_GPU_MEMORY = 0.95
 
 
 def vllm_is_cpu_build() -> bool:
@@ -209,7 +213,8 @@ class SamplingConfig:
         default=0.9,
         metadata={
             "range": "(0, 1]",
-            "help": "vllm on GPU: fraction of GPU memory for weights and KV cache",
+            "help": "vllm on GPU: fraction of GPU memory for weights and KV cache; engines "
+            f"sharing a GPU (num_gpus_per_actor < 1) at most {MAX_SHARED_GPU_MEMORY:g} together",
         },
     )
     max_model_len: int = field(
@@ -238,6 +243,16 @@ class SamplingConfig:
             "help": "vllm: reuse the KV cache of prefixes computed earlier. Faster, but a row "
             "then depends on what the engine ran before it (cached and fresh prefixes round "
             "differently), so a resumed or rescheduled run no longer gives the same rows"
+        },
+    )
+    reproducible: bool = field(
+        default=False,
+        metadata={
+            "help": "vllm on GPU: vLLM's batch-invariant kernels (VLLM_BATCH_INVARIANT=1; NVIDIA "
+            "compute capability 8.0 or newer), so a row no longer depends on what shares the "
+            "engine's batch and a chunk sampled again gives the same rows. Off by default: "
+            "slower kernels (a beta feature of vLLM), and without it a resampled chunk is an "
+            "equally valid draw. No effect on CPU (docs/reliability.md: what holds there)"
         },
     )
     max_num_seqs: int | None = field(
@@ -300,12 +315,29 @@ class SamplingConfig:
                 f"num_gpus_per_actor is {gpus:g}: set num_gpus_per_actor to {tp} (or leave it "
                 "unset: it defaults to tensor_parallel_size), or lower tensor_parallel_size"
             )
+        self._check_shared_gpu(gpus)
         if self.device.startswith("cuda") and self.gpus_per_actor() == 0:
             raise ValueError(
                 f"device {self.device!r} needs num_gpus_per_actor > 0: Ray hides GPUs from "
                 "actors that reserve none"
             )
         self._check_engine_kwargs()
+
+    def _check_shared_gpu(self, gpus: float) -> None:
+        """vLLM engines of a fractional GPU each, as many as Ray packs on one GPU, fit its memory
+        together (else all but the first fail to start)."""
+        if self.engine != "vllm" or not 0 < gpus < 1:
+            return
+        engines = math.floor(1 / gpus)  # as Ray packs them (it counts GPUs in 1/10,000s)
+        share = round(engines * self.gpu_memory_utilization, 6)  # 0.05 x 19: no float excess
+        if share > MAX_SHARED_GPU_MEMORY:
+            most = math.floor(MAX_SHARED_GPU_MEMORY / engines * 100) / 100
+            raise ValueError(
+                f"num_gpus_per_actor: {gpus:g} puts {engines} vLLM engines on one GPU, each "
+                f"claiming gpu_memory_utilization {self.gpu_memory_utilization:g} of its memory "
+                f"({share:g} together, over {MAX_SHARED_GPU_MEMORY:g}): set "
+                f"gpu_memory_utilization to {most:g} or less, or num_gpus_per_actor to 1"
+            )
 
     def _check_engine_kwargs(self) -> None:
         """What needs no vLLM import: the engine takes them, and no key is an option here

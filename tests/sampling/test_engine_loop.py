@@ -1,13 +1,20 @@
 """The engine loop on a fake vLLM engine (no model): follow-ups join the running batch the step
 their request ends, callers from several threads share the engine's steps, a request the engine
-refuses fails alone, and an engine that dies fails every request, later ones included."""
+refuses fails alone, and a dead engine ends the process (here: calls `on_dead`) before any
+request fails, then fails every request, later ones included."""
 
+import subprocess
+import sys
 import threading
 from types import SimpleNamespace
 
 import pytest
 
-from diversens.sampling.engine_loop import Countdown, EngineLoop
+from diversens.sampling.engine_loop import DEAD_ENGINE_EXIT, Countdown, EngineLoop
+
+
+class EngineDeadError(RuntimeError):
+    """Named as vLLM's (vllm.v1.engine.exceptions), which the loop tells by name."""
 
 
 class FakeEngine:
@@ -110,18 +117,102 @@ def test_two_threads_share_the_engines_steps():
 
 
 def test_a_refused_request_fails_alone():
-    loop = EngineLoop(FakeEngine(), threads=1)
+    dead = []
+    loop = EngineLoop(FakeEngine(), threads=1, on_dead=dead.append)
     ended, error = run(loop, [2, 0, 3])
     assert isinstance(error, ValueError) and "too short" in str(error)
     assert sorted(x for x in ended if isinstance(x, int)) == [2, 3]
+    assert dead == []  # a prompt's fault, not the engine's
 
 
-def test_a_dead_engine_fails_every_request_then_and_later():
-    loop = EngineLoop(FakeEngine(fail_at_step=1), threads=1)
-    ended, error = run(loop, [5, 5])
-    assert isinstance(error, RuntimeError) and len(ended) == 2
-    ended, error = run(loop, [1])  # the loop has stopped: no waiting forever
-    assert isinstance(error, RuntimeError) and "died" in str(error)
+def dies_first(dead: list, ended: list):
+    """An on_dead that records the error and whether any request had failed before it."""
+    return lambda error: dead.append((error, list(ended)))
+
+
+def test_a_dead_engine_is_reported_first_then_fails_every_request_then_and_later():
+    dead, ended = [], []
+    loop = EngineLoop(FakeEngine(fail_at_step=1), threads=1, on_dead=dies_first(dead, ended))
+    got, error = run(loop, [5, 5])
+    ended.extend(got)
+    assert isinstance(error, RuntimeError) and len(got) == 2
+    assert len(dead) == 1 and dead[0][0] is error and dead[0][1] == []  # no request failed yet
+    got, error = run(loop, [1])  # the loop has stopped: no waiting forever
+    assert isinstance(error, RuntimeError) and "died" in str(error) and len(dead) == 1
+
+
+class DeadOnAdd(FakeEngine):
+    """vLLM's client once its core is dead: add_request raises EngineDeadError."""
+
+    def add_request(self, request_id, prompt, params):
+        raise EngineDeadError("EngineCore encountered an issue.")
+
+
+def test_engine_dead_on_add_request_is_the_engines_death_not_the_prompts():
+    dead, ended = [], []
+    loop = EngineLoop(DeadOnAdd(), threads=1, on_dead=dies_first(dead, ended))
+    got, error = run(loop, [2])
+    assert isinstance(error, EngineDeadError) and len(dead) == 1 and dead[0][1] == []
+
+
+class KilledCore(FakeEngine):
+    """A core killed outright in another process: vLLM's client is marked dead
+    (`engine_core.ensure_alive` raises) and `step` waits for output forever."""
+
+    def __init__(self):
+        super().__init__()
+        self.core_dead = threading.Event()
+        self.engine_core = SimpleNamespace(ensure_alive=self.ensure_alive)
+
+    def ensure_alive(self):
+        if self.core_dead.is_set():
+            raise EngineDeadError("EngineCore encountered an issue.")
+
+    def step(self):
+        self.core_dead.set()
+        threading.Event().wait()  # never returns
+
+
+def test_a_core_killed_mid_step_is_seen_by_the_watchdog():
+    dead = threading.Event()
+    loop = EngineLoop(KilledCore(), threads=1, on_dead=lambda e: dead.set())
+    result = []
+    caller = threading.Thread(target=lambda: result.append(run(loop, [3])), daemon=True)
+    caller.start()
+    assert dead.wait(10), "the watchdog did not see the dead core"
+    caller.join(5)
+    assert isinstance(result[0][1], EngineDeadError)  # the caller is not left waiting
+
+
+DIES = r"""
+import time
+from diversens.sampling.engine_loop import EngineLoop
+
+class EngineDeadError(Exception):
+    pass
+
+class Dead:
+    def add_request(self, *args):
+        pass
+    def get_num_unfinished_requests(self):
+        return 1
+    def step(self):
+        raise EngineDeadError("EngineCore encountered an issue.\nSee above.")
+
+EngineLoop(Dead(), threads=1).submit(1, None, lambda out: print("a request failed"))
+time.sleep(60)
+"""
+
+
+def test_by_default_a_dead_engine_exits_the_process_with_one_line():
+    proc = subprocess.run([sys.executable, "-c", DIES], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == DEAD_ENGINE_EXIT != 0
+    assert "a request failed" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "Ray restarts this actor" in lines[0]
+    assert "(EngineDeadError: EngineCore encountered an issue. See above.)" in lines[0]
 
 
 def test_countdown_waits_for_every_expected_request():

@@ -2,10 +2,13 @@
 engine's constructor, as every other start-up failure is, not a traceback per engine actor.
 The engine is built directly, without Ray; the model's config fails before any weight loads.
 `sampling.engine_kwargs` reach vLLM's constructor as given; a key vLLM does not know is one line
-too, before Ray starts."""
+too, before Ray starts. When vLLM starts (a double of `vllm.LLM` here), a model at an S3 URI is
+already a local copy, and `sampling.reproducible` is in its environment."""
 
 import json
+import os
 import types
+from pathlib import Path
 
 import pytest
 
@@ -51,18 +54,23 @@ def test_gated_or_unreachable_models_are_the_users_to_fix():
     assert type(vllm_start_error(full, cfg, on_cpu=False)) is EngineCrashError
 
 
-def test_engine_kwargs_reach_the_vllm_constructor_over_the_options(
-    vllm_engine, tmp_path, monkeypatch
-):
+LLAMA_CONFIG = {"model_type": "llama", "max_position_embeddings": 2048}
+
+
+@pytest.fixture
+def recording_llm(monkeypatch):
+    """vllm.LLM replaced by a double: the engine's constructor runs, vLLM does not start. Yields
+    what the double saw: its keyword arguments, the environment and the model dir's files
+    (name: bytes) at the moment vLLM would have started."""
     import vllm
 
-    config = {"model_type": "llama", "max_position_embeddings": 2048}
-    (tmp_path / "config.json").write_text(json.dumps(config))
     seen = {}
 
     class RecordingLLM:
         def __init__(self, **kwargs):
-            seen.update(kwargs)
+            model = Path(kwargs["model"])
+            files = {f.name: f.read_bytes() for f in model.iterdir()} if model.is_dir() else None
+            seen.update(kwargs=kwargs, environ=dict(os.environ), files=files)
             model_config = types.SimpleNamespace(max_model_len=kwargs["max_model_len"])
             self.llm_engine = types.SimpleNamespace(model_config=model_config)
 
@@ -70,11 +78,53 @@ def test_engine_kwargs_reach_the_vllm_constructor_over_the_options(
             return None
 
     monkeypatch.setattr(vllm, "LLM", RecordingLLM)
+    return seen
+
+
+def test_engine_kwargs_reach_the_vllm_constructor_over_the_options(
+    vllm_engine, recording_llm, tmp_path
+):
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA_CONFIG))
     passed = {"quantization": "fp8", "enable_chunked_prefill": True, "max_num_batched_tokens": 64}
     engine = vllm_engine(SamplingConfig(model=str(tmp_path), max_model_len=512,
                                         engine_kwargs=passed))  # fmt: skip
+    seen = recording_llm["kwargs"]
     assert {k: seen[k] for k in passed} == passed  # chunked prefill: over the CPU default
     assert seen["model"] == str(tmp_path) and engine.context_length == 512
+
+
+def test_a_model_at_an_s3_uri_is_a_local_copy_before_vllm_starts(
+    vllm_engine, recording_llm, bucket, tmp_path, monkeypatch
+):
+    from diversens import storage
+
+    monkeypatch.setenv("DIVERSENS_CACHE", str(tmp_path / "cache"))
+    src = tmp_path / "model"
+    src.mkdir()
+    files = {"config.json": json.dumps(LLAMA_CONFIG).encode(), "tokenizer.json": b"{}",
+             "model.safetensors": b"weights"}  # fmt: skip
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    storage.upload(src, f"{bucket}/train/model")
+    vllm_engine(SamplingConfig(model=f"{bucket}/train/model", max_model_len=512))
+    model = Path(recording_llm["kwargs"]["model"])
+    assert model.is_relative_to(tmp_path / "cache") and recording_llm["files"] == files
+
+
+def test_reproducible_sets_batch_invariance_before_vllm_starts_on_a_gpu(
+    vllm_engine, recording_llm, tmp_path, monkeypatch
+):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a: (9, 0))
+    monkeypatch.setenv("VLLM_BATCH_INVARIANT", "")  # restored (unset) after the test
+    monkeypatch.delenv("VLLM_BATCH_INVARIANT")
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA_CONFIG))
+    vllm_engine(SamplingConfig(model=str(tmp_path), max_model_len=512))
+    assert "VLLM_BATCH_INVARIANT" not in recording_llm["environ"]
+    vllm_engine(SamplingConfig(model=str(tmp_path), max_model_len=512, reproducible=True))
+    assert recording_llm["environ"]["VLLM_BATCH_INVARIANT"] == "1"
 
 
 def test_unknown_engine_kwargs_key_fails_in_one_line_before_ray_starts(tmp_path, capsys):

@@ -66,7 +66,8 @@ def test_config_defaults_and_checks():
     assert SamplingConfig(num_samples_per_prompt=5).num_first_turn == 3
     assert cfg.engine == "vllm"
     assert SamplingConfig(engine="transformers").gpus_per_actor() == 0
-    assert SamplingConfig(num_gpus_per_actor=0.5).gpus_per_actor() == 0.5
+    half = SamplingConfig(num_gpus_per_actor=0.5, gpu_memory_utilization=0.45)
+    assert half.gpus_per_actor() == 0.5
 
 
 def test_vllm_gpus_default_to_tensor_parallel_size_except_on_its_cpu_build(monkeypatch):
@@ -194,9 +195,31 @@ def test_tensor_parallel_beyond_the_actors_gpus_is_refused(monkeypatch):
     # Enough GPUs, GPUs left to the default, one rank on a shared GPU, or no GPU engine: fine.
     assert SamplingConfig(engine="vllm", tensor_parallel_size=4, num_gpus_per_actor=4)
     assert SamplingConfig(engine="vllm", tensor_parallel_size=4).gpus_per_actor() == 4
-    assert SamplingConfig(engine="vllm", num_gpus_per_actor=0.5)
+    assert SamplingConfig(engine="vllm", num_gpus_per_actor=0.5, gpu_memory_utilization=0.45)
     assert SamplingConfig(engine="vllm", tensor_parallel_size=4, num_gpus_per_actor=0)
     assert SamplingConfig(engine="transformers", tensor_parallel_size=4, num_gpus_per_actor=1)
+
+
+def test_vllm_engines_sharing_a_gpu_must_fit_its_memory_together():
+    """vLLM claims gpu_memory_utilization of the whole GPU and does not start where less is
+    free: two engines of half a GPU at 0.9 each would leave the second unable to start."""
+    from diversens.config import from_dict
+
+    with pytest.raises(UserError) as caught:
+        from_dict(SamplingConfig, {"engine": "vllm", "num_gpus_per_actor": 0.5}, "pairs.sampling.")
+    message = str(caught.value)
+    assert message.startswith("option pairs.sampling.num_gpus_per_actor: 0.5 puts 2 vLLM engines")
+    assert "gpu_memory_utilization 0.9 " in message and "\n" not in message
+    assert "set gpu_memory_utilization to 0.47 or less" in message
+    # Engines per GPU are floor(1 / share): 0.3 packs 3 (0.99 > 0.95), 0.4 packs 2 (0.9).
+    with pytest.raises(ValueError, match="puts 3 vLLM engines"):
+        SamplingConfig(engine="vllm", num_gpus_per_actor=0.3, gpu_memory_utilization=0.33)
+    assert SamplingConfig(engine="vllm", num_gpus_per_actor=0.4, gpu_memory_utilization=0.45)
+    assert SamplingConfig(engine="vllm", num_gpus_per_actor=0.5, gpu_memory_utilization=0.45)
+    assert SamplingConfig(engine="vllm", num_gpus_per_actor=0.25, gpu_memory_utilization=0.2375)
+    # A whole GPU per engine, or an engine that is not vLLM, is not checked.
+    assert SamplingConfig(engine="vllm", num_gpus_per_actor=1, gpu_memory_utilization=0.95)
+    assert SamplingConfig(engine="transformers", num_gpus_per_actor=0.5, device="cuda")
 
 
 def test_derive_seed_is_stable_and_spread():
