@@ -19,7 +19,14 @@ Arithmetic (Llama-style decoder, N parameters, ZeRO-3 over G GPUs of one node):
   at a storage bandwidth, plus load and export;
 - memory per GPU: bf16 weights and grads 4N/G, fp32 master + Adam 12N/G, reference 2N/G,
   gathered embedding, checkpointed activations, one recomputed layer, logits and context;
-- eval: models × samples × max tokens over the eval engines, plus one model load each.
+- eval: models × samples × max tokens over the eval engines (an engine pool per model, all at
+  once), plus one model load and one drain.
+
+Nodes: each stage holds the nodes the autoscaler starts for its actors (diversens.nodes.pack on
+the node types of `--cluster`): sample, every pool of the first pass (they stream into each
+other, so the scorers are up while the engines sample); score, the scoring pools; DPO, the
+training workers; eval, the engine pools; the head, the whole run. A type at its max_workers
+makes the autoscaler start a bigger one, priced at that type's rate.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import math
 from dataclasses import dataclass, field
 
 from diversens.errors import UserError
+from diversens.nodes import Cluster, pack
 from diversens.ranges import check_ranges
 
 GB = 1e9
@@ -106,32 +114,23 @@ class PlanConfig:
         default=4.0,
         metadata={
             "range": "[0, inf)",
-            "help": "assumed eval engine start + model load per model (min)",
+            "help": "assumed eval engine start + model load (min; every model's pool loads at "
+            "once)",
         },
     )
     node_startup_min: float = field(
         default=10.0,
         metadata={"range": "[0, inf)", "help": "assumed node boot + image pull (minutes)"},
     )
-    sample_node: str = field(default="gpu_1x", metadata={"help": "node type of the engines"})
-    train_node: str = field(default="gpu_8x", metadata={"help": "node type of DPO"})
-    head_node: str = field(default="head", metadata={"help": "node type of the head"})
-    node_gpus: dict[str, int] = field(
-        default_factory=lambda: {"head": 0, "gpu_1x": 1, "gpu_8x": 8},
-        metadata={"range": "[0, inf)", "help": "GPUs per node type (cluster.yaml)"},
-    )
     node_price_per_h: dict[str, float] = field(
         default_factory=lambda: {"head": 0.38, "gpu_1x": 1.21, "gpu_8x": 32.77},
         metadata={"range": "[0, inf)",
-                  "help": "on-demand $/hour per node type (us-west-2: m5.2xlarge, g5.2xlarge, "
-                          "p4d.24xlarge)"},
+                  "help": "on-demand $/hour per node type of --cluster (cluster.yaml, us-west-2: "
+                          "m5.2xlarge, g5.2xlarge, p4d.24xlarge)"},
     )  # fmt: skip
 
     def __post_init__(self):
         check_ranges(self)
-        for name in (self.sample_node, self.train_node, self.head_node):
-            if name not in self.node_gpus or name not in self.node_price_per_h:
-                raise ValueError(f"node_gpus and node_price_per_h need node type {name!r}")
 
 
 @dataclass(frozen=True)
@@ -140,26 +139,26 @@ class Stage:
     arithmetic: str
     minutes: float  # wall time, node start-up included where the stage waits for it
     gpus: float  # GPUs held
-    nodes: float  # nodes of `node` held for `minutes`
-    node: str
+    nodes: dict[str, int]  # nodes per node type held for `minutes`
 
     def cost(self, plan: PlanConfig) -> float:
-        return self.nodes * plan.node_price_per_h[self.node] * self.minutes / 60
+        return sum(n * plan.node_price_per_h[t] for t, n in self.nodes.items()) * self.minutes / 60
 
 
-def stages(cfg, plan: PlanConfig) -> list[Stage]:
-    """The pipeline config's stages, planned. `cfg` is a PipelineConfig."""
+def stages(cfg, plan: PlanConfig, cluster: Cluster) -> list[Stage]:
+    """The pipeline config's stages, planned on `cluster`'s node types. `cfg` is a
+    PipelineConfig."""
     s, q, t = cfg.pairs.sampling, cfg.pairs.scoring.quality_pool, cfg.train
     k = s.num_samples_per_prompt
+    models = cfg.eval_runs()
     engine_gpus = s.max_actors * s.gpus_per_actor()
-    eval_gpus = cfg.eval.sampling.max_actors * cfg.eval.sampling.gpus_per_actor()
+    eval_gpus = models * cfg.eval.sampling.max_actors * cfg.eval.sampling.gpus_per_actor()
     if not engine_gpus or not eval_gpus:
         raise UserError(
             "plan: the engines run on CPU (pairs.sampling / eval.sampling: 0 GPUs), which this "
             "GPU plan cannot price; project a CPU run with --plan.measured RUN_DIR (a finished "
             "pilot run of the same settings)"
         )
-    per_node = max(plan.node_gpus[plan.sample_node], 1)
     tokens = plan.num_prompts * k * plan.response_tokens
     drain_min = s.max_new_tokens * plan.decode_step_ms / 1000 / 60
     sample_min = tokens / (engine_gpus * plan.gen_tokens_per_s) / 60 + drain_min
@@ -168,34 +167,47 @@ def stages(cfg, plan: PlanConfig) -> list[Stage]:
     score_min = prefill / (score_gpus * plan.prefill_tokens_per_s) / 60
     select_min = plan.num_prompts / plan.select_rows_per_s / 60
     dpo = train_plan(cfg, plan)
-    models = cfg.eval_runs()
     eval_samples = eval_sample_count(cfg.eval.num_samples)
     eval_tokens = models * eval_samples * cfg.eval.sampling.max_new_tokens
     eval_drain_min = cfg.eval.sampling.max_new_tokens * plan.decode_step_ms / 1000 / 60
-    eval_min = models * (plan.eval_min_per_model + eval_drain_min) + eval_tokens / (
+    eval_min = plan.eval_min_per_model + eval_drain_min + eval_tokens / (
         eval_gpus * plan.gen_tokens_per_s) / 60  # fmt: skip
     start = plan.node_startup_min
+    placed = {"sample": pack(cfg.pairs.demands("pairs."), cluster, "generate-pairs"),
+              "score": pack(cfg.pairs.scoring.demands("pairs."), cluster, "generate-pairs"),
+              "DPO": pack([t.demand("train.")], cluster, "train"),
+              "eval": pack(cfg.eval.demands(models, "eval.")["eval sampling"], cluster,
+                           "eval sampling"),
+              "head": {cluster.head: 1}}  # fmt: skip
+    check_prices(placed, plan, cluster)
     out = [
         Stage("sample", f"{plan.num_prompts:,} × {k} × {plan.response_tokens} = {tokens:.1e} "
               f"tokens / ({engine_gpus:g} GPUs × {plan.gen_tokens_per_s:,.0f} tok/s) + final "
               f"drain {s.max_new_tokens} steps × {plan.decode_step_ms:g} ms",
-              sample_min + start, engine_gpus, engine_gpus / per_node, plan.sample_node),
+              sample_min + start, engine_gpus, placed["sample"]),
         Stage("score", f"fluency prefill {prefill:.1e} tokens / ({score_gpus:g} GPUs × "
-              f"{plan.prefill_tokens_per_s:,.0f} tok/s)", score_min, score_gpus,
-              score_gpus / per_node, plan.sample_node),
+              f"{plan.prefill_tokens_per_s:,.0f} tok/s)", score_min, score_gpus, placed["score"]),
         Stage("select", f"{plan.num_prompts:,} rows / {plan.select_rows_per_s:,.0f} rows/s",
-              select_min, 0, 0, plan.head_node),
+              select_min, 0, {}),
         Stage("DPO", f"{dpo['flops']:.3g} FLOPs / ({t.num_workers} × {plan.gpu_flops:.3g} × "
               f"{plan.mfu:.0%} MFU) + {dpo['saves']} checkpoint saves + load/export",
-              dpo["minutes"] + start, t.num_workers, 1, plan.train_node),
+              dpo["minutes"] + start, t.num_workers, placed["DPO"]),
         Stage("eval", f"{models} models × {eval_samples} samples × "
-              f"{cfg.eval.sampling.max_new_tokens} tokens on {eval_gpus:g} GPUs + "
-              f"{plan.eval_min_per_model:g} min load and one drain per model", eval_min, eval_gpus,
-              eval_gpus / per_node, plan.sample_node),
+              f"{cfg.eval.sampling.max_new_tokens} tokens on {eval_gpus:g} GPUs (a pool per "
+              f"model, at once) + {plan.eval_min_per_model:g} min load and one drain", eval_min,
+              eval_gpus, placed["eval"]),
     ]  # fmt: skip
     total = sum(x.minutes for x in out)
-    out.append(Stage("head", "the whole run", total, 0, 1, plan.head_node))
+    out.append(Stage("head", "the whole run", total, 0, placed["head"]))
     return out
+
+
+def check_prices(placed: dict[str, dict[str, int]], plan: PlanConfig, cluster: Cluster) -> None:
+    """Every node type a stage starts has a price."""
+    for kind in dict.fromkeys(k for nodes in placed.values() for k in nodes):
+        if kind not in plan.node_price_per_h:
+            raise UserError(f"plan.node_price_per_h: no price for node type {kind!r} of "
+                            f"{cluster.source}, which the plan starts")  # fmt: skip
 
 
 def eval_samples_per_task(num_samples: dict[str, int]) -> dict[str, int]:
@@ -243,21 +255,24 @@ def memory_per_gpu(cfg, plan: PlanConfig) -> list[tuple[str, float]]:
     return [(item, b / GB) for item, b in rows]
 
 
-def render(cfg, plan: PlanConfig) -> str:
+def render(cfg, plan: PlanConfig, cluster: Cluster) -> str:
     """The plan as Markdown: stages, DPO memory per GPU, and the assumptions."""
-    rows = stages(cfg, plan)
-    lines = ["| stage | arithmetic | wall (min) | GPU-hours | cost ($) |", "|---|---|---|---|---|"]
+    rows = stages(cfg, plan, cluster)
+    lines = ["| stage | arithmetic | nodes | wall (min) | GPU-hours | cost ($) |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
     for x in rows:
-        lines.append(f"| {x.name} | {x.arithmetic} | {x.minutes:.1f} | "
+        held = " + ".join(f"{n} {kind}" for kind, n in x.nodes.items()) or "(head)"
+        lines.append(f"| {x.name} | {x.arithmetic} | {held} | {x.minutes:.1f} | "
                      f"{x.gpus * x.minutes / 60:.2f} | {x.cost(plan):.2f} |")  # fmt: skip
     cost = sum(x.cost(plan) for x in rows)
     gpu_h = sum(x.gpus * x.minutes / 60 for x in rows)
-    lines.append(f"| **total** | | **{rows[-1].minutes:.0f}** | **{gpu_h:.1f}** | "
+    lines.append(f"| **total** | | | **{rows[-1].minutes:.0f}** | **{gpu_h:.1f}** | "
                  f"**{cost:.1f}** |")  # fmt: skip
     mem = memory_per_gpu(cfg, plan)
     total = sum(gb for _, gb in mem)
     lines += ["", f"DPO memory per GPU (ZeRO-3 over {cfg.train.num_workers} GPUs):", "",
               "| item | GB |", "|---|---|", *(f"| {i} | {gb:.1f} |" for i, gb in mem),
               f"| **total** | **{total:.1f}** |", "", "Assumptions:", ""]  # fmt: skip
+    lines += [f"- node types: {cluster.source}"]
     lines += [f"- {name}: {value}" for name, value in vars(plan).items() if name != "measured"]
     return "\n".join(lines) + "\n"

@@ -16,7 +16,7 @@ LAYERS = [
     {"config"},
     {"storage"},
     {"io"},
-    {"artifacts", "console", "models"},
+    {"artifacts", "console", "models", "nodes"},
     {"prompts"},
     {"measures"},
     {"plan", "sampling", "scoring", "selection", "training"},

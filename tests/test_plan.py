@@ -9,12 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from diversens import config, pilot
+from diversens import config, nodes, pilot
 from diversens.cli import main
 from diversens.jobs.config import PipelineConfig
 from diversens.plan import PlanConfig, memory_per_gpu, render, stages, train_plan
 
 ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = nodes.read(ROOT / "cluster.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +23,8 @@ def paper():
     return config.load(PipelineConfig, ROOT / "configs" / "paper.yaml", None)
 
 
-def by_name(cfg):
-    return {s.name: s for s in stages(cfg, cfg.plan)}
+def by_name(cfg, cluster=CLUSTER):
+    return {s.name: s for s in stages(cfg, cfg.plan, cluster)}
 
 
 def test_training_arithmetic_of_the_paper_setting(paper):
@@ -43,11 +44,45 @@ def test_stage_arithmetic_and_cost(paper):
     # 6,000 x 4 x 250 tokens over 8 engine GPUs at 1,500 tok/s, one final drain of 384 steps of
     # 27 ms, plus 10 min node start-up.
     assert s["sample"].minutes == pytest.approx(6.0e6 / (8 * 1500) / 60 + 384 * 0.027 / 60 + 10)
-    assert s["sample"].cost(paper.plan) == pytest.approx(8 * 1.21 * s["sample"].minutes / 60)
+    # The pools of the first pass are up at once: 8 engines, 4 quality scorers, 1 node of
+    # embedders, each on a g5; the scorers alone afterwards.
+    assert s["sample"].nodes == {"gpu_1x": 13} and s["score"].nodes == {"gpu_1x": 5}
+    assert s["sample"].cost(paper.plan) == pytest.approx(13 * 1.21 * s["sample"].minutes / 60)
+    assert s["DPO"].nodes == {"gpu_8x": 1}
     assert s["DPO"].cost(paper.plan) == pytest.approx(32.77 * s["DPO"].minutes / 60)
+    # Eval: an engine pool per model run (5), at once, one load and one drain.
+    assert s["eval"].nodes == {"gpu_1x": 5}
+    assert s["eval"].minutes == pytest.approx(
+        4 + 256 * 0.027 / 60 + 5 * 420 * 256 / (5 * 1500) / 60
+    )
     assert s["head"].minutes == pytest.approx(sum(x.minutes for n, x in s.items() if n != "head"))
     total = sum(x.cost(paper.plan) for x in s.values())
-    assert 15 < total < 22  # docs/cluster.md's ~$18
+    assert 17 < total < 24  # docs/cluster.md's ~$20
+
+
+def test_a_node_type_at_max_workers_is_priced_as_the_type_the_autoscaler_starts(paper):
+    """With gpu_1x capped at 8 nodes, the 4 quality scorers and the embedders of the first pass
+    start a p4d (gpu_8x), and the plan prices it at its rate."""
+    capped = nodes.Cluster(tuple(dataclasses.replace(t, max_workers=8) if t.name == "gpu_1x"
+                                 else t for t in CLUSTER.types), "capped", "head")  # fmt: skip
+    sample = by_name(paper, capped)["sample"]
+    assert sample.nodes == {"gpu_1x": 8, "gpu_8x": 1}
+    assert sample.cost(paper.plan) == pytest.approx((8 * 1.21 + 32.77) * sample.minutes / 60)
+
+
+def test_a_plan_whose_pools_fit_no_node_type_is_one_line(tmp_path, capsys):
+    small = tmp_path / "small.yaml"
+    small.write_text("head_node_type: head\navailable_node_types:\n"
+                     "  head: {resources: {CPU: 0}}\n"
+                     "  gpu_1x: {resources: {CPU: 8, GPU: 1}, max_workers: 8}\n")  # fmt: skip
+    paper = str(ROOT / "configs" / "paper.yaml")
+    assert main(["plan", "--config", paper, "--cluster", str(small)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lower pairs.scoring.quality_pool.max_actors" in err
+    priced = tmp_path / "priced.yaml"  # cluster.yaml with a node type that has no price
+    priced.write_text((ROOT / "cluster.yaml").read_text().replace("gpu_1x", "gpu_2x"))
+    assert main(["plan", "--config", paper, "--cluster", str(priced)]) == 2
+    assert "plan.node_price_per_h: no price for node type 'gpu_2x'" in capsys.readouterr().err
 
 
 def test_figures_follow_the_config(paper):
@@ -60,10 +95,11 @@ def test_figures_follow_the_config(paper):
     assert train_plan(h100, h100.plan)["compute_s"] == pytest.approx(140, rel=0.02)
 
 
-def test_readme_table_is_the_commands_output(paper, capsys):
-    assert main(["plan", "--config", str(ROOT / "configs" / "paper.yaml")]) == 0
+def test_readme_table_is_the_commands_output(paper, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the default --cluster is the checkout's cluster.yaml
+    assert main(["plan", "--config", "configs/paper.yaml"]) == 0
     printed = capsys.readouterr().out
-    assert printed == render(paper, paper.plan)
+    assert printed == render(paper, paper.plan, nodes.read("cluster.yaml"))
     table = printed.split("\n\nDPO memory")[0]
     assert table in (ROOT / "docs" / "cluster.md").read_text()
     assert "- mfu: 0.35" in printed  # assumptions are shown with the plan
@@ -72,8 +108,8 @@ def test_readme_table_is_the_commands_output(paper, capsys):
 def test_bad_assumption_is_refused():
     with pytest.raises(ValueError, match="mfu"):
         PlanConfig(mfu=1.5)
-    with pytest.raises(ValueError, match="node type"):
-        PlanConfig(train_node="p5")
+    with pytest.raises(ValueError, match="node_price_per_h"):
+        PlanConfig(node_price_per_h={"gpu_1x": -1.0})
 
 
 def pilot_run(root: Path, complete: bool = True) -> Path:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from diversens import config
+from diversens import config, nodes
 from diversens.commands.options import RunOptions
 from diversens.errors import UserError
 from diversens.io import check_input_file
@@ -113,9 +113,14 @@ def connect_ray(
     gpus: dict[str, float] | None = None,
     log_file: Path | None = None,
     worker_paths: dict[str, str] | None = None,
+    stages: dict[str, list[nodes.Demand]] | None = None,
 ) -> None:
     """Join the cluster at `opts.ray_address` (or $RAY_ADDRESS), else start a local Ray; the
     CLI edge only.
+
+    `stages` maps each step to the pools it runs at once, which must fit the node types at
+    their max_workers (diversens.nodes): those of `opts.cluster`, checked before Ray starts,
+    else those the joined cluster's autoscaler reports, if any.
 
     `gpus` maps options to the GPUs they request per actor or worker; a request the cluster
     cannot meet now nor after autoscaling is a UserError instead of a job waiting forever.
@@ -132,6 +137,8 @@ def connect_ray(
 
     from diversens import console
 
+    if opts.cluster and stages:
+        nodes.check(stages, nodes.read(opts.cluster))
     console.quiet()
     started = not ray.is_initialized()
     if started:
@@ -167,6 +174,11 @@ def connect_ray(
                 f"option {option}={need:g} asks for GPUs on one node, but no node of the Ray "
                 f"cluster (nor any node type its autoscaler may add) has more than {node:g}"
             )
+    if stages and not opts.cluster:
+        from diversens.jobs import cluster
+
+        if (live := cluster.autoscaler()) is not None:
+            nodes.check(stages, live)
     check_shared(worker_paths or {})
     if log_file is not None:
         console.log_to(log_file)

@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> None:
               inputs=[cfg.glove_path])  # fmt: skip
     check_token_budget(cfg.sampling)
     check_glove(cfg.glove_path)
-    connect_ray(opts, cfg.gpus(), log_file=console.run_log(opts.output))
+    connect_ray(opts, cfg.gpus(), log_file=console.run_log(opts.output),
+                stages=cfg.demands(len(cfg.model_runs())))  # fmt: skip
 
     from diversens.evaluation.report import console_lines
     from diversens.jobs import evaluate as job

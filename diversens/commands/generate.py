@@ -23,6 +23,7 @@ from diversens.commands.common import (
 )
 from diversens.config import redacted
 from diversens.jobs.config import GenerateConfig
+from diversens.nodes import Demand
 from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available, check_token_budget
 from diversens.storage import is_uri, output_dir, split_location
@@ -59,6 +60,7 @@ def run(args: argparse.Namespace) -> None:
         opts,
         {"sampling.num_gpus_per_actor": cfg.sampling.gpus_per_actor()},
         log_file=None if is_uri(opts.output) else Path(opts.output).with_name(stem + ".log"),
+        stages={"generate": [Demand.of("sampling", cfg.sampling.pool())]},
     )
 
     from diversens.jobs import generate

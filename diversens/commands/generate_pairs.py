@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> None:
     prompts = read_prompts(cfg.prompts, default_split="train")
     preflight(cfg.models(), opts.output, inputs=[cfg.prompts.file])
     check_token_budget(cfg.sampling)
-    connect_ray(opts, cfg.gpus(), log_file=console.run_log(opts.output))
+    connect_ray(opts, cfg.gpus(), log_file=console.run_log(opts.output),
+                stages={"generate-pairs": cfg.demands()})  # fmt: skip
 
     from diversens.jobs import generate_pairs
 

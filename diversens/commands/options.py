@@ -38,8 +38,30 @@ class RunOptions:
         },
     )
 
+    cluster: str | None = field(
+        default=None,
+        metadata={
+            "help": "Ray cluster launcher config (cluster.yaml) whose node types, at their "
+            "max_workers, every step's actor pools must fit together, checked before Ray starts "
+            "(default: the joined cluster's autoscaler node types, where Ray tells them)",
+            "path": True,
+        },
+    )
+
     def __post_init__(self):
         check_ranges(self)
+
+
+@dataclass
+class PlanOptions:
+    cluster: str = field(
+        default="cluster.yaml",
+        metadata={
+            "help": "Ray cluster launcher config whose node types the plan places the pools on "
+            "(as its autoscaler would) and prices (plan.node_price_per_h, by node type)",
+            "path": True,
+        },
+    )
 
 
 @dataclass
@@ -116,8 +138,8 @@ PIPELINE = (*_under("pairs", ("prompts.split", "prompts.num_per_task", "selectio
                                        "max_new_tokens", "max_actors", "num_gpus_per_actor")),
             *_under("train", ("model", "num_workers", "use_gpu", "lora")),
             "train_strategies", "stages")  # fmt: skip
-PLAN = _under("plan", ("measured", "num_prompts", "model_params", "gen_tokens_per_s",
-                       "gpu_flops", "mfu", "node_price_per_h"))  # fmt: skip
+PLAN = ("cluster", *_under("plan", ("measured", "num_prompts", "model_params", "gen_tokens_per_s",
+                                    "gpu_flops", "mfu", "node_price_per_h")))  # fmt: skip
 COMMON: dict[str, tuple[str, ...]] = {
     "generate": GENERATE,
     "generate-pairs": (*GENERATE, *SELECTION, "scoring.quality.scorer"),

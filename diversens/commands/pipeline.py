@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> None:
         {k: v for s in stages for k, v in gpus[s].items()},
         log_file=console.run_log(opts.output),
         worker_paths=checkpoint_option(cfg.train, opts.output) if trains else None,
+        stages=cfg.demands(),
     )
 
     from diversens.evaluation.report import console_lines

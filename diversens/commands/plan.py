@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from diversens import config
+from diversens.commands.options import PlanOptions
 
 HELP = "GPU-hours, memory per GPU, wall time and cost per stage of a pipeline config"
 # What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
@@ -19,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "plan",
         help=HELP,
         description=f"{HELP}, computed from the config (its `plan` section holds the "
-        "assumptions: throughputs, MFU, node types and prices); prints Markdown. With "
+        "assumptions: throughputs, MFU, prices per node type) and the node types of --cluster, "
+        "on which it places each stage's actors as the autoscaler would; prints Markdown. With "
         "--plan.measured RUN_DIR, "
         "the wall time per stage on this machine instead, from the rates a pilot (a small "
         "finished pipeline run of the same settings) measured.",
@@ -27,16 +29,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--config", type=config.expand_path, help="YAML file with PipelineConfig sections"
     )
+    config.add_arguments(p, PlanOptions, group="run")
     config.add_arguments(p, PipelineConfig, title="pipeline")  # its `plan` section is one too
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> None:
-    from diversens.commands.common import load
+    from diversens import nodes
+    from diversens.commands.common import load, run_options
     from diversens.jobs.config import PipelineConfig
     from diversens.plan import render
 
-    cfg = load(PipelineConfig, args)
+    cfg, opts = load(PipelineConfig, args), run_options(args, PlanOptions)
     if cfg.plan.measured:
         from diversens import pilot
         from diversens.prompts import read_prompts
@@ -46,4 +50,4 @@ def run(args: argparse.Namespace) -> None:
             pilot.render(cfg, len(prompts), pilot.Rates.from_run(Path(cfg.plan.measured))), end=""
         )
         return
-    print(render(cfg, cfg.plan), end="")
+    print(render(cfg, cfg.plan, nodes.read(opts.cluster)), end="")

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> None:
         {"use_gpu": float(cfg.use_gpu)},
         log_file=console.run_log(opts.output),
         worker_paths=checkpoint_option(cfg, opts.output),
+        stages={"train": [cfg.demand()]},
     )
 
     from diversens.training.trainer import train

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from diversens import measures
 from diversens.config import check_seeds
+from diversens.nodes import Demand
 from diversens.prompts import literature_samples, task_names
 from diversens.ranges import check_ranges
 from diversens.sampling.config import SamplingConfig
@@ -161,6 +162,12 @@ class EvalConfig:
     def gpus(self, prefix: str = "") -> dict[str, float]:
         """GPUs per actor each pool asks for, by option name."""
         return self.scoring.gpus(self.sampling.gpus_per_actor(), prefix)
+
+    def demands(self, runs: int, prefix: str = "") -> dict[str, list[Demand]]:
+        """The pools of the eval's two steps at their largest: an engine pool per model run
+        (`runs` of them) at once, then the scoring pools (diversens.jobs.evaluate)."""
+        engines = Demand.of(f"{prefix}sampling", self.sampling.pool(), copies=runs)
+        return {"eval sampling": [engines], "eval scoring": self.scoring.demands(prefix)}
 
 
 def check_model_entry(entry: str) -> None:

@@ -17,24 +17,33 @@ import psutil
 import ray
 import yaml
 
+from diversens import nodes
+
 RESOURCES = ("CPU", "GPU", "memory")
 
 
-def node_types() -> list[tuple[dict[str, float], int]] | None:
-    """(resources, max nodes; -1 = unbounded) per autoscaler node type, or None if unknown."""
+def autoscaler() -> nodes.Cluster | None:
+    """The autoscaler's node types (max nodes -1: unbounded), or None if unknown. Autoscaler v2
+    reports no head type nor worker limit of all types together: they are left out."""
     from ray._private.state import state
 
+    source = "the Ray cluster's autoscaler"
     config = state.get_cluster_config()
     if config is not None and config.node_group_configs:
-        return [(dict(g.resources), g.max_count) for g in config.node_group_configs]
+        return nodes.Cluster(tuple(nodes.NodeType(g.name, dict(g.resources), g.max_count)
+                                   for g in config.node_group_configs), source)  # fmt: skip
     path = _v1_autoscaling_config()
     if path is None:
         return None
     text = path.read_text(encoding="utf-8")
     data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
-    head = data.get("head_node_type")
-    return [(dict(t.get("resources") or {}), 0 if name == head else int(t.get("max_workers", 0)))
-            for name, t in (data.get("available_node_types") or {}).items()]  # fmt: skip
+    return nodes.parse(data, f"{source} ({path})")
+
+
+def node_types() -> list[tuple[dict[str, float], int]] | None:
+    """(resources, max nodes; -1 = unbounded) per autoscaler node type, or None if unknown."""
+    found = autoscaler()
+    return None if found is None else [(t.resources, t.max_workers) for t in found.types]
 
 
 def _v1_autoscaling_config() -> Path | None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from diversens import measures
 from diversens.config import check_seeds
 from diversens.evaluation.config import EvalConfig
+from diversens.nodes import Demand
 from diversens.plan import PlanConfig
 from diversens.prompts.config import PromptsConfig
 from diversens.ranges import check_ranges
@@ -83,6 +84,11 @@ class GeneratePairsConfig:
         """GPUs per actor each pool asks for, by option name."""
         return self.scoring.gpus(self.sampling.gpus_per_actor(), prefix)
 
+    def demands(self, prefix: str = "") -> list[Demand]:
+        """The pools of the first pass at their largest: they stream into each other at once."""
+        return [Demand.of(f"{prefix}sampling", self.sampling.pool()),
+                *self.scoring.demands(prefix)]  # fmt: skip
+
 
 @dataclass
 class PipelineConfig:
@@ -126,6 +132,13 @@ class PipelineConfig:
     def eval_runs(self) -> int:
         """Sampling passes of the eval: the reference, and every model at every eval seed."""
         return self.eval.num_runs(len(self.trained()))
+
+    def demands(self) -> dict[str, list[Demand]]:
+        """The pools each of `stages` runs at once, by step (diversens.nodes)."""
+        steps = {"generate-pairs": {"generate-pairs": self.pairs.demands("pairs.")},
+                 "train": {"train": [self.train.demand("train.")]},
+                 "eval": self.eval.demands(self.eval_runs(), "eval.")}  # fmt: skip
+        return {step: d for stage in self.stages for step, d in steps[stage].items()}
 
     def __post_init__(self):
         check_ranges(self)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from diversens import measures
 from diversens.models import DEFAULT_GENERATOR, DTYPES, check_device_name
+from diversens.nodes import Demand
 from diversens.pools import Pool, PoolConfig
 from diversens.ranges import check_ranges
 from diversens.scoring.measure import MeasureConfig
@@ -125,6 +126,10 @@ class ScoringConfig:
     def pools(self, batch_size: int) -> dict[str, Pool]:
         return {"embed_pool": self.embed_pool.pool(batch_size),
                 "quality_pool": self.quality_pool.pool(batch_size)}  # fmt: skip
+
+    def demands(self, prefix: str = "") -> list[Demand]:
+        """The two pools at their largest, named as options (`prefix`: "pairs.", "eval.")."""
+        return [Demand.of(f"{prefix}scoring.{name}", pool) for name, pool in self.pools(1).items()]
 
     def gpus(self, engine_gpus: float, prefix: str = "") -> dict[str, float]:
         """GPUs per actor that a job's pools ask for (its engine's and the two scoring pools),

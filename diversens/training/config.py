@@ -24,6 +24,7 @@ from typing import Any
 
 from diversens.config import check_names
 from diversens.errors import UserError
+from diversens.nodes import Demand
 from diversens.ranges import check_name, check_ranges
 from diversens.storage import is_uri
 
@@ -193,6 +194,24 @@ class TrainConfig:
                 raise ValueError(f"dpo_args.{key}: has an option of its own ({key}); set that")
             if key in OWNED_DPO_ARGS:
                 raise ValueError(f"dpo_args.{key}: set by diversens ({OWNED_DPO_ARGS[key]})")
+
+    def resources_per_worker(self) -> dict[str, float]:
+        """What each Ray Train worker asks for, as `ScalingConfig.resources_per_worker`."""
+        return {"CPU": self.num_cpus_per_worker, **({"GPU": 1} if self.use_gpu else {})}
+
+    def demand(self, prefix: str = "") -> Demand:
+        """The worker group as the autoscaler sees it: one bundle of every worker on one node
+        with STRICT_PACK, else one per worker (Ray adds 0.001 of the accelerator_type)."""
+        worker = self.resources_per_worker()
+        if self.accelerator_type:
+            worker[f"accelerator_type:{self.accelerator_type}"] = 0.001
+        option = f"{prefix}num_workers"
+        if self.placement_strategy == "STRICT_PACK":
+            group = {k: v * self.num_workers for k, v in worker.items()}
+            return Demand("the training worker group (STRICT_PACK: one node)", 1, group, option,
+                          option)  # fmt: skip
+        return Demand("the training workers", self.num_workers, worker, option,
+                      f"{prefix}num_cpus_per_worker")  # fmt: skip
 
     @property
     def use_bf16(self) -> bool:

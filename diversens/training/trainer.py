@@ -92,7 +92,7 @@ def train(
     write_summary(summary_path, {"pairs_file": str(pairs_path), "name": cfg.name}, complete=False)
     storage_path = cfg.checkpoints(checkpoint_root or out.location)
     claim_run(f"{storage_path.rstrip('/')}/{cfg.name}", fingerprint, cfg.name)
-    resources_per_worker = {"CPU": cfg.num_cpus_per_worker, **({"GPU": 1} if cfg.use_gpu else {})}
+    resources_per_worker = cfg.resources_per_worker()
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={

@@ -55,3 +55,22 @@ def test_largest_node_is_the_biggest_single_node_not_the_total(machine, monkeypa
     nodes = [{"Alive": True, "Resources": {"CPU": 2.0}}, {"Alive": False, "Resources": {"GPU": 16}}]
     monkeypatch.setattr(cluster.ray, "nodes", lambda: nodes)
     assert cluster.largest_node() == {"CPU": 2.0, "GPU": 2.0, "memory": 0.0}  # joined: 6380
+
+
+def test_the_joined_clusters_node_types_are_what_its_pools_must_fit(machine, monkeypatch):
+    """Without --cluster, a run's pools are checked against the joined cluster's autoscaler
+    config (here 6380's: one 2-GPU node at most), named by type, the head starting none."""
+    from ray._private.state import state
+
+    from diversens import nodes
+    from diversens.errors import UserError
+    from diversens.pools import Pool
+
+    monkeypatch.setattr(state, "get_cluster_config", lambda: None)
+    found = cluster.autoscaler()
+    assert {t.name: t.max_workers for t in found.types} == {"head": 0, "gpu": 1}
+    engines = nodes.Demand.of("sampling", Pool(1, 2, 0, 1, batch_size=4))
+    assert nodes.check({"generate": [engines]}, found) == {"generate": {"gpu": 1}}
+    more = nodes.Demand.of("sampling", Pool(1, 3, 0, 1, batch_size=4))
+    with pytest.raises(UserError, match="gpu 1 of 1 nodes.*lower sampling.max_actors"):
+        nodes.check({"generate": [more]}, found)
