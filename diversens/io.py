@@ -70,9 +70,13 @@ def read_table(path: str | Path) -> pa.Table:
         raise _mixed_types(numbered, path) from None
 
 
-def read_parquet(path: Path, required: Iterable[str] = ()) -> pa.Table:
+def read_parquet(
+    path: Path, required: Iterable[str] = (), columns: Iterable[str] | None = None
+) -> pa.Table:
     """A local Parquet file, or a directory of them (a run's scored/), with the `required`
-    fields; a missing or damaged one is a one-line UserError."""
+    fields (and of the others only `columns`, where given); a missing or damaged one is a
+    one-line UserError."""
+    required = tuple(required)
     if not path.is_dir():
         check_input_file(path)
     try:
@@ -82,7 +86,9 @@ def read_parquet(path: Path, required: Iterable[str] = ()) -> pa.Table:
         if twice := sorted({n for n in names if names.count(n) > 1}):
             raise UserError(f"{path}: column {twice[0]!r} appears twice; a column name must be "
                             "unique (which one is meant?)")  # fmt: skip
-        table = pq.read_table(path)
+        wanted = None if columns is None else [n for n in dict.fromkeys([*required, *columns])
+                                               if n in names]  # fmt: skip
+        table = pq.read_table(path, columns=wanted)
     except (pa.ArrowInvalid, OSError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"{path}: not a readable Parquet file ({reason})") from None

@@ -1,10 +1,11 @@
 """Resumable runs: a chunk of prompts is the unit of work, from the engine to one Parquet part.
 
 A run plans its prompts into chunks of `size` consecutive rows. A chunk is one Ray Data block,
-hence one batch in every stage (`map_batches(batch_size=None)`): a row's floats never depend on
-which prompts happened to share its batch, so a rerun gives bitwise the same rows whatever the
-scheduling. The driver gathers the rows coming out of the pipeline by chunk and writes each
-complete chunk to `<dir>/<key>.parquet` atomically (temporary name, then rename).
+hence one batch in every stage (`map_batches(batch_size=None)`): the scorers see the same
+batches run to run, and a chunk sampled again gives the same rows where its engine does
+(diversens.sampling.engines: all but vLLM on GPU without `sampling.reproducible`). The driver
+gathers the rows coming out of the pipeline by chunk and writes each complete chunk to
+`<dir>/<key>.parquet` atomically (temporary name, then rename).
 
 A chunk's key hashes the run's fingerprint (everything that decides its rows: configs, model
 ids) with the chunk's prompt ids. A rerun with the same config finds the parts already written
@@ -14,15 +15,19 @@ stage raised is never written: the run fails, and its rerun starts from that chu
 that does not read back whole (a truncated or corrupt file, a disk that filled up) is renamed to
 `<key>.parquet.damaged` on the rerun, with one line saying so, and its chunk is redone.
 `run_chunks` is a job's whole first pass over a plan: fill, read, set aside quarantined prompts.
+A pass that must not hold the whole run reads the parts one at a time instead (`iter_parts`).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 import pyarrow as pa
@@ -37,6 +42,7 @@ from diversens.storage import filesystem
 
 log = logging.getLogger(__name__)
 DAMAGED = ".damaged"
+T = TypeVar("T")
 
 
 def plan_chunks(prompts: pd.DataFrame, size: int, fingerprint: str) -> pd.DataFrame:
@@ -129,8 +135,35 @@ class PartStore:
         missing = set(keys) - self.done()
         if missing:
             raise RuntimeError(f"{self.location}: {len(missing)} chunk(s) have no part yet")
-        tables = [pq.read_table(self.path(k), filesystem=self.fs) for k in keys]
-        return pa.concat_tables(tables, promote_options="permissive")
+        return pa.concat_tables(self.iter_parts(keys), promote_options="permissive")
+
+    def iter_parts(
+        self, keys: Iterable[str], columns: list[str] | None = None
+    ) -> Iterator[pa.Table]:
+        """The parts of `keys` (their `columns`), one table each, in order: a pass over a run
+        that holds one part at a time, the next few read ahead (an object store answers each
+        read after tens of milliseconds)."""
+        return _read_ahead(lambda k: pq.read_table(self.path(k), columns=columns,
+                                                   filesystem=self.fs), keys)  # fmt: skip
+
+    def schema(self, keys: Iterable[str]) -> pa.Schema:
+        """The schema `read` gives the parts of `keys` (Arrow types an all-null column as null):
+        theirs unified, from the files' footers."""
+        schemas = _read_ahead(lambda k: pq.read_schema(self.path(k), filesystem=self.fs), keys)
+        return functools.reduce(lambda a, b: pa.unify_schemas([a, b], promote_options="permissive"),
+                                schemas)  # fmt: skip
+
+
+def _read_ahead(read: Callable[[str], T], keys: Iterable[str], depth: int = 8) -> Iterator[T]:
+    """`read(key)` for each key, in order, at most `depth` in flight in threads."""
+    with ThreadPoolExecutor(depth) as pool:
+        pending: deque = deque()
+        for key in keys:
+            pending.append(pool.submit(read, key))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 class PartSink:

@@ -18,18 +18,21 @@ one, so a row never depends on which chunk shared its batch.
 from __future__ import annotations
 
 import os
+import pickle
 import re
 import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
 import pandas as pd
 import pyarrow as pa
 import ray.data
-from ray.data import ActorPoolStrategy
+from ray.data import ActorPoolStrategy, TaskPoolStrategy
 
 from diversens.config import config_hash
 from diversens.errors import UserError
-from diversens.jobs import cluster
-from diversens.jobs.chunks import CHUNK, chunk_frames, plan_chunks
+from diversens.jobs import cluster, quarantine
+from diversens.jobs.chunks import CHUNK, PartStore, chunk_frames, plan_chunks
 from diversens.pools import START_TIMEOUT_OPTION, TRAIN_START_TIMEOUT_ENV, Pool, pool_start_error
 from diversens.sampling.config import SamplingConfig
 from diversens.sampling.engines import check_engine_available
@@ -41,6 +44,9 @@ from diversens.scoring.validity import ValidityStage
 from diversens.selection.rules import SelectionConfig, SelectionStats
 from diversens.selection.stage import SelectStage
 from diversens.selection.topn import BalancedTopN
+from diversens.storage import is_uri
+
+T = TypeVar("T")
 
 
 def check_pools_fit(pools: dict[str, Pool]) -> None:
@@ -161,24 +167,61 @@ def select_batch(
     return pd.concat([SelectStage(cfg, stats)(batch) for cfg in cfgs], ignore_index=True)
 
 
-def select(
-    scored: pa.Table, cfgs: list[SelectionConfig], stats: SelectionStats, rows_per_block: int
-) -> dict[str, BalancedTopN]:
-    """Stream scored rows once through every strategy's selection stage (tasks) into each
-    strategy's balanced top-N.
+def part_tasks(location: str, tasks: int) -> dict:
+    """`map_batches` arguments of the `tasks` tasks that read a run's parts at `location`. Plain
+    tasks, which Ray Data retries when their node goes (an idle GPU node the autoscaler removes;
+    an actor's loss would fail the step), on any node when every node reaches the parts (a URI,
+    or one node); else on the driver's node, whose disk holds them (as Ray Data's reads of
+    local:// paths), reserving no CPU (a cluster's head has none to give, cluster.yaml) and at
+    most one task per core at once."""
+    if is_uri(location) or not cluster.can_span_nodes():
+        return {}
+    here = {"ray.io/node-id": ray.get_runtime_context().get_node_id()}
+    return {"num_cpus": 0, "compute": TaskPoolStrategy(size=min(os.cpu_count() or 1, tasks)),
+            "label_selector": here}  # fmt: skip
 
-    The rows come from the table the driver holds, not from a Parquet read: Ray Data lists
-    files on an actor, and an autoscaler that removes an idle GPU node under that actor fails
-    the stage, whereas plain tasks are retried elsewhere."""
-    blocks = [scored.slice(s, rows_per_block) for s in range(0, scored.num_rows, rows_per_block)]
-    ds = ray.data.from_arrow(blocks).map_batches(
-        select_batch, fn_kwargs={"cfgs": cfgs, "stats": stats}, batch_format="pandas"
-    )
+
+def read_parts(batch: pa.Table, location: str) -> pa.Table:
+    """The kept rows (quarantined prompts left out) of the parts whose keys are in `batch`."""
+    tables = PartStore(location).iter_parts(batch["key"].to_pylist())
+    rows = pa.concat_tables(tables, promote_options="permissive").drop_columns([CHUNK])
+    return quarantine.kept(rows)
+
+
+def select_parts(
+    location: str, keys: list[str], cfgs: list[SelectionConfig], stats: SelectionStats,
+    parts_per_block: int,
+) -> dict[str, BalancedTopN]:  # fmt: skip
+    """Stream the kept rows of the parts `keys` at `location` once through every strategy's
+    selection stage into each strategy's balanced top-N: tasks read `parts_per_block` parts
+    each and select (`part_tasks`); only their pair rows and drop reasons reach the driver, a
+    batch at a time."""
+    blocks = -(-len(keys) // parts_per_block)
+    where = part_tasks(location, blocks)
+    ds = ray.data.from_items([{"key": k} for k in keys], override_num_blocks=blocks)
+    ds = ds.map_batches(read_parts, fn_kwargs={"location": location}, batch_size=None,
+                        batch_format="pyarrow", **where)  # fmt: skip
+    ds = ds.map_batches(select_batch, fn_kwargs={"cfgs": cfgs, "stats": stats},
+                        batch_format="pandas", **where)  # fmt: skip
     tops = {cfg.strategy: BalancedTopN(cfg) for cfg in cfgs}
     for batch in ds.iter_batches(batch_format="pandas"):
         for strategy, rows in batch.groupby("strategy", sort=False):
             tops[strategy].add(rows)
     return tops
+
+
+def in_one_task(fn: Callable[..., T], parts_at: str, **kwargs) -> T:
+    """`fn(**kwargs)`, computed in one task placed like those that read the parts at `parts_at`
+    (`part_tasks`): for what needs all of a run's parts at once, kept off the driver."""
+    ds = ray.data.from_items([{"call": 0}]).map_batches(
+        _pickled_call, fn_kwargs={"fn": fn, "kwargs": kwargs}, batch_format="pyarrow",
+        **part_tasks(parts_at, 1),
+    )  # fmt: skip
+    return pickle.loads(ds.take_all()[0]["value"])
+
+
+def _pickled_call(batch: pa.Table, fn: Callable, kwargs: dict) -> pa.Table:
+    return pa.table({"value": [pickle.dumps(fn(**kwargs))]})
 
 
 def stall_error(error: BaseException) -> UserError | None:

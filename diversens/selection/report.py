@@ -15,12 +15,15 @@ from matplotlib.figure import Figure  # no pyplot: no global backend, no display
 from scipy.stats import spearmanr
 
 from diversens import measures, schema
-from diversens.io import atomic_path, save_png
+from diversens.io import atomic_path, read_parquet, save_png
 
 GAINS = tuple(m for m in schema.PAIR_MEASURES if m != "n_words")  # maas: lower = more diverse
 # Every measure that can rank candidates: the length bias of each is what the report shows.
 CORRELATED = (*measures.names(lambda m: m.ranks_candidates), "quality")
 # What write_selection_report reads of the scored rows and of each pairs file (besides CORRELATED).
+# The length correlations take every prompt of a run up to this many, else an even spread of
+# about as many (every n-th in plan order): their bootstrap holds a draw as big as its input.
+CORRELATION_PROMPTS = 10_000
 SCORED_COLUMNS = ("prompt_id", "n_words", "valid", "reject_reason", "n_tokens")
 PAIR_COLUMNS = ("margin", *(f"{side}_{m}" for m in schema.PAIR_MEASURES
                             for side in ("chosen", "rejected")))  # fmt: skip
@@ -38,12 +41,15 @@ def length_correlations(scored: pd.DataFrame, num_boot: int = 500, seed: int = 0
     prompts = pd.factorize(flat["prompt_id"])[0]
     members = [np.flatnonzero(prompts == p) for p in range(prompts.max() + 1)] if len(flat) else []
     rng = np.random.default_rng(seed)
-    draws = [np.concatenate([members[p] for p in rng.integers(0, len(members), len(members))])
-             for _ in range(num_boot if members else 0)]  # fmt: skip
+    boots: list[list[float]] = [[] for _ in cols]
+    for _ in range(num_boot if members else 0):  # one draw at a time: each is as big as the data
+        d = np.concatenate([members[p] for p in rng.integers(0, len(members), len(members))])
+        for m, boot in enumerate(boots, start=1):
+            if np.isfinite(r := _spearman(values[d, 0], values[d, m])):
+                boot.append(r)
     rows = []
-    for m, name in enumerate(cols, start=1):
+    for m, (name, boot) in enumerate(zip(cols, boots, strict=True), start=1):
         rho = _spearman(values[:, 0], values[:, m])
-        boot = [r for d in draws if np.isfinite(r := _spearman(values[d, 0], values[d, m]))]
         lo, hi = np.percentile(boot, [2.5, 97.5]) if boot else (np.nan, np.nan)
         n = int((np.isfinite(values[:, 0]) & np.isfinite(values[:, m])).sum())
         rows.append({"measure": name, "spearman_rho": rho, "ci_low": lo, "ci_high": hi,
@@ -117,8 +123,9 @@ def candidate_tokens(table: pa.Table) -> tuple[int, int]:
 
 
 def candidate_reject_counts(table: pa.Table) -> dict[str, int]:
-    flat = pc.list_flatten(table["reject_reason"]).to_pylist()
-    return dict(sorted(Counter(r for r in flat if r is not None).items()))
+    counts = pc.value_counts(pc.drop_null(pc.list_flatten(table["reject_reason"])))
+    return dict(sorted(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(),
+                           strict=True)))  # fmt: skip
 
 
 def _yield_lines(yields: dict) -> list[str]:
@@ -147,21 +154,32 @@ def _yield_lines(yields: dict) -> list[str]:
 
 
 def write_selection_report(
-    out_dir: Path, scored: pa.Table, pairs: dict[str, pd.DataFrame],
+    out_dir: Path, scored: Path, pairs: dict[str, pd.DataFrame],
     drops: dict[str, dict[str, int]], *, prompts: int, quarantined: int,
 ) -> dict:  # fmt: skip
-    """The selection report of a run from its scored rows (one per prompt), each strategy's
-    pairs and drop counts, and its prompt counts. The job calls it with what it holds and
-    `diversens report` with what the job wrote, so both write the same bytes. Returns the run
-    summary's entries it computed (rejected candidates, length correlations, yield, report)."""
-    reasons = candidate_reject_counts(scored)
-    candidates, tokens = candidate_tokens(scored)
+    """The selection report of a run from its scored rows (the scored/ directory, read a file at
+    a time), each strategy's pairs and drop counts, and its prompt counts. The job and
+    `diversens report` both call it on what the job wrote, so both write the same bytes.
+    Returns the run summary's entries it computed (rejected candidates, length correlations,
+    yield, report)."""
+    counted: Counter[str] = Counter()
+    candidates = tokens = seen = 0
+    sample = []  # every step-th prompt: the length correlations' bootstrap holds its draws
+    step = max(1, -(-prompts // CORRELATION_PROMPTS))
+    for path in (sorted(scored.glob("*.parquet")) if scored.is_dir() else []) or [scored]:
+        table = read_parquet(path, SCORED_COLUMNS, columns=CORRELATED)
+        counted.update(candidate_reject_counts(table))
+        n, t = candidate_tokens(table)
+        candidates, tokens = candidates + n, tokens + t
+        measured = [c for c in ("prompt_id", "n_words", "valid", *CORRELATED)
+                    if c in table.schema.names]  # fmt: skip
+        sample.append(table.select(measured).take(np.arange(-seen % step, table.num_rows, step)))
+        seen += table.num_rows
+    reasons = dict(sorted(counted.items()))
     yields = pair_yield({s: len(p) for s, p in pairs.items()}, drops, reasons, prompts=prompts,
                         quarantined=quarantined, candidates=candidates,
                         generated_tokens=tokens)  # fmt: skip
-    have = scored.schema.names
-    measured = [c for c in ("prompt_id", "n_words", "valid", *CORRELATED) if c in have]
-    correlations = length_correlations(scored.select(measured).to_pandas())
+    correlations = length_correlations(pa.concat_tables(sample).to_pandas())
     report = write_report(out_dir, pairs, drops, reasons, correlations, yields)
     return {
         "candidates_rejected": reasons,

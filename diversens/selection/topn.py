@@ -31,6 +31,12 @@ def _interleave(queues: list[list]) -> list:
     return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
 
 
+def _detached(row: dict) -> dict:
+    """The row with its list values copied: pandas made each a view of one array holding its
+    whole batch's lists, which a kept row would keep alive (memory growing with rows seen)."""
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in row.items()}
+
+
 class BalancedTopN:
     """Keep the best `num_pairs` pairs, balanced over (task, length bucket), deterministically.
 
@@ -53,11 +59,11 @@ class BalancedTopN:
             heap = self.cells.setdefault((row["task"], row["length_bucket"]), [])
             key = -prompt_key(self.cfg.seed, row["prompt_id"])
             rank = key if self.order == "seeded" else row["margin"]
-            entry = (rank, key, row["prompt_id"], row)
+            entry = (rank, key, row["prompt_id"])
             if len(heap) < self.cfg.num_pairs:
-                heapq.heappush(heap, entry)
-            elif entry[:3] > heap[0][:3]:
-                heapq.heapreplace(heap, entry)
+                heapq.heappush(heap, (*entry, _detached(row)))
+            elif entry > heap[0][:3]:
+                heapq.heapreplace(heap, (*entry, _detached(row)))
 
     def result(self) -> pd.DataFrame:
         """Round-robin over tasks (sorted by name); each task's turn takes its next pair from its

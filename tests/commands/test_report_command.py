@@ -1,5 +1,5 @@
 """`diversens report` on a synthetic finished run, written as the jobs write theirs (the same
-report functions, fed with what a job holds in memory): the rebuild from the files gives the same
+report functions, fed with what a job holds or wrote): the rebuild from the files gives the same
 bytes, in place, under -o and in an artifact copy; no Ray and no model code is imported; a missing
 or damaged input is one line and exit code 2. tests/jobs/test_study_quick.py checks the same on a
 real run."""
@@ -53,7 +53,7 @@ def write_pairs_stage(out: Path, rng: np.random.Generator) -> None:
         "ttr": lists(rng.random(n * k)),
         "quality": lists(rng.random(n * k)),
     })  # fmt: skip
-    write_scored(scored, out / "scored")
+    write_scored([scored], out / "scored")
     pairs = {}
     for strategy in cfg.strategies:
         m = int(rng.integers(3, 9))
@@ -66,7 +66,8 @@ def write_pairs_stage(out: Path, rng: np.random.Generator) -> None:
         table = pa.Table.from_pandas(pairs[strategy], preserve_index=False)
         write_parquet(table, pairs_file(out, strategy, cfg.selection.strategy))
     drops = {s: {"no_admissible_pair": n - len(p), "not_in_top_n": 0} for s, p in pairs.items()}
-    report = write_selection_report(out, scored, pairs, drops, prompts=n + 1, quarantined=1)
+    report = write_selection_report(out, out / "scored", pairs, drops, prompts=n + 1,
+                                    quarantined=1)
     write_summary(out / "run_summary.json", {"prompts": n + 1, "prompts_quarantined": {"long": 1},
                                              "prompts_without_pair": drops, **report,
                                              "config": cfg})  # fmt: skip
@@ -215,7 +216,7 @@ def _damage(path: Path, how: str) -> None:
 
 @pytest.mark.parametrize(("target", "how", "message"), [
     ("pairs/pairs_random.parquet", "remove", "{f}: no such file"),
-    ("pairs/scored/part-00000.parquet", "garble", "{run}/pairs/scored: not a readable Parquet"),
+    ("pairs/scored/part-00000.parquet", "garble", "{f}: not a readable Parquet file"),
     ("eval/outputs.parquet", "garble", "{f}: not a readable Parquet file"),
     ("eval/eval_summary.json", "complete=false", "{f}: the stage did not finish"),
     ("eval/eval_summary.json", "config", "{f}: no entry 'config' (written by an older"),

@@ -115,7 +115,7 @@ def test_scored_dir_keeps_plan_order_across_files(tmp_path, monkeypatch):
 
     monkeypatch.setattr(generate_pairs, "SCORED_ROWS_PER_FILE", 3)
     ids = [f"p{i}" for i in range(25)]  # 9 files: part-00010 must not sort before part-00002
-    generate_pairs.write_scored(pa.table({"prompt_id": ids}), tmp_path / "scored")
+    generate_pairs.write_scored([pa.table({"prompt_id": ids})], tmp_path / "scored")
     assert pd.read_parquet(tmp_path / "scored")["prompt_id"].tolist() == ids
     assert [p.name for p in tmp_path.iterdir()] == ["scored"], "no temporary left behind"
 
