@@ -141,15 +141,21 @@ result = {"summary": summary, "died": marker.exists()}
 """
 
 
-def test_engine_actor_death_is_retried_with_exact_counts(setup, tmp_path):
-    root, src, cfg_path, _, prompts, summary = setup
-    job = tmp_path / "faulty_job.py"
-    job.write_text(FAULTY_JOB)
-    argv = [sys.executable, str(job), str(src), str(cfg_path), str(tmp_path / "out"),
-            prompts.prompt_id[4]]  # fmt: skip
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+def run_faulty_job(setup, tmp_path, script: str, victim: str, env=None, timeout=600):
+    """Runs a job script (src, cfg, out, victim) in a subprocess; its process and the result
+    it wrote beside `out`."""
+    _, src, cfg_path, *_ = setup
+    job = tmp_path / "job.py"
+    job.write_text(script)
+    argv = [sys.executable, str(job), str(src), str(cfg_path), str(tmp_path / "out"), victim]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
+    return proc, json.loads((tmp_path / "result.json").read_text())
+
+
+def test_engine_actor_death_is_retried_with_exact_counts(setup, tmp_path):
+    root, _, _, _, prompts, summary = setup
+    _, result = run_faulty_job(setup, tmp_path, FAULTY_JOB, prompts.prompt_id[4])
     got = result["summary"]
     assert result["died"], "the fault was injected"
     assert got["chunks"] == {"chunks": 7, "reused": 0, "written": 7}
@@ -198,16 +204,11 @@ result = {"summary": summary, "killed": json.loads(marker.read_text())}
 
 
 def test_killed_engine_core_takes_its_actor_and_the_run_ends_exact(setup, tmp_path):
-    root, src, cfg_path, _, prompts, summary = setup
-    job = tmp_path / "core_killed_job.py"
-    job.write_text(CORE_KILLED_JOB)
-    argv = [sys.executable, str(job), str(src), str(cfg_path), str(tmp_path / "out"),
-            prompts.prompt_id[5]]  # fmt: skip
+    root, _, _, _, prompts, summary = setup
     # vLLM's CPU build runs its core in a child process, as on GPU (Ray's workers inherit it).
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
+    proc, result = run_faulty_job(setup, tmp_path, CORE_KILLED_JOB, prompts.prompt_id[5], env,
+                                  timeout=900)  # fmt: skip
     got = result["summary"]
     assert result["killed"], "an EngineCore child process of the actor was found and killed"
     # The actor's own line on its way out (Ray forwards a worker's stderr to the driver).
