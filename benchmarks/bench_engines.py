@@ -91,7 +91,10 @@ FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 
 def request_config(name: str, threads: int, cap: int | None) -> SamplingConfig:
     """The request set's sampling config; `cap` overrides every answer cap (quick runs)."""
-    cfg = demo_config(**(ONE_TURN if name == "one-turn" else {}), num_cpus_per_actor=threads)
+    # chunks_in_flight at its default (chunks enough to fill the engine): the demo's 1 is for its
+    # pairs stage, where the scorers share the cores; here the engine samples alone.
+    cfg = demo_config(**(ONE_TURN if name == "one-turn" else {}), num_cpus_per_actor=threads,
+                      chunks_in_flight=None)  # fmt: skip
     if cap:
         per_task = {t: cap for t in cfg.max_new_tokens_per_task}
         cfg = dataclasses.replace(cfg, max_new_tokens=cap, max_new_tokens_per_task=per_task)
