@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from diversens.errors import UserError
+from diversens.errors import UserError, shown
 from diversens.ranges import describe_range
 
 T = TypeVar("T")
@@ -99,7 +99,7 @@ def _flow(text: str, where: str) -> Any:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or "not valid JSON/YAML"
-        raise ConfigError(where, f"{problem} in {text!r}") from None
+        raise ConfigError(where, f"{problem} in {shown(text)}") from None
 
 
 def _coerce(value: Any, tp: Any, where: str, path: bool = False) -> Any:
@@ -131,7 +131,8 @@ def _coerce(value: Any, tp: Any, where: str, path: bool = False) -> Any:
                 value = {}
                 for k, _, v in pairs:
                     if k in value:
-                        raise ConfigError(where, f"key {k!r} given twice ({value[k]!r}, {v!r})")
+                        twice = f"({shown(value[k])}, {shown(v)})"
+                        raise ConfigError(where, f"key {shown(k)} given twice {twice}")
                     value[k] = v
             if isinstance(value, dict):
                 _, val_tp = typing.get_args(t) or (str, str)
@@ -154,14 +155,14 @@ def _coerce(value: Any, tp: Any, where: str, path: bool = False) -> Any:
             except ValueError:
                 continue
             if not math.isfinite(number):  # no option means anything with nan or inf
-                raise ConfigError(where, f"expected a finite number, got {value!r}")
+                raise ConfigError(where, f"expected a finite number, got {shown(value)}")
             return number
         if t is str and isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value) if not path else expand_path(str(value))
         if typing.get_origin(t) is typing.Literal and value in typing.get_args(t):
             return value
     names = "/".join(getattr(t, "__name__", str(t)) for t in allowed)
-    raise ConfigError(where, f"expected {names}, got {value!r}")
+    raise ConfigError(where, f"expected {names}, got {shown(value)}")
 
 
 def from_dict(
@@ -183,7 +184,7 @@ def from_dict(
         if _is_dataclass_type(tp):
             value = {} if value is None else value  # `pairs:` with nothing under it: defaults
             if not isinstance(value, dict):
-                raise ConfigError(where, f"expected a mapping, got {value!r}")
+                raise ConfigError(where, f"expected a mapping, got {shown(value)}")
             kwargs[name] = from_dict(tp, value, f"{where}.", _default_instance(fields[name], tp))
         else:
             kwargs[name] = _coerce(value, tp, where, bool(fields[name].metadata.get("path")))
@@ -247,19 +248,62 @@ def _default_instance(f: dataclasses.Field, tp: type) -> Any:
     return None if factory is dataclasses.MISSING or factory is tp else factory()
 
 
+# Values that aliases may add to a YAML document (each use of an alias repeats the value it
+# names): far more than any config needs, far fewer than a "billion laughs" (nine aliases of
+# nine, nested nine deep) expands to.
+MAX_YAML_VALUES = 100_000
+
+
+class _Refused(yaml.constructor.ConstructorError):
+    """YAML that parses but that a config may not hold; its `problem` is the message."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice in one mapping (YAML would keep the last)."""
+    """safe_load that refuses a key given twice in one mapping (YAML would keep the last) and a
+    document whose aliases add more than MAX_YAML_VALUES values or that holds itself."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
+                raise _Refused(None, None, f"duplicate key {shown(key)}", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def compose_document(self):
+        node = super().compose_document()
+        _check_expansion(node)
+        return node
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Count the values of `root` as a reader of the constructed data walks them (an alias once
+    per use), without walking them: a node's count is computed once, from its children's. What
+    is over the values written (each node once) is what the aliases add."""
+    counts: dict[int, int] = {}
+    stack, on_path = [(root, False)], set()
+    while stack:
+        node, children_done = stack.pop()
+        children = _children(node)
+        if children_done:
+            on_path.discard(id(node))
+            counts[id(node)] = 1 + sum(counts[id(c)] for c in children)
+            if counts[id(node)] - len(counts) > MAX_YAML_VALUES:
+                raise _Refused(None, None, f"aliases add more than {MAX_YAML_VALUES:,} values "
+                               "here", node.start_mark)  # fmt: skip
+        elif id(node) in on_path:
+            raise _Refused(None, None, "an alias inside the value it names", node.start_mark)
+        elif id(node) not in counts:
+            on_path.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return node.value if isinstance(node, yaml.SequenceNode) else []
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -274,8 +318,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        duplicate = isinstance(e, yaml.constructor.ConstructorError) and "duplicate" in str(e)
-        problem = e.problem if duplicate else "not valid YAML"
+        problem = e.problem if isinstance(e, _Refused) else "not valid YAML"
         raise UserError(f"config file {path}{line}: {problem}") from None
     if data is None:
         return {}
@@ -505,7 +548,9 @@ def load(
             data = {} if data is None else data  # an empty section: the defaults
             if not isinstance(data, dict):
                 where = ".".join(path[: depth + 1])
-                raise UserError(f"{config_path}: field {where}: expected a mapping, got {data!r}")
+                raise UserError(
+                    f"{config_path}: field {where}: expected a mapping, got {shown(data)}"
+                )
         if whole is not None:
             own = {f.name for f in dataclasses.fields(cls)}
             data = {k: v for k, v in data.items() if k in own}

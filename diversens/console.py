@@ -12,12 +12,15 @@ logs.
 
 from __future__ import annotations
 
+import codecs
 import collections
+import contextlib
 import logging
 import os
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -59,6 +62,41 @@ class _Held(logging.Handler):
 
 _early = _Held()
 _sink = None  # the open workers.log
+_stopped: list[str] = []  # why a log file stopped: the store under it failed (`logs_stopped`)
+_handle_error = logging.Handler.handleError
+
+
+def _stop_on_fault(error: BaseException, path: str | Path | None) -> bool:
+    """True, and the reason kept for `logs_stopped`, if `error` is the fault of the store under
+    the log file at `path` (`storage.fault`: a full disk, permission lost)."""
+    from diversens.storage import fault
+
+    found = fault(error, *([path] if path else []), doing="write the log")
+    if found is not None and not _stopped:
+        _stopped.append(str(found))
+    return found is not None
+
+
+def _handle_log_error(handler: logging.Handler, record: logging.LogRecord) -> None:
+    """`logging.Handler.handleError` for every handler of the run (this run's log file, Ray
+    Data's): a store that fails under a log file stops that handler, without Python's
+    "--- Logging error ---" traceback for each record (38 lines on a disk that filled mid-run);
+    the run goes on, and its next output write names the store if it stays full."""
+    if _stop_on_fault(sys.exc_info()[1], getattr(handler, "baseFilename", None)):
+        handler.setLevel(logging.CRITICAL + 1)
+    else:
+        _handle_error(handler, record)
+
+
+def stop_logs_on_faults() -> None:
+    """From now on a store that fails under a log file stops that log (`_handle_log_error`)."""
+    _stopped.clear()
+    logging.Handler.handleError = _handle_log_error
+
+
+def logs_stopped() -> str | None:
+    """Why the run's logs end early (the store under them failed), or None."""
+    return _stopped[0] if _stopped else None
 
 
 class _ProgressLines(logging.StreamHandler):
@@ -96,6 +134,8 @@ def quiet() -> None:
     (Ray's start-up lines come before the checks that decide whether a run starts at all)."""
     os.environ.setdefault("RAY_DATA_NON_TTY_PROGRESS_LOG_INTERVAL", str(PROGRESS_EVERY_S))
     import ray.data  # noqa: F401 - sets up Ray Data's own handlers, adjusted below
+
+    stop_logs_on_faults()
 
     for name in RAY_LOGGERS:
         for handler in logging.getLogger(name).handlers:
@@ -183,8 +223,9 @@ def workers_to(path: Path | None) -> Path | None:
     """Ray workers' stdout and stderr (engines, trainers: vLLM, DeepSpeed, torch), streamed to
     the driver by `ray.init(log_to_driver=True)`, and the raylet's messages about them (an
     actor killed, a task retried: "There are 3 retries remaining"), into `path` instead of the
-    console; the autoscaler's events (nodes added or removed) stay on the console as step lines.
-    With no path, all of it stays in Ray's session logs only."""
+    console; the autoscaler's events (nodes added or removed) and the lines a worker marks as
+    step lines (`WORKER_STEP`: training's progress) stay on the console as step lines. With no
+    path, the rest stays in Ray's session logs only."""
     from ray._private import worker as ray_worker
     from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
 
@@ -199,24 +240,49 @@ def workers_to(path: Path | None) -> Path | None:
     ray_print = getattr(ray_worker.print_to_stdstream, "ray_print", ray_worker.print_to_stdstream)
     ray_worker.print_to_stdstream = _raylet_messages_to(None, ray_print)
     if path is None:
+        dispatcher.add_handler("diversens_workers", _relay_steps)
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     sink = _sink = path.open("a", encoding="utf-8", buffering=1)
     steps = logging.getLogger("diversens")
+    stopped = False
 
     def write(data: dict) -> None:
+        nonlocal stopped
         if data.get("pid") == "autoscaler":  # the monitor's log: of it, the events only
             for event in ray_worker.filter_autoscaler_events(data.get("lines", [])):
                 if not event.startswith("Tip: "):
                     steps.info("autoscaler: %s", event.strip())
             return
+        _relay_steps(data)
+        if stopped:
+            return
         who = data.get("actor_name") or data.get("task_name") or "worker"
         prefix = f"({who} pid={data.get('pid')}, ip={data.get('ip')}) "
-        sink.writelines(prefix + line + "\n" for line in data.get("lines", []))
+        try:
+            sink.writelines(prefix + line + "\n" for line in data.get("lines", []))
+        except OSError as e:  # raised on, it would end Ray's log thread with a console line
+            stopped = _stop_on_fault(e, path)
+            if not stopped:
+                raise
+            with contextlib.suppress(OSError):
+                sink.close()  # closed now, not at exit with "Exception ignored" lines
 
     dispatcher.add_handler("diversens_workers", write)
     ray_worker.print_to_stdstream = _raylet_messages_to(write, ray_print)
     return path
+
+
+# A line a Ray worker prints starting with this is a step line of the run: the driver shows it
+# on the console (`workers_to`), without the mark; the worker's other output goes to workers.log.
+WORKER_STEP = "[diversens] "
+
+
+def _relay_steps(data: dict) -> None:
+    steps = logging.getLogger("diversens")
+    for line in data.get("lines", []):
+        if line.startswith(WORKER_STEP):
+            steps.info("%s", line.removeprefix(WORKER_STEP))
 
 
 def _raylet_messages_to(write, ray_print):
@@ -241,30 +307,54 @@ def run_log(output: str | Path) -> Path | None:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt."""
+    """SIGTERM or SIGHUP (`signum`), raised where the program is, like Ctrl-C's
+    KeyboardInterrupt."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__()
+        self.signum = signum
 
 
-_terminate = None  # the SIGTERM handler the CLI installed, while it runs
+STOPS = {signal.SIGTERM: "terminated (SIGTERM)", signal.SIGHUP: "hung up (SIGHUP)"}
+SIGNALS = (signal.SIGINT, *STOPS)  # what the CLI takes over while it runs
+_handlers: dict[int, object] = {}  # what the CLI installed, while it runs
+
+
+def stopped_by(e: KeyboardInterrupt) -> tuple[str, int]:
+    """What stopped a run, for its one line, and its exit code: 128 + the signal, as shells
+    report it (130 for Ctrl-C)."""
+    if isinstance(e, Terminated):
+        return STOPS[e.signum], 128 + e.signum
+    return "interrupted", 128 + signal.SIGINT
 
 
 def on_sigterm(install: bool = True) -> None:
-    """SIGTERM raises `Terminated` in the main thread (the CLI's `main`, while it runs); a second
-    one while the run winds down ends the process at once (exit 143). `install=False` forgets
-    it. `reclaim_sigterm` puts it back after `ray.init`, which sets its own handler (an exit
-    without cleanup) and whose core worker installs a native one that prints a stack dump."""
-    global _terminate
+    """SIGTERM and SIGHUP (a closed terminal, `kill -HUP`) raise `Terminated` in the main thread
+    (the CLI's `main`, while it runs), as Ctrl-C raises KeyboardInterrupt; a second one while
+    the run winds down ends the process at once (exit 128 + the signal). Ctrl-C does so even
+    where SIGINT came ignored (a job a script started with `&`); SIGHUP stays ignored under
+    `nohup`. `install=False` forgets them. `reclaim_sigterm` puts them back after `ray.init`,
+    which sets its own SIGTERM handler (an exit without cleanup) and whose core worker installs
+    a native one that prints a stack dump."""
 
     def terminate(signum, frame):
-        signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
-        raise Terminated()
+        for stop in STOPS:
+            signal.signal(stop, lambda again, _: os._exit(128 + again))
+        raise Terminated(signum)
 
-    _terminate = terminate if install else None
+    _handlers.clear()
+    if install:
+        _handlers[signal.SIGINT] = signal.default_int_handler
+        for stop in STOPS:
+            if stop != signal.SIGHUP or signal.getsignal(stop) != signal.SIG_IGN:
+                _handlers[stop] = terminate
     reclaim_sigterm()
 
 
 def reclaim_sigterm() -> None:
-    if _terminate is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    if threading.current_thread() is threading.main_thread():
+        for signum, handler in _handlers.items():
+            signal.signal(signum, handler)
 
 
 # Ray's core worker in the driver writes its ERROR lines straight to stderr (fd 2), past Python's
@@ -276,20 +366,28 @@ NATIVE_NOTICES = (
     "has constructor arguments in the object store and max_restarts > 0",
 )
 # The filter: a child process (it outlives a crash of the driver, so a fatal error's dump still
-# reaches the console) that ignores Ctrl-C and SIGTERM (sent to the whole process group) and
-# ends when the driver's stderr closes. A partial line passes at once (progress bars redraw
-# without a newline) unless it may be the start of a native log line ("[2026-...").
+# reaches the console) that ignores Ctrl-C, SIGTERM and SIGHUP (sent to the whole process group:
+# the driver's one line still passes through it) and ends when the driver's stderr closes. A
+# partial line passes at once (progress bars redraw without a newline) unless it may be the
+# start of a native log line ("[2026-...").
 _FILTER = r"""
 import os, signal, sys
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
+signal.signal(signal.SIGHUP, signal.SIG_IGN)
 out, notices = int(sys.argv[1]), [n.encode() for n in sys.argv[3:]]
 log = open(sys.argv[2], "ab", buffering=0)
 held = b""
 while chunk := os.read(0, 1 << 16):
     *lines, held = (held + chunk).split(b"\n")
     for line in lines:
-        os.write(log.fileno() if any(n in line for n in notices) else out, line + b"\n")
+        if not any(n in line for n in notices):
+            os.write(out, line + b"\n")
+        elif not log.closed:
+            try:
+                os.write(log.fileno(), line + b"\n")
+            except OSError:  # the log's disk is full: notices are dropped, the rest still passes
+                log.close()
     if held and not (held.startswith(b"[20") or b"[20".startswith(held)):
         os.write(out, held)
         held = b""
@@ -368,3 +466,62 @@ def bounded_exit(code: int, seconds: float = SHUTDOWN_S) -> None:
     timer = threading.Timer(seconds, end)
     timer.daemon = True
     timer.start()
+
+
+def _as_typed(error: UnicodeEncodeError) -> tuple[bytes, int]:
+    """Encoding error handler of the console streams: a lone surrogate that stands for a byte
+    of a file name the locale could not decode (PEP 383, as under LC_ALL=C) is written as that
+    byte, so the name reads as it was typed; any other character the stream cannot encode as
+    a \\uXXXX escape, as Python's default does."""
+    chunk = error.object[error.start : error.end]
+    out = b"".join(bytes([ord(c) - 0xDC00]) if "\udc80" <= c <= "\udcff"
+                   else c.encode("ascii", "backslashreplace") for c in chunk)  # fmt: skip
+    return out, error.end
+
+
+codecs.register_error("diversens.as_typed", _as_typed)
+
+
+def paths_as_typed() -> None:
+    """stdout and stderr write file names as the user typed them (`_as_typed`)."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="diversens.as_typed")
+
+
+def writable_matplotlib_dir() -> None:
+    """Where matplotlib cannot write its config and font cache (a read-only home, no home),
+    it makes a temporary dir and warns twice as it loads, before the run's own lines: then
+    MPLCONFIGDIR goes to a dir of this user's in the temp dir first, quietly (Ray workers this
+    run starts inherit it). A font cache built there is kept for later runs."""
+    if os.environ.get("MPLCONFIGDIR") or all(map(_can_write, _matplotlib_dirs())):
+        return
+    own = Path(tempfile.gettempdir()) / f"diversens-matplotlib-{os.getuid()}"
+    with contextlib.suppress(OSError):
+        own.mkdir(mode=0o700, exist_ok=True)
+    safe = own.is_dir() and not own.is_symlink() and own.stat().st_uid == os.getuid()
+    os.environ["MPLCONFIGDIR"] = str(own) if safe and _can_write(own) else tempfile.mkdtemp(
+        prefix="diversens-matplotlib-")  # fmt: skip
+
+
+def _matplotlib_dirs() -> list[Path | None]:
+    """The dirs matplotlib writes its config and cache to (None: no home to find them in)."""
+    try:
+        home = Path.home()
+    except RuntimeError:
+        return [None]
+    if not sys.platform.startswith(("linux", "freebsd")):
+        return [home / ".matplotlib"]
+    return [Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config", "matplotlib"),
+            Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache", "matplotlib")]  # fmt: skip
+
+
+def _can_write(path: Path | None) -> bool:
+    """`path` is a writable dir, or could be made in its nearest existing parent."""
+    if path is None:
+        return False
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path.is_dir() and os.access(path, os.W_OK | os.X_OK)
+

@@ -3,14 +3,52 @@
 from __future__ import annotations
 
 import re
+import reprlib
+from typing import Any
+
+PREVIEW_CHARS = 200  # of a value a message echoes: a path in full, not a file
+MESSAGE_CHARS = 1000  # of a whole message: the guard for a value echoed without `shown`
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.fillvalue = 3, "…"
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = _REPR.maxdict = 4
+_REPR.maxstring = _REPR.maxlong = _REPR.maxother = PREVIEW_CHARS
+
+
+def shown(value: Any) -> str:
+    """`value` as a message echoes it: its repr, or where that would be long a preview and the
+    size, `'aaaa…' (312,089,845 chars)` or `[1, 2, 3, 4, …] (10,000 items)`, so no message
+    grows with what the user gave (nor takes long to build: a nested value is not walked)."""
+    if isinstance(value, str):
+        if len(value) <= PREVIEW_CHARS:
+            return repr(value)
+        head = repr(value[:PREVIEW_CHARS])
+        return f"{head[:-1]}…{head[-1]} ({len(value):,} chars)"
+    text = _REPR.repr(value)
+    if isinstance(value, (list, tuple, dict, set, frozenset)) and len(value) > _REPR.maxlist:
+        text += f" ({len(value):,} items)"
+    return text
+
+
+def bounded(message: str) -> str:
+    """`message` with its middle cut where it is over MESSAGE_CHARS: its start (what is at
+    fault) and its end (what to do) stay."""
+    if len(message) <= MESSAGE_CHARS:
+        return message
+    keep = MESSAGE_CHARS // 2
+    return f"{message[:keep]}…[{len(message) - 2 * keep:,} chars]…{message[-keep:]}"
 
 
 class UserError(Exception):
     """A mistake in what the user gave (file, row, field, option). The CLI prints it and exits 2.
-    Subclasses register by name, so one raised inside a Ray actor can be rebuilt from its text."""
+    Subclasses register by name, so one raised inside a Ray actor can be rebuilt from its text.
+    The message is `bounded`: a value echoed whole cannot make it a line of megabytes."""
 
     exit_code = 2
     by_name: dict[str, type[UserError]] = {}
+
+    def __init__(self, message: Any = "", *args: Any):
+        super().__init__(bounded(str(message)), *args)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

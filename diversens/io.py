@@ -4,14 +4,13 @@ writing outputs atomically (temporary name in the same dir, then rename)."""
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +94,52 @@ def read_parquet(
     for name in required:
         require_field(table, path, name)
     return table
+
+
+def iter_tables(path: Path, rows: int, schema: pa.Schema | None = None) -> Iterator[pa.Table]:
+    """A local JSONL or Parquet file as consecutive tables of at most `rows` rows, each read
+    when the caller asks for it: memory holds one table, whatever the file's size. At least one
+    table, empty for a file without rows. `schema`: the types of the JSONL rows (else each
+    table's own); errors name the file and row, as `read_table`'s."""
+    if file_format(path) == "parquet":
+        yield from _parquet_tables(path, rows)
+        return
+    batch: list[tuple[int, dict]] = []
+    yielded = False
+    for numbered in read_jsonl_rows(path):
+        batch.append(numbered)
+        if len(batch) == rows:
+            yield _jsonl_table(batch, path, schema)
+            batch, yielded = [], True
+    if batch or not yielded:
+        yield _jsonl_table(batch, path, schema)
+
+
+def _jsonl_table(numbered: list[tuple[int, dict]], path: Path, schema: pa.Schema | None):
+    try:
+        return pa.Table.from_pylist([row for _, row in numbered], schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raise _mixed_types(numbered, path) from None
+
+
+def _parquet_tables(path: Path, rows: int) -> Iterator[pa.Table]:
+    check_input_file(path)
+    try:
+        reader = pq.ParquetFile(path)
+        names = reader.schema_arrow.names
+        if twice := sorted({n for n in names if names.count(n) > 1}):
+            raise UserError(f"{path}: column {twice[0]!r} appears twice; a column name must be "
+                            "unique (which one is meant?)")  # fmt: skip
+        batches = reader.iter_batches(batch_size=rows)
+        yielded = False
+        while (batch := next(batches, None)) is not None:
+            yield pa.Table.from_batches([batch])
+            yielded = True
+        if not yielded:
+            yield reader.schema_arrow.empty_table()
+    except (pa.ArrowInvalid, OSError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path}: not a readable Parquet file ({reason})") from None
 
 
 def _mixed_types(numbered: list[tuple[int, dict]], path: Path) -> UserError:
@@ -183,30 +228,22 @@ def require_field(table: pa.Table, path: str | Path, name: str, hint: str = "") 
         raise UserError(f"{path}: no field {name!r} (fields: {have}){hint}")
 
 
-# What the machine, not the program, gets wrong when an output is written: a full disk or
-# quota, a file too large, a read-only or failing filesystem, no permission. Caught where an
-# output is written, they are one line naming the output; the temporary file is removed.
-WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES,
-                errno.EPERM}  # fmt: skip
-
-
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `final`; rename it into place only if the block succeeds."""
+    """Yield a temporary path beside `final`; rename it into place only if the block succeeds.
+    A store's fault while it is written (a full disk, no permission: `storage.fault`) is one
+    line naming `final`; the temporary file is removed."""
     final = Path(final)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     except OSError as e:
-        raise UserError(f"{final}: cannot write output ({e.strerror})") from None
+        raise storage.StorageError.at(final, storage.reason(e)) from None
     os.close(fd)
     try:
-        yield Path(tmp)
-        os.replace(tmp, final)
-    except OSError as e:
-        if e.errno not in WRITE_ERRNOS:
-            raise
-        raise UserError(f"{final}: cannot write output ({os.strerror(e.errno)})") from None
+        with storage.faults(final):
+            yield Path(tmp)
+            os.replace(tmp, final)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -224,16 +261,17 @@ def atomic_dir(final: str | Path, replace: bool = True) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     except OSError as e:
-        raise UserError(f"{final}: cannot write output ({e.strerror})") from None
+        raise storage.StorageError.at(final, storage.reason(e)) from None
     try:
-        yield tmp
-        if replace and final.exists():
-            shutil.rmtree(final)
-        try:
-            tmp.rename(final)
-        except OSError:
-            if replace or not final.exists():
-                raise
+        with storage.faults(final):
+            yield tmp
+            if replace and final.exists():
+                shutil.rmtree(final)
+            try:
+                tmp.rename(final)
+            except OSError:
+                if replace or not final.exists():
+                    raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -282,11 +320,24 @@ def read_summary(path: Path, *keys: str) -> dict:
 def write_parquet(table: pa.Table, path: str | Path) -> None:
     """Atomically: renamed into place locally; at a URI one object, which stores publish whole."""
     if storage.is_uri(path):
-        try:
-            with storage.open_output(str(path)) as f:
-                pq.write_table(table, f)
-        except OSError as e:
-            raise UserError(f"{path}: cannot write output ({storage.reason(e)})") from None
+        with storage.open_output(str(path)) as f:
+            pq.write_table(table, f)
         return
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+@contextlib.contextmanager
+def parquet_writer(path: str | Path, schema: pa.Schema) -> Iterator[Callable[[pa.Table], None]]:
+    """A Parquet file written table by table (memory holds one), as atomically as
+    `write_parquet`: it appears at `path` only once the block ends without error; for a URI it
+    is built in a local temporary file and then uploaded."""
+    if not storage.is_uri(path):
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+            yield writer.write_table
+        return
+    with tempfile.TemporaryDirectory(prefix="diversens-out-") as tmp:
+        local = Path(tmp) / storage.split_location(path)[1]
+        with pq.ParquetWriter(local, schema) as writer:
+            yield writer.write_table
+        storage.upload(local, str(path))

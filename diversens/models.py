@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from diversens import storage
 from diversens.config import redacted
 from diversens.errors import UserError
 from diversens.io import atomic_dir
+from diversens.weights import SAFETENSORS_INDEX, verify_model
 
 # /proc/cpuinfo flags of bf16 arithmetic (x86, Arm). `dtype: auto` on CPU is bfloat16 only where
 # the CPU computes it natively: elsewhere vLLM's oneDNN matmul refuses bf16 and torch falls back
@@ -141,18 +143,53 @@ HUB_TIMEOUT_S = 3.0  # a hub that does not answer within this is unreachable, fo
 
 def check_model(name: str) -> None:
     """Before any work: `name` resolves here (see `resolve_model`; a URI model is only looked
-    at), a local dir holds what loading it needs (`check_model_dir`), and a hub id is in the
-    HF cache or can be read on the hub with this environment's token."""
+    at), a local dir holds what loading it needs (`check_model_dir`), what a built-in name or
+    an adapter resolves to is whole (`check_resolved`), and a hub id is in the HF cache or can
+    be read on the hub with this environment's token."""
     if storage.is_uri(name):
         check_uri_model(name)
         return
     local = Path(name).expanduser()
     if local.is_dir() and name not in BUILTIN_MODELS:
         check_model_dir(local, name)
-    if resolve_model(name) == name and not local.exists():
+    resolved = resolve_model(name)
+    if resolved == name and not local.exists():
         if _in_hf_cache(name):
             return
         check_hub_access(name)
+    elif name in BUILTIN_MODELS or is_adapter(local):
+        check_resolved(name, Path(resolved))
+
+
+def verdicts() -> Path:
+    """Where `verify_model` remembers the model dirs whose weights fitted their config."""
+    return cache_dir() / "verified"
+
+
+def check_resolved(name: str, path: Path) -> None:
+    """What a built-in name or an adapter resolved to (a package's dir, or a model converted or
+    merged into the cache) reads whole and fits its config; a damaged cache entry, which every
+    later run would load, is moved aside and built again, once."""
+    spec = BUILTIN_MODELS.get(name)
+    if spec is not None and spec.kind == "dir":
+        verify_model(path, f"model {name!r} ({path})", f"reinstall {spec.pip_name}", verdicts())
+        return
+    label = f"model {name!r}: its cache entry {path}"
+    try:
+        verify_model(path, label, "building it again", verdicts())
+        return
+    except UserError as e:
+        log.warning("%s", e)
+    aside = path.with_name(f".{path.name}.damaged-{os.getpid()}")
+    try:
+        path.rename(aside)
+    except FileNotFoundError:
+        pass  # another run moved it aside first
+    except OSError as e:
+        raise UserError(f"{label} is damaged and cannot be moved aside ({e.strerror}); "
+                        "remove it") from None  # fmt: skip
+    shutil.rmtree(aside, ignore_errors=True)
+    verify_model(Path(resolve_model(name)), label, f"remove {path}", verdicts())
 
 
 def read_json_object(path: Path, what: str) -> dict:
@@ -183,8 +220,9 @@ def read_json_object(path: Path, what: str) -> dict:
 
 def check_model_dir(path: Path, name: str) -> None:
     """A local model dir holds what loading it takes, looked at without loading anything: a
-    config.json that is a JSON object, a tokenizer and weights; or it is a LoRA adapter dir
-    (adapter config and weights) whose base model passes the same checks."""
+    config.json that is a JSON object, a tokenizer and weights that read whole and fit the
+    config (`verify_model`); or it is a LoRA adapter dir (adapter config and weights that read
+    whole) whose base model passes the same checks."""
     if is_adapter(path):
         config = read_json_object(path / ADAPTER_CONFIG, "LoRA adapter config")
         base = config.get("base_model_name_or_path")
@@ -194,6 +232,7 @@ def check_model_dir(path: Path, name: str) -> None:
         if not any(f.name.startswith("adapter_model") for f in path.iterdir()):
             raise UserError(f"model path {name!r}: a LoRA adapter dir without its weights "
                             "(adapter_model.safetensors or .bin)")  # fmt: skip
+        verify_model(path, f"model path {name!r}", "copy the adapter again")
         check_model(base)
         return
     if not (path / "config.json").is_file():
@@ -206,6 +245,7 @@ def check_model_dir(path: Path, name: str) -> None:
     if not any(f.endswith(WEIGHT_SUFFIXES) for f in files):
         raise UserError(f"model path {name!r}: no weights (*.safetensors, *.bin or *.gguf); "
                         "give a full model dir")  # fmt: skip
+    verify_model(path, f"model path {name!r}", "copy the model again", verdicts())
 
 
 def check_hub_access(repo_id: str) -> None:
@@ -313,7 +353,6 @@ class ModelDownloadError(UserError):
 
 HUB_DOWNLOAD_TRIES = 3  # a download the network or the hub broke off is tried again
 HUB_RETRY_WAIT_S = 15.0  # times the try's number
-SAFETENSORS_INDEX = "model.safetensors.index.json"
 
 
 def local_model(name: str) -> str:

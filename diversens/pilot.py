@@ -109,6 +109,12 @@ def project(cfg, num_prompts: int, rates: Rates) -> list[tuple[str, str, float]]
     ]  # fmt: skip
 
 
+def figures(cfg, num_prompts: int, rates: Rates) -> list[float]:
+    """Every number `render` prints of the stages: their minutes and the total."""
+    minutes = [m for *_, m in project(cfg, num_prompts, rates)]
+    return [*minutes, sum(minutes)]
+
+
 def render(cfg, num_prompts: int, rates: Rates) -> str:
     rows = project(cfg, num_prompts, rates)
     lines = [f"Projected from the measured rates of {rates.run}:", "",

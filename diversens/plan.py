@@ -31,9 +31,13 @@ makes the autoscaler start a bigger one, priced at that type's rate.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from diversens import config
 from diversens.errors import UserError
 from diversens.nodes import Cluster, pack
 from diversens.ranges import check_ranges
@@ -253,6 +257,88 @@ def memory_per_gpu(cfg, plan: PlanConfig) -> list[tuple[str, float]]:
         ("logits (chunked) + CUDA context, fragmentation", 4 * GB),
     ]
     return [(item, b / GB) for item, b in rows]
+
+
+def figures(cfg, plan: PlanConfig, cluster: Cluster) -> list[float]:
+    """Every number `render` prints of the stages and the memory, totals included."""
+    rows = stages(cfg, plan, cluster)
+    per_stage = [(x.minutes, x.gpus * x.minutes / 60, x.cost(plan)) for x in rows]
+    gpu_h, cost = (sum(f[i] for f in per_stage) for i in (1, 2))
+    mem = [gb for _, gb in memory_per_gpu(cfg, plan)]
+    return [*(f for row in per_stage for f in row), gpu_h, cost, *mem, sum(mem)]
+
+
+def check_finite(cfg, project: Callable[[Any], list[float]]) -> None:
+    """Refuse a pipeline config `cfg` whose projection (`project(cfg)`: the plan's figures) holds
+    a number that is not finite, as a value far out of scale gives (1e308 epochs overflow, a
+    rate of 5e-324 tokens/s takes forever), naming the options that feed it (`_feeding`)."""
+    if _finite(project, cfg):
+        return
+    given = [o for o in config.options(type(cfg))  # numbers only: no other value overflows
+             if "range" in o.field.metadata and _value(cfg, o.name) != o.default]  # fmt: skip
+    names = _feeding(project, cfg, given)
+    raise UserError(
+        f"option{'s' * (len(names) > 1)} {', '.join(names)}: the plan projected from "
+        f"{'them' if len(names) > 1 else 'it'} is not a finite number (a value too large, or "
+        "a rate too small); give a value nearer the default"
+    )
+
+
+def _feeding(project: Callable[[Any], list[float]], cfg, given: list[config.Option]) -> list[str]:
+    """The options set (`given`) each of whose default alone makes the projection finite; where
+    none does, a smallest set that does together: reset one by one (skipping one whose default
+    the checks refuse beside the others) until it is, then each kept only where resetting the
+    others leaves it not finite. Every option set where no such set exists."""
+    alone = [o.name for o in given if _finite_at_defaults(project, cfg, [o])]
+    if alone:
+        return alone
+    reset: list[config.Option] = []
+    for option in given:
+        finite = _finite_at_defaults(project, cfg, [*reset, option])
+        if finite is not None:
+            reset.append(option)
+        if finite:
+            break
+    else:
+        return [o.name for o in given]
+    for option in list(reset):
+        others = [o for o in reset if o is not option]
+        if _finite_at_defaults(project, cfg, others):
+            reset = others
+    return [o.name for o in reset]
+
+
+def _finite(project: Callable[[Any], list[float]], cfg) -> bool:
+    try:
+        return all(math.isfinite(f) for f in project(cfg))
+    except ArithmeticError:  # an int too large for a float, the ceiling of inf
+        return False
+
+
+def _finite_at_defaults(
+    project: Callable[[Any], list[float]], cfg, options: list[config.Option]
+) -> bool | None:
+    """Whether the projection is finite with `options` at their defaults; None where the
+    config's checks, or the plan's, refuse those defaults beside the other values."""
+    try:
+        for option in options:
+            cfg = _with(cfg, option.name, option.default)
+        return _finite(project, cfg)
+    except (ValueError, TypeError, UserError):
+        return None
+
+
+def _value(cfg, dotted: str) -> Any:
+    for name in dotted.split("."):
+        cfg = getattr(cfg, name)
+    return cfg
+
+
+def _with(cfg, dotted: str, value: Any) -> Any:
+    """`cfg` with the option `dotted` set to `value`, checked again."""
+    head, _, rest = dotted.partition(".")
+    inner = _with(getattr(cfg, head), rest, value) if rest else value
+    return dataclasses.replace(cfg, **{head: inner})
 
 
 def render(cfg, plan: PlanConfig, cluster: Cluster) -> str:

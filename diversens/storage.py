@@ -14,6 +14,9 @@ $AWS_ENDPOINT_URL, so an S3-compatible server works too):
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -29,6 +32,67 @@ from diversens.errors import UserError
 
 SCHEMES = ("s3://", "gs://", "gcs://", "file://")
 T = TypeVar("T")
+# What the machine or the store, not the program, gets wrong (by errno): a full disk or quota, a
+# file too large, a read-only or failing filesystem, permission lost.
+FAULT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES,
+                errno.EPERM}  # fmt: skip
+FULL_BYTES = 64 << 20  # a local disk with less free space than this is full
+
+
+class StorageError(UserError):
+    """A store that failed under a run (a full disk or quota, a server gone, a bucket deleted,
+    permission lost): one line naming it (exit code 2). What was written whole stays, so the
+    rerun resumes from it."""
+
+    @classmethod
+    def at(cls, location: str | Path, why: str, doing: str = "write output") -> StorageError:
+        return cls(f"{redacted(str(location))}: cannot {doing} ({why})")
+
+
+def fault(
+    error: BaseException, *locations: str | Path, doing: str = "write output"
+) -> StorageError | None:
+    """`error` as one line naming the store at fault, if a store is: an OSError of FAULT_ERRNOS;
+    any OSError without an errno while a store at a URI of `locations` is used (pyarrow's S3
+    and GCS errors: a server gone, a bucket deleted); or any error while the disk of a local
+    one is full (torch and safetensors report a full disk without an errno). None for any
+    other error (a bug keeps its traceback) and for a user's mistake (a UserError)."""
+    if isinstance(error, UserError):
+        return error if isinstance(error, StorageError) else None
+    local = [str(x) for x in locations if not is_uri(x)]
+    full = next((x for x in local if disk_full(x)), None)
+    if isinstance(error, OSError) and error.errno in FAULT_ERRNOS:
+        where = full or next(iter(locations), None) or error.filename or "storage"
+        return StorageError.at(where, reason(error), doing)
+    uri = next((x for x in locations if is_uri(x)), None)
+    if isinstance(error, OSError) and error.errno is None and uri is not None:
+        return StorageError.at(uri, reason(error), doing)
+    if full is not None:
+        return StorageError.at(full, os.strerror(errno.ENOSPC), doing)
+    return None
+
+
+@contextlib.contextmanager
+def faults(*locations: str | Path, doing: str = "write output") -> Iterator[None]:
+    """Errors of the block that are a store's fault (`fault`) as its one-line StorageError."""
+    try:
+        yield
+    except Exception as e:
+        error = fault(e, *locations, doing=doing)
+        if error is None:
+            raise
+        raise error from None
+
+
+def disk_full(location: str | Path) -> bool:
+    """The local disk holding `location` (or its nearest existing parent) is full."""
+    path = Path(location).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free < FULL_BYTES
+    except OSError:
+        return False
 
 
 def is_uri(location: str | Path) -> bool:
@@ -84,7 +148,7 @@ def check_file(location: str) -> None:
 
 def read_text(location: str) -> str:
     fs, path = filesystem(location)
-    with fs.open_input_stream(path) as f:
+    with faults(location, doing="read"), fs.open_input_stream(path) as f:
         return f.read().decode("utf-8")
 
 
@@ -115,8 +179,9 @@ def read_local(read: Callable[[Path], T], location: str | Path) -> T:
 def download(location: str, dest: Path) -> None:
     """Copy the file or directory at `location` to the local `dest`."""
     fs, path = filesystem(location)
-    pafs.copy_files(path, str(dest), source_filesystem=fs,
-                    destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
+    with faults(location, dest, doing="copy"):
+        pafs.copy_files(path, str(dest), source_filesystem=fs,
+                        destination_filesystem=pafs.LocalFileSystem())  # fmt: skip
 
 
 def upload(local: Path, location: str) -> None:
@@ -130,7 +195,7 @@ def upload(local: Path, location: str) -> None:
         pafs.copy_files(str(local), root, source_filesystem=pafs.LocalFileSystem(),
                         destination_filesystem=fs)  # fmt: skip
     except OSError as e:
-        raise UserError(f"{redacted(location)}: cannot write output ({reason(e)})") from None
+        raise StorageError.at(location, reason(e)) from None
 
 
 def replace_dir(local: Path, location: str) -> None:
@@ -139,15 +204,19 @@ def replace_dir(local: Path, location: str) -> None:
     try:
         fs.delete_dir_contents(root, missing_dir_ok=True)
     except OSError as e:
-        raise UserError(f"{redacted(location)}: cannot write output ({reason(e)})") from None
+        raise StorageError.at(location, reason(e)) from None
     upload(local, location)
 
 
-def open_output(location: str):
-    """A stream writing one object at the URI `location` (object stores publish it whole)."""
+@contextlib.contextmanager
+def open_output(location: str) -> Iterator[pafs.NativeFile]:
+    """A stream writing one object at the URI `location` (object stores publish it whole); the
+    store's faults while it is written are one line naming it."""
     fs, path = filesystem(location)
-    fs.create_dir(str(PurePosixPath(path).parent), recursive=True)
-    return fs.open_output_stream(path)
+    with faults(location):
+        fs.create_dir(str(PurePosixPath(path).parent), recursive=True)
+        with fs.open_output_stream(path) as f:
+            yield f
 
 
 def write_text(location: str, text: str) -> None:
@@ -174,7 +243,17 @@ def check_writable(location: str) -> None:
 
 
 def reason(e: OSError) -> str:
-    return e.strerror or str(e).splitlines()[0]
+    """Why an OSError happened, in a few words: its errno's text; of an object store's error a
+    bucket that is not there, or its code and message ("NETWORK_CONNECTION during PutObject
+    operation: ..."), without the key and request id around them."""
+    if e.errno is not None:
+        return os.strerror(e.errno)
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if bucket := re.search(r"in bucket '([^']+)': AWS Error NO_SUCH_BUCKET|^Bucket '([^']+)' "
+                           "not found", text):  # fmt: skip
+        return f"no bucket {bucket.group(1) or bucket.group(2)!r} there"
+    aws = re.search(r"AWS Error (.+?)(?: \(Request ID: [^)]*\))?$", text)
+    return aws.group(1) if aws else text
 
 
 @dataclass(frozen=True)

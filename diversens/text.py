@@ -24,6 +24,14 @@ _INVISIBLE = re.compile(
     "\U00013430-\U00013438\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
     "\U000e0020-\U000e007f]"
 )
+# Invisible too, though not format characters: the rest of Unicode's default-ignorable code points
+# (combining grapheme joiner, Hangul fillers, Khmer inherent vowels, variation selectors, tag
+# range). Removed only where texts are compared as read (`as_read`), so the words the measures
+# count stay as they were.
+_IGNORABLE = re.compile(
+    "[\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u3164\ufe00-\ufe0f\uffa0\ufff0-\ufff8"
+    "\U000e0000-\U000e0fff]"
+)
 # Scripts written without spaces between words: Han ideographs (CJK, its extensions and
 # compatibility block), Hiragana, Katakana and their extensions; each character is a word.
 _CJK = re.compile(
@@ -39,6 +47,17 @@ def normalise(text: str) -> str:
     if not text.isascii():
         text = _INVISIBLE.sub("", text)
     return unicodedata.normalize("NFKC", text).lower().translate(_FOLD)
+
+
+def as_read(text: str) -> str:
+    """`text` as a reader sees it, for deciding whether texts are empty or the same: invisible
+    characters removed, Unicode NFC (a precomposed "é" and "e" + combining accent are one
+    text), whitespace runs as one space, ends stripped; "" when nothing shows. Only compared,
+    never stored: what is sampled or trained on is the text as given."""
+    if not text.isascii():
+        text = _IGNORABLE.sub("", _INVISIBLE.sub("", text)).replace("\u2800", " ")  # braille blank
+        text = unicodedata.normalize("NFC", text)
+    return " ".join(text.split())
 
 
 def words(text: str) -> list[str]:
@@ -103,18 +122,18 @@ def list_items(text: str) -> list[str]:
     stripped; an unmarked line right after an item continues it, text before the first item or
     after a blank line that ends the list (intro, sign-off) is dropped. [] when no line carries a
     list marker."""
-    items: list[str] = []
+    items: list[list[str]] = []  # each item's lines, joined at the end (no quadratic concat)
     in_item = False  # the previous line was an item or its continuation
     for line in text.splitlines():
         marker = _MARKER.match(line)
         if marker:
-            items.append(line[marker.end() :].strip())
+            items.append([line[marker.end() :].strip()])
             in_item = True
         elif not line.strip():
             in_item = False
         elif in_item:
-            items[-1] = f"{items[-1]} {line.strip()}"
-    return [item for item in items if item]
+            items[-1].append(line.strip())
+    return [item for item in map(" ".join, items) if item]
 
 
 def sentences(text: str) -> list[str]:
@@ -124,23 +143,26 @@ def sentences(text: str) -> list[str]:
     single-letter initial. Segments are stripped; empty ones are dropped."""
     out: list[str] = []
     for paragraph in re.split(r"\n\s*\n", text):
-        start = 0
+        start = since = 0
         for end in _SENT_END.finditer(paragraph):
-            if _is_boundary(paragraph, end):
+            if _is_boundary(paragraph, end, since):
                 out.append(paragraph[start : end.end()])
                 start = end.end()
+            since = end.end()
         out.append(paragraph[start:])
     return [" ".join(s.split()) for s in out if s.strip()]
 
 
-def _is_boundary(paragraph: str, end: re.Match[str]) -> bool:
+def _is_boundary(paragraph: str, end: re.Match[str], since: int) -> bool:
+    """`since`: where the previous match ended (after whitespace), so the word before this one
+    is looked for in between only: each character is read once, however long the paragraph."""
     nxt = paragraph[end.end() : end.end() + 1]
     if not (nxt.isupper() or nxt.isdigit() or nxt in _OPENERS):
         return False
     if not end.group().startswith(".") or end.group().startswith(".."):
         return True
     # The word the period closes: an abbreviation or an initial ("J. Smith") ends no sentence.
-    before = paragraph[: end.start()].split()
+    before = paragraph[since : end.start()].rsplit(None, 1)
     last = before[-1].lstrip(_OPENERS).lower() if before else ""
     return last not in _ABBREVIATIONS and not (len(last) == 1 and last.isalpha())
 

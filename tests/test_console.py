@@ -2,6 +2,7 @@
 for the log file that opens after them, autoscaler events on the console."""
 
 import logging
+import sys
 
 import pytest
 from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
@@ -191,3 +192,58 @@ def test_the_bound_leaves_an_in_process_caller_alone():
     console.bounded_exit(130, seconds=0.05)
     time.sleep(0.3)  # the timer has fired by now; this process goes on
     assert threading.main_thread().is_alive()
+
+
+def test_a_store_that_fails_under_the_log_files_stops_them_without_a_traceback(tmp_path):
+    """A store that fails under the run's log files (here every write to a file fails: a file
+    size limit of 0, EFBIG, as a full disk fails with ENOSPC): nothing on the console, neither
+    Python's "--- Logging error ---" traceback for each record nor the notices filter's nor one
+    at exit; other lines on fd 2 still pass, and why the logs stopped is kept for the CLI."""
+    import subprocess
+
+    logs = tmp_path / "logs"
+    code = f"""
+import logging, os, resource, signal
+from pathlib import Path
+from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+from diversens import console
+logs = Path({str(logs)!r})
+console.steps_to_console()
+console.stop_logs_on_faults()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+console.log_to(logs / "diversens.log")
+console.workers_to(logs / "workers.log")
+console.native_notices_to(logs / "native.log")
+for i in range(20):
+    logging.getLogger("diversens").info("step %d", i, extra=console.FILE_ONLY)
+    dispatcher.emit({{"pid": 7, "ip": "h", "lines": ["engine line"] * 3}})
+os.write(2, b"[2026-12-03 17:45:40,466 E 1 1] has constructor arguments in the object store "
+            b"and max_restarts > 0\\nother\\n")
+console.native_notices_to(None)
+print(console.logs_stopped())
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b"other\n"
+    assert proc.stdout.decode() == f"{logs}/diversens.log: cannot write the log (File too large)\n"
+    assert {p.name: p.stat().st_size for p in logs.iterdir()} == {
+        "diversens.log": 0,
+        "workers.log": 0,
+        "native.log": 0,
+    }
+
+
+def test_a_logging_error_of_the_program_still_shows(capsys, monkeypatch):
+    monkeypatch.setattr(logging.Handler, "handleError", logging.Handler.handleError)  # restored
+    console.stop_logs_on_faults()
+    log = logging.getLogger("diversens-test-bad-format")
+    log.propagate = False  # pytest's own capture handler raises on a bad record
+    handler = logging.StreamHandler(sys.stdout)
+    log.addHandler(handler)
+    try:
+        log.error("%d", "not a number")
+    finally:
+        log.removeHandler(handler)
+    assert "--- Logging error ---" in capsys.readouterr().err
+    assert console.logs_stopped() is None

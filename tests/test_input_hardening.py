@@ -12,13 +12,14 @@ import json
 import os
 import re
 import typing
+import unicodedata
 from pathlib import Path
 
 import pytest
 
 from diversens.cli import main
 from diversens.commands.options import MeasureOptions, RunOptions
-from diversens.config import from_dict, load
+from diversens.config import MAX_YAML_VALUES, from_dict, load
 from diversens.errors import UserError
 from diversens.evaluation.config import EvalConfig
 from diversens.jobs.config import GenerateConfig, GeneratePairsConfig, PipelineConfig
@@ -28,6 +29,8 @@ from diversens.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "configs" / "tiny.yaml")
+PLAN = ["plan", "--config", str(ROOT / "configs" / "paper.yaml"), "--cluster",
+        str(ROOT / "cluster.yaml")]  # fmt: skip
 PROMPT = {"prompt": "Name a colour."}
 PAIR = {"prompt": "Name a colour.", "chosen": "Teal.", "rejected": "Red."}
 
@@ -81,6 +84,28 @@ def yaml_file(t: Path, text: str | bytes) -> str:
     path = t / "cfg.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     return str(path)
+
+
+def laughs(t: Path) -> str:
+    """A "billion laughs" config: each list holds ten aliases of the one before, the last the
+    first to expand past MAX_YAML_VALUES values (line 7 for 100,000); a few hundred bytes."""
+    lines, size = ["train:", "  lora_target_modules:", "    - &a2 [" + ", ".join("x" * 10) + "]"], 11
+    while size <= MAX_YAML_VALUES:
+        n = len(lines)
+        lines.append(f"    - &a{n} [" + ", ".join([f"*a{n - 1}"] * 10) + "]")
+        size = 1 + 10 * size
+    return yaml_file(t, "\n".join(lines) + "\n")
+
+
+def laughs_inline() -> str:
+    """The same in flow style, for an option: [&a [x, ...], &b [*a, ...], ...]."""
+    names = "abcdef"
+    nested = [f"&{names[i]} [{', '.join([f'*{names[i - 1]}'] * 10)}]" for i in range(1, 6)]
+    return f"[&a [{', '.join('x' * 10)}], {', '.join(nested)}]"
+
+
+def nfd(text: str) -> str:
+    return unicodedata.normalize("NFD", text)
 
 
 def fifo(t: Path) -> str:
@@ -844,6 +869,100 @@ CLASSES = {
             "option train.name: 'a/b' is not a run name",
         ),
     },
+    "text compared as a reader sees it": {
+        "a prompt of only zero-width characters": (
+            lambda t: [
+                "generate",
+                write(t / "p.jsonl", [PROMPT, {"prompt": "\u200b\u200c\u200d\u2060\ufeff"}]),
+                "-o",
+                str(t / "c.parquet"),
+            ],  # fmt: skip
+            "p.jsonl: row 2: field 'prompt': expected a non-empty string, got "
+            "'\\u200b\\u200c\\u200d\\u2060\\ufeff' (only invisible characters and spaces)",
+        ),
+        "a message of Hangul fillers and a soft hyphen": (
+            lambda t: [
+                "generate-pairs",
+                write(t / "p.jsonl", [{"messages": [{"role": "user", "content": "\u3164\u00ad "}]}]),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "p.jsonl: row 1: field 'messages[0].content': expected a non-empty string",
+        ),
+        "a prompt that reads as an earlier one": (
+            lambda t: [
+                "generate",
+                write(t / "p.jsonl", [{"prompt": "Name a café."},
+                                      {"prompt": nfd(" Name a\u200b  café.")}]),
+                "-o",
+                str(t / "c.parquet"),
+            ],  # fmt: skip
+            "p.jsonl: row 2: the same prompt as row 1 as a reader sees it",
+        ),
+        "a rejected side of only U+200B": (
+            lambda t: [
+                "train",
+                write(t / "pairs.jsonl", [PAIR, {**PAIR, "rejected": "\u200b"}]),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "pairs.jsonl: row 2: field 'rejected' is empty: '\\u200b' (only invisible characters",
+        ),
+        "sides that are one text in NFC and NFD": (
+            lambda t: [
+                "train",
+                write(t / "pairs.jsonl", [{**PAIR, "chosen": "Crème brûlée.",
+                                           "rejected": nfd("Crème brûlée.")}]),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "pairs.jsonl: row 1: fields 'chosen' and 'rejected' are the same text as a reader",
+        ),
+        "conversational sides the same but for a word joiner": (
+            lambda t: [
+                "train",
+                write(t / "pairs.jsonl", [{
+                    "prompt": [{"role": "user", "content": "Name a colour."}],
+                    "chosen": [{"role": "assistant", "content": "Teal."}],
+                    "rejected": [{"role": "assistant", "content": "Te\u2060al."}]}]),
+                "-o",
+                str(t / "o"),
+            ],  # fmt: skip
+            "pairs.jsonl: row 1: fields 'chosen' and 'rejected' are the same text as a reader",
+        ),
+    },
+    "bounded values": {
+        "a billion laughs in a config file": (
+            lambda t: ["plan", "--config", laughs(t)],
+            f"config file {{t}}/cfg.yaml line 7: aliases add more than {MAX_YAML_VALUES:,} "
+            "values here",
+        ),
+        "a billion laughs in an option": (
+            lambda t: ["plan", "--train.lora_target_modules", laughs_inline()],
+            f"option train.lora_target_modules: aliases add more than {MAX_YAML_VALUES:,} "
+            "values here in '[&a [x, x, x",
+        ),
+        "an alias inside the value it names": (
+            lambda t: ["plan", "--config", yaml_file(t, "train:\n  lora_target_modules: &a [*a]\n")],
+            "config file {t}/cfg.yaml line 2: an alias inside the value it names",
+        ),
+        "plan: epochs that overflow": (
+            lambda t: [*PLAN, "--train.num_train_epochs", "1e308"],
+            "option train.num_train_epochs: the plan projected from it is not a finite number",
+        ),
+        "plan: a rate that makes a stage take forever": (
+            lambda t: [*PLAN, "--plan.gen_tokens_per_s", "5e-324"],
+            "option plan.gen_tokens_per_s: the plan projected from it is not a finite number",
+        ),
+        "plan: an int too large for a float": (
+            lambda t: [*PLAN, "--plan.num_prompts", "9" * 400],
+            "option plan.num_prompts: the plan projected from it is not a finite number",
+        ),
+        "plan: two rates that overflow only together": (
+            lambda t: [*PLAN, "--plan.gpu_flops", "1e-200", "--plan.mfu", "1e-200"],
+            "options plan.gpu_flops, plan.mfu: the plan projected from them is not a finite",
+        ),
+    },
 }
 
 
@@ -888,6 +1007,53 @@ def test_bad_input_is_one_line_before_ray(cls, tmp_path, capsys, monkeypatch, no
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"case{n}" for n in range(len(CLASSES[cls]))
     ), "nothing may be written into the current directory"
+
+
+HUGE = "x" * 300_000  # a value no message may echo whole
+
+
+def prompts_with(t: Path, **fields) -> str:
+    return write(t / "p.jsonl", [{**PROMPT, **fields}])
+
+
+# {case: (argv builder, what the message says of the value, or None where it is cut whole)}
+ECHOES = {
+    "an option value": (lambda t: ["plan", "--plan.num_prompts", HUGE], "(300,000 chars)"),
+    "an option given twice": (
+        lambda t: ["plan", "--plan.num_prompts", "1", "--plan.num_prompts", HUGE],
+        "(300,000 chars)",
+    ),
+    "a value in a config file": (
+        lambda t: ["plan", "--config", yaml_file(t, f"pairs:\n  sampling:\n    seed: {HUGE}\n")],
+        "(300,000 chars)",
+    ),
+    "a long list in a config file": (
+        lambda t: ["plan", "--config", yaml_file(t, f"train:\n  model: [{'1, ' * 10_000}]\n")],
+        "[1, 1, 1, 1, …] (10,000 items)",
+    ),
+    "a task in a prompt file": (
+        lambda t: ["generate", prompts_with(t, task=HUGE), "-o", str(t / "c.parquet")],
+        "(300,000 chars)",
+    ),
+    "a model entry (cut where the message is built)": (
+        lambda t: ["eval", "--models", f"={HUGE}", "-o", str(t / "o")],
+        None,
+    ),
+    "a command line argparse refuses": (lambda t: ["plan", HUGE], None),
+}
+
+
+@pytest.mark.parametrize("case", list(ECHOES))
+def test_no_message_echoes_a_value_unbounded(case, tmp_path, capsys, no_ray):
+    make_argv, said = ECHOES[case]
+    try:
+        code = main(make_argv(tmp_path))
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err[:2000]
+    assert len(err.splitlines()[-1]) < 1100, err[:2000]
+    assert said is None or said in err, err[:2000]
 
 
 def config_classes() -> list[type]:
@@ -1015,14 +1181,15 @@ INTERRUPTS = {  # signal: (exit code, the one line after the job started)
         143,
         "diversens generate-pairs: terminated (SIGTERM); rerun the same command to resume",
     ),
+    "SIGHUP": (129, "diversens generate-pairs: hung up (SIGHUP); rerun the same command to resume"),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signame", list(INTERRUPTS))
 def test_ctrl_c_and_sigterm_are_one_line_and_mark_the_run_incomplete(tmp_path, signame):
-    """Ctrl-C (SIGINT to the foreground process group) or SIGTERM (`kill`, a scheduler) while
-    the engine samples: sent once the first chunk's part is written with 15 of 16 chunks to go
+    """Ctrl-C (SIGINT to the foreground process group), SIGTERM (`kill`, a scheduler) or SIGHUP
+    (a closed terminal: the driver died without a word) while the engine samples: sent once the first chunk's part is written with 15 of 16 chunks to go
     (one prompt a chunk, one engine), so work provably remains however fast the machine. One
     line, the signal's exit code, no native stack dump nor Ray's core worker notice, and a
     summary that says incomplete; within 120 s of the signal (a Ctrl-C mid-sampling was seen to
@@ -1041,8 +1208,9 @@ def test_ctrl_c_and_sigterm_are_one_line_and_mark_the_run_incomplete(tmp_path, s
             "--sampling.prompts_per_chunk", "1", "--sampling.max_actors", "1",
             "--sampling.max_new_tokens", "64", "-o", str(out)]  # fmt: skip
 
-    def as_on_a_terminal():  # a shell's background job (CI's, maybe) ignores SIGINT: inherited
+    def as_on_a_terminal():  # not as a background job (SIGINT ignored) nor under nohup
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
     with err_file.open("w") as err, out_file.open("w") as stdout:  # files: a full pipe stalls
         proc = subprocess.Popen(argv, start_new_session=True, stdout=stdout, stderr=err,
@@ -1178,8 +1346,9 @@ def test_measure_onto_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsy
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(measure, "MeasureStage", lambda cfg, names: lambda df: df)
-    monkeypatch.setattr(pq, "write_table", full)
+    monkeypatch.setattr(measure, "MeasureStage",
+                        lambda cfg, names: lambda df: df.assign(**dict.fromkeys(names, 0.0)))
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", full)  # measure writes chunk by chunk
     src = write(tmp_path / "in" / "r.jsonl", [{"response": "hi"}])
     out = tmp_path / "out" / "r.parquet"
     assert main(["measure", src, "--group_field", "", "-o", str(out)]) == 2

@@ -15,7 +15,7 @@ LAYERS = [
     {"errors", "text", "schema", "pools", "stage"},
     {"config"},
     {"storage"},
-    {"io"},
+    {"io", "output_lock", "weights"},
     {"artifacts", "console", "models", "nodes"},
     {"prompts"},
     {"measures"},

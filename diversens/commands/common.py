@@ -11,12 +11,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from diversens import config, nodes
+import pyarrow.fs as pafs
+
+from diversens import config, nodes, output_lock
 from diversens.commands.options import RunOptions
+from diversens.config import redacted
 from diversens.errors import UserError
 from diversens.io import check_input_file
 from diversens.models import check_model
-from diversens.storage import check_writable, is_uri
+from diversens.storage import check_writable, file_type, is_uri, join, split_location
 from diversens.training.config import TrainConfig
 
 T = TypeVar("T")
@@ -52,16 +55,20 @@ def preflight(
     kind: str = "dir",
     inputs: Iterable[str | Path | None] = (),
     stores: Iterable[str] = (),
+    layout: Iterable[str] = (),
 ) -> None:
     """Fail on a user's mistake before Ray starts: an input file that is not there, a model that
     does not resolve (missing path, no config.json, missing package, a hub id gated or missing
     for this token), an output that cannot be written or would harm the run's inputs (see
-    `check_output`), or a storage URI (`stores`: checkpoints) that cannot be written."""
+    `check_output`), a path the run writes at its output (`layout`, see `check_layout`) taken
+    by something of the other kind, or a storage URI (`stores`: checkpoints) that cannot be
+    written. Nothing is created at the output before these checks pass."""
     inputs = [i for i in inputs if i is not None]
     for path in inputs:
         check_input_file(path)
     if output is not None:
         check_output(output, kind, [Path(i) for i in inputs if not is_uri(i)])
+        check_layout(str(output), kind, layout)
     for name in dict.fromkeys(m for m in models if m):
         check_model(name)
     uris = [*stores, *([str(output)] if output is not None else [])]
@@ -108,12 +115,45 @@ def check_output(output: str | Path, kind: str, inputs: Iterable[Path] = ()) -> 
         raise UserError(f"output {text}: is the input file; choose another path")
 
 
+def check_layout(output: str, kind: str, layout: Iterable[str]) -> None:
+    """Nothing at the output is in the way of what the run creates there: the output itself,
+    each path of `layout` (relative to the output directory, or to the folder of an output
+    file; "name/" for a directory) and every folder above them is missing or of that kind. A
+    directory's run also writes logs/ (a local one) and the lock record (diversens.output_lock).
+    At a URI the folders above the output count too: an object where a prefix is needed."""
+    base = output if kind == "dir" else split_location(output)[0]
+    lock = output_lock.record_location(output, kind).removeprefix(base.rstrip("/") + "/")
+    paths = [lock, *(["logs/"] if kind == "dir" and not is_uri(output) else []), *layout]
+    wanted: dict[str, bool] = {}  # location: whether the run makes a directory there
+    if is_uri(output):
+        scheme, _, rest = output.partition("://")
+        parts = rest.rstrip("/").split("/")
+        wanted.update({f"{scheme}://{'/'.join(parts[:n])}": True for n in range(2, len(parts))})
+    wanted[output.rstrip("/")] = kind == "dir"
+    for path in paths:
+        parts = path.rstrip("/").split("/")
+        for n in range(1, len(parts) + 1):
+            wanted[join(base, *parts[:n])] = n < len(parts) or path.endswith("/")
+    for where, folder in wanted.items():
+        found = file_type(where)
+        if folder and found == pafs.FileType.File:
+            what = "an object" if is_uri(where) else "a file"
+            clash = f"is {what}, where this run makes a directory"
+        elif not folder and found == pafs.FileType.Directory:
+            clash = "is a directory, where this run writes a file"
+        else:
+            continue
+        raise UserError(f"output {redacted(output)}: {redacted(where)} {clash}; move it away or "
+                        "name another output")  # fmt: skip
+
+
 def connect_ray(
     opts: RunOptions,
     gpus: dict[str, float] | None = None,
     log_file: Path | None = None,
     worker_paths: dict[str, str] | None = None,
     stages: dict[str, list[nodes.Demand]] | None = None,
+    claim: output_lock.Claim | None = None,
 ) -> None:
     """Join the cluster at `opts.ray_address` (or $RAY_ADDRESS), else start a local Ray; the
     CLI edge only.
@@ -132,13 +172,18 @@ def connect_ray(
     (diversens.console). Both open only once the checks pass, so a refused run leaves nothing
     at its output. No actor pool or training worker group waits longer than
     `opts.start_timeout_s` to start (a node type that cannot start is not waited for forever).
+    `claim`: the run's lock on its output (diversens.output_lock), taken before Ray starts (a
+    second run into the output stops here), and its work recorded once every check passed.
     """
+    if opts.cluster and stages:
+        nodes.check(stages, nodes.read(opts.cluster))
+    if claim is not None:
+        output_lock.hold(claim)
     import ray
 
     from diversens import console
+    from diversens.jobs import local_ray
 
-    if opts.cluster and stages:
-        nodes.check(stages, nodes.read(opts.cluster))
     console.quiet()
     started = not ray.is_initialized()
     if started:
@@ -146,12 +191,15 @@ def connect_ray(
         address = opts.ray_address or os.environ.get("RAY_ADDRESS") or None
         if address:
             address = check_reachable(address, option)
+        if address in (None, "local"):
+            local_ray.prepare()  # a temp dir that fits Ray's sockets; dead runs' daemons ended
         try:
             ray.init(address=address, include_dashboard=False if address is None else None)
         except ConnectionError as e:  # a cluster that answered the probe, then failed to join
             where = f"option {option} {address}" if address else "a local Ray"
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"{where}: could not join the Ray cluster ({reason})") from None
+        local_ray.watch_started()  # a Ray this run started ends with it, even on SIGKILL
         console.reclaim_sigterm()  # SIGTERM like Ctrl-C again, over Ray's and its core worker's
         console.workers_to(None)  # worker output never on the console; into workers.log below
     from diversens.jobs.dataflow import bound_waits
@@ -180,6 +228,7 @@ def connect_ray(
         if (live := cluster.autoscaler()) is not None:
             nodes.check(stages, live)
     check_shared(worker_paths or {})
+    output_lock.begin_work()
     if log_file is not None:
         console.log_to(log_file)
         console.native_notices_to(log_file)  # Ray's core worker's notices: to the file too
@@ -212,6 +261,12 @@ def checkpoint_option(cfg: TrainConfig, output: str) -> dict[str, str]:
     """The option behind the path Ray Train checkpoints go to, and that path."""
     option = "train.storage_path" if cfg.storage_path else "-o/--output"
     return {option: cfg.checkpoints(output)}
+
+
+def checkpoint_layout(cfg: TrainConfig, names: Iterable[str]) -> list[str]:
+    """The checkpoint directories of the runs `names` in the output directory: none where
+    `train.storage_path` puts them elsewhere."""
+    return [] if cfg.storage_path else [f"checkpoints/{name}/" for name in names]
 
 
 def check_reachable(address: str, option: str, timeout_s: float = 3.0) -> str:

@@ -21,9 +21,10 @@ from diversens.commands.common import (
     preflight,
     run_options,
 )
-from diversens.config import redacted
+from diversens.config import config_hash, redacted
 from diversens.jobs.config import GenerateConfig
 from diversens.nodes import Demand
+from diversens.output_lock import Claim
 from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available, check_token_budget
 from diversens.storage import is_uri, output_dir, split_location
@@ -52,15 +53,18 @@ def run(args: argparse.Namespace) -> None:
     cfg, opts = load(GenerateConfig, args, "pairs"), run_options(args)
     check_engine_available(cfg.sampling)
     prompts = read_prompts(cfg.prompts)
-    preflight([cfg.sampling.model], opts.output, kind="parquet", inputs=[cfg.prompts.file])
-    check_token_budget(cfg.sampling)
     folder, name = split_location(opts.output)
     stem = name.removesuffix(".parquet")
+    beside = [f"{stem}.parts/", f"{stem}.quarantine.jsonl", f"{stem}.log"]
+    preflight([cfg.sampling.model], opts.output, kind="parquet", inputs=[cfg.prompts.file],
+              layout=beside)  # fmt: skip
+    check_token_budget(cfg.sampling)
     connect_ray(
         opts,
         {"sampling.num_gpus_per_actor": cfg.sampling.gpus_per_actor()},
         log_file=None if is_uri(opts.output) else Path(opts.output).with_name(stem + ".log"),
         stages={"generate": [Demand.of("sampling", cfg.sampling.pool())]},
+        claim=Claim(opts.output, "parquet", "generate", config_hash(cfg.sampling.identity())),
     )
 
     from diversens.jobs import generate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from diversens import config, console
 from diversens.commands.common import (
@@ -14,7 +15,10 @@ from diversens.commands.common import (
     run_options,
 )
 from diversens.config import redacted
+from diversens.jobs import quarantine
 from diversens.jobs.config import GeneratePairsConfig
+from diversens.jobs.generate_pairs import SUMMARY, pairs_file, scored_fingerprint
+from diversens.output_lock import Claim
 from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available, check_token_budget
 from diversens.storage import output_dir
@@ -45,10 +49,11 @@ def run(args: argparse.Namespace) -> None:
     cfg, opts = load(GeneratePairsConfig, args, "pairs"), run_options(args)
     check_engine_available(cfg.sampling)
     prompts = read_prompts(cfg.prompts, default_split="train")
-    preflight(cfg.models(), opts.output, inputs=[cfg.prompts.file])
+    preflight(cfg.models(), opts.output, inputs=[cfg.prompts.file], layout=layout(cfg))
     check_token_budget(cfg.sampling)
+    claim = Claim(opts.output, "dir", "generate-pairs", scored_fingerprint(cfg))
     connect_ray(opts, cfg.gpus(), log_file=console.run_log(opts.output),
-                stages={"generate-pairs": cfg.demands()})  # fmt: skip
+                stages={"generate-pairs": cfg.demands()}, claim=claim)  # fmt: skip
 
     from diversens.jobs import generate_pairs
 
@@ -63,3 +68,9 @@ def run(args: argparse.Namespace) -> None:
     chunks, held = summary["chunks"], summary["prompts_quarantined"]
     print(f"chunks: {chunks['reused']} of {chunks['chunks']} reused from an earlier run; "
           f"quarantined prompts: {held or 'none'} (quarantine.jsonl)")  # fmt: skip
+
+
+def layout(cfg: GeneratePairsConfig) -> list[str]:
+    """What the job writes in its output directory ("name/": a directory)."""
+    pairs = [pairs_file(Path(), s, cfg.selection.strategy).name for s in cfg.strategies]
+    return ["parts/", "scored/", SUMMARY, quarantine.FILE, "selection_report.md", *pairs]

@@ -75,7 +75,9 @@ class MeasureOptions:
         },  # fmt: skip
     )
     rows_per_chunk: int = field(
-        default=512, metadata={"range": "[1, inf)", "help": "rows per progress step"}
+        default=512,
+        metadata={"range": "[1, inf)", "help": "most rows per progress step (the first steps "
+                  "are smaller: a line within seconds; a prompt's rows are never split)"},
     )
 
     def __post_init__(self):

@@ -9,17 +9,24 @@ from diversens import config, console
 from diversens.commands.common import (
     add_prompts_argument,
     add_run_options,
+    checkpoint_layout,
     checkpoint_option,
     connect_ray,
     load,
     preflight,
     run_options,
 )
-from diversens.config import redacted
+from diversens.commands.evaluate import LAYOUT as EVAL_LAYOUT
+from diversens.commands.evaluate import fingerprint as eval_fingerprint
+from diversens.commands.generate_pairs import layout as pairs_layout
+from diversens.commands.train import LAYOUT as TRAIN_LAYOUT
+from diversens.config import config_hash, redacted
 from diversens.errors import UserError
 from diversens.evaluation.task_scores import check_glove
 from diversens.jobs.config import PipelineConfig
-from diversens.jobs.generate_pairs import pairs_file
+from diversens.jobs.generate_pairs import pairs_file, scored_fingerprint
+from diversens.jobs.pipeline import SUMMARY
+from diversens.output_lock import Claim
 from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available, check_token_budget
 from diversens.storage import is_file, is_uri, join, output_dir
@@ -58,7 +65,8 @@ def run(args: argparse.Namespace) -> None:
     models = [*cfg.pairs.models(), cfg.train.model, *cfg.eval.scoring.models()]
     trains = "train" in stages
     preflight(models, opts.output, inputs=[cfg.pairs.prompts.file, cfg.eval.glove_path],
-              stores=[cfg.train.checkpoints(opts.output)] if trains else [])  # fmt: skip
+              stores=[cfg.train.checkpoints(opts.output)] if trains else [],
+              layout=layout(cfg))  # fmt: skip
     if "generate-pairs" in stages:
         check_token_budget(cfg.pairs.sampling, "pairs.sampling.")
     if "eval" in stages:
@@ -82,6 +90,7 @@ def run(args: argparse.Namespace) -> None:
         log_file=console.run_log(opts.output),
         worker_paths=checkpoint_option(cfg.train, opts.output) if trains else None,
         stages=cfg.demands(),
+        claim=Claim(opts.output, "dir", "pipeline", fingerprint(cfg)),
     )
 
     from diversens.evaluation.report import console_lines
@@ -99,6 +108,26 @@ def run(args: argparse.Namespace) -> None:
         print(f"report: {where}/eval/eval_report.md")
     times = ", ".join(f"{stage} {s / 60:.1f}" for stage, s in summary["wall_s"].items())
     print(f"minutes per stage: {times}; summary: {where}/pipeline_summary.json")
+
+
+def layout(cfg: PipelineConfig) -> list[str]:
+    """What the stages to run write in the output directory ("name/": a directory)."""
+    paths = [SUMMARY]
+    if "generate-pairs" in cfg.stages:
+        paths += [f"pairs/{p}" for p in pairs_layout(cfg.pairs)]
+    if "train" in cfg.stages:
+        labels = [label for label, _, _ in cfg.trained()]
+        paths += [f"train/{label}/{p}" for label in labels for p in TRAIN_LAYOUT]
+        paths += checkpoint_layout(cfg.train, [f"dpo-{label}" for label in labels])
+    if "eval" in cfg.stages:
+        paths += [f"eval/{p}" for p in EVAL_LAYOUT]
+    return paths
+
+
+def fingerprint(cfg: PipelineConfig) -> str:
+    """What decides the pairs and the eval outputs, whichever stages run (a later stage reads
+    the pairs an earlier run left); the train stage checks its own settings (claim_run)."""
+    return config_hash([scored_fingerprint(cfg.pairs), eval_fingerprint(cfg.eval)])
 
 
 def check_earlier_pairs(cfg: PipelineConfig, output: str) -> None:

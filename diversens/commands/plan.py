@@ -38,16 +38,18 @@ def run(args: argparse.Namespace) -> None:
     from diversens import nodes
     from diversens.commands.common import load, run_options
     from diversens.jobs.config import PipelineConfig
-    from diversens.plan import render
+    from diversens.plan import check_finite, figures, render
 
     cfg, opts = load(PipelineConfig, args), run_options(args, PlanOptions)
     if cfg.plan.measured:
         from diversens import pilot
         from diversens.prompts import read_prompts
 
-        prompts = read_prompts(cfg.pairs.prompts, "train")
-        print(
-            pilot.render(cfg, len(prompts), pilot.Rates.from_run(Path(cfg.plan.measured))), end=""
-        )
+        n = len(read_prompts(cfg.pairs.prompts, "train"))
+        rates = pilot.Rates.from_run(Path(cfg.plan.measured))
+        check_finite(cfg, lambda c: pilot.figures(c, n, rates))
+        print(pilot.render(cfg, n, rates), end="")
         return
-    print(render(cfg, cfg.plan, nodes.read(opts.cluster)), end="")
+    cluster = nodes.read(opts.cluster)
+    check_finite(cfg, lambda c: figures(c, c.plan, cluster))
+    print(render(cfg, cfg.plan, cluster), end="")

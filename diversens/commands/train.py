@@ -10,6 +10,7 @@ import argparse
 from diversens import config, console
 from diversens.commands.common import (
     add_run_options,
+    checkpoint_layout,
     checkpoint_option,
     connect_ray,
     load,
@@ -17,10 +18,14 @@ from diversens.commands.common import (
     run_options,
 )
 from diversens.config import redacted
+from diversens.output_lock import Claim
 from diversens.storage import output_dir
 from diversens.training.config import TrainConfig, check_dpo_args, check_lora_targets
 from diversens.training.pairs_input import read_pairs
+from diversens.training.trainer import SUMMARY
 
+# What a run writes in its output directory ("name/": a directory), checkpoints aside.
+LAYOUT = ("model/", SUMMARY, "train_log.csv", "train_log.json", "train_log.png")
 HELP = "DPO fine-tuning on the pairs with Ray Train, TRL and DeepSpeed ZeRO"
 # What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
 ON_INTERRUPT = "rerun the same command to resume from the last checkpoint"
@@ -50,9 +55,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> None:
     cfg, opts = load(TrainConfig, args, "train"), run_options(args)
-    read_pairs(args.pairs)  # fail on a bad file before Ray starts
+    pairs = read_pairs(args.pairs).num_rows  # fail on a bad file before Ray starts
     check_dpo_args(cfg.dpo_args)
-    preflight([cfg.model], opts.output, inputs=[args.pairs], stores=[cfg.checkpoints(opts.output)])
+    preflight([cfg.model], opts.output, inputs=[args.pairs], stores=[cfg.checkpoints(opts.output)],
+              layout=[*LAYOUT, *checkpoint_layout(cfg, [cfg.name])])  # fmt: skip
     check_lora_targets(cfg)
     connect_ray(
         opts,
@@ -60,10 +66,14 @@ def run(args: argparse.Namespace) -> None:
         log_file=console.run_log(opts.output),
         worker_paths=checkpoint_option(cfg, opts.output),
         stages={"train": [cfg.demand()]},
+        claim=Claim(opts.output, "dir", "train"),  # the trainer checks its settings (claim_run)
     )
 
     from diversens.training.trainer import train
 
+    console.steps_to_console().info(
+        "train: DPO on %s pairs, %d worker(s); they start, load the model and prepare the pairs "
+        "(progress follows)", f"{pairs:,}", cfg.num_workers)  # fmt: skip
     with output_dir(opts.output) as out:
         summary = train(args.pairs, cfg, out)
         out.publish()

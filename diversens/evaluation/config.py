@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from diversens import measures
 from diversens.config import check_seeds
+from diversens.errors import UserError
 from diversens.nodes import Demand
 from diversens.prompts import literature_samples, task_names
 from diversens.ranges import check_ranges
@@ -187,3 +189,25 @@ def check_model_entry(entry: str) -> None:
             "(LABEL=MODEL, e.g. base=/models/m=1). A path holding a comma: give the list "
             """as JSON, --models '["base=a", "tuned=/x/my,model"]'"""
         )
+
+
+def check_split_paths(models: list[str]) -> None:
+    """A local model path of `models` that is not there, followed by an entry without a label,
+    is likely one path holding a comma, cut where `--models a,b` splits the list: a UserError
+    that says so (the models' own check would only name the missing half)."""
+    for i, (entry, after) in enumerate(zip(models, models[1:], strict=False)):
+        label, sep, path = entry.partition("=")
+        path = path if sep else entry
+        joined = f"{path},{after}"
+        if "=" in after or Path(path).expanduser().exists():
+            continue
+        whole = f"{label}={joined}" if sep else joined
+        if Path(joined).expanduser().exists():
+            raise UserError(f"models: model path {path!r} does not exist, but {joined!r} does: "
+                            "the list is split at each comma; give a path holding one in a JSON "
+                            f"list, --models '{json.dumps([*models[:i], whole, *models[i + 2:]])}'")
+        if path.startswith(("/", ".", "~")):
+            raise UserError(f"models: model path {path!r} does not exist (given as one option, "
+                            f"{whole!r} is split at its comma into {entry!r} and {after!r}; a "
+                            "path holding a comma goes in a JSON list)")  # fmt: skip
+

@@ -25,7 +25,7 @@ import hashlib
 import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from diversens.io import write_parquet
 from diversens.jobs import quarantine
 from diversens.stage import CHUNK
-from diversens.storage import filesystem
+from diversens.storage import faults, filesystem
 
 log = logging.getLogger(__name__)
 DAMAGED = ".damaged"
@@ -64,7 +64,9 @@ def chunk_frames(planned: pd.DataFrame) -> list[pd.DataFrame]:
 class PartStore:
     """The parts of one run's output, one Parquet file per chunk, in a local directory or at a
     URI (s3://, gs://): parts go there as they are written, so a rerun on another machine
-    resumes too. Local parts are renamed into place; object stores publish an object whole."""
+    resumes too. Local parts are renamed into place; object stores publish an object whole. A
+    store that fails under the run (a full disk, a server gone, a bucket deleted) is one line
+    naming it (`storage.faults`); the parts already written stay for the rerun."""
 
     def __init__(self, location: str | Path):
         self.location = str(location)
@@ -76,7 +78,8 @@ class PartStore:
 
     def done(self) -> set[str]:
         """Keys of the parts written so far (temporary files start with '.')."""
-        found = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
+        with faults(self.location, doing="read"):
+            found = self.fs.get_file_info(pafs.FileSelector(self.root, allow_not_found=True))
         names = (Path(f.path).name for f in found if f.type == pafs.FileType.File)
         return {n.removesuffix(".parquet") for n in names
                 if n.endswith(".parquet") and not n.startswith(".")}  # fmt: skip
@@ -88,7 +91,8 @@ class PartStore:
     def write(self, key: str, table: pa.Table) -> None:
         if self.local:
             write_parquet(table, self.path(key))
-        else:
+            return
+        with faults(self.location):
             self.fs.create_dir(self.root, recursive=True)
             pq.write_table(table, self.path(key), filesystem=self.fs)
 
@@ -103,19 +107,26 @@ class PartStore:
         members = planned.groupby(CHUNK, sort=False).size().to_dict()
         damaged = []
         for key in sorted(set(members) & self.done()):
+            with faults(self.location, doing="read"):  # the store failing is not a damaged part
+                data = self._read_bytes(key)
             try:
-                rows = pq.read_table(self.path(key), filesystem=self.fs).num_rows
+                rows = pq.read_table(pa.BufferReader(data)).num_rows
                 problem = None if rows == members[key] else f"{rows} rows, {members[key]} planned"
             except (OSError, ValueError, pa.ArrowException) as e:  # truncated, not Parquet
                 problem = str(e).splitlines()[0] if str(e) else type(e).__name__
             if problem is not None:
-                self.fs.move(self.path(key), self.path(key) + DAMAGED)
+                with faults(self.location):
+                    self.fs.move(self.path(key), self.path(key) + DAMAGED)
                 damaged.append((f"{Path(self.path(key)).name}{DAMAGED}", problem))
         if damaged:
             names = "; ".join(f"{name} ({problem[:120]})" for name, problem in damaged)
             log.warning("%d damaged chunk%s set aside and redone: %s in %s", len(damaged),
                         "s" * (len(damaged) > 1), names, self.location)  # fmt: skip
         return [name for name, _ in damaged]
+
+    def _read_bytes(self, key: str) -> bytes:
+        with self.fs.open_input_stream(self.path(key)) as f:
+            return f.read()
 
     def fill(self, planned: pd.DataFrame, build) -> dict[str, int]:
         """Run `build(rows) -> ray.data.Dataset` on the rows of the chunks not written yet (or
@@ -143,27 +154,39 @@ class PartStore:
         """The parts of `keys` (their `columns`), one table each, in order: a pass over a run
         that holds one part at a time, the next few read ahead (an object store answers each
         read after tens of milliseconds)."""
-        return _read_ahead(lambda k: pq.read_table(self.path(k), columns=columns,
-                                                   filesystem=self.fs), keys)  # fmt: skip
+
+        def read(key: str) -> pa.Table:
+            return pq.read_table(self.path(key), columns=columns, filesystem=self.fs)
+
+        return _read_ahead(read, keys, self.location)
 
     def schema(self, keys: Iterable[str]) -> pa.Schema:
         """The schema `read` gives the parts of `keys` (Arrow types an all-null column as null):
         theirs unified, from the files' footers."""
-        schemas = _read_ahead(lambda k: pq.read_schema(self.path(k), filesystem=self.fs), keys)
+        schemas = _read_ahead(lambda k: pq.read_schema(self.path(k), filesystem=self.fs), keys,
+                              self.location)  # fmt: skip
         return functools.reduce(lambda a, b: pa.unify_schemas([a, b], promote_options="permissive"),
                                 schemas)  # fmt: skip
 
 
-def _read_ahead(read: Callable[[str], T], keys: Iterable[str], depth: int = 8) -> Iterator[T]:
-    """`read(key)` for each key, in order, at most `depth` in flight in threads."""
+def _read_ahead(
+    read: Callable[[str], T], keys: Iterable[str], location: str, depth: int = 8
+) -> Iterator[T]:
+    """`read(key)` for each key, in order, at most `depth` in flight in threads; the faults of
+    the store at `location` are one line naming it."""
+
+    def result(future: Future) -> T:
+        with faults(location, doing="read"):
+            return future.result()
+
     with ThreadPoolExecutor(depth) as pool:
         pending: deque = deque()
         for key in keys:
             pending.append(pool.submit(read, key))
             if len(pending) > depth:
-                yield pending.popleft().result()
+                yield result(pending.popleft())
         while pending:
-            yield pending.popleft().result()
+            yield result(pending.popleft())
 
 
 class PartSink:

@@ -6,7 +6,9 @@ Optional: `task` (a registered family, e.g. dat, or custom, the default), `promp
 from task and messages when absent; must be unique), `meta` (object or JSON string). Any other
 field is kept inside `meta`, so nothing the user gave is lost and the table's schema stays fixed.
 Every rejection is a one-line UserError naming the file, the row (the line number for JSONL, the
-1-based row for Parquet) and the field.
+1-based row for Parquet) and the field. Texts are judged as a reader sees them (`text.as_read`):
+a prompt of only invisible characters is empty, and two prompts without a prompt_id that read
+the same are one prompt given twice; the text kept is the one given.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import numpy as np
 import pandas as pd
 
 from diversens import io
-from diversens.errors import UserError
+from diversens.errors import UserError, shown
 from diversens.prompts.config import PromptsConfig
 from diversens.prompts.custom import CUSTOM
 from diversens.prompts.registry import known_tasks
 from diversens.prompts.splits import build_prompts, prompt_id
 from diversens.storage import is_uri, read_local
+from diversens.text import as_read
 
 ROLES = ("system", "user", "assistant")
 COLUMNS = ("prompt_id", "task", "messages", "meta")
@@ -49,12 +52,20 @@ def load_prompts(path: str | Path) -> pd.DataFrame:
     if is_uri(path):
         return read_local(load_prompts, path)
     path = Path(path)
-    rows, first_row_of = [], {}
+    rows, first_row_of, first_text_of = [], {}, {}
     for where, raw in _rows(path):
+        id_given = raw.get("prompt_id") is not None
         row = _prompt_row(raw, f"{path}: {where}")
+        text = (row["task"], *((m["role"], as_read(m["content"])) for m in row["messages"]))
+        if not id_given and first_text_of.setdefault(text, where) != where:
+            raise UserError(
+                f"{path}: {where}: the same prompt as {first_text_of[text]} as a reader sees it "
+                "(Unicode form, invisible characters and spacing aside); give each a prompt_id "
+                "to keep both"
+            )
         if row["prompt_id"] in first_row_of:
             raise UserError(
-                f"{path}: {where}: field 'prompt_id': duplicate {row['prompt_id']!r} "
+                f"{path}: {where}: field 'prompt_id': duplicate {shown(row['prompt_id'])} "
                 f"(first at {first_row_of[row['prompt_id']]})"
             )
         first_row_of[row["prompt_id"]] = where
@@ -82,8 +93,9 @@ def _prompt_row(rec: dict[str, Any], where: str) -> dict[str, Any]:
     if prompt is not None and messages is not None:
         raise UserError(f"{where}: field 'messages': give either 'prompt' or 'messages', not both")
     if prompt is not None:
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise UserError(f"{where}: field 'prompt': expected a non-empty string, got {prompt!r}")
+        if not isinstance(prompt, str) or not as_read(prompt):
+            raise UserError(f"{where}: field 'prompt': expected a non-empty string, got "
+                            f"{shown_empty(prompt)}")  # fmt: skip
         messages = [{"role": "user", "content": prompt}]
     else:
         messages = _check_messages(messages, where)
@@ -91,7 +103,9 @@ def _prompt_row(rec: dict[str, Any], where: str) -> dict[str, Any]:
     task = rec.pop("task", None)
     task = CUSTOM.name if task is None else task
     if task not in known_tasks():
-        raise UserError(f"{where}: field 'task': {task!r} is not one of {', '.join(known_tasks())}")
+        raise UserError(
+            f"{where}: field 'task': {shown(task)} is not one of {', '.join(known_tasks())}"
+        )
 
     pid = rec.pop("prompt_id", None)
     if pid is None:
@@ -99,7 +113,9 @@ def _prompt_row(rec: dict[str, Any], where: str) -> dict[str, Any]:
     elif isinstance(pid, (int, np.integer)) and not isinstance(pid, bool):
         pid = str(pid)
     elif not isinstance(pid, str) or not pid.strip():
-        raise UserError(f"{where}: field 'prompt_id': expected a non-empty string, got {pid!r}")
+        raise UserError(
+            f"{where}: field 'prompt_id': expected a non-empty string, got {shown(pid)}"
+        )
 
     meta = _meta(rec.pop("meta", None), where)
     for k, v in rec.items():  # extra fields travel in meta
@@ -120,15 +136,22 @@ def _check_messages(messages: Any, where: str) -> list[dict[str, str]]:
             raise UserError(f"{where}: field '{field}': expected an object with role and content")
         role, content = m.get("role"), m.get("content")
         if role not in ROLES:
-            raise UserError(f"{where}: field '{field}.role': {role!r} is not one of {ROLES}")
-        if not isinstance(content, str) or not content.strip():
-            raise UserError(f"{where}: field '{field}.content': expected a non-empty string")
+            raise UserError(f"{where}: field '{field}.role': {shown(role)} is not one of {ROLES}")
+        if not isinstance(content, str) or not as_read(content):
+            raise UserError(f"{where}: field '{field}.content': expected a non-empty string, got "
+                            f"{shown_empty(content)}")  # fmt: skip
         out.append({"role": role, "content": content})
     if out[-1]["role"] != "user":
         raise UserError(
             f"{where}: field 'messages[{len(out) - 1}].role': the last message must be 'user'"
         )
     return out
+
+
+def shown_empty(text: Any) -> str:
+    """A text that shows nothing, as a message names it: its escaped characters and why."""
+    invisible = isinstance(text, str) and text.strip()
+    return shown(text) + (" (only invisible characters and spaces)" if invisible else "")
 
 
 def _meta(meta: Any, where: str) -> dict[str, Any]:

@@ -241,11 +241,12 @@ def check_lora_targets(cfg: TrainConfig, option: str = "lora_target_modules") ->
     if not cfg.lora or cfg.lora_target_modules == ["all-linear"]:
         return
     from diversens.models import resolve_model
+    from diversens.weights import loaded_tensors
 
     if is_uri(cfg.model):
         return
     path = Path(resolve_model(cfg.model))
-    names = safetensors_tensor_names(path) if path.is_dir() else None
+    names = loaded_tensors(path, f"model {cfg.model!r}", "copy it again") if path.is_dir() else None
     if not names:
         return
     modules = {n.rsplit(".", 1)[0] for n in names}
@@ -257,28 +258,3 @@ def check_lora_targets(cfg: TrainConfig, option: str = "lora_target_modules") ->
                 f"option {option}: {target!r} names no module of the model {cfg.model} "
                 f"(its modules end in: {', '.join(leaves[:12])}{more})"
             )
-
-
-def safetensors_tensor_names(model_dir: Path) -> set[str] | None:
-    """The tensor names of a model dir's safetensors files, from their JSON headers (or the
-    shard index); None where there are none or one cannot be read."""
-    import json
-    import struct
-
-    index = model_dir / "model.safetensors.index.json"
-    try:
-        if index.is_file():
-            return set(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
-        files = sorted(model_dir.glob("*.safetensors"))
-        if not files:
-            return None
-        names: set[str] = set()
-        for f in files:
-            with open(f, "rb") as fh:
-                (size,) = struct.unpack("<Q", fh.read(8))
-                if size > 100_000_000:
-                    return None
-                names.update(k for k in json.loads(fh.read(size)) if k != "__metadata__")
-        return names
-    except (OSError, ValueError, KeyError, TypeError, struct.error):
-        return None

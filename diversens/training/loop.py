@@ -2,8 +2,10 @@
 
 Each worker reads the pairs through `ray.train.get_dataset_shard("train")`, builds TRL's
 `DPOTrainer` with DeepSpeed ZeRO through the Hugging Face Trainer integration, and reports every
-Hugging Face checkpoint to Ray Train; a run whose storage already holds a checkpoint resumes from
-it: weights, optimizer, scheduler, RNG and data position.
+Hugging Face checkpoint to Ray Train; a run whose storage already holds a whole checkpoint
+resumes from the newest (diversens.training.checkpoints, also one Ray Train did not record):
+weights, optimizer, scheduler, RNG and data position. A store that fails under a worker (its
+local disk full, the run's storage gone) is one line naming it (`storage.faults`).
 
 Every rank writes its own ZeRO shards into its own local dir, and Hugging Face rotates old
 checkpoints on rank 0 only: each rank moves its checkpoint into the report and drops it once Ray
@@ -27,7 +29,8 @@ from ray.train.huggingface.transformers import RayTrainReportCallback
 from transformers import TrainerCallback
 
 from diversens.io import atomic_dir
-from diversens.storage import is_uri, upload
+from diversens.storage import faults, is_uri, upload
+from diversens.training.checkpoints import resume_checkpoint, write_inventory
 from diversens.training.config import TrainConfig
 from diversens.training.export import (
     export_adapter,
@@ -36,12 +39,14 @@ from diversens.training.export import (
     publish_state,
 )
 from diversens.training.pairs_input import PAIR_FIELDS
+from diversens.training.progress import StepProgress, dataset_progress, say
 
 
 def train_loop(loop_config: dict[str, Any]) -> None:
     """Ray Train worker entry: `loop_config` holds `train` (TrainConfig as a dict),
-    `deepspeed` (the ZeRO config dict, or None for plain DDP) and `output` (the run's output dir
-    or URI, where rank 0 writes model/ and trainer_state.json)."""
+    `deepspeed` (the ZeRO config dict, or None for plain DDP), `output` (the run's output dir
+    or URI, where rank 0 writes model/ and trainer_state.json) and `run_dir` (Ray Train's run
+    dir, where the checkpoints are)."""
     clock = PhaseClock()  # wall-clock marks: the driver turns them into the run's phase times
     import ray.train
     from datasets import Dataset
@@ -67,7 +72,10 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         # ZeRO-3 partitions the weights at load (with use_cpu the HF integration skips this).
         deepspeed.init_distributed(dist_backend="nccl" if cfg.use_gpu else "gloo")
     # Hugging Face writes checkpoints here first; the report callback copies each into Ray storage.
-    with tempfile.TemporaryDirectory(prefix=f"diversens-dpo-rank{rank}-") as output_dir:
+    with (
+        tempfile.TemporaryDirectory(prefix=f"diversens-dpo-rank{rank}-") as output_dir,
+        faults(loop_config["run_dir"], output_dir),
+    ):
         args = DPOConfig(
             output_dir=output_dir, deepspeed=loop_config["deepspeed"], **_dpo_args(cfg)
         )
@@ -81,16 +89,21 @@ def train_loop(loop_config: dict[str, Any]) -> None:
         tensorboard = f"{loop_config['output']}/logs/tensorboard"
         events = Path(output_dir, "tensorboard") if is_uri(tensorboard) else Path(tensorboard)
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(events)
-        trainer = DPOTrainer(
-            model=model_path,
-            args=args,
-            train_dataset=dataset,
-            processing_class=AutoTokenizer.from_pretrained(model_path),
-            peft_config=_lora_config(cfg),
-            callbacks=[RunLogCallback(), ReportCheckpoint(), clock],
-        )
+        if rank == 0:
+            say(f"each of {context.get_world_size()} worker(s) has TRL prepare (tokenise) all "
+                f"{len(rows):,} pairs before the first step")
+        with dataset_progress(enabled=rank == 0):  # TRL's passes over the pairs: on the console
+            trainer = DPOTrainer(
+                model=model_path,
+                args=args,
+                train_dataset=dataset,
+                processing_class=AutoTokenizer.from_pretrained(model_path),
+                peft_config=_lora_config(cfg),
+                callbacks=[RunLogCallback(), ReportCheckpoint(), clock,
+                           *([StepProgress()] if rank == 0 else [])],  # fmt: skip
+            )
         clock.mark("trainer_built")
-        checkpoint = ray.train.get_checkpoint()
+        checkpoint = resume_checkpoint(loop_config["run_dir"])
         if checkpoint is None:
             trainer.train()
         else:
@@ -225,7 +238,9 @@ class PhaseClock(TrainerCallback):
 class ReportCheckpoint(RayTrainReportCallback):
     """Ray's report callback, but the checkpoint is moved into the report instead of copied, and
     is gone from this rank's disk once Ray Train has stored it (the report uploads before it
-    returns): without this, ranks other than 0 keep every checkpoint they ever saved."""
+    returns): without this, ranks other than 0 keep every checkpoint they ever saved. Each rank
+    reports its list of files with them (`write_inventory`), so a rerun knows the checkpoint is
+    whole even if Ray Train never recorded it."""
 
     def on_save(self, args, state, control, **kwargs):
         import ray.train
@@ -234,11 +249,12 @@ class ReportCheckpoint(RayTrainReportCallback):
 
         metrics = {k: v for row in state.log_history for k, v in row.items()}
         source = transformers.trainer.get_last_checkpoint(args.output_dir)
+        context = ray.train.get_context()
         with tempfile.TemporaryDirectory(dir=args.output_dir) as tmp:
-            checkpoint = None
             if source is not None:
                 os.rename(source, os.path.join(tmp, self.CHECKPOINT_NAME))
-                checkpoint = Checkpoint.from_directory(tmp)
-            ray.train.report(metrics=metrics, checkpoint=checkpoint)
+            write_inventory(Path(tmp), context.get_world_rank(), context.get_world_size(),
+                            state.global_step)  # fmt: skip
+            ray.train.report(metrics=metrics, checkpoint=Checkpoint.from_directory(tmp))
         for old in Path(args.output_dir).glob("checkpoint-*"):  # older saves, if any
             shutil.rmtree(old, ignore_errors=True)

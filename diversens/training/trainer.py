@@ -4,9 +4,10 @@ Checks the pairs file before any worker starts, runs `train_loop` on `num_worker
 workers (TorchTrainer; gloo on CPU, nccl on GPU), whose rank 0 writes OUTPUT/model (a plain HF
 dir) and OUTPUT/trainer_state.json; then writes OUTPUT/train_log.{csv,json,png} and
 OUTPUT/train_summary.json from the trainer state. The checkpoint itself is never downloaded.
-Rerunning with the same `name` and storage resumes from the latest checkpoint: Ray Train V2
-restores a run from its storage dir, and each worker continues from `ray.train.get_checkpoint()`;
-a run that already finished with the same config and pairs is not run again.
+Rerunning with the same `name` and storage resumes from the latest whole checkpoint in its
+storage dir (diversens.training.checkpoints), whether or not Ray Train recorded it; a run that
+already finished with the same config and pairs is not run again. A store that fails under the
+run (a worker's, or Ray Train's own writes to its run dir) is one line naming it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow.fs as pafs
 
@@ -26,7 +29,8 @@ from diversens import storage
 from diversens.config import config_hash, redacted
 from diversens.errors import UserError
 from diversens.io import read_json, read_summary, write_summary
-from diversens.storage import Output, filesystem
+from diversens.storage import Output, faults, filesystem
+from diversens.training.checkpoints import latest_whole
 from diversens.training.config import TrainConfig
 from diversens.training.logs import phase_seconds, step_rows, write_logs
 from diversens.training.pairs_input import read_pairs
@@ -40,6 +44,7 @@ RESUMABLE_FIELDS = ("name", "storage_path", "max_steps", "num_train_epochs", "sa
 RESUMABLE_DPO_ARGS = ("report_to", "run_name")  # where the metrics go, not what is learnt
 RUN_FILE = "diversens_run.json"
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 SUMMARY = "train_summary.json"
 DIRECTORY = pafs.FileType.Directory
 
@@ -72,26 +77,22 @@ def train(
     import ray.data
     from ray.train import (
         CheckpointConfig,
-        ControllerError,
         DataConfig,
         FailureConfig,
         RunConfig,
         ScalingConfig,
+        TrainingFailedError,
     )
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from diversens.pools import (
-        TRAIN_START_TIMEOUT_ENV,
-        environment,
-        train_start_timeout_s,
-        worker_group_failure,
-    )
+    from diversens.pools import TRAIN_START_TIMEOUT_ENV, environment, train_start_timeout_s
     from diversens.training.loop import train_loop
 
     summary_path = out.local / SUMMARY
     write_summary(summary_path, {"pairs_file": str(pairs_path), "name": cfg.name}, complete=False)
     storage_path = cfg.checkpoints(checkpoint_root or out.location)
-    claim_run(f"{storage_path.rstrip('/')}/{cfg.name}", fingerprint, cfg.name)
+    run_dir = f"{storage_path.rstrip('/')}/{cfg.name}"
+    claim_run(run_dir, fingerprint, cfg.name)
     resources_per_worker = cfg.resources_per_worker()
     trainer = TorchTrainer(
         train_loop,
@@ -99,6 +100,7 @@ def train(
             "train": dataclasses.asdict(cfg),
             "deepspeed": deepspeed_config(cfg.deepspeed),
             "output": out.at(),
+            "run_dir": run_dir,
         },
         scaling_config=ScalingConfig(
             num_workers=cfg.num_workers,
@@ -130,17 +132,18 @@ def train(
     # Ray Train's controller reads the placement-group wait from the driver's environment at fit.
     with environment(TRAIN_START_TIMEOUT_ENV, f"{timeout_s:g}"):
         try:
-            result = trainer.fit()
-        except ControllerError as e:
-            line = worker_group_failure(
-                e.controller_failure, cfg.num_workers, resources_per_worker, timeout_s,
-                cfg.accelerator_type,
-            )  # fmt: skip
-            if line is None:
+            result = off_the_main_thread(trainer.fit)
+        except TrainingFailedError as e:
+            error = failure_error(e, cfg, timeout_s, run_dir)
+            if error is None:
                 raise
-            raise UserError(line) from None
+            raise error from None
     end = time.time()
-    if result.checkpoint is None:
+    if result.checkpoint is not None:
+        checkpoint = result.checkpoint.path
+    elif (found := latest_whole(run_dir)) is not None:  # resumed at the last step from one
+        checkpoint = found.location  # that Ray Train had not recorded: no new one was made
+    else:
         raise RuntimeError(f"run {cfg.name!r} under {storage_path} ended without a checkpoint")
 
     state = json.loads(storage.read_text(out.at("trainer_state.json")))
@@ -159,7 +162,7 @@ def train(
             state["marks"], start, end, state["global_step"] - (resumed_from or 0)
         ),
         "model_dir": out.at("model"),
-        "checkpoint": result.checkpoint.path,
+        "checkpoint": checkpoint,
         "logs": {k: out.at(Path(v).name) for k, v in log_paths.items()},
         "tensorboard": tensorboard if storage.file_type(tensorboard) == DIRECTORY else None,
         "config": dataclasses.asdict(cfg),
@@ -168,6 +171,44 @@ def train(
     }
     write_summary(summary_path, summary)
     return summary
+
+
+def off_the_main_thread(fit: Callable[[], T]) -> T:
+    """`fit()` in a thread of its own, waited for on this one. On the main thread Ray Train's
+    fit installs a SIGINT handler of its own and never puts the previous one back: a Ctrl-C
+    during training only asks the run to abort, and one after it (in a pipeline's eval, 52 s
+    into sampling) was swallowed and the run ended with exit 0. Off the main thread it installs
+    none, so Ctrl-C, SIGTERM and SIGHUP interrupt the wait here like anywhere else in a run."""
+    done: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            done["result"] = fit()
+        except BaseException as e:  # noqa: BLE001 - re-raised on the waiting thread
+            done["error"] = e
+
+    thread = threading.Thread(target=run, name="ray-train-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.5)
+    if "error" in done:
+        raise done["error"]
+    return done["result"]
+
+
+def failure_error(e, cfg: TrainConfig, timeout_s: float, run_dir: str) -> UserError | None:
+    """The one line for a run Ray Train ended (`TrainingFailedError` `e`), or None for a bug: a
+    worker group that could not start (`pools.worker_group_failure`), or a store that failed
+    under a worker or under Ray Train's own writes to `run_dir` (`storage.fault`)."""
+    from diversens.pools import worker_group_failure
+
+    controller = getattr(e, "controller_failure", None)
+    if controller is not None:
+        line = worker_group_failure(controller, cfg.num_workers, cfg.resources_per_worker(),
+                                    timeout_s, cfg.accelerator_type)  # fmt: skip
+        return UserError(line) if line else storage.fault(controller, run_dir)
+    failures = getattr(e, "worker_failures", {}).values()
+    return next(filter(None, (storage.fault(f, run_dir) for f in failures)), None)
 
 
 def rebuild_logs(run_dir: Path, out_dir: Path) -> Path | None:
@@ -194,7 +235,8 @@ def finished_run(out: Output, run_key: str) -> dict[str, Any] | None:
             raise ValueError("not a JSON object")
     except (ValueError, UnicodeDecodeError) as e:  # cut short or overwritten: run it again
         fs, path = filesystem(where)
-        fs.move(path, path + ".damaged")
+        with faults(where):
+            fs.move(path, path + ".damaged")
         log.warning("damaged summary set aside, the run goes on from its checkpoint: %s.damaged "
                     "(%s)", where, str(e).splitlines()[0][:120])  # fmt: skip
         return None
@@ -217,11 +259,14 @@ def run_fingerprint(cfg: TrainConfig, pairs) -> str:
 def claim_run(run_dir: str, fingerprint: str, name: str) -> None:
     """Record the run's fingerprint in its storage dir, or check it against the one recorded: a
     checkpoint made with other pairs or hyper-parameters is never resumed."""
-    fs, root = filesystem(run_dir)
-    path = f"{root}/{RUN_FILE}"
-    if fs.get_file_info(path).type == pafs.FileType.File:
-        with fs.open_input_stream(path) as f:
-            recorded = json.loads(f.read().decode())["fingerprint"]
+    where = storage.join(run_dir, RUN_FILE)
+    if storage.is_file(where):
+        try:
+            recorded = json.loads(storage.read_text(where))["fingerprint"]
+        except (ValueError, TypeError, KeyError):  # cut short: a disk filled as it was written
+            raise UserError(f"{redacted(where)}: damaged, so the checkpoints beside it cannot be "
+                            "told to be this run's; remove it to resume from them, or give "
+                            "another --name") from None  # fmt: skip
         if recorded != fingerprint:
             raise UserError(
                 f"run {name!r} in {redacted(run_dir)} was trained on other pairs or "
@@ -229,9 +274,7 @@ def claim_run(run_dir: str, fingerprint: str, name: str) -> None:
                 "--name to start a new run, or remove that directory"
             )
         return
-    fs.create_dir(root, recursive=True)
-    with fs.open_output_stream(path) as f:
-        f.write(json.dumps({"fingerprint": fingerprint}).encode())
+    storage.write_text(where, json.dumps({"fingerprint": fingerprint}))
 
 
 def _final_metrics(steps) -> dict[str, float]:

@@ -68,8 +68,8 @@ def test_readable_hub_passes_unreachable_is_one_line_and_offline_skips_it(monkey
 
 def test_builtin_and_local_models_never_ask_the_hub(monkeypatch, tmp_path):
     calls = hub_answers(monkeypatch)
-    for name, body in (("config.json", "{}"), ("tokenizer.json", "{}"), ("model.safetensors", "")):
-        (tmp_path / name).write_text(body)
+    for f in Path(models.resolve_model(models.DEFAULT_EMBEDDER)).iterdir():  # a whole model
+        (tmp_path / f.name).symlink_to(f)
     models.check_model(str(tmp_path))
     assert calls == []
 

@@ -111,6 +111,38 @@ def test_killed_run_resumes_to_the_uninterrupted_result(setup):
         assert resumed[key] == summary[key], key
 
 
+def test_a_second_run_into_a_running_output_is_refused_and_never_mixes_settings(setup, tmp_path):
+    """The case reported: generate-pairs A, and once A has a part, B with another temperature
+    into the same directory (both printed success; only B's outputs remained). B is refused in
+    one line naming A while A runs, and once A is dead (SIGKILL: nothing released) for its
+    other settings: the output holds A's."""
+    _, _, cfg_path, *_ = setup
+    src = tmp_path / "prompts.jsonl"  # enough chunks that A still runs when B has started
+    src.write_text("".join(json.dumps({"prompt": f"Write sentence {n} about {t}."}) + "\n"
+                           for n in range(10) for t in TOPICS))  # fmt: skip
+    out = tmp_path / "out"
+    first = cli(src, cfg_path, out)
+    deadline = time.monotonic() + 300
+    while not list((out / "parts").glob("*.parquet")):
+        assert first.poll() is None, f"run ended before its first part: {first.stderr.read()}"
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.1)
+    hotter = tmp_path / "hotter.yaml"
+    hotter.write_text(CONFIG.replace("temperature: 0.8", "temperature: 1.2"))
+    second = cli(src, hotter, out)
+    assert second.wait(timeout=300) == 2
+    err = second.stderr.read()
+    assert err.count("\n") == 1, err
+    assert f"in use by another run (generate-pairs, pid {first.pid} on host" in err, err
+    assert first.poll() is None, "the refused run stopped the first"
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    third = cli(src, hotter, out)
+    assert third.wait(timeout=300) == 2
+    err = third.stderr.read()
+    assert err.count("\n") == 1 and "holds a generate-pairs run with other settings" in err, err
+
+
 FAULTY_JOB = """
 import json, os, sys
 from pathlib import Path

@@ -107,6 +107,34 @@ def test_read_pairs_accepts_plain_strings(tmp_path):
     assert read_pairs(path).num_rows == 1
 
 
+@pytest.mark.parametrize(
+    "mixed",
+    [{"chosen": "Teal.", "rejected": "Red."},  # a conversational prompt, plain answers
+     {"prompt": "Name a colour."},  # a plain prompt, conversational answers
+     {"chosen": "Teal."}],  # one answer of each format
+    ids=["plain answers", "plain prompt", "one plain answer"],
+)  # fmt: skip
+def test_pairs_of_mixed_formats_are_made_conversational(tmp_path, mixed):
+    """TRL joins a prompt and its answer (`prompt + chosen`): a list and a string fail in the
+    workers with TypeError. A plain string becomes one message, its text as given."""
+    from trl.data_utils import is_conversational
+
+    conversational = {
+        "prompt": [{"role": "system", "content": "Be brief."},
+                   {"role": "user", "content": "Name a colour."}],
+        "chosen": [{"role": "assistant", "content": "Teal."}],
+        "rejected": [{"role": "assistant", "content": "Red."}],
+    }  # fmt: skip
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({**conversational, **mixed}) + "\n")
+    (row,) = read_pairs(path).to_pylist()
+    expected = {**conversational, "prompt": [{"role": "user", "content": "Name a colour."}]}
+    assert row == {k: (expected if k in mixed else conversational)[k] for k in row}
+    for key in row:  # what TRL looks at to pick the conversational path
+        assert is_conversational({key: row[key]})
+    assert row["prompt"] + row["chosen"]  # the join the workers make
+
+
 def _write(tmp_path, rows, name="bad.parquet"):
     path = tmp_path / name
     pd.DataFrame(rows).to_parquet(path)

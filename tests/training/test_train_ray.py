@@ -115,7 +115,9 @@ def test_stopped_run_resumes_at_next_step_all_at_a_uri(
     ray_local, tiny_model, pairs_file, bucket, tmp_path, monkeypatch, capsys
 ):
     """Pairs, outputs and checkpoints in a bucket, through the CLI as a user runs it on a
-    cluster; nothing is written to a local dir named after the URI."""
+    cluster; nothing is written to a local dir named after the URI. Ray Train's record of the
+    checkpoint is gone before the rerun, as after a disk that filled between the checkpoint's
+    upload and that record: the whole checkpoint is resumed from all the same."""
     from diversens import io, storage
 
     monkeypatch.chdir(tmp_path)
@@ -129,6 +131,8 @@ def test_stopped_run_resumes_at_next_step_all_at_a_uri(
         return json.loads(storage.read_text(f"{out}/train_summary.json"))
 
     assert train_cli(1)["global_step"] == 1
+    fs, snapshot = storage.filesystem(f"{out}/checkpoints/dpo/checkpoint_manager_snapshot.json")
+    fs.delete_file(snapshot)
     summary = train_cli(3)  # the same run name and storage, now for 3 steps: it must resume
     assert summary["global_step"] == 3 and summary["resumed_from_step"] == 1
     assert summary["model_dir"] == f"{out}/model" and f"→ {out}/model" in capsys.readouterr().out
@@ -179,7 +183,11 @@ def test_dpo_args_from_the_cli_reach_trl_and_tensorboard_gets_the_loss(
     assert summary["config"]["dpo_args"] == {
         "report_to": "tensorboard", "ld_alpha": 0.5, "precompute_ref_log_probs": True
     }  # fmt: skip
-    assert f"tensorboard: {out / 'logs' / 'tensorboard'}" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert f"tensorboard: {out / 'logs' / 'tensorboard'}" in printed.out
+    # Never silent for long: the driver's line, then rank 0's, relayed from its worker.
+    assert "[diversens] train: DPO on 8 pairs, 2 worker(s)" in printed.err
+    assert "[diversens] train: Tokenizing train dataset: 0/8 " in printed.out + printed.err
 
 
 def pa_table(df):
@@ -203,3 +211,16 @@ def test_zero2_lora_ld_alpha_precomputed_ref(ray_local, tiny_model, pairs_file, 
     base = AutoModelForCausalLM.from_pretrained(tiny_model)
     name = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(merged.state_dict()[name], base.state_dict()[name])
+
+
+def test_a_conversational_prompt_with_plain_answers_trains(ray_local, tiny_model, tmp_path):
+    """TRL joins prompt and answer (`prompt + chosen`): a message list and a string failed in
+    the workers with TypeError. The driver makes the answers messages before Ray starts."""
+    from train_fixtures import pair_rows
+
+    rows = [{**r, "chosen": r["chosen"][0]["content"], "rejected": r["rejected"][0]["content"]}
+            for r in pair_rows()]  # fmt: skip
+    pd.DataFrame(rows).to_parquet(tmp_path / "pairs.parquet")
+    summary = _train(tmp_path / "pairs.parquet", tiny_model, tmp_path / "out", deepspeed="none",
+                     max_steps=1, save_steps=1)  # fmt: skip
+    assert summary["global_step"] == 1
