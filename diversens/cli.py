@@ -18,7 +18,7 @@ import sys
 import threading
 
 from diversens import __version__, config, console, output_lock, storage
-from diversens.errors import UserError, bounded, shown, user_error_in
+from diversens.errors import UserError, bounded, path_too_long, shown, user_error_in
 
 console.writable_matplotlib_dir()  # before the commands load matplotlib, which warns twice there
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         console.bounded_exit(code)  # Ray's shutdown at exit may wait on a stopped GCS
         return code
     except Exception as e:
-        user_error = user_error_in(e) or storage.fault(e, doing="read or write")
+        user_error = user_error_in(e) or path_too_long(e) or storage.fault(e, doing="read or write")
         if user_error is None:
             from diversens.jobs.dataflow import stall_error  # imports Ray: only when needed
 

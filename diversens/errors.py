@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import reprlib
 from typing import Any
@@ -53,6 +54,16 @@ class UserError(Exception):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         UserError.by_name[cls.__name__] = cls
+
+
+def path_too_long(error: BaseException) -> UserError | None:
+    """A path the user gave that the OS refuses as too long (a name over 255 bytes, a path over
+    4,096), wherever a check first touched it: one line naming it."""
+    if not (isinstance(error, OSError) and error.errno == errno.ENAMETOOLONG):
+        return None
+    name = error.filename if error.filename is not None else "a path"
+    return UserError(f"{shown(str(name))}: path too long for this file system (at most 255 bytes "
+                     "a name and 4,096 in all)")  # fmt: skip
 
 
 def user_error_in(error: BaseException) -> UserError | None:

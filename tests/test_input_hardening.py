@@ -868,6 +868,15 @@ CLASSES = {
             lambda t: ["pipeline", "--train.name", "a/b", "-o", str(t / "o")],
             "option train.name: 'a/b' is not a run name",
         ),
+        "a model name longer than the file system's 255 bytes": (
+            lambda t: ["train", write(t / "pairs.jsonl", [PAIR]), "--model", str(t / ("m" * 300)),
+                       "-o", str(t / "o")],  # fmt: skip
+            "path too long for this file system",
+        ),
+        "an output name longer than the file system's 255 bytes": (
+            lambda t: ["generate", write(t / "p.jsonl", [PROMPT]), "-o", str(t / ("o" * 300))],
+            "path too long for this file system",
+        ),
     },
     "text compared as a reader sees it": {
         "a prompt of only zero-width characters": (
