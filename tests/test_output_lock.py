@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from diversens import config, output_lock
-from diversens.cli import main
 from diversens.commands.common import connect_ray
 from diversens.commands.options import RunOptions
 from diversens.errors import UserError
@@ -142,14 +141,17 @@ def test_generate_pairs_with_another_temperature_is_refused_before_ray(tmp_path)
 
 
 @pytest.mark.slow  # resolves the built-in model (no Ray: the address given answers nothing)
-def test_a_run_that_fails_once_it_holds_the_lock_gives_it_back(tmp_path, capsys):
+def test_a_run_that_fails_once_it_holds_the_lock_gives_it_back(tmp_path):
     src = tmp_path / "p.jsonl"
     src.write_text(json.dumps({"prompt": "Name a colour."}) + "\n")
     out = tmp_path / "run"
-    argv = ["generate-pairs", str(src), "--config", str(TINY), "-o", str(out),
-            "--ray_address", "127.0.0.1:1"]  # fmt: skip
-    assert main(argv) == 2
-    assert "option --ray_address 127.0.0.1:1: no Ray cluster answers" in capsys.readouterr().err
+    argv = [sys.executable, "-m", "diversens.cli", "generate-pairs", str(src), "--config",
+            str(TINY), "-o", str(out), "--ray_address", "127.0.0.1:1"]  # fmt: skip
+    # A process of its own: in this one an earlier test's Ray may be connected already, and a
+    # connected process never reads --ray_address.
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "option --ray_address 127.0.0.1:1: no Ray cluster answers" in proc.stderr
     assert list(out.iterdir()) == []  # the record it made and never worked under is gone
     again = OutputLock(Claim(str(out), "dir", "generate-pairs", "fp-a"))
     again.acquire()  # refused if the failed run still held it (flock: this very process)
