@@ -104,20 +104,21 @@ def bin_cut_short(tiny: Path, dst: Path) -> Path:
     return model
 
 
-def missing_shard(tiny: Path, dst: Path) -> Path:
+def sharded_with(tiny: Path, dst: Path, tensor: str, shard: str) -> Path:
+    """A sharded copy whose index also puts `tensor` in `shard`."""
     model = sharded(tiny, dst)
     index = json.loads((model / weights.SAFETENSORS_INDEX).read_text())
-    index["weight_map"]["model.norm.weight"] = "model-00002-of-00002.safetensors"
+    index["weight_map"][tensor] = shard
     (model / weights.SAFETENSORS_INDEX).write_text(json.dumps(index))
     return model
+
+
+def missing_shard(tiny: Path, dst: Path) -> Path:
+    return sharded_with(tiny, dst, "model.norm.weight", "model-00002-of-00002.safetensors")
 
 
 def index_naming_an_absent_tensor(tiny: Path, dst: Path) -> Path:
-    model = sharded(tiny, dst)
-    index = json.loads((model / weights.SAFETENSORS_INDEX).read_text())
-    index["weight_map"]["model.extra.weight"] = "model-00001-of-00001.safetensors"
-    (model / weights.SAFETENSORS_INDEX).write_text(json.dumps(index))
-    return model
+    return sharded_with(tiny, dst, "model.extra.weight", "model-00001-of-00001.safetensors")
 
 
 def data_cut_short(tiny: Path, dst: Path) -> Path:
