@@ -98,8 +98,10 @@ def test_a_launcher_config_is_read_as_ray_fills_it(tmp_path):
 def test_the_paper_run_fits_cluster_yaml_on_the_types_it_is_priced_on():
     """Every step of configs/paper.yaml on cluster.yaml: sampling, scoring and eval on gpu_1x
     only (diversens plan prices them at g5 rates), DPO on one gpu_8x."""
+    from diversens.commands.pipeline import PipelineStep
+
     cfg = config.load(PipelineConfig, ROOT / "configs" / "paper.yaml", None)
-    placed = nodes.check(cfg.demands(), nodes.read(ROOT / "cluster.yaml"))
+    placed = nodes.check(PipelineStep(cfg).pools(), nodes.read(ROOT / "cluster.yaml"))
     assert placed["train"] == {"gpu_8x": 1}
     assert set(placed) == {"generate-pairs", "train", "eval sampling", "eval scoring"}
     for step in ("generate-pairs", "eval sampling", "eval scoring"):

@@ -107,14 +107,14 @@ def test_generate_pairs_whose_bucket_goes_mid_run_is_one_line_through_the_cli(
 ):
     """The part writer's fault at a URI reaches the CLI as its one line, with what a rerun
     does; Ray and the engines are left out (the writer is the same)."""
-    from diversens.commands import generate_pairs as command
+    from diversens.commands import step as runner
     from diversens.jobs import generate_pairs as job
 
     def run(prompts, cfg, out_dir, parts):
         delete_bucket(bucket)
         PartStore(parts).write("k", pa.table({"prompt_id": ["p0"]}))
 
-    monkeypatch.setattr(command, "connect_ray", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "connect_ray", lambda *a, **k: None)
     monkeypatch.setattr(job, "run", run)
     assert main(["generate-pairs", "--config", TINY, "-o", f"{bucket}/run"]) == 2
     err = capsys.readouterr().err
@@ -130,13 +130,13 @@ def test_a_stores_fault_that_no_writer_named_is_one_line_naming_its_file(
 ):
     """Any write the run makes: a fault no writer turned into its line still is one (the CLI's
     own check), naming the file the error names."""
-    from diversens.commands import generate_pairs as command
+    from diversens.commands import step as runner
     from diversens.jobs import generate_pairs as job
 
     def run(prompts, cfg, out_dir, parts):
         raise OSError(errno.EDQUOT, "Disk quota exceeded", "/scratch/tmp/spill-0")
 
-    monkeypatch.setattr(command, "connect_ray", lambda *a, **k: None)
+    monkeypatch.setattr(runner, "connect_ray", lambda *a, **k: None)
     monkeypatch.setattr(job, "run", run)
     assert main(["generate-pairs", "--config", TINY, "-o", f"{bucket}/run"]) == 2
     assert capsys.readouterr().err == (

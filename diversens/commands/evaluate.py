@@ -4,17 +4,19 @@ diversity (ΔDD) against the base model."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
-from diversens import config, console
-from diversens.commands.common import add_run_options, connect_ray, load, preflight, run_options
+from diversens import config
+from diversens.commands.common import add_run_options, load, run_options
+from diversens.commands.step import Needs, Step, run_step
 from diversens.config import config_hash, redacted
 from diversens.evaluation.config import EvalConfig, check_split_paths
 from diversens.evaluation.task_scores import check_glove
 from diversens.jobs import quarantine
 from diversens.jobs.evaluate import SUMMARY
-from diversens.output_lock import Claim
+from diversens.nodes import Demand
 from diversens.sampling.engines import check_engine_available, check_token_budget
-from diversens.storage import output_dir
+from diversens.storage import Output
 
 # What the job writes in its output directory ("name/": a directory).
 LAYOUT = ("parts/", SUMMARY, "outputs.parquet", quarantine.FILE, "eval_report.md")
@@ -38,26 +40,64 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg, opts = load(EvalConfig, args, "eval"), run_options(args)
-    check_engine_available(cfg.sampling)
-    check_split_paths(cfg.models)
-    models = [m for _, m in cfg.labelled_models()]
-    preflight([*models, *cfg.scoring.models()], opts.output,
-              inputs=[cfg.glove_path], layout=LAYOUT)  # fmt: skip
-    check_token_budget(cfg.sampling)
-    check_glove(cfg.glove_path)
-    connect_ray(opts, cfg.gpus(), log_file=console.run_log(opts.output),
-                stages=cfg.demands(len(cfg.model_runs())),
-                claim=Claim(opts.output, "dir", "eval", fingerprint(cfg)))  # fmt: skip
+    run_step(EvalStep(load(EvalConfig, args, "eval")), run_options(args))
 
-    from diversens.evaluation.report import console_lines
-    from diversens.jobs import evaluate as job
 
-    with output_dir(opts.output) as out:
-        result = job.run(cfg, out.local, parts=out.at("parts"))
+@dataclass
+class EvalChecks(Step):
+    """What every eval checks and asks for, alone or in a pipeline (`prefix` "eval.", under
+    `where` "eval/"); `models()` are the models it compares, `runs()` its sampling passes."""
+
+    name = "eval"
+    cfg: EvalConfig
+    prefix: str = ""
+    where: str = ""
+
+    def models(self) -> list[str]:
+        return [m for _, m in self.cfg.labelled_models()]
+
+    def runs(self) -> int:
+        return len(self.cfg.model_runs())
+
+    def check(self) -> None:
+        check_engine_available(self.cfg.sampling, f"{self.prefix}sampling.")
+
+    def needs(self, output: str) -> Needs:
+        return Needs([*self.models(), *self.cfg.scoring.models()], [self.cfg.glove_path],
+                     layout=[f"{self.where}{p}" for p in LAYOUT])  # fmt: skip
+
+    def verify(self, output: str) -> None:
+        check_token_budget(self.cfg.sampling, f"{self.prefix}sampling.")
+        check_glove(self.cfg.glove_path, f"{self.prefix}glove_path")
+
+    def gpus(self) -> dict[str, float]:
+        return self.cfg.gpus(self.prefix)
+
+    def pools(self) -> dict[str, list[Demand]]:
+        return self.cfg.demands(self.runs(), self.prefix)
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.cfg)
+
+
+class EvalStep(EvalChecks):
+    """The models of `--models` against the first of them, into one output."""
+
+    def check(self) -> None:
+        super().check()
+        check_split_paths(self.cfg.models)
+
+    def run(self, out: Output) -> dict:
+        from diversens.jobs import evaluate as job
+
+        result = job.run(self.cfg, out.local, parts=out.at("parts"))
         out.publish()
-    print("\n".join(console_lines(result)))
-    print(f"report: {redacted(opts.output)}/eval_report.md")
+        return result
+
+    def lines(self, summary: dict, output: str) -> list[str]:
+        from diversens.evaluation.report import console_lines
+
+        return [*console_lines(summary), f"report: {redacted(output)}/eval_report.md"]
 
 
 def fingerprint(cfg: EvalConfig) -> str:

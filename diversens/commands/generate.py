@@ -10,24 +10,22 @@ atomically in input order, and a rerun resumes from the chunks kept in OUT.parts
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from diversens import config
-from diversens.commands.common import (
-    add_prompts_argument,
-    add_run_options,
-    connect_ray,
-    load,
-    preflight,
-    run_options,
-)
+from diversens.commands.common import add_prompts_argument, add_run_options, load, run_options
+from diversens.commands.step import Needs, Step, run_step
 from diversens.config import config_hash, redacted
 from diversens.jobs.config import GenerateConfig
 from diversens.nodes import Demand
-from diversens.output_lock import Claim
 from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available, check_token_budget
-from diversens.storage import is_uri, output_dir, split_location
+from diversens.storage import Output, is_uri, split_location
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HELP = "sample k candidate responses per prompt (sequential prompting) into a Parquet file"
 # What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
@@ -50,34 +48,66 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg, opts = load(GenerateConfig, args, "pairs"), run_options(args)
-    check_engine_available(cfg.sampling)
-    prompts = read_prompts(cfg.prompts)
-    folder, name = split_location(opts.output)
-    stem = name.removesuffix(".parquet")
-    beside = [f"{stem}.parts/", f"{stem}.quarantine.jsonl", f"{stem}.log"]
-    preflight([cfg.sampling.model], opts.output, kind="parquet", inputs=[cfg.prompts.file],
-              layout=beside)  # fmt: skip
-    check_token_budget(cfg.sampling)
-    connect_ray(
-        opts,
-        {"sampling.num_gpus_per_actor": cfg.sampling.gpus_per_actor()},
-        log_file=None if is_uri(opts.output) else Path(opts.output).with_name(stem + ".log"),
-        stages={"generate": [Demand.of("sampling", cfg.sampling.pool())]},
-        claim=Claim(opts.output, "parquet", "generate", config_hash(cfg.sampling.identity())),
-    )
+    opts = run_options(args)
+    run_step(GenerateStep(load(GenerateConfig, args, "pairs"), opts.output), opts)
 
-    from diversens.jobs import generate
 
-    with output_dir(folder) as out:  # the folder of the file: side files go beside it
-        done = generate.run(prompts, cfg.sampling, out.local / name, parts=out.at(stem + ".parts"))
+@dataclass
+class GenerateStep(Step):
+    """Prompts → k candidates each, into one Parquet file; its side files go beside it."""
+
+    name = "generate"
+    kind = "parquet"
+    cfg: GenerateConfig
+    output: str  # the file: `run` writes it and its side files in the folder it is in
+    prompts: pd.DataFrame | None = field(default=None, init=False)
+
+    def check(self) -> None:
+        check_engine_available(self.cfg.sampling)
+        self.prompts = read_prompts(self.cfg.prompts)
+
+    def needs(self, output: str) -> Needs:
+        stem = stem_of(output)
+        beside = [f"{stem}.parts/", f"{stem}.quarantine.jsonl", f"{stem}.log"]
+        return Needs([self.cfg.sampling.model], [self.cfg.prompts.file], layout=beside)
+
+    def verify(self, output: str) -> None:
+        check_token_budget(self.cfg.sampling)
+
+    def gpus(self) -> dict[str, float]:
+        return {"sampling.num_gpus_per_actor": self.cfg.sampling.gpus_per_actor()}
+
+    def pools(self) -> dict[str, list[Demand]]:
+        return {self.name: [Demand.of("sampling", self.cfg.sampling.pool())]}
+
+    def fingerprint(self) -> str:
+        return config_hash(self.cfg.sampling.identity())
+
+    def log_file(self, output: str) -> Path | None:
+        return None if is_uri(output) else Path(output).with_name(stem_of(output) + ".log")
+
+    def run(self, out: Output) -> dict:
+        from diversens.jobs import generate
+
+        name = split_location(self.output)[1]
+        stem = name.removesuffix(".parquet")
+        done = generate.run(self.prompts, self.cfg.sampling, out.local / name,
+                            parts=out.at(stem + ".parts"))  # fmt: skip
         out.publish(name)
         out.publish(done["quarantine_file"].name)
-    chunks, k = done["chunks"], cfg.sampling.num_samples_per_prompt
-    print(
-        f"wrote {done['prompts']} prompts x {k} candidates to {redacted(opts.output)} "
-        f"({done['truncated']} truncated at their token cap); "
-        f"quarantined prompts: {done['quarantined'] or 'none'} ({done['quarantine_file'].name}); "
-        f"chunks: {chunks['written']} sampled, {chunks['reused']} reused "
-        f"({stem}.parts/)"
-    )
+        return done
+
+    def lines(self, summary: dict, output: str) -> list[str]:
+        chunks, k = summary["chunks"], self.cfg.sampling.num_samples_per_prompt
+        return [
+            f"wrote {summary['prompts']} prompts x {k} candidates to {redacted(output)} "
+            f"({summary['truncated']} truncated at their token cap); quarantined prompts: "
+            f"{summary['quarantined'] or 'none'} ({summary['quarantine_file'].name}); "
+            f"chunks: {chunks['written']} sampled, {chunks['reused']} reused "
+            f"({stem_of(output)}.parts/)"
+        ]
+
+
+def stem_of(output: str) -> str:
+    """The output file's name without .parquet: its side files' names start with it."""
+    return split_location(output)[1].removesuffix(".parquet")

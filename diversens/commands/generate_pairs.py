@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from diversens import config, console
-from diversens.commands.common import (
-    add_prompts_argument,
-    add_run_options,
-    connect_ray,
-    load,
-    preflight,
-    run_options,
-)
+from diversens import config
+from diversens.commands.common import add_prompts_argument, add_run_options, load, run_options
+from diversens.commands.step import Needs, Step, run_step
 from diversens.config import redacted
 from diversens.jobs import quarantine
 from diversens.jobs.config import GeneratePairsConfig
 from diversens.jobs.generate_pairs import SUMMARY, pairs_file, scored_fingerprint
-from diversens.output_lock import Claim
+from diversens.nodes import Demand
 from diversens.prompts import read_prompts
 from diversens.sampling.engines import check_engine_available, check_token_budget
-from diversens.storage import output_dir
+from diversens.storage import Output
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 HELP = "sample, score and select length-matched preference pairs (Diverse-NS) on Ray"
 # What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
@@ -46,28 +45,54 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg, opts = load(GeneratePairsConfig, args, "pairs"), run_options(args)
-    check_engine_available(cfg.sampling)
-    prompts = read_prompts(cfg.prompts, default_split="train")
-    preflight(cfg.models(), opts.output, inputs=[cfg.prompts.file], layout=layout(cfg))
-    check_token_budget(cfg.sampling)
-    claim = Claim(opts.output, "dir", "generate-pairs", scored_fingerprint(cfg))
-    connect_ray(opts, cfg.gpus(), log_file=console.run_log(opts.output),
-                stages={"generate-pairs": cfg.demands()}, claim=claim)  # fmt: skip
+    run_step(PairsStep(load(GeneratePairsConfig, args, "pairs")), run_options(args))
 
-    from diversens.jobs import generate_pairs
 
-    with output_dir(opts.output) as out:
-        summary = generate_pairs.run(prompts, cfg, out.local, parts=out.at("parts"))
+@dataclass
+class PairsStep(Step):
+    """Prompts → candidates → scores → pairs; in a pipeline, under `where` ("pairs/")."""
+
+    name = "generate-pairs"
+    cfg: GeneratePairsConfig
+    prefix: str = ""
+    where: str = ""
+    prompts: pd.DataFrame | None = field(default=None, init=False)
+
+    def check(self) -> None:
+        check_engine_available(self.cfg.sampling, f"{self.prefix}sampling.")
+        self.prompts = read_prompts(self.cfg.prompts, default_split="train")
+
+    def needs(self, output: str) -> Needs:
+        paths = [f"{self.where}{p}" for p in layout(self.cfg)]
+        return Needs(self.cfg.models(), [self.cfg.prompts.file], layout=paths)
+
+    def verify(self, output: str) -> None:
+        check_token_budget(self.cfg.sampling, f"{self.prefix}sampling.")
+
+    def gpus(self) -> dict[str, float]:
+        return self.cfg.gpus(self.prefix)
+
+    def pools(self) -> dict[str, list[Demand]]:
+        return {self.name: self.cfg.demands(self.prefix)}
+
+    def fingerprint(self) -> str:
+        return scored_fingerprint(self.cfg)
+
+    def run(self, out: Output) -> dict:
+        from diversens.jobs import generate_pairs
+
+        summary = generate_pairs.run(self.prompts, self.cfg, out.local, parts=out.at("parts"))
         out.publish()
-    main = cfg.selection.strategy
-    print(
-        f"{summary['pairs'][main]} {main} pairs from {summary['prompts']} prompts → "
-        f"{redacted(opts.output)}/pairs.parquet; report: selection_report.md beside it"
-    )
-    chunks, held = summary["chunks"], summary["prompts_quarantined"]
-    print(f"chunks: {chunks['reused']} of {chunks['chunks']} reused from an earlier run; "
-          f"quarantined prompts: {held or 'none'} (quarantine.jsonl)")  # fmt: skip
+        return summary
+
+    def lines(self, summary: dict, output: str) -> list[str]:
+        main, chunks = self.cfg.selection.strategy, summary["chunks"]
+        return [
+            f"{summary['pairs'][main]} {main} pairs from {summary['prompts']} prompts → "
+            f"{redacted(output)}/pairs.parquet; report: selection_report.md beside it",
+            f"chunks: {chunks['reused']} of {chunks['chunks']} reused from an earlier run; "
+            f"quarantined prompts: {summary['prompts_quarantined'] or 'none'} (quarantine.jsonl)",
+        ]
 
 
 def layout(cfg: GeneratePairsConfig) -> list[str]:

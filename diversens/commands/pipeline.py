@@ -3,34 +3,30 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from diversens import config, console
+from diversens import config
 from diversens.commands.common import (
     add_prompts_argument,
     add_run_options,
     checkpoint_layout,
-    checkpoint_option,
-    connect_ray,
     load,
-    preflight,
     run_options,
 )
-from diversens.commands.evaluate import LAYOUT as EVAL_LAYOUT
+from diversens.commands.evaluate import EvalChecks
 from diversens.commands.evaluate import fingerprint as eval_fingerprint
-from diversens.commands.generate_pairs import layout as pairs_layout
+from diversens.commands.generate_pairs import PairsStep
+from diversens.commands.step import Needs, Step, run_step
 from diversens.commands.train import LAYOUT as TRAIN_LAYOUT
+from diversens.commands.train import TrainChecks
 from diversens.config import config_hash, redacted
 from diversens.errors import UserError
-from diversens.evaluation.task_scores import check_glove
-from diversens.jobs.config import PipelineConfig
+from diversens.jobs.config import STAGES, PipelineConfig
 from diversens.jobs.generate_pairs import pairs_file, scored_fingerprint
 from diversens.jobs.pipeline import SUMMARY
-from diversens.output_lock import Claim
-from diversens.prompts import read_prompts
-from diversens.sampling.engines import check_engine_available, check_token_budget
-from diversens.storage import is_file, is_uri, join, output_dir
-from diversens.training.config import check_dpo_args, check_lora_targets
+from diversens.nodes import Demand
+from diversens.storage import Output, is_file, is_uri, join
 
 HELP = "the whole loop: preference pairs, DPO for each strategy, evaluation against the base"
 # What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
@@ -55,79 +51,111 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg, opts = load(PipelineConfig, args), run_options(args)
-    stages = cfg.stages
-    if "generate-pairs" in stages:
-        check_engine_available(cfg.pairs.sampling, "pairs.sampling.")
-    if "eval" in stages:
-        check_engine_available(cfg.eval.sampling, "eval.sampling.")
-    prompts = read_prompts(cfg.pairs.prompts, "train") if "generate-pairs" in stages else None
-    models = [*cfg.pairs.models(), cfg.train.model, *cfg.eval.scoring.models()]
-    trains = "train" in stages
-    preflight(models, opts.output, inputs=[cfg.pairs.prompts.file, cfg.eval.glove_path],
-              stores=[cfg.train.checkpoints(opts.output)] if trains else [],
-              layout=layout(cfg))  # fmt: skip
-    if "generate-pairs" in stages:
-        check_token_budget(cfg.pairs.sampling, "pairs.sampling.")
-    if "eval" in stages:
-        check_token_budget(cfg.eval.sampling, "eval.sampling.")
-        check_glove(cfg.eval.glove_path, "eval.glove_path")
-    if trains:
-        check_dpo_args(cfg.train.dpo_args, "train.dpo_args")
-        check_lora_targets(cfg.train, "train.lora_target_modules")
-    if trains and "generate-pairs" not in stages:
-        check_earlier_pairs(cfg, opts.output)
-    if "eval" in stages and not trains:
-        check_earlier_models(cfg, opts.output)
-    gpus = {
-        "generate-pairs": cfg.pairs.gpus("pairs."),
-        "train": {"train.use_gpu": float(cfg.train.use_gpu)},
-        "eval": cfg.eval.gpus("eval."),
-    }
-    connect_ray(
-        opts,
-        {k: v for s in stages for k, v in gpus[s].items()},
-        log_file=console.run_log(opts.output),
-        worker_paths=checkpoint_option(cfg.train, opts.output) if trains else None,
-        stages=cfg.demands(),
-        claim=Claim(opts.output, "dir", "pipeline", fingerprint(cfg)),
-    )
-
-    from diversens.evaluation.report import console_lines
-    from diversens.jobs import pipeline
-
-    with output_dir(opts.output) as out:
-        summary = pipeline.run(prompts, cfg, out)
-    where = redacted(opts.output).rstrip("/")
-    if "train" in stages:
-        trained = ", ".join(summary["tuned_models"]) or "none"
-        why = "; ".join(f"{s}: {reason}" for s, reason in summary["skipped"].items())
-        print(f"tuned models: {trained}" + (f" (skipped {why})" if why else ""))
-    if "eval" in summary:
-        print("\n".join(console_lines(summary["eval"])))
-        print(f"report: {where}/eval/eval_report.md")
-    times = ", ".join(f"{stage} {s / 60:.1f}" for stage, s in summary["wall_s"].items())
-    print(f"minutes per stage: {times}; summary: {where}/pipeline_summary.json")
+    run_step(PipelineStep(load(PipelineConfig, args)), run_options(args))
 
 
-def layout(cfg: PipelineConfig) -> list[str]:
-    """What the stages to run write in the output directory ("name/": a directory)."""
-    paths = [SUMMARY]
-    if "generate-pairs" in cfg.stages:
-        paths += [f"pairs/{p}" for p in pairs_layout(cfg.pairs)]
-    if "train" in cfg.stages:
-        labels = [label for label, _, _ in cfg.trained()]
-        paths += [f"train/{label}/{p}" for label in labels for p in TRAIN_LAYOUT]
-        paths += checkpoint_layout(cfg.train, [f"dpo-{label}" for label in labels])
-    if "eval" in cfg.stages:
-        paths += [f"eval/{p}" for p in EVAL_LAYOUT]
-    return paths
+def steps(cfg: PipelineConfig) -> list[Step]:
+    """The steps `cfg.stages` selects, in the order they run, each with its section's options."""
+    every = {"generate-pairs": PairsStep(cfg.pairs, "pairs.", "pairs/"),
+             "train": PipelineTrain(cfg.train, "train.", pipeline=cfg),
+             "eval": PipelineEval(cfg.eval, "eval.", "eval/", pipeline=cfg)}  # fmt: skip
+    return [every[stage] for stage in STAGES if stage in cfg.stages]
 
 
-def fingerprint(cfg: PipelineConfig) -> str:
-    """What decides the pairs and the eval outputs, whichever stages run (a later stage reads
-    the pairs an earlier run left); the train stage checks its own settings (claim_run)."""
-    return config_hash([scored_fingerprint(cfg.pairs), eval_fingerprint(cfg.eval)])
+@dataclass
+class PipelineStep(Step):
+    """The selected steps under one output, in one Ray job: each declares its own checks,
+    pools and paths; this one adds OUT/pipeline_summary.json and the lines at the end."""
+
+    name = "pipeline"
+    cfg: PipelineConfig
+    steps: list[Step] = field(init=False)
+
+    def __post_init__(self):
+        self.steps = steps(self.cfg)
+
+    def check(self) -> None:
+        for step in self.steps:
+            step.check()
+
+    def needs(self, output: str) -> Needs:
+        return sum((step.needs(output) for step in self.steps), Needs(layout=[SUMMARY]))
+
+    def verify(self, output: str) -> None:
+        for step in self.steps:
+            step.verify(output)
+
+    def gpus(self) -> dict[str, float]:
+        return {k: v for step in self.steps for k, v in step.gpus().items()}
+
+    def pools(self) -> dict[str, list[Demand]]:
+        return {k: v for step in self.steps for k, v in step.pools().items()}
+
+    def worker_paths(self, output: str) -> dict[str, str]:
+        return {k: v for step in self.steps for k, v in step.worker_paths(output).items()}
+
+    def fingerprint(self) -> str:
+        """What decides the pairs and the eval outputs, whichever stages run (a later stage
+        reads the pairs an earlier run left); the train stage checks its own settings
+        (claim_run)."""
+        return config_hash([scored_fingerprint(self.cfg.pairs), eval_fingerprint(self.cfg.eval)])
+
+    def run(self, out: Output) -> dict:
+        from diversens.jobs import pipeline
+
+        pairs = [step for step in self.steps if isinstance(step, PairsStep)]
+        return pipeline.run(pairs[0].prompts if pairs else None, self.cfg, out)
+
+    def lines(self, summary: dict, output: str) -> list[str]:
+        from diversens.evaluation.report import console_lines
+
+        where, lines = redacted(output).rstrip("/"), []
+        if "train" in self.cfg.stages:
+            trained = ", ".join(summary["tuned_models"]) or "none"
+            why = "; ".join(f"{s}: {reason}" for s, reason in summary["skipped"].items())
+            lines.append(f"tuned models: {trained}" + (f" (skipped {why})" if why else ""))
+        if "eval" in summary:
+            lines += [*console_lines(summary["eval"]), f"report: {where}/eval/eval_report.md"]
+        times = ", ".join(f"{stage} {s / 60:.1f}" for stage, s in summary["wall_s"].items())
+        return [*lines, f"minutes per stage: {times}; summary: {where}/pipeline_summary.json"]
+
+
+@dataclass
+class PipelineTrain(TrainChecks):
+    """One DPO run per (strategy, seed) on the pairs under OUT/pairs: this run's, or, without
+    the generate-pairs stage, an earlier run's."""
+
+    pipeline: PipelineConfig = field(kw_only=True)
+
+    def needs(self, output: str) -> Needs:
+        labels = [label for label, _, _ in self.pipeline.trained()]
+        layout = [f"train/{label}/{p}" for label in labels for p in TRAIN_LAYOUT]
+        layout += checkpoint_layout(self.cfg, [f"dpo-{label}" for label in labels])
+        return Needs([self.cfg.model], stores=[self.cfg.checkpoints(output)], layout=layout)
+
+    def verify(self, output: str) -> None:
+        super().verify(output)
+        if "generate-pairs" not in self.pipeline.stages:
+            check_earlier_pairs(self.pipeline, output)
+
+
+@dataclass
+class PipelineEval(EvalChecks):
+    """The base (`train.model`) against the tuned models under OUT/train: this run's, or,
+    without the train stage, an earlier run's."""
+
+    pipeline: PipelineConfig = field(kw_only=True)
+
+    def models(self) -> list[str]:
+        return [self.pipeline.train.model]
+
+    def runs(self) -> int:
+        return self.pipeline.eval_runs()
+
+    def verify(self, output: str) -> None:
+        super().verify(output)
+        if "train" not in self.pipeline.stages:
+            check_earlier_models(self.pipeline, output)
 
 
 def check_earlier_pairs(cfg: PipelineConfig, output: str) -> None:

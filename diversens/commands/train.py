@@ -6,20 +6,20 @@ Design: docs/design.md §12.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 
 from diversens import config, console
 from diversens.commands.common import (
     add_run_options,
     checkpoint_layout,
     checkpoint_option,
-    connect_ray,
     load,
-    preflight,
     run_options,
 )
+from diversens.commands.step import Needs, Step, run_step
 from diversens.config import redacted
-from diversens.output_lock import Claim
-from diversens.storage import output_dir
+from diversens.nodes import Demand
+from diversens.storage import Output
 from diversens.training.config import TrainConfig, check_dpo_args, check_lora_targets
 from diversens.training.pairs_input import read_pairs
 from diversens.training.trainer import SUMMARY
@@ -54,34 +54,64 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    cfg, opts = load(TrainConfig, args, "train"), run_options(args)
-    pairs = read_pairs(args.pairs).num_rows  # fail on a bad file before Ray starts
-    check_dpo_args(cfg.dpo_args)
-    preflight([cfg.model], opts.output, inputs=[args.pairs], stores=[cfg.checkpoints(opts.output)],
-              layout=[*LAYOUT, *checkpoint_layout(cfg, [cfg.name])])  # fmt: skip
-    check_lora_targets(cfg)
-    connect_ray(
-        opts,
-        {"use_gpu": float(cfg.use_gpu)},
-        log_file=console.run_log(opts.output),
-        worker_paths=checkpoint_option(cfg, opts.output),
-        stages={"train": [cfg.demand()]},
-        claim=Claim(opts.output, "dir", "train"),  # the trainer checks its settings (claim_run)
-    )
+    run_step(TrainStep(load(TrainConfig, args, "train"), pairs=args.pairs), run_options(args))
 
-    from diversens.training.trainer import train
 
-    console.steps_to_console().info(
-        "train: DPO on %s pairs, %d worker(s); they start, load the model and prepare the pairs "
-        "(progress follows)", f"{pairs:,}", cfg.num_workers)  # fmt: skip
-    with output_dir(opts.output) as out:
-        summary = train(args.pairs, cfg, out)
+@dataclass
+class TrainChecks(Step):
+    """What every DPO step checks and asks for, alone or in a pipeline (`prefix` "train.")."""
+
+    name = "train"
+    cfg: TrainConfig
+    prefix: str = ""
+
+    def check(self) -> None:
+        check_dpo_args(self.cfg.dpo_args, f"{self.prefix}dpo_args")
+
+    def verify(self, output: str) -> None:
+        check_lora_targets(self.cfg, f"{self.prefix}lora_target_modules")
+
+    def gpus(self) -> dict[str, float]:
+        return {f"{self.prefix}use_gpu": float(self.cfg.use_gpu)}
+
+    def pools(self) -> dict[str, list[Demand]]:
+        return {self.name: [self.cfg.demand(self.prefix)]}
+
+    def worker_paths(self, output: str) -> dict[str, str]:
+        return checkpoint_option(self.cfg, output)
+
+
+@dataclass
+class TrainStep(TrainChecks):
+    """DPO on one pairs file into one output (the trainer checks its settings: claim_run)."""
+
+    pairs: str = ""
+    rows: int = field(default=0, init=False)
+
+    def check(self) -> None:
+        self.rows = read_pairs(self.pairs).num_rows  # fail on a bad file before Ray starts
+        super().check()
+
+    def needs(self, output: str) -> Needs:
+        return Needs([self.cfg.model], [self.pairs], [self.cfg.checkpoints(output)],
+                     [*LAYOUT, *checkpoint_layout(self.cfg, [self.cfg.name])])  # fmt: skip
+
+    def run(self, out: Output) -> dict:
+        from diversens.training.trainer import train
+
+        console.steps_to_console().info(
+            "train: DPO on %s pairs, %d worker(s); they start, load the model and prepare the "
+            "pairs (progress follows)", f"{self.rows:,}", self.cfg.num_workers)  # fmt: skip
+        summary = train(self.pairs, self.cfg, out)
         out.publish()
-    final = summary["final"]
-    print(
-        f"trained {summary['global_step']} steps on {summary['num_pairs']} pairs "
-        f"(loss {final.get('loss', float('nan')):.4f}, reward margin "
-        f"{final.get('rewards/margins', float('nan')):.4f}) → {redacted(summary['model_dir'])}; "
-        f"log: {redacted(summary['logs']['png'])}"
-        + (f"; tensorboard: {redacted(summary['tensorboard'])}" if summary["tensorboard"] else "")
-    )
+        return summary
+
+    def lines(self, summary: dict, output: str) -> list[str]:
+        final, board = summary["final"], summary["tensorboard"]
+        return [
+            f"trained {summary['global_step']} steps on {summary['num_pairs']} pairs "
+            f"(loss {final.get('loss', float('nan')):.4f}, reward margin "
+            f"{final.get('rewards/margins', float('nan')):.4f}) → "
+            f"{redacted(summary['model_dir'])}; log: {redacted(summary['logs']['png'])}"
+            + (f"; tensorboard: {redacted(board)}" if board else "")
+        ]

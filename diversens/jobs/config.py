@@ -133,13 +133,6 @@ class PipelineConfig:
         """Sampling passes of the eval: the reference, and every model at every eval seed."""
         return self.eval.num_runs(len(self.trained()))
 
-    def demands(self) -> dict[str, list[Demand]]:
-        """The pools each of `stages` runs at once, by step (diversens.nodes)."""
-        steps = {"generate-pairs": {"generate-pairs": self.pairs.demands("pairs.")},
-                 "train": {"train": [self.train.demand("train.")]},
-                 "eval": self.eval.demands(self.eval_runs(), "eval.")}  # fmt: skip
-        return {step: d for stage in self.stages for step, d in steps[stage].items()}
-
     def __post_init__(self):
         check_ranges(self)
         check_strategies("train_strategies", self.train_strategies)

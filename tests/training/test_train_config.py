@@ -73,9 +73,9 @@ def test_dpo_args_go_over_the_options():
 def test_unknown_dpo_args_key_fails_in_one_line_before_ray_starts(
     pairs_file, tmp_path, monkeypatch, capsys
 ):
-    import diversens.commands.train as train_cmd
+    import diversens.commands.step as runner
 
-    monkeypatch.setattr(train_cmd, "connect_ray", lambda *a, **k: pytest.fail("Ray started"))
+    monkeypatch.setattr(runner, "connect_ray", lambda *a, **k: pytest.fail("Ray started"))
     argv = ["train", str(pairs_file), "-o", str(tmp_path / "out"), "--dpo_args",
             "loss_type=ipo,rpo_alpha=0.5"]  # fmt: skip
     assert main(argv) == 2
@@ -159,12 +159,12 @@ def test_wrong_type_empty_file_and_empty_value(tmp_path):
 
 
 def test_cli_bad_pairs_fails_before_ray_starts(tmp_path, monkeypatch, capsys):
-    import diversens.commands.train as train_cmd
+    import diversens.commands.step as runner
 
     def no_ray(address):
         raise AssertionError("Ray must not start for a bad pairs file")
 
-    monkeypatch.setattr(train_cmd, "connect_ray", no_ray)
+    monkeypatch.setattr(runner, "connect_ray", no_ray)
     path = _write(tmp_path, [{k: v for k, v in r.items() if k != "chosen"} for r in pair_rows(2)])
     assert main(["train", str(path), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
