@@ -11,6 +11,10 @@ A CPU run has no FLOP/s or MFU worth assuming; what decides its length is measur
   stage's seconds per token; the rest of its eval wall time is a fixed cost per model (engine
   start, a LoRA merge, scorer loads, the across-sample measures), which a pilot of few outputs
   per model would otherwise smear over every output.
+- rounds: each round r > 1 repeats generate-pairs at the same rates and yield (its sampler, round
+  r-1's tuned model, is timed as pairs.sampling.model was) and trains one DPO run of
+  rounds_strategy on its pairs (r times as many with rounds_mix_pairs); the eval, a model per
+  round.
 The pilot must share the projected config's sampling, train and eval settings except the
 counts; the rates are only as good as that match, and the table says which run they came from.
 """
@@ -74,7 +78,7 @@ class Rates:
 
 def project(cfg, num_prompts: int, rates: Rates) -> list[tuple[str, str, float]]:
     """(stage, arithmetic, minutes) for the pipeline config `cfg` over `num_prompts` prompts."""
-    from diversens.plan import eval_samples_per_task
+    from diversens.plan import eval_samples_per_task, round_models, round_pairs
 
     s, t = cfg.pairs.sampling, cfg.train
     candidates = num_prompts * s.num_samples_per_prompt
@@ -86,27 +90,45 @@ def project(cfg, num_prompts: int, rates: Rates) -> list[tuple[str, str, float]]
     runs = []
     for strategy, n in pairs.items():
         n = min(pairs.values()) if cfg.equal_pairs else n
-        steps = (
-            t.max_steps if t.max_steps > 0 else math.ceil(math.ceil(n / batch) * t.num_train_epochs)
-        )
-        runs.append((strategy, n, steps))
+        runs.append((strategy, n, _steps(t, n, batch)))
     dpo_s = len(cfg.train_seeds) * sum(steps * rates.dpo_s_per_step + rates.dpo_fixed_s
                                        for _, _, steps in runs)  # fmt: skip
     models = cfg.eval_runs()
     per_task = eval_samples_per_task(cfg.eval.num_samples)
     eval_tokens = sum(n * rates.eval_tokens_per_output.get(t, 0) for t, n in per_task.items())
     eval_s = models * (eval_tokens * rates.sample_s_per_token + rates.eval_fixed_s_per_model)
-    return [
-        ("generate-pairs", f"{num_prompts} prompts × {s.num_samples_per_prompt} × "
-         f"{rates.tokens_per_candidate:.0f} tokens = {tokens:,.0f} tokens × "
-         f"{rates.sample_s_per_token * 1e3:.2f} ms", tokens * rates.sample_s_per_token / 60),
-        ("train", "; ".join(f"{x}: {n} pairs, {steps} steps" for x, n, steps in runs) +
-         f" × {rates.dpo_s_per_step:.1f} s + {rates.dpo_fixed_s:.0f} s per run", dpo_s / 60),
+    sample = (f"{num_prompts} prompts × {s.num_samples_per_prompt} × "
+              f"{rates.tokens_per_candidate:.0f} tokens = {tokens:,.0f} tokens × "
+              f"{rates.sample_s_per_token * 1e3:.2f} ms")  # fmt: skip
+    sample_min = tokens * rates.sample_s_per_token / 60
+    per_run = f" × {rates.dpo_s_per_step:.1f} s + {rates.dpo_fixed_s:.0f} s per run"
+    rows = [
+        ("generate-pairs", sample, sample_min),
+        ("train", "; ".join(f"{x}: {n} pairs, {steps} steps" for x, n, steps in runs) + per_run,
+         dpo_s / 60),
+    ]  # fmt: skip
+    labels = round_models(cfg)
+    for r, label in cfg.round_labels():
+        n = round_pairs(cfg, r, pairs[cfg.rounds_strategy])
+        steps = _steps(t, n, batch)
+        mixed = f" (rounds 1-{r})" if cfg.rounds_mix_pairs else ""
+        rows += [(f"round {r}: generate-pairs", f"sampled by {labels[r - 1]}: {sample}",
+                  sample_min),
+                 (f"round {r}: train", f"{label}: {n} pairs{mixed}, {steps} steps{per_run}",
+                  (steps * rates.dpo_s_per_step + rates.dpo_fixed_s) / 60)]  # fmt: skip
+    rows.append(
         ("eval", f"{models} models × ({sum(per_task.values())} outputs × "
          f"{eval_tokens / sum(per_task.values()):.0f} tokens × "
          f"{rates.sample_s_per_token * 1e3:.2f} ms + {rates.eval_fixed_s_per_model:.0f} s)",
-         eval_s / 60),
-    ]  # fmt: skip
+         eval_s / 60)
+    )  # fmt: skip
+    return rows
+
+
+def _steps(t, pairs: int, batch: int) -> int:
+    """Optimiser steps of a DPO run of the train section `t` on `pairs` pairs."""
+    return t.max_steps if t.max_steps > 0 else math.ceil(math.ceil(pairs / batch)
+                                                         * t.num_train_epochs)  # fmt: skip
 
 
 def figures(cfg, num_prompts: int, rates: Rates) -> list[float]:

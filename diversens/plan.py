@@ -20,7 +20,10 @@ Arithmetic (Llama-style decoder, N parameters, ZeRO-3 over G GPUs of one node):
 - memory per GPU: bf16 weights and grads 4N/G, fp32 master + Adam 12N/G, reference 2N/G,
   gathered embedding, checkpointed activations, one recomputed layer, logits and context;
 - eval: models × samples × max tokens over the eval engines (an engine pool per model, all at
-  once), plus one model load and one drain.
+  once), plus one model load and one drain;
+- rounds: each round r > 1 adds rows `round <r>: sample, score, select, DPO` of round 1's cost
+  (its sampler, round r-1's tuned model, has train.model's shape) with one DPO run on
+  selection.num_pairs pairs (r times as many with rounds_mix_pairs); the eval, a model per round.
 
 Nodes: each stage holds the nodes the autoscaler starts for its actors (diversens.nodes.pack on
 the node types of `--cluster`): sample, every pool of the first pass (they stream into each
@@ -150,10 +153,9 @@ class Stage:
 
 
 def stages(cfg, plan: PlanConfig, cluster: Cluster) -> list[Stage]:
-    """The pipeline config's stages, planned on `cluster`'s node types. `cfg` is a
-    PipelineConfig."""
-    s, q, t = cfg.pairs.sampling, cfg.pairs.scoring.quality_pool, cfg.train
-    k = s.num_samples_per_prompt
+    """The pipeline config's stages, planned on `cluster`'s node types: round 1's, each later
+    round's (`round <r>: ...`), the eval and the head. `cfg` is a PipelineConfig."""
+    s = cfg.pairs.sampling
     models = cfg.eval_runs()
     engine_gpus = s.max_actors * s.gpus_per_actor()
     eval_gpus = models * cfg.eval.sampling.max_actors * cfg.eval.sampling.gpus_per_actor()
@@ -163,6 +165,44 @@ def stages(cfg, plan: PlanConfig, cluster: Cluster) -> list[Stage]:
             "GPU plan cannot price; project a CPU run with --plan.measured RUN_DIR (a finished "
             "pilot run of the same settings)"
         )
+    out = round_stages(cfg, plan, cluster, cfg.pairs.selection.num_pairs)
+    labels = round_models(cfg)
+    for r, label in cfg.round_labels():
+        # The sampler is round r-1's tuned model: train.model's shape, so round 1's rates.
+        pairs = round_pairs(cfg, r, cfg.pairs.selection.num_pairs)
+        rcfg = cfg.for_round(r, cfg.train.model)
+        sample, score, select, dpo = round_stages(rcfg, plan, cluster, pairs)
+        mixed = f" (rounds 1-{r})" if cfg.rounds_mix_pairs else ""
+        by = f"sampled by {labels[r - 1]}: "
+        sample = dataclasses.replace(sample, arithmetic=by + sample.arithmetic)
+        dpo = dataclasses.replace(dpo, arithmetic=f"{label} from {labels[r - 1]} on {pairs:,} "
+                                  f"pairs{mixed}: {dpo.arithmetic}")  # fmt: skip
+        out += [dataclasses.replace(x, name=f"round {r}: {x.name}")
+                for x in (sample, score, select, dpo)]  # fmt: skip
+    out.append(eval_stage(cfg, plan, cluster, models, eval_gpus))
+    head = {cluster.head: 1}
+    check_prices({**{x.name: x.nodes for x in out}, "head": head}, plan, cluster)
+    total = sum(x.minutes for x in out)
+    out.append(Stage("head", "the whole run", total, 0, head))
+    return out
+
+
+def round_models(cfg) -> dict[int, str]:
+    """The label of each round's tuned model of rounds_strategy (round 1's: its first seed's)."""
+    return {1: cfg.rounds_strategy, **dict(cfg.round_labels())}
+
+
+def round_pairs(cfg, r: int, pairs: int) -> int:
+    """The pairs round r trains on when every round selects `pairs`: with rounds_mix_pairs, those
+    of rounds 1 to r."""
+    return pairs * r if cfg.rounds_mix_pairs else pairs
+
+
+def round_stages(cfg, plan: PlanConfig, cluster: Cluster, pairs: int) -> list[Stage]:
+    """One round's sample, score, select and DPO (a run on `pairs` pairs)."""
+    s, q, t = cfg.pairs.sampling, cfg.pairs.scoring.quality_pool, cfg.train
+    k = s.num_samples_per_prompt
+    engine_gpus = s.max_actors * s.gpus_per_actor()
     tokens = plan.num_prompts * k * plan.response_tokens
     drain_min = s.max_new_tokens * plan.decode_step_ms / 1000 / 60
     sample_min = tokens / (engine_gpus * plan.gen_tokens_per_s) / 60 + drain_min
@@ -170,21 +210,12 @@ def stages(cfg, plan: PlanConfig, cluster: Cluster) -> list[Stage]:
     score_gpus = max(q.max_actors * q.num_gpus_per_actor, 1e-9)
     score_min = prefill / (score_gpus * plan.prefill_tokens_per_s) / 60
     select_min = plan.num_prompts / plan.select_rows_per_s / 60
-    dpo = train_plan(cfg, plan)
-    eval_samples = eval_sample_count(cfg.eval.num_samples)
-    eval_tokens = models * eval_samples * cfg.eval.sampling.max_new_tokens
-    eval_drain_min = cfg.eval.sampling.max_new_tokens * plan.decode_step_ms / 1000 / 60
-    eval_min = plan.eval_min_per_model + eval_drain_min + eval_tokens / (
-        eval_gpus * plan.gen_tokens_per_s) / 60  # fmt: skip
+    dpo, runs = train_plan(cfg, plan, pairs), len(cfg.trained())  # one after another
     start = plan.node_startup_min
     placed = {"sample": pack(cfg.pairs.demands("pairs."), cluster, "generate-pairs"),
               "score": pack(cfg.pairs.scoring.demands("pairs."), cluster, "generate-pairs"),
-              "DPO": pack([t.demand("train.")], cluster, "train"),
-              "eval": pack(cfg.eval.demands(models, "eval.")["eval sampling"], cluster,
-                           "eval sampling"),
-              "head": {cluster.head: 1}}  # fmt: skip
-    check_prices(placed, plan, cluster)
-    out = [
+              "DPO": pack([t.demand("train.")], cluster, "train")}  # fmt: skip
+    return [
         Stage("sample", f"{plan.num_prompts:,} × {k} × {plan.response_tokens} = {tokens:.1e} "
               f"tokens / ({engine_gpus:g} GPUs × {plan.gen_tokens_per_s:,.0f} tok/s) + final "
               f"drain {s.max_new_tokens} steps × {plan.decode_step_ms:g} ms",
@@ -193,17 +224,25 @@ def stages(cfg, plan: PlanConfig, cluster: Cluster) -> list[Stage]:
               f"{plan.prefill_tokens_per_s:,.0f} tok/s)", score_min, score_gpus, placed["score"]),
         Stage("select", f"{plan.num_prompts:,} rows / {plan.select_rows_per_s:,.0f} rows/s",
               select_min, 0, {}),
-        Stage("DPO", f"{dpo['flops']:.3g} FLOPs / ({t.num_workers} × {plan.gpu_flops:.3g} × "
-              f"{plan.mfu:.0%} MFU) + {dpo['saves']} checkpoint saves + load/export",
-              dpo["minutes"] + start, t.num_workers, placed["DPO"]),
-        Stage("eval", f"{models} models × {eval_samples} samples × "
-              f"{cfg.eval.sampling.max_new_tokens} tokens on {eval_gpus:g} GPUs (a pool per "
-              f"model, at once) + {plan.eval_min_per_model:g} min load and one drain", eval_min,
-              eval_gpus, placed["eval"]),
+        Stage("DPO", f"{runs} run{'s' * (runs > 1)} × ({dpo['flops']:.3g} FLOPs / "
+              f"({t.num_workers} × {plan.gpu_flops:.3g} × {plan.mfu:.0%} MFU) + {dpo['saves']} "
+              "checkpoint saves + load/export)", runs * dpo["minutes"] + start, t.num_workers,
+              placed["DPO"]),
     ]  # fmt: skip
-    total = sum(x.minutes for x in out)
-    out.append(Stage("head", "the whole run", total, 0, placed["head"]))
-    return out
+
+
+def eval_stage(cfg, plan: PlanConfig, cluster: Cluster, models: int, eval_gpus: float) -> Stage:
+    """The eval: an engine pool per model run (`models`), all at once."""
+    eval_samples = eval_sample_count(cfg.eval.num_samples)
+    eval_tokens = models * eval_samples * cfg.eval.sampling.max_new_tokens
+    eval_drain_min = cfg.eval.sampling.max_new_tokens * plan.decode_step_ms / 1000 / 60
+    eval_min = plan.eval_min_per_model + eval_drain_min + eval_tokens / (
+        eval_gpus * plan.gen_tokens_per_s) / 60  # fmt: skip
+    placed = pack(cfg.eval.demands(models, "eval.")["eval sampling"], cluster, "eval sampling")
+    return Stage("eval", f"{models} models × {eval_samples} samples × "
+                 f"{cfg.eval.sampling.max_new_tokens} tokens on {eval_gpus:g} GPUs (a pool per "
+                 f"model, at once) + {plan.eval_min_per_model:g} min load and one drain",
+                 eval_min, eval_gpus, placed)  # fmt: skip
 
 
 def check_prices(placed: dict[str, dict[str, int]], plan: PlanConfig, cluster: Cluster) -> None:
@@ -226,10 +265,11 @@ def eval_sample_count(num_samples: dict[str, int]) -> int:
     return sum(eval_samples_per_task(num_samples).values())
 
 
-def train_plan(cfg, plan: PlanConfig) -> dict[str, float]:
-    """DPO steps, tokens, FLOPs, checkpoint saves and minutes for the train section."""
+def train_plan(cfg, plan: PlanConfig, pairs: int | None = None) -> dict[str, float]:
+    """DPO steps, tokens, FLOPs, checkpoint saves and minutes of one run of the train section
+    on `pairs` pairs (default: selection.num_pairs)."""
     t, n = cfg.train, plan.model_params
-    pairs = cfg.pairs.selection.num_pairs
+    pairs = cfg.pairs.selection.num_pairs if pairs is None else pairs
     batch = t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_workers
     steps = t.max_steps if t.max_steps > 0 else math.ceil(pairs / batch) * t.num_train_epochs
     tokens = steps * batch * 2 * (plan.prompt_tokens + plan.response_tokens)

@@ -57,7 +57,7 @@ def test_stage_arithmetic_and_cost(paper):
     )
     assert s["head"].minutes == pytest.approx(sum(x.minutes for n, x in s.items() if n != "head"))
     total = sum(x.cost(paper.plan) for x in s.values())
-    assert 17 < total < 24  # docs/cluster.md's ~$20
+    assert 33 < total < 41  # docs/cluster.md's ~$37: 3 DPO runs, one after another
 
 
 def test_a_node_type_at_max_workers_is_priced_as_the_type_the_autoscaler_starts(paper):
@@ -103,6 +103,53 @@ def test_readme_table_is_the_commands_output(paper, capsys, monkeypatch):
     table = printed.split("\n\nDPO memory")[0]
     assert table in (ROOT / "docs" / "cluster.md").read_text()
     assert "- mfu: 0.35" in printed  # assumptions are shown with the plan
+
+
+def test_a_later_round_is_one_more_pass_and_one_dpo_run_and_one_more_eval_model(paper):
+    """Round 2 samples with round 1's tuned model, of train.model's shape (here also round 1's
+    sampler), so it costs what round 1's sample, score and select cost, plus one DPO run (round
+    1 trains its 3 strategies one after another); the eval samples 6 model runs, a pool each,
+    instead of 5."""
+    assert paper.pairs.sampling.model == paper.train.model
+    one, two = by_name(paper), by_name(dataclasses.replace(paper, rounds=2))
+    first = ["sample", "score", "select", "DPO"]
+    assert list(one) == [*first, "eval", "head"]
+    assert list(two) == [*first, *(f"round 2: {n}" for n in first), "eval", "head"]
+    for name in first:
+        later = two[f"round 2: {name}"]
+        assert two[name] == one[name]
+        assert (later.gpus, later.nodes) == (one[name].gpus, one[name].nodes)
+        if name != "DPO":
+            assert later.minutes == one[name].minutes
+    start, runs = paper.plan.node_startup_min, len(paper.trained())
+    assert runs == 3 and one["DPO"].arithmetic.startswith("3 runs × (")
+    run_min = train_plan(paper, paper.plan)["minutes"]
+    assert one["DPO"].minutes == pytest.approx(runs * run_min + start)
+    assert two["round 2: DPO"].minutes == pytest.approx(run_min + start)
+    assert two["round 2: DPO"].arithmetic.startswith("diverse-ns@r2 from diverse-ns on 3,000 pairs")
+    assert two["eval"].arithmetic.startswith("6 models") and two["eval"].nodes == {"gpu_1x": 6}
+    assert two["eval"].cost(paper.plan) == pytest.approx(6 / 5 * one["eval"].cost(paper.plan))
+    added = sum(two[f"round 2: {n}"].minutes for n in first)
+    assert two["head"].minutes == pytest.approx(one["head"].minutes + added)
+    # One round is today's plan, whatever rounds_mix_pairs says.
+    mixed_one = dataclasses.replace(paper, rounds_mix_pairs=True)
+    assert render(mixed_one, paper.plan, CLUSTER) == render(paper, paper.plan, CLUSTER)
+
+
+def test_mixed_pairs_grow_each_rounds_dpo(paper):
+    """With rounds_mix_pairs, round r trains on rounds 1..r's pairs: r x 3,000 pairs, ~r times
+    round 1's DPO tokens; without, every round's run is round 1's."""
+    own = by_name(dataclasses.replace(paper, rounds=3))
+    mixed = by_name(dataclasses.replace(paper, rounds=3, rounds_mix_pairs=True))
+    tokens = train_plan(paper, paper.plan)["tokens"]
+    assert own["round 3: DPO"].minutes == own["round 2: DPO"].minutes
+    assert own["DPO"].minutes == mixed["DPO"].minutes
+    for r in (2, 3):
+        dpo = train_plan(paper, paper.plan, r * 3000)
+        assert dpo["tokens"] == pytest.approx(r * tokens, rel=0.01)
+        assert mixed[f"round {r}: DPO"].minutes == pytest.approx(dpo["minutes"] + 10)
+        assert f"on {r * 3000:,} pairs (rounds 1-{r})" in mixed[f"round {r}: DPO"].arithmetic
+    assert mixed["round 3: sample"].minutes == own["round 3: sample"].minutes
 
 
 def test_bad_assumption_is_refused():
@@ -164,6 +211,31 @@ def test_measured_rates_project_the_study(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert code == 0 and "diverse-ns: 200 pairs, 50 steps" in printed
     assert f"| **total** | | **{sum(rows.values()):.0f}** |" in printed
+
+
+def test_measured_rates_project_every_round(tmp_path, capsys):
+    """Round 2 repeats generate-pairs at the pilot's rates and trains one diverse-ns run (200
+    pairs, 50 steps; with rounds_mix_pairs round 3 trains on 600); the eval has 6 passes."""
+    study = config.load(PipelineConfig, ROOT / "configs" / "study.yaml", None)
+    rates = pilot.Rates.from_run(pilot_run(tmp_path / "pilot"))
+    one = {name: minutes for name, _, minutes in pilot.project(study, 400, rates)}
+    rows = pilot.project(dataclasses.replace(study, rounds=3, rounds_mix_pairs=True), 400, rates)
+    names = [name for name, _, _ in rows]
+    assert names == ["generate-pairs", "train", "round 2: generate-pairs", "round 2: train",
+                     "round 3: generate-pairs", "round 3: train", "eval"]  # fmt: skip
+    got = {name: minutes for name, _, minutes in rows}
+    assert got["round 2: generate-pairs"] == got["round 3: generate-pairs"] == one["generate-pairs"]
+    assert got["train"] == one["train"]
+    assert got["round 2: train"] == pytest.approx((100 * 21 + 40) / 60)  # 400 pairs
+    assert got["round 3: train"] == pytest.approx((150 * 21 + 40) / 60)  # 600 pairs
+    assert got["eval"] == pytest.approx(7 / 5 * one["eval"])  # 2 tuned models more
+    own = pilot.project(dataclasses.replace(study, rounds=2), 400, rates)
+    assert own[3][0] == "round 2: train" and own[3][2] == pytest.approx((50 * 21 + 40) / 60)
+
+    code = main(["plan", "--config", str(ROOT / "configs" / "study.yaml"), "--rounds", "2",
+                 "--plan.measured", str(tmp_path / "pilot")])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert code == 0 and "| round 2: train | diverse-ns@r2: 200 pairs, 50 steps" in printed
 
 
 def test_an_unfinished_pilot_and_a_cpu_gpu_plan_are_one_line(tmp_path, capsys):

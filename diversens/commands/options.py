@@ -139,7 +139,7 @@ PIPELINE = (*_under("pairs", ("prompts.split", "prompts.num_per_task", "selectio
             *_under("pairs.sampling", ("model", "engine", "num_samples_per_prompt",
                                        "max_new_tokens", "max_actors", "num_gpus_per_actor")),
             *_under("train", ("model", "num_workers", "use_gpu", "lora")),
-            "train_strategies", "stages")  # fmt: skip
+            "train_strategies", "stages", "rounds")  # fmt: skip
 PLAN = ("cluster", *_under("plan", ("measured", "num_prompts", "model_params", "gen_tokens_per_s",
                                     "gpu_flops", "mfu", "node_price_per_h")))  # fmt: skip
 COMMON: dict[str, tuple[str, ...]] = {

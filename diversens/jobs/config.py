@@ -24,6 +24,17 @@ from diversens.training.config import TrainConfig
 STAGES = ("generate-pairs", "train", "eval")
 
 
+def round_dir(r: int) -> tuple[str, ...]:
+    """Where round r's pairs/ and train/ are under the output: round 1 at its top, as a
+    one-round run writes them (so more rounds extend a finished run), round r at round-<r>/."""
+    return () if r == 1 else (f"round-{r}",)
+
+
+def round_suffix(r: int) -> str:
+    """What round r (> 1) adds to a model's label and its training run's name."""
+    return "" if r == 1 else f"@r{r}"
+
+
 def check_strategies(option: str, names: list[str]) -> None:
     unknown = [s for s in names if s not in STRATEGIES]
     if unknown:
@@ -117,7 +128,26 @@ class PipelineConfig:
         },
     )
     stages: list[str] = field(
-        default_factory=lambda: list(STAGES), metadata={"help": f"stages to run: {STAGES}"}
+        default_factory=lambda: list(STAGES),
+        metadata={"help": f"stages to run: {STAGES}"},
+    )
+    rounds: int = field(
+        default=1,
+        metadata={
+            "range": "[1, 100]",
+            "help": "on-policy DPO rounds: round r+1 samples with and trains from round r's "
+            "rounds_strategy model (OUT/round-<r+1>/)",
+        },
+    )
+    rounds_strategy: str = field(
+        default="diverse-ns",
+        metadata={"help": "the strategy whose tuned model (first train seed) samples the next "
+                  "round and is trained in it; one of train_strategies"},
+    )
+    rounds_mix_pairs: bool = field(
+        default=False,
+        metadata={"help": "rounds after the first train on their own pairs together with every "
+                  "earlier round's pairs of rounds_strategy (off: their own pairs only)"},
     )
     plan: PlanConfig = field(default_factory=PlanConfig)  # `diversens plan` only
 
@@ -129,9 +159,26 @@ class PipelineConfig:
             for i, seed in enumerate(self.train_seeds)
         ]
 
+    def round_labels(self) -> list[tuple[int, str]]:
+        """(round, label) of the models trained after round 1: `<rounds_strategy>@r<round>`."""
+        return [(r, f"{self.rounds_strategy}{round_suffix(r)}")
+                for r in range(2, self.rounds + 1)]  # fmt: skip
+
+    def for_round(self, r: int, model: str) -> PipelineConfig:
+        """Round r (> 1): `model`, round r-1's tuned model of rounds_strategy, samples the
+        candidates and is trained (first train seed only); selection and eval are unchanged."""
+        sampling = dataclasses.replace(self.pairs.sampling, model=model)
+        return dataclasses.replace(
+            self,
+            pairs=dataclasses.replace(self.pairs, sampling=sampling),
+            train=dataclasses.replace(self.train, model=model),
+            train_strategies=[self.rounds_strategy],
+            train_seeds=self.train_seeds[:1],
+        )
+
     def eval_runs(self) -> int:
         """Sampling passes of the eval: the reference, and every model at every eval seed."""
-        return self.eval.num_runs(len(self.trained()))
+        return self.eval.num_runs(len(self.trained()) + self.rounds - 1)
 
     def __post_init__(self):
         check_ranges(self)
@@ -142,3 +189,8 @@ class PipelineConfig:
         check_seeds("train_seeds", self.train_seeds)
         if not self.stages or any(s not in STAGES for s in self.stages):
             raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {self.stages}")
+        if self.rounds > 1 and self.rounds_strategy not in self.train_strategies:
+            raise ValueError(
+                f"rounds_strategy {self.rounds_strategy!r} is not in train_strategies "
+                f"{self.train_strategies}: round r+1 samples with its round-r model"
+            )
