@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from diversens.evaluation.bootstrap import ALL
 from diversens.evaluation.config import EvalConfig
 from diversens.evaluation.decile import DecileMap
+from diversens.evaluation.rounds import rounds_summary, rounds_table
 from diversens.evaluation.tables import (
     across_sample_table,
     delta_dd_table,
@@ -80,7 +81,8 @@ def write_tables(out_dir: Path, outputs: pd.DataFrame, dmap: DecileMap, cfg: Eva
     for name, frame in tables.items():
         with atomic_path(out_dir / name) as tmp:
             frame.to_csv(tmp, index=False)
-    report = write_eval_report(out_dir, outputs, tables, cfg)
+    rounds = rounds_table(deltas, lengths, quality, cfg.base)
+    report = write_eval_report(out_dir, outputs, tables, cfg, rounds)
 
     def all_tasks(frame, column, key=lambda r: r.model):
         rows = frame[frame.task == ALL] if not frame.empty else frame
@@ -93,6 +95,7 @@ def write_tables(out_dir: Path, outputs: pd.DataFrame, dmap: DecileMap, cfg: Eva
         "delta_dd_all": all_tasks(deltas, "delta_dd", lambda r: f"{r.model}/{r.measure}"),
         "length_change_all": all_tasks(lengths, "delta_words"),
         "quality_change_all": all_tasks(quality, "delta_quality"),
+        **({"rounds": rounds_summary(rounds)} if not rounds.empty else {}),
         "report": str(report),
     }
 
@@ -149,10 +152,45 @@ def _few_seeds(cfg: EvalConfig) -> str:
             "exclusions than the 10% target; three a side met it.")  # fmt: skip
 
 
+def _by_round(rounds: pd.DataFrame, out_dir: Path) -> list[str]:
+    """The "By round" section and its plot, where the eval has `@r<k>` labels (`rounds_table`):
+    one row per round with its all-task figures (the same as in the rows below)."""
+    if rounds.empty:
+        return []
+    _plot_rounds(rounds, out_dir / "eval_rounds.png")
+    rows = []
+    for (k, model), d in rounds.groupby(["round", "model"], sort=False):
+        r = d.iloc[0]
+        rows.append({"round": k, "model": f"{model} (null)" if k == 0 else model,
+                     **{f"ΔDD {m.measure} [95% CI]": f"{m.delta_dd:+.2f} {_interval(m)}"
+                        for m in d.dropna(subset=["measure"]).itertuples()},
+                     "length, words [95% CI]": f"{r.delta_words:+.1f} "
+                     f"{_interval(r, 'words_ci_low', 'words_ci_high', '+.1f')}",
+                     "length, relative": f"{r.relative:+.0%}",
+                     "quality [95% CI]": f"{r.delta_quality:+.3f} "
+                     f"{_interval(r, 'quality_ci_low', 'quality_ci_high', '+.3f')}"})  # fmt: skip
+    return [
+        "## By round",
+        "",
+        "Iterative on-policy DPO (`pipeline.rounds`): round 0 is the base (the null), round 1 "
+        "a strategy's first tuned model, round k its `@r<k>` model. Each round is compared "
+        "with the reference on its own; all tasks weighted equally, as in the rows below.",
+        "",
+        pd.DataFrame(rows).to_markdown(index=False),
+        "",
+        "![ΔDD and length change by round](eval_rounds.png)",
+        "",
+    ]
+
+
 def write_eval_report(
-    out_dir: Path, outputs: pd.DataFrame, tables: dict[str, pd.DataFrame], cfg: EvalConfig
+    out_dir: Path,
+    outputs: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    cfg: EvalConfig,
+    rounds: pd.DataFrame,
 ) -> Path:
-    """eval_report.md and its PNGs, from write_tables' tables."""
+    """eval_report.md and its PNGs, from write_tables' tables and `rounds_table`."""
     deltas, lengths = tables["delta_dd.csv"], tables["length_change.csv"]
     quality, across = tables["quality_change.csv"], tables["across_samples.csv"]
     _plot_diversity_vs_length(outputs, out_dir / "eval_diversity_vs_length.png")
@@ -184,6 +222,7 @@ def write_eval_report(
         "",
         "![ΔDD against length change](eval_diverse_not_short.png)",
         "",
+        *_by_round(rounds, out_dir),
         "## Length buckets per task (reference outputs)",
         "",
         tables["length_buckets.csv"].to_markdown(index=False),
@@ -335,4 +374,34 @@ def _plot_delta_vs_length(
     if len(change):
         axes[0].legend(fontsize=6)
     fig.suptitle("Diverse, not short? (all tasks weighted equally, 95% intervals)")
+    save_png(fig, path)
+
+
+def _plot_rounds(rounds: pd.DataFrame, path: Path) -> None:
+    """ΔDD (per measure) and length change by round, all tasks weighted equally, with 95%
+    intervals; each strategy's series starts at the base (round 0)."""
+    fig = Figure(figsize=(8, 3.4), layout="constrained")
+    ax_dd, ax_len = fig.subplots(1, 2)
+    strategies = [s for s in dict.fromkeys(rounds.strategy) if s]
+    series = [(s, m) for s in strategies for m in dict.fromkeys(rounds.measure.dropna())]
+    for i, (strategy, measure) in enumerate(series):
+        d = rounds[((rounds.strategy == strategy) | (rounds["round"] == 0))
+                   & (rounds.measure == measure)]  # fmt: skip
+        x = d["round"] + 0.08 * (i - (len(series) - 1) / 2)  # side by side, not on top
+        label = measure if len(strategies) == 1 else f"{strategy} {measure}"
+        ax_dd.errorbar(x, d.delta_dd, yerr=[d.delta_dd - d.ci_low, d.ci_high - d.delta_dd],
+                       fmt="o-", lw=1, capsize=2, label=label)  # fmt: skip
+    for i, strategy in enumerate(strategies):
+        d = rounds[(rounds.strategy == strategy) | (rounds["round"] == 0)].drop_duplicates("round")
+        x = d["round"] + 0.08 * (i - (len(strategies) - 1) / 2)
+        ax_len.errorbar(x, d.delta_words, yerr=[d.delta_words - d.words_ci_low,
+                        d.words_ci_high - d.delta_words], fmt="o-", lw=1, capsize=2,
+                        label=strategy)  # fmt: skip
+    for ax, title, ylabel in ((ax_dd, "Diversity at equal length", "ΔDD vs reference"),
+                              (ax_len, "Length change", "length change (words)")):  # fmt: skip
+        ax.axhline(0, color="grey", lw=1, ls="--")
+        ax.set_xticks(range(int(rounds["round"].max()) + 1))
+        ax.set(title=title, xlabel="round (0 = base, the null)", ylabel=ylabel)
+        ax.legend(fontsize=7)
+    fig.suptitle("By round (all tasks weighted equally, 95% intervals)")
     save_png(fig, path)

@@ -192,6 +192,7 @@ def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict
         "delta_dd_all": tables["delta_dd_all"],
         "length_change_all": tables["length_change_all"],
         "quality_change_all": tables["quality_change_all"],
+        **({"rounds": tables["rounds"]} if "rounds" in tables else {}),
         **counts,
         "report": tables["report"],
         "config": cfg,  # what `diversens report` rebuilds the tables with
