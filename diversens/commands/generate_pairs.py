@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 HELP = "sample, score and select length-matched preference pairs (Diverse-NS) on Ray"
 # What an interrupted run (Ctrl-C, SIGTERM) leaves, on its one line (diversens.cli).
 ON_INTERRUPT = "rerun the same command to resume"
+log = logging.getLogger(__name__)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -81,9 +83,19 @@ class PairsStep(Step):
     def run(self, out: Output) -> dict:
         from diversens.jobs import generate_pairs
 
+        out = self.part(out)
+        if done := generate_pairs.finished_run(self.prompts, self.cfg, out.at(SUMMARY)):
+            log.info("generate-pairs: done earlier at %s (same config and prompts): not run "
+                     "again", redacted(out.location))  # fmt: skip
+            return done
         summary = generate_pairs.run(self.prompts, self.cfg, out.local, parts=out.at("parts"))
         out.publish()
         return summary
+
+    def record(self, summary: dict, result: dict) -> None:
+        keep = ("pairs", "yield", "chunks", "prompts_quarantined", "prompts_without_pair",
+                "report", "done_earlier")  # fmt: skip
+        summary["pairs"] = {k: result[k] for k in keep if k in result}
 
     def lines(self, summary: dict, output: str) -> list[str]:
         main, chunks = self.cfg.selection.strategy, summary["chunks"]

@@ -46,6 +46,7 @@ class Step:
     name: ClassVar[str]  # the command that runs it alone; its pools' and its claim's name
     kind: ClassVar[str] = "dir"  # its output: a directory, or "parquet" for one file
     prefix: str = ""
+    where: str = ""  # in a pipeline, where it writes under the output ("pairs/", "round-2/")
 
     def check(self) -> None:
         """Checks of the config and inputs that need nothing else (they run first)."""
@@ -77,9 +78,17 @@ class Step:
         return console.run_log(output)
 
     def run(self, out: Output) -> dict:
-        """Do the work into `out` (the output directory, or the folder of an output file),
-        publishing each part when done; returns the summary `lines` reads."""
+        """Do the work into `out` (the output directory, or the folder of an output file), at
+        `where` under it, publishing each part when done; returns the summary `lines` reads."""
         raise NotImplementedError
+
+    def part(self, out: Output) -> Output:
+        """Where it writes under `out`."""
+        return out.sub(*Path(self.where).parts) if self.where else out
+
+    def record(self, summary: dict, result: dict) -> None:
+        """What a pipeline's summary keeps of its `run`'s result."""
+        summary[self.name] = result
 
     def lines(self, summary: dict, output: str) -> list[str]:
         """What the console says when it is done."""

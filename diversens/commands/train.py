@@ -64,6 +64,7 @@ class TrainChecks(Step):
     name = "train"
     cfg: TrainConfig
     prefix: str = ""
+    where: str = ""
 
     def check(self) -> None:
         check_dpo_args(self.cfg.dpo_args, f"{self.prefix}dpo_args")

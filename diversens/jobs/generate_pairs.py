@@ -19,6 +19,7 @@ Prompts the engine cannot take are quarantined (quarantine.jsonl) and counted in
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,7 +29,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from diversens import config, measures, schema
+from diversens import config, measures, schema, storage
 from diversens.config import config_hash
 from diversens.errors import UserError
 from diversens.io import atomic_dir, read_parquet, read_summary, write_parquet, write_summary
@@ -165,7 +166,7 @@ def run(
     }
     write_summary(out_dir / SUMMARY, {**stamp, "prompts": len(prompts)}, complete=False)
     store = PartStore(parts or out_dir / "parts")
-    planned = plan_chunks(prompts, cfg.sampling.prompts_per_chunk, scored_fingerprint(cfg))
+    planned = planned_chunks(prompts, cfg)
 
     size = cfg.sampling.prompts_per_chunk
     check_pools_fit({"sampling": cfg.sampling.pool(), **cfg.scoring.pools(size)})
@@ -182,9 +183,28 @@ def run(
     keys = list(dict.fromkeys(planned[CHUNK]))
     summary = {**stamp, "prompts": len(prompts),
                **select_pairs(store, keys, cfg, out_dir, stamp, len(prompts)),
-               "chunks": chunks, "config": cfg}  # fmt: skip
+               "chunks": chunks, "plan": config_hash(keys), "config": cfg}  # fmt: skip
     write_summary(out_dir / SUMMARY, summary)
     return summary
+
+
+def planned_chunks(prompts: pd.DataFrame, cfg: GeneratePairsConfig) -> pd.DataFrame:
+    return plan_chunks(prompts, cfg.sampling.prompts_per_chunk, scored_fingerprint(cfg))
+
+
+def finished_run(prompts: pd.DataFrame, cfg: GeneratePairsConfig, summary_at: str) -> dict | None:
+    """The summary at `summary_at` of a run that finished with this config and chunk plan (the
+    same prompts): such a run is not run again (a later round's rerun does not redo this one);
+    its chunks count as reused."""
+    if not storage.is_file(summary_at):
+        return None
+    done = json.loads(storage.read_text(summary_at))
+    keys = list(dict.fromkeys(planned_chunks(prompts, cfg)[CHUNK]))
+    if not (done.get("complete") and done.get("config_hash") == config_hash(cfg)
+            and done.get("plan") == config_hash(keys)):  # fmt: skip
+        return None
+    n = done["chunks"]["chunks"]
+    return {**done, "chunks": {"chunks": n, "reused": n, "written": 0}, "done_earlier": True}
 
 
 def select_pairs(

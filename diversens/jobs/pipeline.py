@@ -1,13 +1,12 @@
-"""The whole Diverse-NS loop as one job: generate pairs → DPO per strategy → evaluate
-(docs/design.md §4).
+"""What the pipeline's steps share under one output (docs/design.md §4): where each round's
+pairs and tuned models are, DPO on a round's pairs, and the models the eval compares.
 
-Each stage can be run alone (`stages`), reading what an earlier run wrote under the same output.
-Each stage publishes its outputs as soon as it is done (diversens.storage.Output), so a failure
-later in the run loses nothing an earlier stage made, and a rerun resumes from them. Tuned models
-are handed to eval at their final location (a URI on a cluster, never the driver's staging dir),
-so every node can load them and the eval's chunk keys stay the same across reruns.
-Teacher → student: sample pairs with one model (`pairs.sampling.model`) and train another
-(`train.model`); the eval base is always the model that was trained.
+Each step publishes its outputs as soon as it is done (diversens.storage.Output), so a failure
+later in the run loses nothing an earlier step made, and a rerun resumes from them. Tuned models
+are handed on at their final location (a URI on a cluster, never the driver's staging dir), so
+every node can load them (a later round's engines, the eval's) and chunk keys stay the same
+across reruns. Teacher → student: round 1 samples pairs with one model (`pairs.sampling.model`)
+and trains another (`train.model`); the eval base is always the model that was trained.
 """
 
 from __future__ import annotations
@@ -15,18 +14,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import time
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from diversens import storage
 from diversens.errors import UserError
-from diversens.io import write_parquet, write_summary
-from diversens.jobs import evaluate as eval_job
-from diversens.jobs import generate_pairs
-from diversens.jobs.config import PipelineConfig
+from diversens.io import write_parquet
+from diversens.jobs.config import PipelineConfig, round_dir, round_suffix
 from diversens.jobs.generate_pairs import pairs_file
 from diversens.models import ADAPTER_CONFIG
 from diversens.storage import Output
@@ -35,72 +31,70 @@ SUMMARY = "pipeline_summary.json"
 log = logging.getLogger(__name__)
 
 
-def run(prompts: pd.DataFrame | None, cfg: PipelineConfig, out: Output) -> dict:
-    """Run the chosen stages; OUT/pairs, OUT/train/<strategy>, OUT/eval; returns the summary."""
-    summary = {"stages": cfg.stages, "wall_s": {}}
-    _write_summary(out, summary, complete=False)
-    clock = time.perf_counter()
-    if "generate-pairs" in cfg.stages:
-        pairs = generate_pairs.run(prompts, cfg.pairs, out.local / "pairs",
-                                   parts=out.at("pairs", "parts"))  # fmt: skip
-        out.publish("pairs")
-        keep = ("pairs", "yield", "chunks", "prompts_quarantined", "prompts_without_pair", "report")
-        summary["pairs"] = {k: pairs[k] for k in keep}
-        summary["wall_s"]["generate-pairs"] = round(time.perf_counter() - clock, 1)
-
-    tuned, skipped = {}, {}
-    if "train" in cfg.stages:
-        clock = time.perf_counter()
-        summary["train"] = train_all(cfg, out, skipped)
-        summary["wall_s"]["train"] = round(time.perf_counter() - clock, 1)
-    for label, _, _ in cfg.trained():
-        if where := tuned_model(out, label):
-            tuned[label] = where
-    summary["tuned_models"], summary["skipped"] = tuned, skipped
-    _write_summary(out, summary, complete=False)
-
-    if "eval" in cfg.stages:
-        clock = time.perf_counter()
-        models = [f"base={cfg.train.model}", *(f"{s}={p}" for s, p in tuned.items())]
-        ecfg = dataclasses.replace(cfg.eval, models=models)
-        result = eval_job.run(ecfg, out.local / "eval", parts=out.at("eval", "parts"))
-        out.publish("eval")
-        summary["eval"] = {k: result[k] for k in ("base", "delta_dd_all", "length_change_all",
-                                                  "quality_change_all", "report")}  # fmt: skip
-        summary["wall_s"]["eval"] = round(time.perf_counter() - clock, 1)
-    _write_summary(out, summary)
-    return summary
+def round_out(root: Output, r: int) -> Output:
+    """Round r's part of the output: its pairs/ and train/ (jobs.config.round_dir)."""
+    return root.sub(*round_dir(r)) if r > 1 else root
 
 
-def train_all(cfg: PipelineConfig, out: Output, skipped: dict[str, str]) -> dict[str, dict]:
-    """One DPO run per train strategy and seed (`PipelineConfig.trained`), each published when
-    done; strategies without pairs are recorded in `skipped`. With `equal_pairs` every run
-    takes the same number of pairs."""
+def train_all(cfg: PipelineConfig, root: Output, r: int = 1) -> tuple[dict, dict[str, str]]:
+    """Round r's DPO runs: one per train strategy and seed (`PipelineConfig.trained`; after
+    round 1, the round's config has rounds_strategy's first seed only), each published when
+    done. Returns ({label: run}, {label: why it was skipped}). With `equal_pairs` every run
+    takes the same number of pairs; with `rounds_mix_pairs` a later round's run takes every
+    earlier round's pairs too. Checkpoints go under the output's root for every round."""
     from diversens.training.trainer import train
 
-    main = cfg.pairs.selection.strategy
-    names = {s: pairs_file(out.local / "pairs", s, main).name for s in cfg.train_strategies}
-    done = {}
+    out, main = round_out(root, r), cfg.pairs.selection.strategy
+    names = {s: pairs_file(Path(), s, main).name for s in cfg.train_strategies}
+    done, skipped = {}, {}
     with pairs_files(out, names.values()) as local:
         counts = {s: pq.read_metadata(local[n]).num_rows for s, n in names.items()}
         cap = min([n for n in counts.values() if n], default=0) if cfg.equal_pairs else None
         for label, strategy, seed in cfg.trained():
             if counts[strategy] == 0:
-                skipped[label] = "no pairs selected"
-                log.warning("train %s: skipped, no pairs selected", label)
+                skipped[label + round_suffix(r)] = "no pairs selected"
+                log.warning("train %s (round %d): skipped, no pairs selected", label, r)
                 continue
             train_out = out.sub("train", label)
             path = local[names[strategy]]
             if cap is not None:
                 path = first_pairs(path, cap, train_out.local / "pairs.parquet")
-            n = cap or counts[strategy]
-            log.info("train %s: DPO on %d pairs, seed %d", label, n, seed)
-            tcfg = dataclasses.replace(cfg.train, name=f"dpo-{label}", seed=seed)
-            run = train(str(path), tcfg, train_out, checkpoint_root=out.location)
+            if r > 1 and cfg.rounds_mix_pairs:
+                path = earlier_pairs_too(cfg, root, r, path, train_out.local / "pairs.parquet")
+            n = pq.read_metadata(path).num_rows
+            log.info("train %s (round %d): DPO on %d pairs, seed %d", label, r, n, seed)
+            tcfg = dataclasses.replace(cfg.train, name=f"dpo-{label}{round_suffix(r)}", seed=seed)
+            run = train(str(path), tcfg, train_out, checkpoint_root=root.location)
             train_out.publish()
             done[label] = {"pairs": n, "seed": seed, **run["final"],
                            "phases_s": run.get("phases_s")}  # fmt: skip
-    return done
+    return done, skipped
+
+
+def earlier_pairs_too(cfg: PipelineConfig, root: Output, r: int, path: Path, out: Path) -> Path:
+    """Round r's pairs of rounds_strategy after those of rounds 1..r-1, written to `out`."""
+    name = pairs_file(Path(), cfg.rounds_strategy, cfg.pairs.selection.strategy).name
+    tables = []
+    for k in range(1, r):
+        with pairs_files(round_out(root, k), [name]) as local:
+            tables.append(pq.read_table(local[name]))
+    tables.append(pq.read_table(path))
+    return write_once(pa.concat_tables(tables, promote_options="default"), out)
+
+
+def tuned_models(cfg: PipelineConfig, root: Output) -> dict[str, str]:
+    """{label: location} of every tuned model at the output: round 1's per strategy and seed,
+    then each later round's (`<rounds_strategy>@r<r>`)."""
+    found = {label: tuned_model(root, label) for label, _, _ in cfg.trained()}
+    for r, label in cfg.round_labels():
+        found[label] = tuned_model(round_out(root, r), cfg.rounds_strategy)
+    return {label: where for label, where in found.items() if where}
+
+
+def eval_models(cfg: PipelineConfig, root: Output) -> list[str]:
+    """The eval's `models`: the base (the model round 1 trained), then every tuned model."""
+    tuned = tuned_models(cfg, root)
+    return [f"base={cfg.train.model}", *(f"{label}={p}" for label, p in tuned.items())]
 
 
 # A strategy's tuned model under OUT/train/<strategy>/, and the file that marks it: its merged
@@ -114,11 +108,6 @@ def tuned_model(out: Output, label: str) -> str | None:
         if storage.is_file(out.at("train", label, sub, marker)):
             return out.at("train", label, sub)
     return None
-
-
-def _write_summary(out: Output, summary: dict, complete: bool = True) -> None:
-    write_summary(out.local / SUMMARY, summary, complete=complete)
-    out.publish(SUMMARY)
 
 
 @contextlib.contextmanager
@@ -140,6 +129,12 @@ def pairs_files(out: Output, names):
 def first_pairs(path: Path, n: int, out: Path) -> Path:
     """The first `n` pairs of a pairs file (BalancedTopN writes them best first, balanced over
     tasks and length buckets, so a prefix is itself balanced), written to `out`."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_parquet(pq.read_table(path).slice(0, n), out)
+    return write_once(pq.read_table(path).slice(0, n), out)
+
+
+def write_once(table: pa.Table, out: Path) -> Path:
+    """`table` at `out`, left as it is when a rerun made the same (its files stay untouched)."""
+    if not (out.exists() and pq.read_table(out).equals(table)):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_parquet(table, out)
     return out

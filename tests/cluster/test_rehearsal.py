@@ -6,10 +6,12 @@
 - The job goes in through `ray job submit` with the project's runtime env
   (`ray_jobs/runtime_env.py`), which carries HF_TOKEN: it must reach every actor and worker.
 - The output is an `s3://` URI on a real S3-compatible server on loopback (moto's).
-- `pipeline`: pairs → DPO (2 workers, ZeRO-3) → eval. The first run is stopped during eval (a
-  failure after two stages): pairs and the tuned model are in the bucket already. The rerun
-  resumes from the bucket without sampling or training again and completes; every output is in
-  the bucket, and no worker was handed a path under the driver's staging dir.
+- `pipeline`, two rounds: pairs → DPO (2 workers, ZeRO-3), then round 2's pairs sampled with
+  round 1's tuned model and DPO from it, then eval. The first run is stopped once round 1's
+  tuned model is published (a failure in round 2): round 1's pairs and model are in the bucket
+  already. The rerun resumes at round 2 from the bucket without sampling or training round 1
+  again and completes; every output is in the bucket, and no worker was handed a path under the
+  driver's staging dir.
 - GPU workers arrive from zero for the job and leave once idle; a local checkpoint path on this
   multi-node cluster is refused in one line before any GPU is asked for.
 """
@@ -193,7 +195,7 @@ def rehearsal(cluster, bucket_module):
     before = gpu_nodes(env)
     workers = Workers(token)
     start = time.monotonic()
-    # First run: stopped once the tuned model is published, while eval runs.
+    # First run: stopped once round 1's tuned model is published, while round 2 runs.
     job = submit(address, env, run, token, wait=False)
     deadline = time.monotonic() + 1200
     while time.monotonic() < deadline:
@@ -211,7 +213,8 @@ def rehearsal(cluster, bucket_module):
     ray_job(address, env, "stop", job)
     first = {"status": status(address, env, job), "keys": keys(run),
              "summary": read_json(f"{run}/pipeline_summary.json"),
-             "train": storage.read_text(f"{run}/train/random/train_summary.json")}  # fmt: skip
+             "train": storage.read_text(f"{run}/train/random/train_summary.json"),
+             "pairs": storage.read_text(f"{run}/pairs/run_summary.json")}  # fmt: skip
     # The rerun: resumes from the bucket and completes.
     job = submit(address, env, run, token, wait=True)
     second = {"status": status(address, env, job), "logs": ray_job(address, env, "logs", job),
@@ -235,7 +238,7 @@ def bucket_module(s3_server):
     return f"s3://{name}"
 
 
-def test_a_failure_during_eval_leaves_pairs_and_tuned_model_in_the_bucket(rehearsal):
+def test_a_stop_in_round_2_leaves_round_1s_pairs_and_tuned_model_in_the_bucket(rehearsal):
     first = rehearsal["first"]
     assert first["status"] == "STOPPED"
     assert {"pairs/pairs.parquet", "pairs/pairs_random.parquet", "pairs/selection_report.md",
@@ -244,6 +247,7 @@ def test_a_failure_during_eval_leaves_pairs_and_tuned_model_in_the_bucket(rehear
     assert any(k.startswith("pairs/scored/") for k in first["keys"])
     assert not any(k.startswith("train/random/model/adapter") for k in first["keys"])  # merged
     assert "eval/eval_report.md" not in first["keys"]
+    assert "round-2/train/random/model/config.json" not in first["keys"]
     assert first["summary"]["complete"] is False
     assert first["summary"]["tuned_models"] == {"random": f"{rehearsal['run']}/train/random/model"}
 
@@ -255,15 +259,30 @@ def test_rerun_resumes_from_the_bucket_and_completes(rehearsal):
     assert summary["complete"] is True
     chunks = summary["pairs"]["chunks"]
     assert chunks["written"] == 0 and chunks["reused"] == chunks["chunks"] > 0  # no sampling
-    # The finished DPO run is not run again: its summary is the first run's, byte for byte.
+    # Round 1 is not run again: its summaries are the first run's, byte for byte.
     assert (
         storage.read_text(f"{run}/train/random/train_summary.json") == rehearsal["first"]["train"]
     )
+    assert storage.read_text(f"{run}/pairs/run_summary.json") == rehearsal["first"]["pairs"]
     assert {"pipeline_summary.json", "eval/eval_report.md", "eval/outputs.parquet",
             "eval/delta_dd.csv", "train/random/train_log.csv", "train/random/model/config.json",
             "pairs/run_summary.json"} <= second["keys"]  # fmt: skip
     assert any(k.startswith("checkpoints/dpo-random/") for k in second["keys"])
+    assert any(k.startswith("checkpoints/dpo-random@r2/") for k in second["keys"])
     assert not Path(ROOT, "s3:").exists() and not Path("s3:").exists()
+
+
+def test_round_2_samples_with_round_1s_model_from_the_bucket_and_trains_from_it(rehearsal):
+    run, summary = rehearsal["run"], rehearsal["second"]["summary"]
+    round_1 = f"{run}/train/random/model"
+    assert summary["round-2"]["sampled_with"] == round_1
+    pairs = read_json(f"{run}/round-2/pairs/run_summary.json")
+    assert pairs["complete"] and pairs["generator_model"] == round_1
+    trained = read_json(f"{run}/round-2/train/random/train_summary.json")
+    assert trained["config"]["model"] == round_1
+    assert trained["num_pairs"] == pairs["pairs"]["random"] > 0  # round 2's own pairs
+    assert summary["tuned_models"] == {"random": round_1,
+                                       "random@r2": f"{run}/round-2/train/random/model"}  # fmt: skip
 
 
 def test_workers_load_tuned_models_from_the_bucket_never_from_the_staging_dir(rehearsal):
@@ -271,7 +290,8 @@ def test_workers_load_tuned_models_from_the_bucket_never_from_the_staging_dir(re
     fs, path = storage.filesystem(f"{run}/eval/outputs.parquet")
     outputs = pd.read_parquet(path, filesystem=fs, columns=["model", "model_path"])
     paths = dict(outputs.drop_duplicates().itertuples(index=False))
-    assert paths == {"base": "smollm2-135m-instruct", "random": f"{run}/train/random/model"}
+    assert paths == {"base": "smollm2-135m-instruct", "random": f"{run}/train/random/model",
+                     "random@r2": f"{run}/round-2/train/random/model"}  # fmt: skip
     logs = Path("/tmp/ray/session_latest/logs")
     leaked = [p.name for p in logs.glob("worker-*") if STAGING in p.read_text(errors="replace")]
     assert leaked == []
