@@ -191,6 +191,6 @@ class PipelineConfig:
             raise ValueError(f"stages must be a non-empty subset of {STAGES}, got {self.stages}")
         if self.rounds > 1 and self.rounds_strategy not in self.train_strategies:
             raise ValueError(
-                f"rounds_strategy {self.rounds_strategy!r} is not in train_strategies "
+                f"rounds_strategy: {self.rounds_strategy!r} is not in train_strategies "
                 f"{self.train_strategies}: round r+1 samples with its round-r model"
             )

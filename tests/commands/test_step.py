@@ -158,3 +158,41 @@ def test_the_pipeline_runs_the_steps_its_stages_select(stages, kinds, prefixes):
     assert ("pairs" in tops) == ("generate-pairs" in stages)
     assert ("eval" in tops) == ("eval" in stages)
     assert ("train" in tops) == ("train" in stages)
+
+
+def test_later_rounds_are_round_1s_steps_at_their_own_paths(tmp_path):
+    """Round r's steps are round 1's with round r-1's model: their paths are under
+    OUT/round-<r>/ and their checkpoints `dpo-<strategy>@r<r>`; the models they are made from do
+    not exist before the run, so only round 1's models are checked before Ray."""
+    cfg = config.load(PipelineConfig, TINY, {"rounds": 3, "rounds_strategy": "diverse-ns"})
+    out = str(tmp_path / "out")
+    needs = PipelineStep(cfg).needs(out)
+    for r in (2, 3):
+        assert f"round-{r}/pairs/pairs.parquet" in needs.layout
+        assert f"round-{r}/train/diverse-ns/model/" in needs.layout
+        assert f"checkpoints/dpo-diverse-ns@r{r}/" in needs.layout
+        assert not any(p.startswith(f"round-{r}/train/diverse-no-length") for p in needs.layout)
+    assert set(needs.models) <= {cfg.pairs.sampling.model, cfg.train.model,
+                                 *cfg.pairs.scoring.models(True), *cfg.eval.scoring.models()}  # fmt: skip
+    later = PipelineStep(cfg).later_rounds(out)
+    assert [type(s) for s in later] == [PairsStep, PipelineTrain] * 2
+    assert later[0].cfg.sampling.model == str(tmp_path / "out" / "train" / "diverse-ns" / "model")
+    assert later[3].cfg.model == str(tmp_path / "out" / "round-2" / "train" / "diverse-ns" / "model")
+
+
+def test_a_later_round_samples_and_trains_only_rounds_strategy_from_the_model_given():
+    cfg = config.load(PipelineConfig, TINY, {"rounds": 2, "rounds_strategy": "diverse-no-length",
+                                             "train_seeds": [3, 4]})  # fmt: skip
+    later = cfg.for_round(2, "/m")
+    assert later.pairs.sampling.model == later.train.model == "/m"
+    assert later.train_strategies == ["diverse-no-length"] and later.train_seeds == [3]
+    assert later.pairs.selection == cfg.pairs.selection and later.eval == cfg.eval
+    assert later.pairs.sampling.seed == cfg.pairs.sampling.seed
+    assert cfg.round_labels() == [(2, "diverse-no-length@r2")]
+    assert cfg.eval_runs() == cfg.eval.num_runs(len(cfg.trained()) + 1)
+
+
+def test_rounds_strategy_must_be_trained():
+    with pytest.raises(config.ConfigError, match="option rounds_strategy: 'random' is not in "):
+        config.load(PipelineConfig, TINY, {"rounds": 2, "rounds_strategy": "random"})
+    config.load(PipelineConfig, TINY, {"rounds": 1, "rounds_strategy": "random"})  # unused
