@@ -11,10 +11,10 @@ A CPU run has no FLOP/s or MFU worth assuming; what decides its length is measur
   stage's seconds per token; the rest of its eval wall time is a fixed cost per model (engine
   start, a LoRA merge, scorer loads, the across-sample measures), which a pilot of few outputs
   per model would otherwise smear over every output.
-- rounds: each round r > 1 repeats generate-pairs at the same rates and yield (its sampler, round
-  r-1's tuned model, is timed as pairs.sampling.model was) and trains one DPO run of
-  rounds_strategy on its pairs (r times as many with rounds_mix_pairs); the eval, a model per
-  round.
+- rounds: each round r > 1 repeats generate-pairs on its prompts (rounds_num_prompts) at the same
+  rates and yield (its sampler, round r-1's tuned model, is timed as pairs.sampling.model was)
+  and trains one DPO run of rounds_strategy on its pairs (every round's with rounds_mix_pairs);
+  the eval, a model per round.
 The pilot must share the projected config's sampling, train and eval settings except the
 counts; the rates are only as good as that match, and the table says which run they came from.
 """
@@ -78,14 +78,22 @@ class Rates:
 
 def project(cfg, num_prompts: int, rates: Rates) -> list[tuple[str, str, float]]:
     """(stage, arithmetic, minutes) for the pipeline config `cfg` over `num_prompts` prompts."""
-    from diversens.plan import eval_samples_per_task, round_models, round_pairs
+    from diversens.plan import eval_samples_per_task, round_models, round_pairs, round_prompts
 
     s, t = cfg.pairs.sampling, cfg.train
-    candidates = num_prompts * s.num_samples_per_prompt
-    tokens = candidates * rates.tokens_per_candidate
-    pairs = {x: min(cfg.pairs.selection.num_pairs, math.floor(num_prompts * rates.pairs_per_prompt
-                                                              .get(x, 0)))
-             for x in cfg.train_strategies}  # fmt: skip
+
+    def selected(prompts: int, strategy: str) -> int:
+        found = math.floor(prompts * rates.pairs_per_prompt.get(strategy, 0))
+        return min(cfg.pairs.selection.num_pairs, found)
+
+    def sampling(prompts: int) -> tuple[str, float]:
+        tokens = prompts * s.num_samples_per_prompt * rates.tokens_per_candidate
+        return (f"{prompts} prompts × {s.num_samples_per_prompt} × "
+                f"{rates.tokens_per_candidate:.0f} tokens = {tokens:,.0f} tokens × "
+                f"{rates.sample_s_per_token * 1e3:.2f} ms",
+                tokens * rates.sample_s_per_token / 60)  # fmt: skip
+
+    pairs = {x: selected(num_prompts, x) for x in cfg.train_strategies}
     batch = t.per_device_train_batch_size * t.gradient_accumulation_steps * t.num_workers
     runs = []
     for strategy, n in pairs.items():
@@ -97,23 +105,21 @@ def project(cfg, num_prompts: int, rates: Rates) -> list[tuple[str, str, float]]
     per_task = eval_samples_per_task(cfg.eval.num_samples)
     eval_tokens = sum(n * rates.eval_tokens_per_output.get(t, 0) for t, n in per_task.items())
     eval_s = models * (eval_tokens * rates.sample_s_per_token + rates.eval_fixed_s_per_model)
-    sample = (f"{num_prompts} prompts × {s.num_samples_per_prompt} × "
-              f"{rates.tokens_per_candidate:.0f} tokens = {tokens:,.0f} tokens × "
-              f"{rates.sample_s_per_token * 1e3:.2f} ms")  # fmt: skip
-    sample_min = tokens * rates.sample_s_per_token / 60
+    sample, sample_min = sampling(num_prompts)
     per_run = f" × {rates.dpo_s_per_step:.1f} s + {rates.dpo_fixed_s:.0f} s per run"
     rows = [
         ("generate-pairs", sample, sample_min),
         ("train", "; ".join(f"{x}: {n} pairs, {steps} steps" for x, n, steps in runs) + per_run,
          dpo_s / 60),
     ]  # fmt: skip
-    labels = round_models(cfg)
+    labels, later = round_models(cfg), round_prompts(cfg, num_prompts)
     for r, label in cfg.round_labels():
-        n = round_pairs(cfg, r, pairs[cfg.rounds_strategy])
+        n = round_pairs(cfg, r, pairs[cfg.rounds_strategy], selected(later, cfg.rounds_strategy))
         steps = _steps(t, n, batch)
         mixed = f" (rounds 1-{r})" if cfg.rounds_mix_pairs else ""
-        rows += [(f"round {r}: generate-pairs", f"sampled by {labels[r - 1]}: {sample}",
-                  sample_min),
+        arithmetic, minutes = sampling(later)
+        rows += [(f"round {r}: generate-pairs", f"sampled by {labels[r - 1]}: {arithmetic}",
+                  minutes),
                  (f"round {r}: train", f"{label}: {n} pairs{mixed}, {steps} steps{per_run}",
                   (steps * rates.dpo_s_per_step + rates.dpo_fixed_s) / 60)]  # fmt: skip
     rows.append(

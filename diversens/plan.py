@@ -22,8 +22,9 @@ Arithmetic (Llama-style decoder, N parameters, ZeRO-3 over G GPUs of one node):
 - eval: models × samples × max tokens over the eval engines (an engine pool per model, all at
   once), plus one model load and one drain;
 - rounds: each round r > 1 adds rows `round <r>: sample, score, select, DPO` of round 1's cost
-  (its sampler, round r-1's tuned model, has train.model's shape) with one DPO run on
-  selection.num_pairs pairs (r times as many with rounds_mix_pairs); the eval, a model per round.
+  on its prompts (rounds_num_prompts; its sampler, round r-1's tuned model, has train.model's
+  shape) with one DPO run on selection.num_pairs pairs (r times as many with
+  rounds_mix_pairs); the eval, a model per round.
 
 Nodes: each stage holds the nodes the autoscaler starts for its actors (diversens.nodes.pack on
 the node types of `--cluster`): sample, every pool of the first pass (they stream into each
@@ -169,9 +170,10 @@ def stages(cfg, plan: PlanConfig, cluster: Cluster) -> list[Stage]:
     labels = round_models(cfg)
     for r, label in cfg.round_labels():
         # The sampler is round r-1's tuned model: train.model's shape, so round 1's rates.
-        pairs = round_pairs(cfg, r, cfg.pairs.selection.num_pairs)
-        rcfg = cfg.for_round(r, cfg.train.model)
-        sample, score, select, dpo = round_stages(rcfg, plan, cluster, pairs)
+        n = cfg.pairs.selection.num_pairs
+        pairs, rcfg = round_pairs(cfg, r, n, n), cfg.for_round(r, cfg.train.model)
+        rplan = dataclasses.replace(plan, num_prompts=round_prompts(cfg, plan.num_prompts))
+        sample, score, select, dpo = round_stages(rcfg, rplan, cluster, pairs)
         mixed = f" (rounds 1-{r})" if cfg.rounds_mix_pairs else ""
         by = f"sampled by {labels[r - 1]}: "
         sample = dataclasses.replace(sample, arithmetic=by + sample.arithmetic)
@@ -192,10 +194,15 @@ def round_models(cfg) -> dict[int, str]:
     return {1: cfg.rounds_strategy, **dict(cfg.round_labels())}
 
 
-def round_pairs(cfg, r: int, pairs: int) -> int:
-    """The pairs round r trains on when every round selects `pairs`: with rounds_mix_pairs, those
-    of rounds 1 to r."""
-    return pairs * r if cfg.rounds_mix_pairs else pairs
+def round_pairs(cfg, r: int, first: int, later: int) -> int:
+    """The pairs round r (> 1) trains on when round 1 selects `first` and every later round
+    `later`: with rounds_mix_pairs, those of rounds 1 to r."""
+    return first + (r - 1) * later if cfg.rounds_mix_pairs else later
+
+
+def round_prompts(cfg, num_prompts: int) -> int:
+    """The prompts a round after the first samples (rounds_num_prompts of round 1's)."""
+    return min(cfg.rounds_num_prompts or num_prompts, num_prompts)
 
 
 def round_stages(cfg, plan: PlanConfig, cluster: Cluster, pairs: int) -> list[Stage]:

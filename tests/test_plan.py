@@ -254,3 +254,12 @@ def test_an_unfinished_pilot_and_a_cpu_gpu_plan_are_one_line(tmp_path, capsys):
 def test_every_rate_of_the_plan_must_be_positive(option):
     with pytest.raises(ValueError, match=rf"{option}: must be (> 0|>= 1), got 0"):
         PlanConfig(**{option: 0})
+
+
+def test_a_later_round_on_fewer_prompts_samples_fewer_tokens(paper):
+    """rounds_num_prompts: round 2 samples, scores and selects on that many prompts."""
+    full = by_name(dataclasses.replace(paper, rounds=2))
+    half = by_name(dataclasses.replace(paper, rounds=2, rounds_num_prompts=3000))
+    assert "diverse-ns: 3,000 × 4 × 250 = 3.0e+06 tokens" in half["round 2: sample"].arithmetic
+    assert half["round 2: select"].minutes == pytest.approx(full["round 2: select"].minutes / 2)
+    assert half["sample"] == full["sample"] and half["round 2: DPO"] == full["round 2: DPO"]

@@ -79,7 +79,7 @@ def round_steps(cfg: PipelineConfig, r: int, model: str = "") -> list[Step]:
 
 
 def model_of_round(cfg: PipelineConfig, root: Output, r: int) -> str:
-    """Where round r's tuned model of rounds_strategy is (or will be) under the output."""
+    """Where round r's merged model of rounds_strategy will be under the output."""
     return round_out(root, r).at("train", cfg.rounds_strategy, "model")
 
 
@@ -137,7 +137,7 @@ class PipelineStep(Step):
         summary = {"stages": self.cfg.stages, "rounds": self.cfg.rounds, "wall_s": {}}
         for r in range(1, self.cfg.rounds + 1):
             round_summary = summary if r == 1 else summary.setdefault(f"round-{r}", {})
-            for step in self.round(r, out, round_summary):
+            for step in self.round(r, summary, round_summary):
                 self.timed(step, out, summary, round_summary, "" if r == 1 else f"round-{r} ")
             summary["tuned_models"] = tuned_models(self.cfg, out)
             if r < self.cfg.rounds and not self.round_model(r, summary):
@@ -148,15 +148,21 @@ class PipelineStep(Step):
         write_pipeline_summary(out, summary)
         return summary
 
-    def round(self, r: int, out: Output, round_summary: dict) -> list[Step]:
+    def round(self, r: int, summary: dict, round_summary: dict) -> list[Step]:
+        """Round r's steps; after round 1 from round r-1's model of rounds_strategy (merged
+        weights, or an adapter, merged where loaded), on round 1's prompts (rounds_num_prompts
+        of them), whose checks hold for them: the same sections, the same prompts."""
         if r == 1:
             return [step for step in self.steps if not isinstance(step, PipelineEval)]
-        model = model_of_round(self.cfg, out, r - 1)
+        from diversens.jobs.pipeline import balanced_first
+
+        model = summary["tuned_models"][self.cfg.rounds_strategy + round_suffix(r - 1)]
         round_summary["sampled_with"] = model
         later = round_steps(self.cfg, r, model)
-        for step in later:  # round 1's checks hold: the same sections, the same prompts
+        for step in later:
             if isinstance(step, PairsStep):
-                step.prompts = self.steps[0].prompts
+                first = next(s.prompts for s in self.steps if isinstance(s, PairsStep))
+                step.prompts = balanced_first(first, self.cfg.rounds_num_prompts)
         return later
 
     def round_model(self, r: int, summary: dict) -> bool:

@@ -144,6 +144,11 @@ class PipelineConfig:
         metadata={"help": "the strategy whose tuned model (first train seed) samples the next "
                   "round and is trained in it; one of train_strategies"},
     )
+    rounds_num_prompts: int = field(
+        default=0,
+        metadata={"range": "[0, inf)", "help": "rounds after the first sample this many of "
+                  "round 1's prompts, taken in turn from each task (0: all of them)"},
+    )
     rounds_mix_pairs: bool = field(
         default=False,
         metadata={"help": "rounds after the first train on their own pairs together with every "

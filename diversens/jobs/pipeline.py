@@ -16,6 +16,8 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -80,6 +82,17 @@ def earlier_pairs_too(cfg: PipelineConfig, root: Output, r: int, path: Path, out
             tables.append(pq.read_table(local[name]))
     tables.append(pq.read_table(path))
     return write_once(pa.concat_tables(tables, promote_options="default"), out)
+
+
+def balanced_first(prompts: pd.DataFrame, n: int) -> pd.DataFrame:
+    """The first `n` prompts taken in turn from each task (a task that runs out leaves its turn
+    to the others), in their order; all of them when `n` is 0 or not smaller."""
+    if not n or n >= len(prompts):
+        return prompts
+    turn = prompts.groupby("task", sort=False).cumcount().to_numpy()
+    task = pd.factorize(prompts["task"])[0]
+    keep = np.lexsort((task, turn))[:n]
+    return prompts.iloc[np.sort(keep)]
 
 
 def tuned_models(cfg: PipelineConfig, root: Output) -> dict[str, str]:

@@ -74,3 +74,16 @@ def test_a_finished_pairs_step_is_found_only_with_the_same_config_and_prompts(tm
     other = config.load(PipelineConfig, TINY, {"pairs": {"sampling": {"temperature": 0.5}}}).pairs
     assert finished_run(prompts, other, str(summary)) is None  # other settings
     assert json.loads(summary.read_text())["complete"] is True
+
+
+def test_a_later_rounds_prompts_are_taken_in_turn_from_each_task():
+    import pandas as pd
+
+    from diversens.jobs.pipeline import balanced_first
+
+    tasks = ["dat"] * 2 + ["aut"] * 5 + ["cwt"] * 5
+    prompts = pd.DataFrame({"prompt_id": [f"p{i}" for i in range(12)], "task": tasks})
+    first = balanced_first(prompts, 8)
+    assert first.task.value_counts().to_dict() == {"dat": 2, "aut": 3, "cwt": 3}
+    assert first.prompt_id.tolist() == ["p0", "p1", "p2", "p3", "p4", "p7", "p8", "p9"]
+    assert balanced_first(prompts, 0) is prompts and balanced_first(prompts, 99) is prompts
