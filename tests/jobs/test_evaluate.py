@@ -1,13 +1,15 @@
 """The eval job on a real local Ray with the bundled model: the base at its map seed is the
 reference, the base and a second label of the same model at the eval seed are sampled alike
 (the same rows, so the same comparison), every report file is written, and the per-output table
-keeps every sample."""
+keeps every sample. Every pool asks for the session's logical GPUs, the path a GPU cluster
+takes (see tests/jobs/test_pools.py; the pipeline tests run eval on CPU pools)."""
 
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
+from test_pools import GPU_POOLS
 
 from diversens import config
 from diversens.evaluation.config import EvalConfig
@@ -19,7 +21,8 @@ pytestmark = pytest.mark.slow
 SAMPLES = {"dat": 2, "pgt": 2, "aut": 1, "cwt": 1}
 CONFIG = {
     "models": ["base=smollm2-135m-instruct", "again=smollm2-135m-instruct"],
-    "sampling": {"max_new_tokens": 40, "prompts_per_chunk": 8},
+    "sampling": {**GPU_POOLS["sampling"], "prompts_per_chunk": 8},
+    "scoring": GPU_POOLS["scoring"],
     "num_samples": SAMPLES, "num_length_buckets": 2, "num_bootstrap": 200,
 }  # fmt: skip
 
@@ -45,6 +48,19 @@ def test_the_same_model_at_the_same_seed_gets_the_nulls_comparison(result):
         assert (t.ci_low <= t[column]).all() and (t[column] <= t.ci_high).all()
     weights = json.loads((out / "eval_summary.json").read_text())["task_weights"]["weights"]
     assert weights == {t: 0.25 for t in ("aut", "cwt", "dat", "pgt")}
+
+
+def test_eval_with_gpu_pools(result):
+    summary, out = result
+    outputs = pd.read_parquet(out / "outputs.parquet")
+    # DAT and PGT: 1 prompt x 2 samples each; AUT 15 x 1; CWT 7 x 1; at the map seed and the
+    # eval seed.
+    per_seed = {"aut": 15, "cwt": 7, "dat": 2, "pgt": 2}
+    base = outputs[outputs.model == "base"]
+    assert base.groupby(["seed", "task"]).size().to_dict() == {
+        (s, t): n for s in (0, 1) for t, n in per_seed.items()}  # fmt: skip
+    assert outputs.response.str.len().gt(0).all()
+    assert summary["chunks"]["written"] == summary["chunks"]["chunks"] > 0
 
 
 def test_every_sample_kept_with_deciles(result):

@@ -1,7 +1,8 @@
 """GPU scheduling without a GPU: the session's local Ray has 2 logical GPUs, and generate-pairs
 and eval run end to end with every pool asking for GPUs (engine 1, embedder and quality 0.5 each,
 so together they fill both), vLLM's CPU build inside the engine actors. Ray Data refuses a GPU
-pool without a batch size, so this is the path a GPU cluster takes.
+pool without a batch size, so this is the path a GPU cluster takes. Eval's run is
+tests/jobs/test_evaluate.py's (GPU_POOLS): one run checks both.
 
 Determinism: the same config and seeds give identical candidates across two runs and across
 engine pool sizes (one engine actor, or two sharing the work)."""
@@ -12,9 +13,7 @@ import pandas as pd
 import pytest
 
 from diversens import config
-from diversens.evaluation.config import EvalConfig
 from diversens.jobs.config import GeneratePairsConfig
-from diversens.jobs.evaluate import run as run_eval
 from diversens.jobs.generate_pairs import run as run_pairs
 from diversens.prompts.loading import load_prompts
 
@@ -81,22 +80,3 @@ def test_second_run_with_another_pool_size_gives_the_same_candidates(first, prom
         gpu_memory_utilization=0.45,
     )
     pd.testing.assert_frame_equal(candidates(tmp_path / "two"), candidates(out))
-
-
-def test_eval_with_gpu_pools(ray_local, tmp_path):
-    cfg = config.from_dict(EvalConfig, {
-        "models": ["base=smollm2-135m-instruct"],
-        "sampling": {**GPU_POOLS["sampling"], "prompts_per_chunk": 8},
-        "scoring": GPU_POOLS["scoring"],
-        "num_samples": {"dat": 2, "pgt": 2, "aut": 1, "cwt": 1},
-        "num_length_buckets": 2, "num_bootstrap": 50,
-    })  # fmt: skip
-    summary = run_eval(cfg, tmp_path)
-    outputs = pd.read_parquet(tmp_path / "outputs.parquet")
-    # DAT and PGT: 1 prompt x 2 samples each; AUT 15 x 1; CWT 7 x 1; at the map seed and the
-    # eval seed.
-    per_seed = {"aut": 15, "cwt": 7, "dat": 2, "pgt": 2}
-    assert outputs.groupby(["seed", "task"]).size().to_dict() == {
-        (s, t): n for s in (0, 1) for t, n in per_seed.items()}  # fmt: skip
-    assert outputs.response.str.len().gt(0).all()
-    assert summary["chunks"]["written"] == summary["chunks"]["chunks"] > 0

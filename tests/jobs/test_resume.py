@@ -1,9 +1,11 @@
 """Reliability of the generate-pairs job on a real local Ray with the bundled models:
 - a run killed (SIGKILL, whole process group) at a random point and run again ends with the same
-  rows as an uninterrupted run, sampling only the chunks that were missing;
+  rows as an uninterrupted run, sampling only the chunks that were missing; a second run into
+  its output, with other settings, is refused while it runs and after it died;
 - an engine actor that dies mid-batch is restarted by Ray and the job's counts stay exact;
 - so is one whose vLLM EngineCore process (multiprocessing on, as on GPU) is killed mid-run:
-  the dead engine takes its actor with it, and no prompt is quarantined for it;
+  the dead engine takes its actor with it, and no prompt is quarantined for it (one job takes
+  both faults, on one chunk);
 - a prompt too long for the model's context is quarantined, not a crash.
 """
 
@@ -78,20 +80,55 @@ def test_uninterrupted_run_quarantines_the_too_long_prompt(setup):
         assert lost["quarantined"] == 1 and n + sum(lost.values()) == 7, strategy
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(setup):
-    root, src, cfg_path, _, _, summary = setup
+@pytest.fixture(scope="module")
+def killed(setup):
+    """The case reported, on a run that is then killed: generate-pairs A, and once A has parts,
+    B with another temperature into the same directory (both printed success; only B's outputs
+    remained). A is frozen (SIGSTOP: it holds its lock, and writes no part) while B runs, then
+    killed (SIGKILL, whole process group: nothing released) at a random point, 1 to 5 of 7
+    chunks written; C, with B's settings, comes after A's death. What each left, for the tests
+    below."""
+    root, src, cfg_path, *_ = setup
     out = root / "killed"
     kill_after = random.randint(1, 5)  # parts written before the kill (7 chunks in all)
-    proc = cli(src, cfg_path, out)
-    deadline = time.monotonic() + 300
-    while len(list((out / "parts").glob("*.parquet"))) < kill_after:
-        assert proc.poll() is None, f"run ended before the kill: {proc.stderr.read()}"
-        assert time.monotonic() < deadline, "no progress"
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    hotter = root / "hotter.yaml"
+    hotter.write_text(CONFIG.replace("temperature: 0.8", "temperature: 1.2"))
+    first = cli(src, cfg_path, out)
+    try:
+        deadline = time.monotonic() + 300
+        while len(list((out / "parts").glob("*.parquet"))) < kill_after:
+            assert first.poll() is None, f"run ended before the kill: {first.stderr.read()}"
+            assert time.monotonic() < deadline, "no progress"
+            time.sleep(0.1)
+        os.killpg(first.pid, signal.SIGSTOP)
+        second = cli(src, hotter, out)
+        refused_while_running = second.wait(timeout=300), second.stderr.read(), first.poll()
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    third = cli(src, hotter, out)
+    refused_after = third.wait(timeout=300), third.stderr.read()
+    return out, first.pid, refused_while_running, refused_after
+
+
+def test_a_second_run_into_a_running_output_is_refused_and_never_mixes_settings(killed):
+    """B is refused in one line naming A while A runs, and once A is dead for its other
+    settings; the output holds A's (the resume below ends with the uninterrupted result)."""
+    _, pid, (code, err, first_poll), (code_after, err_after) = killed
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"in use by another run (generate-pairs, pid {pid} on host" in err, err
+    assert first_poll is None, "the refused run stopped the first"
+    assert code_after == 2, err_after
+    assert err_after.count("\n") == 1, err_after
+    assert "holds a generate-pairs run with other settings" in err_after, err_after
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(setup, killed):
+    root, src, cfg_path, _, _, summary = setup
+    out = killed[0]
     done_before = len(list((out / "parts").glob("*.parquet")))
-    assert done_before < 7, f"killed too late to test resume (kill_after={kill_after})"
+    assert done_before < 7, "killed too late to test resume"
     assert not any((out / name).exists() for name in OUTPUTS), "no final output from a killed run"
     # The summary is there from the start, and says the run did not finish.
     assert json.loads((out / "run_summary.json").read_text())["complete"] is False
@@ -111,95 +148,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(setup):
         assert resumed[key] == summary[key], key
 
 
-def test_a_second_run_into_a_running_output_is_refused_and_never_mixes_settings(setup, tmp_path):
-    """The case reported: generate-pairs A, and once A has a part, B with another temperature
-    into the same directory (both printed success; only B's outputs remained). B is refused in
-    one line naming A while A runs, and once A is dead (SIGKILL: nothing released) for its
-    other settings: the output holds A's."""
-    _, _, cfg_path, *_ = setup
-    src = tmp_path / "prompts.jsonl"  # enough chunks that A still runs when B has started
-    src.write_text("".join(json.dumps({"prompt": f"Write sentence {n} about {t}."}) + "\n"
-                           for n in range(10) for t in TOPICS))  # fmt: skip
-    out = tmp_path / "out"
-    first = cli(src, cfg_path, out)
-    deadline = time.monotonic() + 300
-    while not list((out / "parts").glob("*.parquet")):
-        assert first.poll() is None, f"run ended before its first part: {first.stderr.read()}"
-        assert time.monotonic() < deadline, "no progress"
-        time.sleep(0.1)
-    hotter = tmp_path / "hotter.yaml"
-    hotter.write_text(CONFIG.replace("temperature: 0.8", "temperature: 1.2"))
-    second = cli(src, hotter, out)
-    assert second.wait(timeout=300) == 2
-    err = second.stderr.read()
-    assert err.count("\n") == 1, err
-    assert f"in use by another run (generate-pairs, pid {first.pid} on host" in err, err
-    assert first.poll() is None, "the refused run stopped the first"
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    third = cli(src, hotter, out)
-    assert third.wait(timeout=300) == 2
-    err = third.stderr.read()
-    assert err.count("\n") == 1 and "holds a generate-pairs run with other settings" in err, err
-
-
 FAULTY_JOB = """
-import json, os, sys
-from pathlib import Path
-import ray
-from diversens import config
-from diversens.jobs.config import GeneratePairsConfig
-from diversens.jobs.generate_pairs import run
-from diversens.prompts.loading import load_prompts
-from diversens.sampling import SampleStage
-
-src, cfg_path, out, victim = sys.argv[1:]
-marker = Path(out).parent / "died-once"
-
-class DiesOnce(SampleStage):  # in __main__, so Ray pickles it by value
-    def process(self, batch):
-        if victim in set(batch.prompt_id) and not marker.exists():
-            marker.touch()
-            os._exit(1)  # the actor process dies mid-batch, as on an OOM kill
-        return super().process(batch)
-
-# Room for the restarted engine beside the two scoring pools (1 CPU each), and a fixed memory
-# budget for the pools' 9.5 GiB: Ray's default is a share of what the machine has free at the
-# moment, which the test process beside it shrinks.
-ray.init(num_cpus=4, include_dashboard=False, _memory=12 * 2**30)
-cfg = config.load(GeneratePairsConfig, cfg_path, None, section="pairs")
-summary = run(load_prompts(src), cfg, Path(out), stage_cls=DiesOnce)
-# A file, not stdout: Ray's log lines from dead workers reach stdout in any order.
-result = {"summary": summary, "died": marker.exists()}
-(Path(out).parent / "result.json").write_text(json.dumps(result, default=str))
-"""
-
-
-def run_faulty_job(setup, tmp_path, script: str, victim: str, env=None, timeout=600):
-    """Runs a job script (src, cfg, out, victim) in a subprocess; its process and the result
-    it wrote beside `out`."""
-    _, src, cfg_path, *_ = setup
-    job = tmp_path / "job.py"
-    job.write_text(script)
-    argv = [sys.executable, str(job), str(src), str(cfg_path), str(tmp_path / "out"), victim]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc, json.loads((tmp_path / "result.json").read_text())
-
-
-def test_engine_actor_death_is_retried_with_exact_counts(setup, tmp_path):
-    root, _, _, _, prompts, summary = setup
-    _, result = run_faulty_job(setup, tmp_path, FAULTY_JOB, prompts.prompt_id[4])
-    got = result["summary"]
-    assert result["died"], "the fault was injected"
-    assert got["chunks"] == {"chunks": 7, "reused": 0, "written": 7}
-    for key in ("prompts", "prompts_quarantined", "candidates", "pairs", "prompts_without_pair"):
-        assert got[key] == summary[key], key
-    pd.testing.assert_frame_equal(scored(tmp_path / "out"), scored(root / "uninterrupted"))
-
-
-CORE_KILLED_JOB = """
-import json, sys, threading, time
+import json, os, sys, threading, time
 from pathlib import Path
 import psutil, ray
 from diversens import config
@@ -209,7 +159,7 @@ from diversens.prompts.loading import load_prompts
 from diversens.sampling import SampleStage
 
 src, cfg_path, out, victim = sys.argv[1:]
-marker = Path(out).parent / "core-killed.json"
+core_marker, died_marker = Path(out).parent / "core-killed.json", Path(out).parent / "died-once"
 
 def kill_core(loop):
     # Once the engine has stepped with the victim's requests in, SIGKILL its core (OOM killer).
@@ -223,31 +173,67 @@ def kill_core(loop):
                 cores.append(p)
         except psutil.Error:  # a child that ended while the scan ran
             pass
-    marker.write_text(json.dumps([p.pid for p in cores]))
+    core_marker.write_text(json.dumps([p.pid for p in cores]))
     for p in cores:
         p.kill()
 
-class KillsCoreOnce(SampleStage):  # in __main__, so Ray pickles it by value
+class FaultsOnce(SampleStage):  # in __main__, so Ray pickles it by value
+    # The victim's chunk: its first try loses its EngineCore child, its second (on the restarted
+    # actor) the actor process itself, and its third runs.
     def process(self, batch):
-        if victim in set(batch.prompt_id) and not marker.exists():
-            marker.write_text("[]")
-            threading.Thread(target=kill_core, args=(self.engine.loop,), daemon=True).start()
+        if victim in set(batch.prompt_id):
+            if not core_marker.exists():
+                core_marker.write_text("[]")
+                threading.Thread(target=kill_core, args=(self.engine.loop,), daemon=True).start()
+            elif not died_marker.exists():
+                died_marker.touch()
+                os._exit(1)  # the actor process dies mid-batch, as on an OOM kill
         return super().process(batch)
 
-ray.init(num_cpus=4, include_dashboard=False, _memory=12 * 2**30)  # as FAULTY_JOB's
+# Room for the restarted engine beside the two scoring pools (1 CPU each), and a fixed memory
+# budget for the pools' 9.5 GiB: Ray's default is a share of what the machine has free at the
+# moment, which the test process beside it shrinks.
+ray.init(num_cpus=4, include_dashboard=False, _memory=12 * 2**30)
 cfg = config.load(GeneratePairsConfig, cfg_path, None, section="pairs")
-summary = run(load_prompts(src), cfg, Path(out), stage_cls=KillsCoreOnce)
-result = {"summary": summary, "killed": json.loads(marker.read_text())}
+summary = run(load_prompts(src), cfg, Path(out), stage_cls=FaultsOnce)
+# A file, not stdout: Ray's log lines from dead workers reach stdout in any order.
+result = {"summary": summary, "killed": json.loads(core_marker.read_text()),
+          "died": died_marker.exists()}
 (Path(out).parent / "result.json").write_text(json.dumps(result, default=str))
 """
 
 
-def test_killed_engine_core_takes_its_actor_and_the_run_ends_exact(setup, tmp_path):
-    root, _, _, _, prompts, summary = setup
-    # vLLM's CPU build runs its core in a child process, as on GPU (Ray's workers inherit it).
+@pytest.fixture(scope="module")
+def faulty(setup, tmp_path_factory):
+    """One generate-pairs job whose engine fails twice on one chunk (FAULTY_JOB): its process,
+    the result it wrote, and its output. vLLM's CPU build runs its core in a child process, as
+    on GPU (Ray's workers inherit the setting)."""
+    _, src, cfg_path, _, prompts, _ = setup
+    tmp = tmp_path_factory.mktemp("faulty")
+    job = tmp / "job.py"
+    job.write_text(FAULTY_JOB)
+    argv = [sys.executable, str(job), str(src), str(cfg_path), str(tmp / "out"),
+            prompts.prompt_id[5]]  # fmt: skip
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
-    proc, result = run_faulty_job(setup, tmp_path, CORE_KILLED_JOB, prompts.prompt_id[5], env,
-                                  timeout=900)  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, json.loads((tmp / "result.json").read_text()), tmp / "out"
+
+
+def test_engine_actor_death_is_retried_with_exact_counts(setup, faulty):
+    root, _, _, _, _, summary = setup
+    _, result, out = faulty
+    got = result["summary"]
+    assert result["died"], "the fault was injected"
+    assert got["chunks"] == {"chunks": 7, "reused": 0, "written": 7}
+    for key in ("prompts", "prompts_quarantined", "candidates", "pairs", "prompts_without_pair"):
+        assert got[key] == summary[key], key
+    pd.testing.assert_frame_equal(scored(out), scored(root / "uninterrupted"))
+
+
+def test_killed_engine_core_takes_its_actor_and_the_run_ends_exact(setup, faulty):
+    root, _, _, _, _, summary = setup
+    proc, result, out = faulty
     got = result["summary"]
     assert result["killed"], "no EngineCore child of the actor was killed: " + proc.stderr[-3000:]
     # The actor's own line on its way out (Ray forwards a worker's stderr to the driver).
@@ -256,4 +242,4 @@ def test_killed_engine_core_takes_its_actor_and_the_run_ends_exact(setup, tmp_pa
     assert got["prompts_quarantined"] == {"too_long": 1}  # nothing for the dead engine
     for key in ("prompts", "candidates", "pairs", "prompts_without_pair"):
         assert got[key] == summary[key], key
-    pd.testing.assert_frame_equal(scored(tmp_path / "out"), scored(root / "uninterrupted"))
+    pd.testing.assert_frame_equal(scored(out), scored(root / "uninterrupted"))
