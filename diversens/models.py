@@ -34,6 +34,9 @@ from diversens.weights import SAFETENSORS_INDEX, verify_model
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what a model's dtype option takes
 ADAPTER_CONFIG = "adapter_config.json"  # a peft LoRA adapter dir: merged into its base on load
+# A training run's tuned model (subdir, the file that marks it): its merged weights, else (a
+# study's committed artifacts keep no weights) its LoRA adapter.
+TUNED_MODEL_FILES = (("model", "config.json"), ("adapter", ADAPTER_CONFIG))
 DEVICES = ("cpu", "cuda", "cuda:N", "mps")  # torch devices a device option takes
 log = logging.getLogger(__name__)
 

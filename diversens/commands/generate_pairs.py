@@ -84,7 +84,7 @@ class PairsStep(Step):
         from diversens.jobs import generate_pairs
 
         out = self.part(out)
-        if done := generate_pairs.finished_run(self.prompts, self.cfg, out.at(SUMMARY)):
+        if done := generate_pairs.finished_run(self.prompts, self.cfg, out.location):
             log.info("generate-pairs: done earlier at %s (same config and prompts): not run "
                      "again", redacted(out.location))  # fmt: skip
             return done

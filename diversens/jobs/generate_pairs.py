@@ -192,19 +192,44 @@ def planned_chunks(prompts: pd.DataFrame, cfg: GeneratePairsConfig) -> pd.DataFr
     return plan_chunks(prompts, cfg.sampling.prompts_per_chunk, scored_fingerprint(cfg))
 
 
-def finished_run(prompts: pd.DataFrame, cfg: GeneratePairsConfig, summary_at: str) -> dict | None:
-    """The summary at `summary_at` of a run that finished with this config and chunk plan (the
-    same prompts): such a run is not run again (a later round's rerun does not redo this one);
-    its chunks count as reused."""
+def finished_run(prompts: pd.DataFrame, cfg: GeneratePairsConfig, run_at: str) -> dict | None:
+    """The summary of a run that finished at `run_at` with this config and these prompts: such
+    a run is not run again (a later round's rerun does not redo this one); its chunks count as
+    reused. Its config is read back with today's defaults for options added since (they change
+    no row), and a summary without a chunk plan (written before rounds: a study's committed
+    pairs) is checked by its prompts, those of scored/ and quarantine.jsonl beside it."""
+    summary_at = storage.join(run_at, SUMMARY)
     if not storage.is_file(summary_at):
         return None
     done = json.loads(storage.read_text(summary_at))
-    keys = list(dict.fromkeys(planned_chunks(prompts, cfg)[CHUNK]))
-    if not (done.get("complete") and done.get("config_hash") == config_hash(cfg)
-            and done.get("plan") == config_hash(keys)):  # fmt: skip
+    if not (done.get("complete") and config_hash(stored_config(done)) == config_hash(cfg)):
+        return None
+    if "plan" in done:
+        same = done["plan"] == config_hash(list(dict.fromkeys(planned_chunks(prompts, cfg)[CHUNK])))
+    else:
+        same = prompt_ids(run_at) == set(prompts.prompt_id)
+    if not same:
         return None
     n = done["chunks"]["chunks"]
     return {**done, "chunks": {"chunks": n, "reused": n, "written": 0}, "done_earlier": True}
+
+
+def stored_config(summary: dict) -> GeneratePairsConfig | None:
+    """The config a run summary records, with today's defaults for options it lacks."""
+    try:
+        return config.from_dict(GeneratePairsConfig, summary["config"])
+    except (KeyError, TypeError, ValueError, UserError):  # none, or not one of today's
+        return None
+
+
+def prompt_ids(run_at: str) -> set[str]:
+    """The prompts a finished run at `run_at` sampled: scored/'s and the quarantined ones."""
+    fs, path = storage.filesystem(storage.join(run_at, "scored"))
+    ids = set(pq.read_table(path, columns=["prompt_id"], filesystem=fs).column(0).to_pylist())
+    side = storage.join(run_at, quarantine.FILE)
+    if storage.is_file(side):
+        ids |= {json.loads(line)["prompt_id"] for line in storage.read_text(side).splitlines()}
+    return ids
 
 
 def select_pairs(

@@ -26,7 +26,7 @@ from diversens.errors import UserError
 from diversens.io import write_parquet
 from diversens.jobs.config import PipelineConfig, round_dir, round_suffix
 from diversens.jobs.generate_pairs import pairs_file
-from diversens.models import ADAPTER_CONFIG
+from diversens.models import TUNED_MODEL_FILES
 from diversens.storage import Output
 
 SUMMARY = "pipeline_summary.json"
@@ -110,14 +110,9 @@ def eval_models(cfg: PipelineConfig, root: Output) -> list[str]:
     return [f"base={cfg.train.model}", *(f"{label}={p}" for label, p in tuned.items())]
 
 
-# A strategy's tuned model under OUT/train/<strategy>/, and the file that marks it: its merged
-# weights, else (a copy of a study's artifacts, which keep no weights) its LoRA adapter.
-TUNED_MODELS = (("model", "config.json"), ("adapter", ADAPTER_CONFIG))
-
-
 def tuned_model(out: Output, label: str) -> str | None:
     """Where a training run's tuned model is (an adapter is merged when loaded)."""
-    for sub, marker in TUNED_MODELS:
+    for sub, marker in TUNED_MODEL_FILES:
         if storage.is_file(out.at("train", label, sub, marker)):
             return out.at("train", label, sub)
     return None

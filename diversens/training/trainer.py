@@ -29,6 +29,7 @@ from diversens import storage
 from diversens.config import config_hash, redacted
 from diversens.errors import UserError
 from diversens.io import read_json, read_summary, write_summary
+from diversens.models import TUNED_MODEL_FILES
 from diversens.storage import Output, faults, filesystem
 from diversens.training.checkpoints import latest_whole
 from diversens.training.config import TrainConfig
@@ -242,7 +243,7 @@ def finished_run(out: Output, run_key: str) -> dict[str, Any] | None:
         return None
     if not summary.get("complete") or summary.get("run_key") != run_key:
         return None
-    if storage.file_type(out.at("model", "config.json")) != pafs.FileType.File:
+    if not any(storage.is_file(out.at(*marker)) for marker in TUNED_MODEL_FILES):
         return None
     return summary
 

@@ -63,16 +63,16 @@ def test_a_finished_pairs_step_is_found_only_with_the_same_config_and_prompts(tm
     prompts = pd.DataFrame({"prompt_id": [f"p{i}" for i in range(30)]})
     keys = list(dict.fromkeys(planned_chunks(prompts, cfg).chunk))
     summary = tmp_path / "run_summary.json"
-    done = {"config_hash": config.config_hash(cfg), "plan": config.config_hash(keys),
+    done = {"config": cfg, "plan": config.config_hash(keys),
             "chunks": {"chunks": len(keys), "reused": 0, "written": len(keys)}}  # fmt: skip
     write_summary(summary, done, complete=False)
-    assert finished_run(prompts, cfg, str(summary)) is None  # not finished
+    assert finished_run(prompts, cfg, str(tmp_path)) is None  # not finished
     write_summary(summary, done)
-    found = finished_run(prompts, cfg, str(summary))
+    found = finished_run(prompts, cfg, str(tmp_path))
     assert found["done_earlier"] and found["chunks"] == {"chunks": 3, "reused": 3, "written": 0}
-    assert finished_run(prompts.iloc[:29], cfg, str(summary)) is None  # other prompts
+    assert finished_run(prompts.iloc[:29], cfg, str(tmp_path)) is None  # other prompts
     other = config.load(PipelineConfig, TINY, {"pairs": {"sampling": {"temperature": 0.5}}}).pairs
-    assert finished_run(prompts, other, str(summary)) is None  # other settings
+    assert finished_run(prompts, other, str(tmp_path)) is None  # other settings
     assert json.loads(summary.read_text())["complete"] is True
 
 
@@ -87,3 +87,24 @@ def test_a_later_rounds_prompts_are_taken_in_turn_from_each_task():
     assert first.task.value_counts().to_dict() == {"dat": 2, "aut": 3, "cwt": 3}
     assert first.prompt_id.tolist() == ["p0", "p1", "p2", "p3", "p4", "p7", "p8", "p9"]
     assert balanced_first(prompts, 0) is prompts and balanced_first(prompts, 99) is prompts
+
+
+def test_the_studys_committed_pairs_are_a_finished_step_of_its_config():
+    """docs/results/study/run/pairs was written before rounds and before two sampling options
+    (chunks_in_flight, reproducible) existed: its summary has no chunk plan and a config
+    without them. Read back with their defaults, it is configs/study.yaml's round-1 step, so a
+    later round of the study starts from it; checked by its prompts (scored/ and
+    quarantine.jsonl), it is not a finished step for one prompt fewer."""
+    from diversens.prompts.loading import read_prompts
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = config.load(PipelineConfig, root / "configs" / "study.yaml").pairs
+    prompts = read_prompts(cfg.prompts, "train")
+    run = str(root / "docs/results/study/run/pairs")
+    found = finished_run(prompts, cfg, run)
+    assert found["chunks"] == {"chunks": 34, "reused": 34, "written": 0}
+    assert found["pairs"]["diverse-ns"] == 221
+    assert finished_run(prompts.iloc[1:], cfg, run) is None
+    hotter = config.load(PipelineConfig, root / "configs" / "study.yaml",
+                         {"pairs": {"sampling": {"temperature": 1.0}}}).pairs  # fmt: skip
+    assert finished_run(prompts, hotter, run) is None

@@ -1,9 +1,11 @@
 """Unit tests of the training pieces that run without Ray: config, pairs checks, DeepSpeed
 configs, logs, export, and the CLI failing on a bad pairs file before Ray starts."""
 
+import dataclasses
 import json
 import math
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -287,3 +289,31 @@ def test_a_damaged_train_summary_is_set_aside_and_the_run_goes_on(tmp_path, capl
     assert [r.getMessage().split(":")[0] for r in caplog.records] == [
         "damaged summary set aside, the run goes on from its checkpoint"
     ]
+
+
+def test_a_study_run_committed_as_its_adapter_is_finished_for_the_same_config(tmp_path):
+    """The study's committed DPO runs (docs/results/study/run/train/<strategy>: summary, pairs,
+    LoRA adapter, no merged weights) are finished runs for configs/study.yaml's train config
+    and the same pairs, so a run seeded from them trains no seed-0 model again; another seed,
+    or a run dir without its adapter, is not finished."""
+    import shutil
+
+    from diversens.config import config_hash
+    from diversens.jobs.config import PipelineConfig
+    from diversens.storage import Output
+    from diversens.training.trainer import finished_run, run_fingerprint
+
+    root = Path(__file__).resolve().parents[2]
+    study = config.load(PipelineConfig, root / "configs" / "study.yaml", None)
+    run = Path(shutil.copytree(root / "docs/results/study/run/train/random", tmp_path / "r"))
+    pairs = read_pairs(run / "pairs.parquet")
+
+    def key(seed: int) -> str:
+        tcfg = dataclasses.replace(study.train, name="dpo-random", seed=seed)
+        return config_hash([config_hash(tcfg), run_fingerprint(tcfg, pairs)])
+
+    out = Output(str(run), run)
+    assert finished_run(out, key(0))["num_pairs"] == pairs.num_rows
+    assert finished_run(out, key(1)) is None
+    shutil.rmtree(run / "adapter")
+    assert finished_run(out, key(0)) is None
