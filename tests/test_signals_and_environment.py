@@ -33,9 +33,9 @@ def signalled(name: str, ignored: int | None = None) -> subprocess.CompletedProc
     """Run SIGNALLED with signal `name`, starting with signal `ignored` ignored (as `nohup`, or
     a shell's background job, leaves it)."""
 
-    def start():
-        if ignored is not None:
-            signal.signal(ignored, signal.SIG_IGN)
+    def start():  # the signals' defaults, whatever this test run inherited (nohup, `&`)
+        for sig in (signal.SIGHUP, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN if sig == ignored else signal.SIG_DFL)
 
     return subprocess.run([sys.executable, "-c", SIGNALLED, name], capture_output=True, text=True,
                           timeout=120, preexec_fn=start, cwd=ROOT)  # fmt: skip
@@ -61,6 +61,8 @@ def test_ray_trains_fit_runs_off_the_main_thread_where_ctrl_c_interrupts_the_wai
     then only asks the run to abort, and a later one in the same process was swallowed)."""
     from diversens.training.trainer import off_the_main_thread
 
+    # Python's own Ctrl-C handler, also where this test run inherited SIGINT ignored (`&`).
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
     before = signal.getsignal(signal.SIGINT)
     started, release = threading.Event(), threading.Event()
 
@@ -80,7 +82,8 @@ def test_ray_trains_fit_runs_off_the_main_thread_where_ctrl_c_interrupts_the_wai
             off_the_main_thread(fit)
     finally:
         release.set()
-    assert signal.getsignal(signal.SIGINT) is before
+        restored = signal.signal(signal.SIGINT, outer)
+    assert restored is before
     assert off_the_main_thread(lambda: threading.current_thread().name) == "ray-train-fit"
     with pytest.raises(ValueError, match="inside"):
         off_the_main_thread(lambda: (_ for _ in ()).throw(ValueError("inside")))

@@ -10,12 +10,14 @@
   round 1's tuned model and DPO from it, then eval. The first run is stopped once round 1's
   tuned model is published (a failure in round 2): round 1's pairs and model are in the bucket
   already. The rerun resumes at round 2 from the bucket without sampling or training round 1
-  again and completes; every output is in the bucket, and no worker was handed a path under the
-  driver's staging dir.
+  again and completes; round 2's candidates differ from round 1's (the same prompts and seed:
+  round 1's weights sampled them); every output is in the bucket, and no worker was handed a
+  path under the driver's staging dir. (This is the test of rounds end to end.)
 - GPU workers arrive from zero for the job and leave once idle; a local checkpoint path on this
   multi-node cluster is refused in one line before any GPU is asked for.
 """
 
+import itertools
 import json
 import os
 import re
@@ -188,6 +190,13 @@ def read_json(uri: str) -> dict:
     return json.loads(storage.read_text(uri))
 
 
+def candidates(pairs_dir: str) -> pd.Series:
+    """The scored candidates of a pairs step in the bucket, by prompt."""
+    fs, path = storage.filesystem(f"{pairs_dir}/scored")
+    scored = pd.read_parquet(path, filesystem=fs, columns=["prompt_id", "responses"])
+    return scored.set_index("prompt_id").responses.map(tuple).sort_index()
+
+
 @pytest.fixture(scope="module")
 def rehearsal(cluster, bucket_module):
     address, env = cluster
@@ -197,18 +206,18 @@ def rehearsal(cluster, bucket_module):
     start = time.monotonic()
     # First run: stopped once round 1's tuned model is published, while round 2 runs.
     job = submit(address, env, run, token, wait=False)
-    deadline = time.monotonic() + 1200
-    while time.monotonic() < deadline:
-        summary = (
-            keys(run)
-            and "pipeline_summary.json" in keys(run)
-            and read_json(f"{run}/pipeline_summary.json")
-        )
+    # Polled cheaply: one small read a second, and the job's status (a `ray job` CLI process,
+    # seconds of CPU on the job's 2 cores) every 15 s.
+    deadline, summary_at = time.monotonic() + 1200, f"{run}/pipeline_summary.json"
+    for poll in itertools.count():
+        assert time.monotonic() < deadline, "round 1's tuned model was not published"
+        summary = storage.is_file(summary_at) and read_json(summary_at)
         if summary and summary.get("tuned_models"):
             break
-        assert status(address, env, job) in ("RUNNING", "PENDING"), ray_job(
-            address, env, "logs", job
-        )[-4000:]
+        if poll % 15 == 14:
+            assert status(address, env, job) in ("RUNNING", "PENDING"), ray_job(
+                address, env, "logs", job
+            )[-4000:]
         time.sleep(1)
     ray_job(address, env, "stop", job)
     first = {"status": status(address, env, job), "keys": keys(run),
@@ -278,8 +287,14 @@ def test_round_2_samples_with_round_1s_model_from_the_bucket_and_trains_from_it(
     assert summary["round-2"]["sampled_with"] == round_1
     pairs = read_json(f"{run}/round-2/pairs/run_summary.json")
     assert pairs["complete"] and pairs["generator_model"] == round_1
+    # The same prompts at the same seed: sampling is deterministic for a given model (tests/
+    # jobs/test_pools.py), so a round-1 rerun gives round 1's candidates; round 2's differ.
+    first, second = candidates(f"{run}/pairs"), candidates(f"{run}/round-2/pairs")
+    assert first.index.equals(second.index)
+    assert (first != second).any()
     trained = read_json(f"{run}/round-2/train/random/train_summary.json")
-    assert trained["config"]["model"] == round_1
+    # With LoRA the DPO reference is the model trained from with its adapter off: round 1's.
+    assert trained["config"]["model"] == round_1 and trained["config"]["lora"] is True
     assert trained["num_pairs"] == pairs["pairs"]["random"] > 0  # round 2's own pairs
     assert summary["tuned_models"] == {"random": round_1,
                                        "random@r2": f"{run}/round-2/train/random/model"}  # fmt: skip
