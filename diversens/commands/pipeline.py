@@ -282,13 +282,13 @@ def check_earlier_pairs(cfg: PipelineConfig, output: str) -> None:
 def check_earlier_models(cfg: PipelineConfig, output: str) -> None:
     """Evaluating without the train stage compares the base with the tuned models an earlier
     run wrote at the output: at least one must be there (a merged model or a LoRA adapter)."""
-    from diversens.jobs.pipeline import TUNED_MODELS
+    from diversens.models import TUNED_MODEL_FILES
 
     def local(where: str) -> str:
         return where if is_uri(where) else str(Path(where).absolute())
 
     for label, _, _ in cfg.trained():
-        for sub, marker in TUNED_MODELS:
+        for sub, marker in TUNED_MODEL_FILES:
             if is_file(local(join(output, "train", label, sub, marker))):
                 return
     where = redacted(join(output, "train"))

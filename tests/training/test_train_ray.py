@@ -42,7 +42,10 @@ class LocalCheckpoints:
         while not self.stop.is_set():
             for rank_dir in Path(tempfile.gettempdir()).glob("diversens-dpo-rank*-*"):
                 rank = rank_dir.name.split("-")[2]
-                held = len(list(rank_dir.rglob("global_step*")))  # one per ZeRO save
+                try:
+                    held = len(list(rank_dir.rglob("global_step*")))  # one per ZeRO save
+                except FileNotFoundError:  # a save's temporary dir went while we listed it
+                    continue
                 self.most[rank] = max(self.most[rank], held)
             self.stop.wait(0.05)
 
