@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -19,6 +20,8 @@ import pyarrow.parquet as pq
 
 from diversens import storage
 from diversens.errors import UserError
+
+log = logging.getLogger(__name__)
 
 SUFFIXES = {".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -314,6 +317,26 @@ def read_summary(path: Path, *keys: str) -> dict:
         if key not in summary:
             raise UserError(f"{path}: no entry {key!r} (written by an older diversens?); rerun "
                             "the stage to have it")  # fmt: skip
+    return summary
+
+
+def earlier_summary(where: str, then: str) -> dict[str, Any] | None:
+    """The summary an earlier run left at `where` (a local path or URI), or None where there is
+    none; one cut short or overwritten with garbage is set aside as .damaged with one warning
+    saying what happens `then`, and counts as none."""
+    if storage.file_type(where) != storage.pafs.FileType.File:
+        return None
+    try:
+        summary = json.loads(storage.read_text(where))
+        if not isinstance(summary, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as e:
+        fs, path = storage.filesystem(where)
+        with storage.faults(where):
+            fs.move(path, path + ".damaged")
+        log.warning("damaged summary set aside, %s: %s.damaged (%s)", then, where,
+                    str(e).splitlines()[0][:120])  # fmt: skip
+        return None
     return summary
 
 

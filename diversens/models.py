@@ -34,6 +34,7 @@ from diversens.weights import SAFETENSORS_INDEX, verify_model
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what a model's dtype option takes
 ADAPTER_CONFIG = "adapter_config.json"  # a peft LoRA adapter dir: merged into its base on load
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 # A training run's tuned model (subdir, the file that marks it): its merged weights, else (a
 # study's committed artifacts keep no weights) its LoRA adapter.
 TUNED_MODEL_FILES = (("model", "config.json"), ("adapter", ADAPTER_CONFIG))
@@ -232,9 +233,12 @@ def check_model_dir(path: Path, name: str) -> None:
         if not isinstance(base, str) or not base:
             raise UserError(f"LoRA adapter config {path / ADAPTER_CONFIG}: no "
                             "base_model_name_or_path naming the base model")  # fmt: skip
-        if not any(f.name.startswith("adapter_model") for f in path.iterdir()):
+        if not any((path / f).is_file() for f in ADAPTER_WEIGHTS):
+            # A study commits its adapters xz-compressed (docs/results.md, version two)
+            packed = [path / f"{f}.xz" for f in ADAPTER_WEIGHTS if (path / f"{f}.xz").is_file()]
+            unpack = f"; unpack it first: xz -dk {packed[0]}" if packed else ""
             raise UserError(f"model path {name!r}: a LoRA adapter dir without its weights "
-                            "(adapter_model.safetensors or .bin)")  # fmt: skip
+                            f"(adapter_model.safetensors or .bin){unpack}")  # fmt: skip
         verify_model(path, f"model path {name!r}", "copy the adapter again")
         check_model(base)
         return

@@ -116,6 +116,14 @@ def test_lora_adapter_dir_loads_as_its_base_merged(smollm_dir, tmp_path, monkeyp
     assert (merged / "config.json").stat().st_mtime_ns == mtime
 
 
+def test_compressed_adapter_weights_say_how_to_unpack(tmp_path):
+    (tmp_path / models.ADAPTER_CONFIG).write_text('{"base_model_name_or_path": "smollm2-135m-instruct"}')
+    (tmp_path / "adapter_model.safetensors.xz").write_bytes(b"\xfd7zXZ\x00")
+    with pytest.raises(UserError, match=r"without its weights .*; unpack it first: xz -dk .*"
+                       r"adapter_model\.safetensors\.xz$"):  # fmt: skip
+        models.check_model(str(tmp_path))
+
+
 def test_broken_adapter_config_is_one_line(tmp_path):
     (tmp_path / models.ADAPTER_CONFIG).write_text("{not json")
     with pytest.raises(UserError, match="adapter_config.json: not a peft adapter config"):

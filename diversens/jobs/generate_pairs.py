@@ -32,7 +32,14 @@ import pyarrow.parquet as pq
 from diversens import config, measures, schema, storage
 from diversens.config import config_hash
 from diversens.errors import UserError
-from diversens.io import atomic_dir, read_parquet, read_summary, write_parquet, write_summary
+from diversens.io import (
+    atomic_dir,
+    earlier_summary,
+    read_parquet,
+    read_summary,
+    write_parquet,
+    write_summary,
+)
 from diversens.jobs import quarantine
 from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks
 from diversens.jobs.config import GeneratePairsConfig
@@ -198,11 +205,8 @@ def finished_run(prompts: pd.DataFrame, cfg: GeneratePairsConfig, run_at: str) -
     reused. Its config is read back with today's defaults for options added since (they change
     no row), and a summary without a chunk plan (written before rounds: a study's committed
     pairs) is checked by its prompts, those of scored/ and quarantine.jsonl beside it."""
-    summary_at = storage.join(run_at, SUMMARY)
-    if not storage.is_file(summary_at):
-        return None
-    done = json.loads(storage.read_text(summary_at))
-    if not (done.get("complete") and config_hash(stored_config(done)) == config_hash(cfg)):
+    done = earlier_summary(storage.join(run_at, SUMMARY), "the step runs again from its chunks")
+    if not (done and done.get("complete") and config_hash(stored_config(done)) == config_hash(cfg)):
         return None
     if "plan" in done:
         same = done["plan"] == config_hash(list(dict.fromkeys(planned_chunks(prompts, cfg)[CHUNK])))

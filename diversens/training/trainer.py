@@ -28,9 +28,9 @@ import pyarrow.fs as pafs
 from diversens import storage
 from diversens.config import config_hash, redacted
 from diversens.errors import UserError
-from diversens.io import read_json, read_summary, write_summary
+from diversens.io import earlier_summary, read_json, read_summary, write_summary
 from diversens.models import TUNED_MODEL_FILES
-from diversens.storage import Output, faults, filesystem
+from diversens.storage import Output
 from diversens.training.checkpoints import latest_whole
 from diversens.training.config import TrainConfig
 from diversens.training.logs import phase_seconds, step_rows, write_logs
@@ -227,19 +227,8 @@ def rebuild_logs(run_dir: Path, out_dir: Path) -> Path | None:
 
 def finished_run(out: Output, run_key: str) -> dict[str, Any] | None:
     """The summary of a run that already finished at `out` with this config and these pairs."""
-    where = out.at(SUMMARY)
-    if storage.file_type(where) != pafs.FileType.File:
-        return None
-    try:
-        summary = json.loads(storage.read_text(where))
-        if not isinstance(summary, dict):
-            raise ValueError("not a JSON object")
-    except (ValueError, UnicodeDecodeError) as e:  # cut short or overwritten: run it again
-        fs, path = filesystem(where)
-        with faults(where):
-            fs.move(path, path + ".damaged")
-        log.warning("damaged summary set aside, the run goes on from its checkpoint: %s.damaged "
-                    "(%s)", where, str(e).splitlines()[0][:120])  # fmt: skip
+    summary = earlier_summary(out.at(SUMMARY), "the run goes on from its checkpoint")
+    if summary is None:
         return None
     if not summary.get("complete") or summary.get("run_key") != run_key:
         return None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from diversens import config
 from diversens.io import write_summary
@@ -74,6 +75,23 @@ def test_a_finished_pairs_step_is_found_only_with_the_same_config_and_prompts(tm
     other = config.load(PipelineConfig, TINY, {"pairs": {"sampling": {"temperature": 0.5}}}).pairs
     assert finished_run(prompts, other, str(tmp_path)) is None  # other settings
     assert json.loads(summary.read_text())["complete"] is True
+
+
+@pytest.mark.parametrize("text", ["", '{"complete": tr', "[1, 2]"])
+def test_a_damaged_pairs_summary_is_set_aside_and_the_step_runs_again(tmp_path, caplog, text):
+    """A pairs step's run_summary.json cut short or overwritten is no finished step: renamed to
+    .damaged with one line (as a DPO run's), not a traceback."""
+    from diversens.prompts.loading import read_prompts
+
+    cfg = config.load(PipelineConfig, TINY).pairs
+    (tmp_path / "run_summary.json").write_text(text)
+    with caplog.at_level("WARNING", logger="diversens"):
+        assert finished_run(read_prompts(cfg.prompts, "train"), cfg, str(tmp_path)) is None
+    assert (tmp_path / "run_summary.json.damaged").read_text() == text
+    assert not (tmp_path / "run_summary.json").exists()
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "damaged summary set aside, the step runs again from its chunks"
+    ]
 
 
 def test_a_later_rounds_prompts_are_taken_in_turn_from_each_task():
