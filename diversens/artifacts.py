@@ -9,16 +9,19 @@ directory that is not empty is refused, so nothing of the user's is overwritten.
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import shutil
 from pathlib import Path
 
 from diversens.errors import UserError
 from diversens.io import atomic_path
+from diversens.weights import ADAPTER_WEIGHTS, PACKED
 
 # Every file under the run is an artifact but those under these directories, wherever they sit:
-# each is large, or serves only the run that made it. A tuned model's LoRA adapter/ (a few MB)
-# is kept beside its skipped merged model/: with the base model it is the tuned model.
+# each is large, or serves only the run that made it. A tuned model's LoRA adapter/ (a few MB,
+# its weights xz-compressed) is kept beside its skipped merged model/: with the base model it
+# is the tuned model, and any model option takes it as it is.
 SKIPPED_DIRS = {
     "model": "a tuned model's merged weights (0.5 GB for 135M parameters)",
     "checkpoints": "Ray Train checkpoints (GBs): they resume a training, nothing else",
@@ -45,12 +48,18 @@ def copy_artifacts(run: Path, dest: Path) -> tuple[int, int]:
     earlier = _check_dest(run, dest)
     record = {"run": str(run.resolve()), "files": earlier}
     _write_record(dest, record)  # first: an interrupted copy is still this run's, to update
-    files = artifact_files(run)
-    size = 0
-    for rel in files:
-        with atomic_path(dest / rel) as tmp:
-            shutil.copyfile(run / rel, tmp)
-        size += (dest / rel).stat().st_size
+    files, size = [], 0
+    for rel in artifact_files(run):
+        packed = rel.name in ADAPTER_WEIGHTS
+        target = rel.with_name(rel.name + PACKED) if packed else rel
+        with atomic_path(dest / target) as tmp:
+            if packed:  # the model option reads it as it is (models.unpacked_adapter)
+                with open(run / rel, "rb") as src, lzma.open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            else:
+                shutil.copyfile(run / rel, tmp)
+        files.append(target)
+        size += (dest / target).stat().st_size
     # Only files DEST holds and the earlier copy made: never one of the user's, never outside.
     for gone in {str(f) for f in artifact_files(dest)} & set(earlier) - {str(f) for f in files}:
         (dest / gone).unlink()

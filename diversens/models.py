@@ -14,9 +14,12 @@ import importlib.util
 import io
 import json
 import logging
+import lzma
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +29,7 @@ from diversens import storage
 from diversens.config import redacted
 from diversens.errors import UserError
 from diversens.io import atomic_dir
-from diversens.weights import SAFETENSORS_INDEX, verify_model
+from diversens.weights import ADAPTER_WEIGHTS, PACKED, SAFETENSORS_INDEX, verify_model
 
 # /proc/cpuinfo flags of bf16 arithmetic (x86, Arm). `dtype: auto` on CPU is bfloat16 only where
 # the CPU computes it natively: elsewhere vLLM's oneDNN matmul refuses bf16 and torch falls back
@@ -34,7 +37,6 @@ from diversens.weights import SAFETENSORS_INDEX, verify_model
 NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16", "bf16"}
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # what a model's dtype option takes
 ADAPTER_CONFIG = "adapter_config.json"  # a peft LoRA adapter dir: merged into its base on load
-ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 # A training run's tuned model (subdir, the file that marks it): its merged weights, else (a
 # study's committed artifacts keep no weights) its LoRA adapter.
 TUNED_MODEL_FILES = (("model", "config.json"), ("adapter", ADAPTER_CONFIG))
@@ -233,13 +235,12 @@ def check_model_dir(path: Path, name: str) -> None:
         if not isinstance(base, str) or not base:
             raise UserError(f"LoRA adapter config {path / ADAPTER_CONFIG}: no "
                             "base_model_name_or_path naming the base model")  # fmt: skip
-        if not any((path / f).is_file() for f in ADAPTER_WEIGHTS):
-            # A study commits its adapters xz-compressed (docs/results.md, version two)
-            packed = [path / f"{f}.xz" for f in ADAPTER_WEIGHTS if (path / f"{f}.xz").is_file()]
-            unpack = f"; unpack it first: xz -dk {packed[0]}" if packed else ""
+        if not any((path / f).is_file() or (path / f"{f}{PACKED}").is_file()
+                   for f in ADAPTER_WEIGHTS):  # fmt: skip
             raise UserError(f"model path {name!r}: a LoRA adapter dir without its weights "
-                            f"(adapter_model.safetensors or .bin){unpack}")  # fmt: skip
-        verify_model(path, f"model path {name!r}", "copy the adapter again")
+                            "(adapter_model.safetensors or .bin, or either .xz)")  # fmt: skip
+        with unpacked_adapter(path, name) as plain:
+            verify_model(plain, f"model path {name!r}", "copy the adapter again")
         check_model(base)
         return
     if not (path / "config.json").is_file():
@@ -462,9 +463,32 @@ def merged_adapter(adapter_dir: Path) -> Path:
     if (out / "config.json").exists():
         return out
     base_path = resolve_model(base)
-    with without_progress_bars(), atomic_dir(out, replace=False) as tmp:  # actors merge at once
-        merge_lora(adapter_dir, base_path, tmp)
+    with (without_progress_bars(), unpacked_adapter(adapter_dir, str(adapter_dir)) as plain,
+          atomic_dir(out, replace=False) as tmp):  # actors merge at once  # fmt: skip
+        merge_lora(plain, base_path, tmp)
     return out
+
+
+@contextlib.contextmanager
+def unpacked_adapter(adapter_dir: Path, name: str) -> Iterator[Path]:
+    """The adapter dir with plain weights: itself, or where its weights are xz-compressed
+    (a study's committed artifacts), a temporary copy with them unpacked."""
+    packed = [f for f in ADAPTER_WEIGHTS if (adapter_dir / f"{f}{PACKED}").is_file()]
+    if not packed or any((adapter_dir / f).is_file() for f in ADAPTER_WEIGHTS):
+        yield adapter_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="diversens-adapter-") as tmp:
+        for f in adapter_dir.iterdir():
+            if f.is_file() and not f.name.endswith(PACKED):
+                shutil.copyfile(f, Path(tmp, f.name))
+        for f in packed:
+            try:
+                with lzma.open(adapter_dir / f"{f}{PACKED}") as src:
+                    Path(tmp, f).write_bytes(src.read())  # a few MB
+            except (lzma.LZMAError, EOFError) as e:
+                raise UserError(f"model path {name!r}: {f}{PACKED} does not unpack ({e}); copy "
+                                "the adapter again") from None  # fmt: skip
+        yield Path(tmp)
 
 
 def merge_lora(adapter_dir: Path, base_model: str, out: Path) -> None:

@@ -19,6 +19,8 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since 1.6; older pickles are not zips
 SHOWN = 2  # tensor names a refusal shows of each kind
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")  # a peft LoRA adapter's
+PACKED = ".xz"  # adapter weights as `diversens report --artifacts` keeps them (30% smaller)
 
 Shapes = dict[str, list[int]]
 

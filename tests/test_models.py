@@ -1,7 +1,9 @@
 """Model resolution: bundled offline models, GGUF conversion cache, pass-through, errors."""
 
 import json
+import lzma
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -115,13 +117,18 @@ def test_lora_adapter_dir_loads_as_its_base_merged(smollm_dir, tmp_path, monkeyp
     assert Path(models.resolve_model(str(adapter))) == merged  # cached, not merged again
     assert (merged / "config.json").stat().st_mtime_ns == mtime
 
-
-def test_compressed_adapter_weights_say_how_to_unpack(tmp_path):
-    (tmp_path / models.ADAPTER_CONFIG).write_text('{"base_model_name_or_path": "smollm2-135m-instruct"}')
-    (tmp_path / "adapter_model.safetensors.xz").write_bytes(b"\xfd7zXZ\x00")
-    with pytest.raises(UserError, match=r"without its weights .*; unpack it first: xz -dk .*"
-                       r"adapter_model\.safetensors\.xz$"):  # fmt: skip
-        models.check_model(str(tmp_path))
+    # As a study commits it (`report --artifacts`): its weights xz-compressed, taken as they are
+    packed = Path(shutil.copytree(adapter, tmp_path / "packed"))
+    weights = packed / "adapter_model.safetensors"
+    (packed / "adapter_model.safetensors.xz").write_bytes(lzma.compress(weights.read_bytes()))
+    weights.unlink()
+    models.check_model(str(packed))
+    again = AutoModelForCausalLM.from_pretrained(models.resolve_model(str(packed))).state_dict()
+    assert all(torch.equal(again[k], got[k]) for k in got)
+    (packed / "adapter_model.safetensors.xz").write_bytes(b"\xfd7zXZ\x00 cut short")
+    with pytest.raises(UserError, match=r"adapter_model\.safetensors\.xz does not unpack .*copy "
+                       r"the adapter again$"):  # fmt: skip
+        models.check_model(str(packed))
 
 
 def test_broken_adapter_config_is_one_line(tmp_path):

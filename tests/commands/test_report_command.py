@@ -5,6 +5,7 @@ or damaged input is one line and exit code 2. tests/jobs/test_study_quick.py che
 real run."""
 
 import json
+import lzma
 import shutil
 import subprocess
 import sys
@@ -173,8 +174,10 @@ def test_artifacts_leave_out_weights_checkpoints_chunks_and_logs(run_dir, tmp_pa
     assert main(["report", str(run_dir), "--artifacts", str(dest)]) == 0
     copied = {str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file()}
     assert not [p for p in copied if set(Path(p).parts) & set(SKIPPED) or "/." in f"/{p}"]
-    assert {"train/random/adapter/adapter_model.safetensors", "pairs/scored/part-00000.parquet",
+    assert {"train/random/adapter/adapter_model.safetensors.xz", "pairs/scored/part-00000.parquet",
             "eval/outputs.parquet", "pipeline_summary.json", MARKER} <= copied  # fmt: skip
+    packed = dest / "train/random/adapter/adapter_model.safetensors.xz"
+    assert lzma.decompress(packed.read_bytes()) == b"x"  # the adapter's weights, compressed
     assert capsys.readouterr().out.startswith(f"copied {len(copied) - 1} files (")
     assert report_hashes(dest) == report_hashes(run_dir)
     assert main(["report", str(dest), "-o", str(tmp_path / "again")]) == 0
