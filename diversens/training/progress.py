@@ -67,6 +67,11 @@ class StepProgress(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start, self.from_step, self.last = self.clock(), state.global_step, None
+        if 0 < state.max_steps <= args.get_warmup_steps(state.max_steps):
+            # Linear warm-up starts at 0: a 1-step run with any warm-up leaves the model as it was
+            say(f"warning: the warm-up takes all {state.max_steps} step(s), so the learning rate "
+                "never reaches learning_rate (and a 1-step run changes nothing): lower "
+                "warmup_ratio")  # fmt: skip
 
     def on_step_end(self, args, state, control, **kwargs):
         now = self.clock()

@@ -23,7 +23,7 @@ QUICK = [
     "--pairs.prompts.num_per_task", "2",
     "--pairs.sampling.num_samples_per_prompt", "4", "--pairs.sampling.num_first_turn", "2",
     "--pairs.sampling.max_new_tokens", "96", "--pairs.sampling.prompts_per_chunk", "8",
-    "--train_strategies", "random,quality", "--train.max_steps", "1",
+    "--train_strategies", "random,quality", "--train.max_steps", "1", "--train.warmup_ratio", "0",
     "--train.per_device_train_batch_size", "2", "--train.max_length", "128",
     "--eval.sampling.max_new_tokens", "48", "--eval.sampling.max_new_tokens_per_task", "",
     "--eval.num_samples", "dat=3,pgt=3,aut=1,cwt=1", "--eval.num_bootstrap", "200",

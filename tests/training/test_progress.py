@@ -43,7 +43,7 @@ def test_steps_say_where_they_are_at_most_every_ten_seconds(capsys):
     now = [0.0]
     steps = progress.StepProgress(every_s=10, clock=lambda: now[0])
     state = SimpleNamespace(global_step=0, max_steps=100, log_history=[])
-    steps.on_train_begin(None, state, None)
+    steps.on_train_begin(SimpleNamespace(get_warmup_steps=lambda n: 10), state, None)
     for step in range(1, 101):
         now[0] += 2.0
         state.global_step = step
@@ -55,3 +55,16 @@ def test_steps_say_where_they_are_at_most_every_ten_seconds(capsys):
     assert lines[5] == "[diversens] train: step 26/100, 2.0 s/step"  # 10 s apart
     assert lines[-1] == "[diversens] train: step 100/100, 2.0 s/step, loss 0.6931"
     assert len(lines) == 21  # steps 1, 6, ..., 96 and the last
+
+
+def test_a_warm_up_that_takes_every_step_is_said(capsys, tmp_path):
+    """Linear warm-up starts at rate 0: with max_steps 1 and the default warmup_ratio the one
+    step changes nothing, which a smoke test would otherwise not notice."""
+    from transformers import TrainingArguments
+
+    for max_steps, warmup, warned in [(1, 0.1, True), (4, 0.5, False), (1, 0.0, False)]:
+        args = TrainingArguments(output_dir=str(tmp_path), warmup_steps=warmup, use_cpu=True)
+        state = SimpleNamespace(global_step=0, max_steps=max_steps, log_history=[])
+        progress.StepProgress().on_train_begin(args, state, None)
+        out = capsys.readouterr().out
+        assert ("warm-up takes all 1 step(s)" in out) is warned, (max_steps, warmup, out)
