@@ -1,5 +1,6 @@
 """A local Ray that a run starts (no cluster to join): a temp dir that leaves room for Ray's
-socket paths, and daemons that end with the run, however it ends.
+socket paths, workers that know their own Ray, and daemons that end with the run, however it
+ends.
 
 Ray makes its Unix sockets under `$RAY_TMPDIR`, else (Linux) `$TMPDIR`, else /tmp; a path of a
 Unix socket has at most 107 bytes, so a long temp dir failed in `ray.init` with a traceback.
@@ -10,11 +11,14 @@ a watcher process ends them, and the next run ends what a dead session still lef
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -28,6 +32,7 @@ SHORT_TEMP = "/tmp"
 SESSION = re.compile(r"session_\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d+_\d+")
 CORE = ("gcs_server", "raylet")  # a session is alive while one of them runs
 GRACE_S = 3.0  # from SIGTERM to SIGKILL
+GCS_PORT = "RAY_GCS_SERVER_PORT"
 log = logging.getLogger("diversens")
 _watchers: list[subprocess.Popen] = []  # held: their pipes close only when this process ends
 
@@ -48,6 +53,30 @@ def prepare() -> None:
     raise UserError(f"{source} ({len(os.fsencode(root))} bytes) is too long for the socket paths "
                     f"Ray makes under it ({room} bytes at most); set RAY_TMPDIR to a shorter "
                     "directory")  # fmt: skip
+
+
+@contextlib.contextmanager
+def own_address() -> Iterator[dict]:
+    """While a local Ray starts: its GCS on a free port chosen here, and the runtime env that
+    gives its workers that address as RAY_ADDRESS. Otherwise a worker that looks its Ray up
+    (Ray's State API, by which Ray Train's placement-group cleaner checks that the run's
+    controller is alive) finds the Ray started last on the machine: another run's local Ray
+    answered that the controller did not exist, and the cleaner removed this run's DPO
+    workers mid-run."""
+    from ray._private.services import get_node_ip_address
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    before = os.environ.get(GCS_PORT)
+    os.environ[GCS_PORT] = str(port)  # read when Ray starts a head node
+    try:
+        yield {"env_vars": {"RAY_ADDRESS": f"{get_node_ip_address()}:{port}"}}
+    finally:
+        if before is None:
+            os.environ.pop(GCS_PORT, None)
+        else:
+            os.environ[GCS_PORT] = before
 
 
 def temp_root() -> tuple[str, str]:

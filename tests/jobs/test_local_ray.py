@@ -37,6 +37,57 @@ time.sleep(600)
 """
 
 
+LOOKUP = """
+import sys
+import ray
+from ray._private.services import canonicalize_bootstrap_address_or_die
+from diversens.commands.common import connect_ray
+from diversens.commands.options import RunOptions
+
+connect_ray(RunOptions(output=None))
+node = ray._private.worker._global_node
+print(node.session_name, ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.readline()  # once another local Ray has started
+print(ray.get(ray.remote(lambda: canonicalize_bootstrap_address_or_die(None)).remote()), flush=True)
+"""
+
+
+def start(code: str, env: dict, log) -> subprocess.Popen:
+    """A driver; killed after 300 s, so a Ray that never comes up fails the test."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=ROOT)  # fmt: skip
+    timer = threading.Timer(300, proc.kill)
+    timer.daemon = True
+    timer.start()
+    return proc
+
+
+@pytest.mark.slow
+def test_a_local_rays_workers_look_up_their_own_ray_not_the_one_started_last(tmp_path):
+    """Ray Train's placement-group cleaner asks Ray's State API whether the run's controller is
+    alive, and the API looked up the Ray started last on the machine: a second run's local Ray
+    answered that no such actor existed, and the first run's DPO workers were removed."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    sessions = []
+    with open(tmp_path / "drivers.err", "w") as err:
+        first = start(LOOKUP, env, err)
+        second = None
+        try:
+            session, own = first.stdout.readline().split()
+            sessions.append(session)
+            second = start(DRIVER, {**env, "RAY_ADDRESS": "local"}, err)  # a dashboard too
+            sessions.append(second.stdout.readline().strip())
+            first.stdin.write("\n")
+            first.stdin.flush()
+            assert first.stdout.readline().strip() == own, (tmp_path / "drivers.err").read_text()
+        finally:
+            for driver in (first, second):
+                if driver is not None:
+                    driver.kill()
+            for session in sessions:
+                local_ray.end_session(session)
+
+
 @pytest.mark.slow
 def test_a_local_ray_ends_with_the_run_that_started_it_even_after_sigkill(tmp_path):
     env = {**os.environ, "RAY_ADDRESS": "local"}
