@@ -288,7 +288,8 @@ def test_round_2_samples_with_round_1s_model_from_the_bucket_and_trains_from_it(
     pairs = read_json(f"{run}/round-2/pairs/run_summary.json")
     assert pairs["complete"] and pairs["generator_model"] == round_1
     # The same prompts at the same seed: sampling is deterministic for a given model (tests/
-    # jobs/test_pools.py), so a round-1 rerun gives round 1's candidates; round 2's differ.
+    # sampling/test_sampling_ray.py), so a round-1 rerun gives round 1's candidates; round 2's
+    # differ.
     first, second = candidates(f"{run}/pairs"), candidates(f"{run}/round-2/pairs")
     assert first.index.equals(second.index)
     assert (first != second).any()

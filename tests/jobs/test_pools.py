@@ -2,10 +2,8 @@
 and eval run end to end with every pool asking for GPUs (engine 1, embedder and quality 0.5 each,
 so together they fill both), vLLM's CPU build inside the engine actors. Ray Data refuses a GPU
 pool without a batch size, so this is the path a GPU cluster takes. Eval's run is
-tests/jobs/test_evaluate.py's (GPU_POOLS): one run checks both.
-
-Determinism: the same config and seeds give identical candidates across two runs and across
-engine pool sizes (one engine actor, or two sharing the work)."""
+tests/jobs/test_evaluate.py's (GPU_POOLS): one run checks both. Two engines of half a GPU
+sharing the work, and giving a direct run's text: tests/sampling/test_sampling_ray.py."""
 
 import json
 
@@ -39,44 +37,12 @@ def prompts(tmp_path_factory):
     return load_prompts(src)
 
 
-def pairs_run(prompts, out, **sampling):
-    data = {**GPU_POOLS, "sampling": {**GPU_POOLS["sampling"], **sampling}}
-    return run_pairs(prompts, config.from_dict(GeneratePairsConfig, data), out)
-
-
-def candidates(out):
-    cols = ["prompt_id", "responses", "turn", "finish_reason", "n_tokens", "engine"]
-    return pd.read_parquet(out / "scored", columns=cols).set_index("prompt_id").sort_index()
-
-
-@pytest.fixture(scope="module")
-def first(ray_local, prompts, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pairs-a")
-    return pairs_run(prompts, out), out
-
-
-def test_generate_pairs_with_gpu_pools(first, prompts):
-    summary, out = first
-    got = candidates(out)
+def test_generate_pairs_with_gpu_pools(ray_local, prompts, tmp_path):
+    summary = run_pairs(prompts, config.from_dict(GeneratePairsConfig, GPU_POOLS), tmp_path)
+    cols = ["prompt_id", "responses", "engine"]
+    got = pd.read_parquet(tmp_path / "scored", columns=cols).set_index("prompt_id").sort_index()
     assert list(got.index) == sorted(prompts.prompt_id) and set(got.engine) == {"vllm"}
     assert all(len(r) == 4 and all(r) for r in got.responses)
     assert summary["candidates"] == 4 * len(prompts) and summary["prompts_quarantined"] == {}
     for strategy, n in summary["pairs"].items():
         assert n + sum(summary["prompts_without_pair"][strategy].values()) == len(prompts)
-
-
-def test_second_run_with_another_pool_size_gives_the_same_candidates(first, prompts, tmp_path):
-    _, out = first
-    # A second run, with two engines of half a GPU and half a CPU each (the scorers take the
-    # rest of the cluster); two engines on a GPU must fit its memory together (on CPU the KV
-    # cache is set in GiB and the share changes nothing).
-    pairs_run(
-        prompts,
-        tmp_path / "two",
-        min_actors=2,
-        max_actors=2,
-        num_cpus_per_actor=0.5,
-        num_gpus_per_actor=0.5,
-        gpu_memory_utilization=0.45,
-    )
-    pd.testing.assert_frame_equal(candidates(tmp_path / "two"), candidates(out))

@@ -6,7 +6,10 @@
 - so is one whose vLLM EngineCore process (multiprocessing on, as on GPU) is killed mid-run:
   the dead engine takes its actor with it, and no prompt is quarantined for it (one job takes
   both faults, on one chunk);
-- a prompt too long for the model's context is quarantined, not a crash.
+- a prompt too long for the model's context is quarantined, not a crash;
+- the uninterrupted run writes every output, scores every candidate, counts its yield from
+  what was generated, and its pairs load in TRL (every strategy's accounting:
+  tests/jobs/test_study_quick.py, which selects them all).
 """
 
 import json
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -72,12 +76,79 @@ def test_uninterrupted_run_quarantines_the_too_long_prompt(setup):
     held = [json.loads(line) for line in (root / "uninterrupted/quarantine.jsonl").open()]
     assert [h["prompt_id"] for h in held] == [prompts.prompt_id[3]]
     assert held[0]["quarantine"].startswith("too_long: needs ")
-    assert prompts.prompt_id[3] not in set(scored(root / "uninterrupted").prompt_id)
+    kept = [p for i, p in enumerate(prompts.prompt_id) if i != 3]
+    assert sorted(scored(root / "uninterrupted").prompt_id) == sorted(kept)
     for strategy, n in summary["pairs"].items():
         assert n + sum(summary["prompts_without_pair"][strategy].values()) == 6, strategy
         # The yield counts the quarantined prompt as a prompt lost.
         lost = summary["yield"]["strategies"][strategy]["prompts_lost"]
         assert lost["quarantined"] == 1 and n + sum(lost.values()) == 7, strategy
+
+
+def test_outputs_written_and_stamped(setup):
+    root, *_, summary = setup
+    out = root / "uninterrupted"
+    for name in ("pairs.parquet", "pairs_random.parquet", "selection_report.md", "run_summary.json",
+                 "selection_lengths.png", "selection_gain_vs_length.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp leftovers
+    assert (
+        json.loads((out / "run_summary.json").read_text())["config_hash"] == summary["config_hash"]
+    )
+
+
+def test_scored_rows_hold_all_candidates_and_measures(setup):
+    rows = scored(setup[0] / "uninterrupted")
+    for col in ("responses", "n_words", "entropy", "dsi", "quality", "valid", "reject_reason"):
+        assert all(len(v) == 4 for v in rows[col]), col
+    valid = np.concatenate(rows.valid.to_list())
+    reasons = np.concatenate(rows.reject_reason.to_list())
+    assert all((r is None) == v for r, v in zip(reasons, valid, strict=True))
+
+
+def test_yield_counts_what_was_generated(setup):
+    """Over every prompt given, the quarantined one included (it cost no tokens)."""
+    root, *_, prompts, summary = setup
+    out = root / "uninterrupted"
+    rows = scored(out)
+    tokens = int(np.concatenate(rows.n_tokens.to_list()).sum())  # truncated ones included
+    y = json.loads((out / "run_summary.json").read_text())["yield"]
+    assert (y["prompts"], y["candidates"], y["generated_tokens"]) == (len(prompts), 24, tokens)
+    assert y["tokens_per_candidate"] == pytest.approx(tokens / 24)
+    assert y["candidates_lost"] == summary["candidates_rejected"]
+    assert y["candidates_valid"] == int(np.concatenate(rows.valid.to_list()).sum())
+    for strategy, s in y["strategies"].items():
+        assert s["pairs"] == summary["pairs"][strategy]
+        assert s["per_100_prompts"] == pytest.approx(100 * s["pairs"] / len(prompts))
+        assert s["per_100k_tokens"] == pytest.approx(1e5 * s["pairs"] / tokens)
+        assert s["prompts_lost"] == {"quarantined": 1, **summary["prompts_without_pair"][strategy]}
+    assert f"{tokens:,} generated tokens" in (out / "selection_report.md").read_text()
+
+
+def test_pairs_load_in_trl(setup, tmp_path):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    from diversens.models import resolve_model
+
+    root, *_, summary = setup
+    best = max(summary["pairs"], key=summary["pairs"].get)
+    assert summary["pairs"][best] > 0, summary["prompts_without_pair"]
+    name = "pairs.parquet" if best == "diverse-ns" else f"pairs_{best}.parquet"
+    pairs = Dataset.from_parquet(str(root / "uninterrupted" / name))
+    path = resolve_model("smollm2-135m-instruct")
+    args = DPOConfig(output_dir=str(tmp_path), max_steps=1, report_to=[], use_cpu=True,
+                     max_length=256)  # fmt: skip
+    trainer = DPOTrainer(
+        model=path,
+        args=args,
+        train_dataset=pairs,
+        processing_class=AutoTokenizer.from_pretrained(path),
+    )
+    tokenized = trainer.train_dataset
+    assert len(tokenized) == len(pairs)
+    assert {"prompt_ids", "chosen_ids", "rejected_ids"} <= set(tokenized.column_names)
 
 
 @pytest.fixture(scope="module")

@@ -54,6 +54,17 @@ def test_every_strategy_selected_and_reported(run):
     assert (one_sided.chosen_n_words >= one_sided.rejected_n_words).all()
 
 
+def test_every_prompt_accounted_for_in_every_strategy(run):
+    """Each scored prompt has a pair or a reason in every strategy; the rest were quarantined."""
+    out, summary = run
+    pairs = summary["pairs"]
+    scored = len(pd.read_parquet(out / "pairs" / "scored", columns=["prompt_id"]))
+    assert scored + sum(pairs["prompts_quarantined"].values()) == pairs["yield"]["prompts"] == 8
+    for strategy in STRATEGIES:
+        dropped = sum(pairs["prompts_without_pair"][strategy].values())
+        assert pairs["pairs"][strategy] + dropped == scored, strategy
+
+
 def test_trained_strategies_see_the_same_number_of_pairs(run):
     out, summary = run
     counts = summary["pairs"]["pairs"]

@@ -1,4 +1,5 @@
-"""The sampling stage on a real local Ray: an actor pool of two engines, and the CLI."""
+"""The sampling stage on a real local Ray: an actor pool of two engines of half a (logical)
+GPU each, whose text matches a direct run's, and the CLI."""
 
 import os
 import time
@@ -19,7 +20,10 @@ pytestmark = pytest.mark.slow
 def test_two_actors_share_the_work_and_match_a_direct_run(ray_local, monkeypatch):
     class PidStage(SampleStage):  # defined here so Ray pickles it by value
         def process(self, batch):
-            return super().process(batch).assign(actor_pid=os.getpid())
+            import ray
+
+            gpus = ray.get_runtime_context().get_assigned_resources().get("GPU")
+            return super().process(batch).assign(actor_pid=os.getpid(), actor_gpus=gpus)
 
     # Ray Data dispatches once one actor is up; on 2 busy cores the second vLLM engine can start
     # after the first has run every batch. Wait for both, so the test checks the sharing.
@@ -27,12 +31,17 @@ def test_two_actors_share_the_work_and_match_a_direct_run(ray_local, monkeypatch
 
     monkeypatch.setattr(ray.data.DataContext.get_current(), "wait_for_min_actors_s", 600)
 
-    cfg = SamplingConfig(max_new_tokens=10, prompts_per_chunk=1, min_actors=2, max_actors=2)
+    # Shaped as two engines sharing a GPU (the session's GPUs are logical, the models run on
+    # the CPU): half a GPU and half a CPU each, and GPU memory shares that fit together.
+    cfg = SamplingConfig(max_new_tokens=10, prompts_per_chunk=1, min_actors=2, max_actors=2,
+                         num_cpus_per_actor=0.5, num_gpus_per_actor=0.5,
+                         gpu_memory_utilization=0.45)  # fmt: skip
     prompts = eval_prompts().iloc[[0, 1, 2, 17]].reset_index(drop=True)
     out = generate_candidates(prompts_dataset(prompts, cfg), cfg, stage_cls=PidStage).to_pandas()
 
     assert sorted(out["prompt_id"]) == sorted(prompts["prompt_id"])
     assert out["actor_pid"].nunique() == 2, "both actors of the pool should have run batches"
+    assert set(out["actor_gpus"]) == {0.5}
     for r in out.itertuples():
         assert len(r.responses) == 4 and all(r.responses) and len(set(r.responses)) > 1
     # Seeds are per request: which actor ran a batch changes no text. Same batches (one prompt)
@@ -58,7 +67,8 @@ def test_cli_generate_writes_candidates_in_prompt_order(ray_local, tmp_path, cap
     argv = ["generate", str(src), "-o", str(out), "--sampling.max_new_tokens", "8",
             "--sampling.prompts_per_chunk", "1"]  # fmt: skip
     assert main([*argv, "--sampling.num_samples_per_prompt", "3", "--sampling.seed", "5"]) == 0
-    assert "wrote 3 prompts x 3 candidates" in capsys.readouterr().out
+    first = capsys.readouterr().out
+    assert "wrote 3 prompts x 3 candidates" in first and "chunks: 3 sampled, 0 reused" in first
     df = pd.read_parquet(out)
     assert [m[0]["content"] for m in df["messages"]] == [
         "Name three fruits.",
@@ -69,14 +79,10 @@ def test_cli_generate_writes_candidates_in_prompt_order(ray_local, tmp_path, cap
     assert set(df["task"]) == {"custom"}
     assert not list(tmp_path.glob(".cands.parquet.*"))  # no temporary left behind
 
-    # A rerun resumes: with every chunk kept it samples nothing; with one part lost (a killed
-    # run), it samples that chunk alone; both give the same rows.
+    # A rerun with every chunk kept samples nothing (no engine starts) and gives the same rows.
+    # A partial resume, one chunk lost: tests/jobs/test_resume.py and test_chunks.py.
     assert main([*argv, "--sampling.num_samples_per_prompt", "3", "--sampling.seed", "5"]) == 0
     assert "chunks: 0 sampled, 3 reused" in capsys.readouterr().out
-    pd.testing.assert_frame_equal(pd.read_parquet(out), df)
-    sorted((tmp_path / "cands.parts").glob("*.parquet"))[0].unlink()
-    assert main([*argv, "--sampling.num_samples_per_prompt", "3", "--sampling.seed", "5"]) == 0
-    assert "chunks: 1 sampled, 2 reused" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_parquet(out), df)
 
 

@@ -170,18 +170,25 @@ def test_dpo_args_from_the_cli_reach_trl_and_tensorboard_gets_the_loss(
     ray_local, tiny_model, pairs_file, tmp_path, capsys
 ):
     """`--dpo_args` typed from the command line (a string, a float, a boolean) reach TRL, and
-    with report_to tensorboard rank 0 writes the loss of every step under OUT/logs/tensorboard."""
+    with report_to tensorboard rank 0 writes the loss of every step under OUT/logs/tensorboard.
+    On ZeRO-2 with LoRA (the reference, its log-probs precomputed, is the model with its adapter
+    off), the run learns and ends merged into a plain model."""
+    from transformers import AutoModelForCausalLM
+
     out = tmp_path / "out"
-    opts = {**FAST, "max_steps": 2, "save_steps": 2, "deepspeed": "none"}
+    opts = {**FAST, "max_steps": 3, "save_steps": 3, "learning_rate": 5e-3, "deepspeed": "zero2",
+            "lora": "true", "lora_r": 8}  # fmt: skip
     argv = ["train", str(pairs_file), "-o", str(out), "--model", str(tiny_model), "--dpo_args",
             "report_to=tensorboard,ld_alpha=0.5,precompute_ref_log_probs=true"]  # fmt: skip
     assert main(argv + [a for k, v in opts.items() for a in (f"--{k}", str(v))]) == 0
     (events,) = (out / "logs" / "tensorboard").glob("events.out.tfevents.*")
     loss = read_scalars(events)["train/loss"]
     steps = pd.read_csv(out / "train_log.csv")
-    assert [step for step, _ in loss] == steps["step"].tolist() == [1, 2]
+    assert [step for step, _ in loss] == steps["step"].tolist() == [1, 2, 3]
     assert [v for _, v in loss] == pytest.approx(steps["loss"].tolist())
+    assert steps["loss"].iloc[-1] < steps["loss"].iloc[0]
     summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["global_step"] == 3
     assert summary["tensorboard"] == str(out / "logs" / "tensorboard")
     assert summary["config"]["dpo_args"] == {
         "report_to": "tensorboard", "ld_alpha": 0.5, "precompute_ref_log_probs": True
@@ -191,29 +198,17 @@ def test_dpo_args_from_the_cli_reach_trl_and_tensorboard_gets_the_loss(
     # Never silent for long: the driver's line, then rank 0's, relayed from its worker.
     assert "[diversens] train: DPO on 8 pairs, 2 worker(s)" in printed.err
     assert "[diversens] train: Tokenizing train dataset: 0/8 " in printed.out + printed.err
+    assert not (out / "model" / "adapter_config.json").exists()  # merged into a plain model
+    merged = AutoModelForCausalLM.from_pretrained(out / "model")
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    name = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(merged.state_dict()[name], base.state_dict()[name])
 
 
 def pa_table(df):
     import pyarrow as pa
 
     return pa.Table.from_pandas(df, preserve_index=False)
-
-
-def test_zero2_lora_ld_alpha_precomputed_ref(ray_local, tiny_model, pairs_file, tmp_path):
-    from transformers import AutoModelForCausalLM
-
-    summary = _train(pairs_file, tiny_model, tmp_path / "out", deepspeed="zero2", lora=True,
-                     lora_r=8, max_steps=3, save_steps=3, learning_rate=5e-3,
-                     dpo_args={"ld_alpha": 0.5, "precompute_ref_log_probs": True})  # fmt: skip
-    steps = pd.read_csv(tmp_path / "out" / "train_log.csv")
-    assert summary["global_step"] == 3
-    assert steps["loss"].iloc[-1] < steps["loss"].iloc[0]
-    model_dir = tmp_path / "out" / "model"
-    assert not (model_dir / "adapter_config.json").exists()  # merged into a plain model
-    merged = AutoModelForCausalLM.from_pretrained(model_dir)
-    base = AutoModelForCausalLM.from_pretrained(tiny_model)
-    name = "model.layers.0.self_attn.q_proj.weight"
-    assert not torch.equal(merged.state_dict()[name], base.state_dict()[name])
 
 
 def test_a_conversational_prompt_with_plain_answers_trains(ray_local, tiny_model, tmp_path):
