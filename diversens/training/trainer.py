@@ -208,8 +208,28 @@ def failure_error(e, cfg: TrainConfig, timeout_s: float, run_dir: str) -> UserEr
         line = worker_group_failure(controller, cfg.num_workers, cfg.resources_per_worker(),
                                     timeout_s, cfg.accelerator_type)  # fmt: skip
         return UserError(line) if line else storage.fault(controller, run_dir)
-    failures = getattr(e, "worker_failures", {}).values()
-    return next(filter(None, (storage.fault(f, run_dir) for f in failures)), None)
+    failures = getattr(e, "worker_failures", {})
+    stored = next(filter(None, (storage.fault(f, run_dir) for f in failures.values())), None)
+    return stored or worker_died(failures, run_dir)
+
+
+def worker_died(failures: dict[int, Exception], run_dir: str) -> UserError | None:
+    """One line for a DPO worker whose process died (killed, out of memory, its node or its
+    placement group gone), or None where a worker raised (a bug keeps its traceback)."""
+    from ray.exceptions import ActorDiedError
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+
+    for rank, failure in sorted(failures.items()):
+        if isinstance(failure, WorkerHealthCheckFailedError):
+            failure = failure.health_check_failure
+        if isinstance(failure, ActorDiedError):
+            lines = [ln.strip() for ln in str(failure).splitlines() if ln.strip()]
+            why = next((ln for ln in lines if "exit detail:" in ln), lines[-1] if lines else "")
+            why = why.split("exit detail:", 1)[-1].split(". Placement group id")[0].strip()
+            return UserError(f"train: DPO worker {rank}'s process died ({why or 'no reason given'})"
+                             "; the same command resumes the run from its last checkpoint in "
+                             f"{redacted(run_dir)}")  # fmt: skip
+    return None
 
 
 def rebuild_logs(run_dir: Path, out_dir: Path) -> Path | None:

@@ -317,3 +317,29 @@ def test_a_study_run_committed_as_its_adapter_is_finished_for_the_same_config(tm
     assert finished_run(out, key(1)) is None
     shutil.rmtree(run / "adapter")
     assert finished_run(out, key(0)) is None
+
+
+def test_a_dpo_worker_whose_process_died_is_one_line():
+    """A worker killed (its placement group removed, out of memory, its node gone) ends the run
+    with one line saying how to resume; an exception a worker raised is a bug: no line, its
+    traceback stays."""
+    from ray.core.generated.common_pb2 import ActorDiedErrorContext
+    from ray.exceptions import ActorDiedError
+    from ray.train import WorkerGroupError
+    from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError
+
+    from diversens.training.config import TrainConfig
+    from diversens.training.trainer import failure_error
+
+    detail = ("The actor is dead because its worker process has died. Worker exit type: "
+              "INTENDED_SYSTEM_EXIT Worker exit detail: Destroying worker since its placement "
+              "group was removed. Placement group id: 39c3, bundle index: 1")  # fmt: skip
+    died = ActorDiedError(ActorDiedErrorContext(error_message=detail, actor_id=bytes(16)))
+    health = WorkerHealthCheckFailedError("A worker health check failed.", failure=died)
+    error = failure_error(WorkerGroupError("x", {1: health}), TrainConfig(), 60, "/runs/dpo-a")
+    assert str(error) == (
+        "train: DPO worker 1's process died (Destroying worker since its placement group was "
+        "removed); the same command resumes the run from its last checkpoint in /runs/dpo-a"
+    )
+    raised = WorkerGroupError("x", {0: ValueError("a bug in the training function")})
+    assert failure_error(raised, TrainConfig(), 60, "/runs/dpo-a") is None
