@@ -192,14 +192,14 @@ def connect_ray(
         address = opts.ray_address or os.environ.get("RAY_ADDRESS") or None
         if address:
             address = check_reachable(address, option)
-        own = contextlib.nullcontext()
+        own = contextlib.nullcontext({})
         if address in (None, "local"):
             local_ray.prepare()  # a temp dir that fits Ray's sockets; dead runs' daemons ended
-            own = local_ray.own_address()  # its workers never look up another run's Ray
+            own = local_ray.own_addresses()  # its workers never look up another run's Ray
         try:
-            with own as runtime_env:
+            with own as init_args:
                 ray.init(address=address, include_dashboard=False if address is None else None,
-                         runtime_env=runtime_env)  # fmt: skip
+                         **init_args)  # fmt: skip
         except ConnectionError as e:  # a cluster that answered the probe, then failed to join
             where = f"option {option} {address}" if address else "a local Ray"
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -56,27 +56,33 @@ def prepare() -> None:
 
 
 @contextlib.contextmanager
-def own_address() -> Iterator[dict]:
-    """While a local Ray starts: its GCS on a free port chosen here, and the runtime env that
-    gives its workers that address as RAY_ADDRESS. Otherwise a worker that looks its Ray up
-    (Ray's State API, by which Ray Train's placement-group cleaner checks that the run's
-    controller is alive) finds the Ray started last on the machine: another run's local Ray
-    answered that the controller did not exist, and the cleaner removed this run's DPO
-    workers mid-run."""
+def own_addresses() -> Iterator[dict]:
+    """While a local Ray starts: `ray.init` arguments that keep its workers on their own Ray.
+    A worker that looks its Ray up (Ray's State API: Ray Train's placement-group cleaner asks it
+    whether the run's controller is alive) took the Ray started last on the machine, and the
+    State API's address that Ray records, 127.0.0.1:8265 even with no dashboard, is where the
+    next Ray's dashboard listens: another run's Ray answered that the controller did not exist,
+    and the cleaner removed this run's DPO workers mid-run. So its GCS is on a port chosen here,
+    given to its workers as RAY_ADDRESS, and its dashboard's port is one of its own."""
     from ray._private.services import get_node_ip_address
 
-    with socket.socket() as s:
-        s.bind(("", 0))
-        port = s.getsockname()[1]
+    gcs, dashboard = free_port(), free_port()
     before = os.environ.get(GCS_PORT)
-    os.environ[GCS_PORT] = str(port)  # read when Ray starts a head node
+    os.environ[GCS_PORT] = str(gcs)  # read when Ray starts a head node
     try:
-        yield {"env_vars": {"RAY_ADDRESS": f"{get_node_ip_address()}:{port}"}}
+        yield {"runtime_env": {"env_vars": {"RAY_ADDRESS": f"{get_node_ip_address()}:{gcs}"}},
+               "dashboard_port": dashboard}  # fmt: skip
     finally:
         if before is None:
             os.environ.pop(GCS_PORT, None)
         else:
             os.environ[GCS_PORT] = before
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
 
 
 def temp_root() -> tuple[str, str]:
