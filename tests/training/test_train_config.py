@@ -291,11 +291,19 @@ def test_a_damaged_train_summary_is_set_aside_and_the_run_goes_on(tmp_path, capl
     ]
 
 
-def test_a_study_run_committed_as_its_adapter_is_finished_for_the_same_config(tmp_path):
-    """The study's committed DPO runs (docs/results/study/run/train/<strategy>: summary, pairs,
-    LoRA adapter, no merged weights) are finished runs for configs/study.yaml's train config
-    and the same pairs, so a run seeded from them trains no seed-0 model again; another seed,
-    or a run dir without its adapter, is not finished."""
+@pytest.mark.parametrize(
+    "config_file, committed, name, seed",
+    [("study.yaml", "run/train/random", "dpo-random", 0),
+     ("study_v2.yaml", "v2/train/diverse-ns@s1", "dpo-diverse-ns@s1", 1)],
+)  # fmt: skip
+def test_a_study_run_committed_as_its_adapter_is_finished_for_the_same_config(
+    tmp_path, config_file, committed, name, seed
+):
+    """The study's committed DPO runs (docs/results/study/.../train/<label>: summary, pairs,
+    LoRA adapter xz-compressed, no merged weights) are finished runs for their config's train
+    config and the same pairs, so a run seeded from them trains them no more (version one's at
+    seed 0, version two's at seeds 1 and 2); another seed, or a run dir without its adapter,
+    is not finished."""
     import shutil
 
     from diversens.config import config_hash
@@ -304,19 +312,19 @@ def test_a_study_run_committed_as_its_adapter_is_finished_for_the_same_config(tm
     from diversens.training.trainer import finished_run, run_fingerprint
 
     root = Path(__file__).resolve().parents[2]
-    study = config.load(PipelineConfig, root / "configs" / "study.yaml", None)
-    run = Path(shutil.copytree(root / "docs/results/study/run/train/random", tmp_path / "r"))
+    study = config.load(PipelineConfig, root / "configs" / config_file, None)
+    run = Path(shutil.copytree(root / "docs/results/study" / committed, tmp_path / "r"))
     pairs = read_pairs(run / "pairs.parquet")
 
     def key(seed: int) -> str:
-        tcfg = dataclasses.replace(study.train, name="dpo-random", seed=seed)
+        tcfg = dataclasses.replace(study.train, name=name, seed=seed)
         return config_hash([config_hash(tcfg), run_fingerprint(tcfg, pairs)])
 
     out = Output(str(run), run)
-    assert finished_run(out, key(0))["num_pairs"] == pairs.num_rows
-    assert finished_run(out, key(1)) is None
+    assert finished_run(out, key(seed))["num_pairs"] == pairs.num_rows == 221
+    assert finished_run(out, key(seed + 1)) is None
     shutil.rmtree(run / "adapter")
-    assert finished_run(out, key(0)) is None
+    assert finished_run(out, key(seed)) is None
 
 
 def test_a_dpo_worker_whose_process_died_is_one_line():
