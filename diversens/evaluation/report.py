@@ -20,6 +20,7 @@ from diversens.evaluation.tables import (
     summarise,
     truncation_table,
 )
+from diversens.evaluation.verdicts import verdict_table
 from diversens.io import atomic_path, save_png
 
 # What write_tables reads of every output, beside the config's ΔDD and across-sample measures.
@@ -66,10 +67,10 @@ def console_lines(result: dict) -> list[str]:
 
 def write_tables(out_dir: Path, outputs: pd.DataFrame, dmap: DecileMap, cfg: EvalConfig) -> dict:
     """decile_map.csv, length_buckets.csv, eval_summary.csv, truncation.csv, delta_dd.csv,
-    length_change.csv, quality_change.csv, across_samples.csv and eval_report.md with its
-    PNGs, from the outputs ranked by `dmap` (`tables.rank`). The eval job calls it with what it
-    holds and `diversens report` with outputs.parquet, so both write the same bytes. Returns
-    the eval summary's entries it computed."""
+    length_change.csv, quality_change.csv, across_samples.csv, verdicts.csv and eval_report.md
+    with its PNGs, from the outputs ranked by `dmap` (`tables.rank`). The eval job calls it
+    with what it holds and `diversens report` with outputs.parquet, so both write the same
+    bytes. Returns the eval summary's entries it computed."""
     summary, deltas = summarise(outputs, cfg.dd_measures), delta_dd_table(outputs, cfg)
     lengths = length_change_table(outputs, cfg)
     quality = quality_change_table(outputs, cfg)
@@ -77,7 +78,8 @@ def write_tables(out_dir: Path, outputs: pd.DataFrame, dmap: DecileMap, cfg: Eva
               "eval_summary.csv": summary, "truncation.csv": truncation_table(outputs),
               "delta_dd.csv": deltas, "length_change.csv": lengths,
               "quality_change.csv": quality,
-              "across_samples.csv": across_sample_table(outputs, cfg, lengths)}  # fmt: skip
+              "across_samples.csv": across_sample_table(outputs, cfg, lengths),
+              "verdicts.csv": verdict_table(deltas, lengths, cfg.base)}  # fmt: skip
     for name, frame in tables.items():
         with atomic_path(out_dir / name) as tmp:
             frame.to_csv(tmp, index=False)
@@ -152,6 +154,39 @@ def _few_seeds(cfg: EvalConfig) -> str:
             "exclusions than the 10% target; three a side met it.")  # fmt: skip
 
 
+def _verdicts(verdicts: pd.DataFrame) -> list[str]:
+    """The "Verdicts" section: each claim over all tasks as verdicts.csv decides it (the rules
+    of diversens/evaluation/verdicts.py); verdicts.csv has every task's too."""
+    rows = verdicts[verdicts.task == ALL] if not verdicts.empty else verdicts
+    if rows.empty:
+        return []
+    table = pd.DataFrame({
+        "claim": rows.claim, "model": rows.model, "measure": rows.measure,
+        "estimate [95% CI]": [f"{r.delta:+.2f} {_interval(r)}" for r in rows.itertuples()],
+        "read against [95% CI]": [f"{r.versus} {r.versus_delta:+.2f} "
+                                  f"{_interval(r, 'versus_ci_low', 'versus_ci_high')}"
+                                  for r in rows.itertuples()],
+        "bound": [f"{b:+.1f}" if b == b else "" for b in rows.bound],
+        "all outputs": rows.verdict_all, "untruncated": rows.verdict_untruncated,
+        "verdict": rows.verdict})  # fmt: skip
+    return [
+        "## Verdicts, all tasks weighted equally",
+        "",
+        "Decided by fixed rules from the tables below (`verdicts.csv`, per task too; "
+        "diversens/evaluation/verdicts.py): *more diverse*, ΔDD's interval above 0 and above "
+        "the null's (contradicted: below 0); *not shorter*, the length change's interval above "
+        "`bound`, −5% of the reference's mean words (contradicted: below 0); *length changed*, "
+        "its interval excludes 0 and does not meet the null's (contradicted: inside the "
+        "null's); *round k adds to round k−1*, each estimate outside the other's interval, "
+        "round k's higher (contradicted: the reverse). Decided on all outputs and checked on "
+        "the untruncated ones: where they differ, unresolved. Where the null's interval "
+        "excludes 0, no verdict.",
+        "",
+        table.to_markdown(index=False),
+        "",
+    ]
+
+
 def _by_round(rounds: pd.DataFrame, out_dir: Path) -> list[str]:
     """The "By round" section and its plot, where the eval has `@r<k>` labels (`rounds_table`):
     one row per round with its all-task figures (the same as in the rows below)."""
@@ -222,6 +257,7 @@ def write_eval_report(
         "",
         "![ΔDD against length change](eval_diverse_not_short.png)",
         "",
+        *_verdicts(tables["verdicts.csv"]),
         *_by_round(rounds, out_dir),
         "## Length buckets per task (reference outputs)",
         "",

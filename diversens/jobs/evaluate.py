@@ -172,7 +172,7 @@ def add_across_sample_measures(outputs: pd.DataFrame, cfg: EvalConfig, embedder:
 def run(cfg: EvalConfig, out_dir: Path, parts: str | Path | None = None) -> dict:
     """Sample, score and compare every model; writes outputs.parquet, decile_map.csv,
     eval_summary.csv, delta_dd.csv, length_change.csv, quality_change.csv, across_samples.csv,
-    eval_report.md (+ PNGs) and eval_summary.json.
+    verdicts.csv, eval_report.md (+ PNGs) and eval_summary.json.
     Scored chunks go to `parts` (default out_dir/parts): a rerun resumes from them."""
     out_dir.mkdir(parents=True, exist_ok=True)
     write_summary(out_dir / SUMMARY, {"models": dict(cfg.labelled_models())}, complete=False)
