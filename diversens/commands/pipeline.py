@@ -25,8 +25,9 @@ from diversens.commands.train import LAYOUT as TRAIN_LAYOUT
 from diversens.commands.train import TrainChecks
 from diversens.config import config_hash, redacted
 from diversens.errors import UserError
+from diversens.evaluation.rounds import round_suffix
 from diversens.io import write_summary
-from diversens.jobs.config import STAGES, PipelineConfig, round_dir, round_suffix
+from diversens.jobs.config import STAGES, PipelineConfig, round_dir
 from diversens.jobs.generate_pairs import pairs_file, scored_fingerprint
 from diversens.jobs.pipeline import SUMMARY, round_out
 from diversens.nodes import Demand

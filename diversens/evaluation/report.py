@@ -157,7 +157,7 @@ def _few_seeds(cfg: EvalConfig) -> str:
 def _verdicts(verdicts: pd.DataFrame) -> list[str]:
     """The "Verdicts" section: each claim over all tasks as verdicts.csv decides it (the rules
     of diversens/evaluation/verdicts.py); verdicts.csv has every task's too."""
-    rows = verdicts[verdicts.task == ALL] if not verdicts.empty else verdicts
+    rows = verdicts[verdicts.task == ALL]
     if rows.empty:
         return []
     table = pd.DataFrame({
@@ -166,7 +166,7 @@ def _verdicts(verdicts: pd.DataFrame) -> list[str]:
         "read against [95% CI]": [f"{r.versus} {r.versus_delta:+.2f} "
                                   f"{_interval(r, 'versus_ci_low', 'versus_ci_high')}"
                                   for r in rows.itertuples()],
-        "bound": [f"{b:+.1f}" if b == b else "" for b in rows.bound],
+        "bound": [f"{b:+.1f}" if pd.notna(b) else "" for b in rows.bound],
         "all outputs": rows.verdict_all, "untruncated": rows.verdict_untruncated,
         "verdict": rows.verdict})  # fmt: skip
     return [

@@ -19,6 +19,12 @@ def round_of(label: str) -> tuple[str, int]:
     return (strategy, int(k)) if sep and strategy and k.isdecimal() else (label, 1)
 
 
+def round_suffix(k: int) -> str:
+    """What round k adds to a strategy's label (and its training run's name): nothing in round
+    1, `@r<k>` after; `round_of` reads it back."""
+    return "" if k == 1 else f"{ROUND}{k}"
+
+
 def rounds(names: list[str], base: str) -> list[tuple[int, str, str]]:
     """[(round, strategy, comparison)] of the strategies with a `@r<k>` comparison among
     `names`, the base first as round 0 (strategy ""), then in round order; [] when none has."""

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import pandas as pd
 
-from diversens.evaluation.rounds import round_of
+from diversens.evaluation.rounds import round_of, round_suffix
 
 SHORTER_TOLERANCE = 0.05  # "not shorter": within 5% of the reference's mean length
 NO_VERDICT = "no verdict: the null's interval excludes 0"
@@ -99,11 +99,9 @@ def _uniform(frame: pd.DataFrame, delta: str) -> pd.DataFrame:
 def verdict_table(deltas: pd.DataFrame, lengths: pd.DataFrame, base: str) -> pd.DataFrame:
     """Every tuned comparison's verdicts per task and over all tasks (module docstring), from
     the eval's ΔDD and length-change tables; empty without a null (the base's rows)."""
-    dd = _uniform(deltas, "delta_dd") if not deltas.empty else pd.DataFrame()
-    words = _uniform(lengths.assign(measure="words"), "delta_words") if not lengths.empty else \
-        pd.DataFrame()  # fmt: skip
     rows = []
-    for frame in (dd, words):
+    for frame in (_uniform(deltas, "delta_dd"),
+                  _uniform(lengths.assign(measure="words"), "delta_words")):  # fmt: skip
         if frame.empty or not (frame.model == base).any():
             continue
         by_key = {(r["model"], r["task"], r["measure"]): r for r in frame.to_dict("records")}
@@ -114,8 +112,7 @@ def verdict_table(deltas: pd.DataFrame, lengths: pd.DataFrame, base: str) -> pd.
             if measure != "words":
                 rows.append(_row("more diverse", _more_diverse, mine, null, null))
                 strategy, k = round_of(model)
-                before = by_key.get((strategy if k == 2 else f"{strategy}@r{k - 1}", task,
-                                     measure))  # fmt: skip
+                before = by_key.get((strategy + round_suffix(k - 1), task, measure))
                 if k > 1 and before is not None:
                     rows.append(_row(f"round {k} adds to round {k - 1}", _round_adds, mine,
                                      before, null))  # fmt: skip

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from diversens import measures
 from diversens.config import check_seeds
 from diversens.evaluation.config import EvalConfig
+from diversens.evaluation.rounds import round_suffix
 from diversens.nodes import Demand
 from diversens.plan import PlanConfig
 from diversens.prompts.config import PromptsConfig
@@ -28,11 +29,6 @@ def round_dir(r: int) -> tuple[str, ...]:
     """Where round r's pairs/ and train/ are under the output: round 1 at its top, as a
     one-round run writes them (so more rounds extend a finished run), round r at round-<r>/."""
     return () if r == 1 else (f"round-{r}",)
-
-
-def round_suffix(r: int) -> str:
-    """What round r (> 1) adds to a model's label and its training run's name."""
-    return "" if r == 1 else f"@r{r}"
 
 
 def check_strategies(option: str, names: list[str]) -> None:

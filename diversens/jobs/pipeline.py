@@ -23,8 +23,9 @@ import pyarrow.parquet as pq
 
 from diversens import storage
 from diversens.errors import UserError
+from diversens.evaluation.rounds import round_suffix
 from diversens.io import write_parquet
-from diversens.jobs.config import PipelineConfig, round_dir, round_suffix
+from diversens.jobs.config import PipelineConfig, round_dir
 from diversens.jobs.generate_pairs import pairs_file
 from diversens.models import TUNED_MODEL_FILES
 from diversens.storage import Output
