@@ -192,12 +192,13 @@ def connect_ray(
         address = opts.ray_address or os.environ.get("RAY_ADDRESS") or None
         if address:
             address = check_reachable(address, option)
-        own = contextlib.nullcontext({})
+        own, groups = contextlib.nullcontext({}), contextlib.nullcontext()
         if address in (None, "local"):
             local_ray.prepare()  # a temp dir that fits Ray's sockets; dead runs' daemons ended
             own = local_ray.own_addresses()  # its workers never look up another run's Ray
+            groups = local_ray.own_process_groups()  # a signal to the run's group: the run's
         try:
-            with own as init_args:
+            with groups, own as init_args:
                 ray.init(address=address, include_dashboard=False if address is None else None,
                          **init_args)  # fmt: skip
         except ConnectionError as e:  # a cluster that answered the probe, then failed to join

@@ -6,7 +6,8 @@ Ray makes its Unix sockets under `$RAY_TMPDIR`, else (Linux) `$TMPDIR`, else /tm
 Unix socket has at most 107 bytes, so a long temp dir failed in `ray.init` with a traceback.
 Killed with SIGKILL, a run's GCS and raylet die with it (Ray's kernel fate-sharing), but the
 raylet's dashboard and runtime-env agents stay up for a while more, waiting on the dead GCS:
-a watcher process ends them, and the next run ends what a dead session still left.
+a watcher process ends them, and the next run ends what a dead session still left. Its
+daemons run in process groups of their own, so a signal to the run's group reaches the run alone.
 """
 
 from __future__ import annotations
@@ -77,6 +78,33 @@ def own_addresses() -> Iterator[dict]:
             os.environ.pop(GCS_PORT, None)
         else:
             os.environ[GCS_PORT] = before
+
+
+@contextlib.contextmanager
+def own_process_groups() -> Iterator[None]:
+    """While a local Ray starts: each of its daemons (GCS, raylet, and so the workers and engines
+    the raylet starts) in a process group of its own, as Ray does on Windows wherever the kernel
+    ends them with the run (fate-sharing). SIGTERM or SIGHUP to the run's process group (`kill
+    -- -PGID`, a closed terminal) then reaches the run alone, which stops its job and ends its
+    Ray in order, as on Ctrl-C (the daemons block SIGINT). Sent to them too, the raylet went down
+    at once and Ray's core worker in the run ended it with exit code 1 before its line (CI)."""
+    from ray._private import services, utils
+
+    popen = services.ConsolePopen
+    if not utils.detect_fate_sharing_support():  # a daemon must then stay in the run's group
+        yield
+        return
+
+    class GroupPopen(popen):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("process_group", 0)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = GroupPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = popen
 
 
 def free_port() -> int:
