@@ -43,7 +43,7 @@ NOTICES = (
     # Ray Data's memory note at a dataset's end (a pool's peak against the memory it asked for,
     # with a figure to ask instead; the pools' requests are measured peaks, README) and its
     # "Found N issues" line: sizing notes. Its warning while a dataset runs (a pool above its
-    # request) stays on the console.
+    # request) stays on the console, once (`_FirstOfEach`).
     "logical memory was",
     "To disable issue detection",
 )
@@ -128,6 +128,30 @@ def _not_a_notice(record: logging.LogRecord) -> bool:
     return not any(notice in record.getMessage() for notice in NOTICES)
 
 
+class _FirstOfEach(logging.Filter):
+    """Ray Data's issue detectors repeat a warning every 30 s while it holds (a pool above its
+    memory request: 13 lines each time, 100 an hour in a long run): the console shows each
+    kind once per run (its words up to the first figure: "Operator 'X' uses "), the log file
+    every one."""
+
+    ISSUES = "ray.data._internal.issue_detection"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.ISSUES):
+            return True
+        kind = re.split(r"\d", " ".join(record.getMessage().split()), maxsplit=1)[0]
+        new = kind not in self.seen
+        self.seen.add(kind)
+        return new
+
+
+_first_of_each = _FirstOfEach()
+
+
 def quiet() -> None:
     """Before Ray starts: Ray's console handlers to WARNING (less its notices), warnings into
     logging, this project's step lines to stderr, and everything held until the log file opens
@@ -137,6 +161,7 @@ def quiet() -> None:
 
     stop_logs_on_faults()
 
+    _first_of_each.seen.clear()  # a new run: each kind of issue once on its console
     for name in RAY_LOGGERS:
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(
@@ -144,6 +169,7 @@ def quiet() -> None:
             ):
                 handler.setLevel(logging.WARNING)
                 handler.addFilter(_not_a_notice)
+                handler.addFilter(_first_of_each)
     logging.captureWarnings(True)
     warnings_log = logging.getLogger("py.warnings")
     warnings_log.propagate = False  # to the log file only, never to the console

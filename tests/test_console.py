@@ -3,6 +3,7 @@ for the log file that opens after them, autoscaler events on the console."""
 
 import logging
 import sys
+import textwrap
 
 import pytest
 from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
@@ -133,6 +134,35 @@ def test_the_console_drops_ray_datas_false_hang_warning_and_keeps_the_real_one()
     assert not shown("Found 1 issues. To disable issue detection, run DataContext...")
     assert shown("\nOperator 'MapBatches(SampleStage)' uses 6GiB of memory per worker on average "
                  "(up to\n7GiB), but Ray only requests 5GiB per worker at the start")  # fmt: skip
+
+
+def test_ray_datas_repeated_issue_warning_reaches_the_console_once_per_kind_and_run():
+    """Ray Data's issue detectors log the same warning every 30 s while it holds, its figures
+    (and so its line breaks) moving: the console handlers show each kind once a run."""
+    console.quiet()
+    handlers = [h for h in logging.getLogger("ray.data").handlers  # Ray Data's console
+                if type(h).__name__ == "PlainRayHandler"]  # fmt: skip
+    assert handlers and all(console._first_of_each in h.filters for h in handlers)
+
+    def memory(op: str, avg: float, peak: float) -> str:
+        text = (f"Operator '{op}' uses {avg}GiB of memory per worker on average (up to "
+                f"{peak}GiB), but Ray only requests 5.0GiB per worker at the start")  # fmt: skip
+        return "\n" + textwrap.fill(text, 60)
+
+    first = console._FirstOfEach()
+    issues = "ray.data._internal.issue_detection.issue_detector_manager"
+
+    def shown(message: str, name: str = issues) -> bool:
+        return first.filter(logging.LogRecord(name, logging.WARNING, __file__, 1, message, (), None))
+
+    assert [shown(memory("MapBatches(SampleStage)", 5.0, 5.3)),
+            shown(memory("MapBatches(SampleStage)", 10.25, 12.5)),  # wraps elsewhere
+            shown(memory("MapBatches(QualityStage)", 5.0, 5.3)),
+            shown(memory("MapBatches(SampleStage)", 5.0, 5.3))] == [True, False, True, False]  # fmt: skip
+    # any other logger's record passes every time
+    assert shown("Operator 'X' uses 1GiB", "ray.data") and shown("Operator 'X' uses 1GiB", "ray.data")
+    console.quiet()  # the next run's console
+    assert not console._first_of_each.seen
 
 
 def test_ray_core_workers_notice_goes_to_the_log_file_and_other_stderr_stays(tmp_path):
