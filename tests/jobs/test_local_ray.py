@@ -126,3 +126,25 @@ def test_a_local_ray_ends_with_the_run_that_started_it_even_after_sigkill(tmp_pa
     finally:
         driver.kill()
         local_ray.end_session(session)
+
+
+def test_daemons_start_in_process_groups_of_their_own_only_while_ray_starts():
+    """What a local Ray starts with Ray's `ConsolePopen` leads a process group of its own, so a
+    signal to the run's group is the run's alone (Linux, where the kernel still ends the GCS and
+    raylet with the run); before and after, Ray's class is as it was."""
+    from ray._private import services, utils
+
+    if not utils.detect_fate_sharing_support():
+        pytest.skip("no kernel fate-sharing: Ray's daemons stay in the run's group")
+    original = services.ConsolePopen
+    with local_ray.own_process_groups():
+        inside = services.ConsolePopen([sys.executable, "-c", "import time; time.sleep(30)"])
+    outside = services.ConsolePopen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert os.getpgid(inside.pid) == inside.pid != os.getpgrp()
+        assert os.getpgid(outside.pid) == os.getpgrp()
+        assert services.ConsolePopen is original
+    finally:
+        for proc in (inside, outside):
+            proc.kill()
+            proc.wait()
