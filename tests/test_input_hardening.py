@@ -23,6 +23,7 @@ from diversens.commands.options import MeasureOptions, RunOptions
 from diversens.config import MAX_YAML_VALUES, from_dict, load
 from diversens.errors import UserError
 from diversens.evaluation.config import EvalConfig
+from diversens.jobs import local_ray
 from diversens.jobs.config import GenerateConfig, GeneratePairsConfig, PipelineConfig
 from diversens.prompts.loading import load_prompts
 from diversens.scoring.measure import MeasureConfig
@@ -1240,7 +1241,7 @@ def test_ctrl_c_and_sigterm_are_one_line_and_mark_the_run_incomplete(tmp_path, s
         parts = len(list((out / "parts").glob("*.parquet")))
         # The run's Ray daemons keep out of its process group: the signal is the run's alone.
         daemons = [p for p in psutil.Process(proc.pid).children(recursive=True)
-                   if p.name() in ("gcs_server", "raylet")]  # fmt: skip
+                   if p.name() in local_ray.CORE]  # fmt: skip
         assert len(daemons) == 2 and all(os.getpgid(p.pid) != proc.pid for p in daemons)
         os.killpg(proc.pid, getattr(signal, signame))
         assert parts < n
