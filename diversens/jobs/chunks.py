@@ -128,16 +128,21 @@ class PartStore:
         with self.fs.open_input_stream(self.path(key)) as f:
             return f.read()
 
-    def fill(self, planned: pd.DataFrame, build) -> dict[str, int]:
+    def fill(
+        self, planned: pd.DataFrame, build, by: str | None = None, per_pass: int = 0
+    ) -> dict[str, int]:
         """Run `build(rows) -> ray.data.Dataset` on the rows of the chunks not written yet (or
         damaged: `set_aside_damaged`) and write their parts; returns chunk counts (planned,
-        reused from an earlier run, written)."""
+        reused from an earlier run, written). With `by` and `per_pass` > 0 the rows go in
+        passes of `per_pass` values of column `by` (in plan order; a value's rows must be whole
+        chunks), each built and written before the next: a build that writes nothing until its
+        end (the eval materialises its samples) then loses at most one pass when stopped."""
         self.set_aside_damaged(planned)
         todo = self.pending(planned)
         chunks = planned[CHUNK].nunique()
         sink = self.sink(todo)
-        if len(todo):
-            sink.consume(build(todo).iter_batches(batch_size=None, batch_format="pyarrow"))
+        for rows in passes(todo, by, per_pass):
+            sink.consume(build(rows).iter_batches(batch_size=None, batch_format="pyarrow"))
         return {"chunks": chunks, "reused": chunks - todo[CHUNK].nunique(), "written": sink.written}
 
     def read(self, planned: pd.DataFrame) -> pa.Table:
@@ -167,6 +172,19 @@ class PartStore:
                               self.location)  # fmt: skip
         return functools.reduce(lambda a, b: pa.unify_schemas([a, b], promote_options="permissive"),
                                 schemas)  # fmt: skip
+
+
+def passes(rows: pd.DataFrame, by: str | None, per_pass: int) -> Iterator[pd.DataFrame]:
+    """`rows` in passes of `per_pass` values of column `by`, in order of first appearance; one
+    pass of all rows without them (none for no rows)."""
+    if not len(rows):
+        return
+    if by is None or per_pass <= 0:
+        yield rows
+        return
+    values = list(dict.fromkeys(rows[by]))
+    for start in range(0, len(values), per_pass):
+        yield rows[rows[by].isin(values[start : start + per_pass])]
 
 
 def _read_ahead(
@@ -221,11 +239,12 @@ class PartSink:
 
 
 def run_chunks(
-    store: PartStore, planned: pd.DataFrame, build: Callable, side_file: Path
+    store: PartStore, planned: pd.DataFrame, build: Callable, side_file: Path, **passes
 ) -> tuple[pa.Table, dict[str, int], dict[str, int]]:
-    """Build the chunks of `planned` missing from `store` (`PartStore.fill`), read every chunk in
-    plan order and write the quarantined prompts to `side_file`. Returns the other rows, without
-    the chunk and quarantine columns, the chunk counts, and the quarantined prompts by reason."""
-    chunks = store.fill(planned, build)
+    """Build the chunks of `planned` missing from `store` (`PartStore.fill`, in `passes` if
+    given: its `by` and `per_pass`), read every chunk in plan order and write the quarantined
+    prompts to `side_file`. Returns the other rows, without the chunk and quarantine columns, the
+    chunk counts, and the quarantined prompts by reason."""
+    chunks = store.fill(planned, build, **passes)
     rows, quarantined = quarantine.split(store.read(planned).drop_columns([CHUNK]), side_file)
     return rows, chunks, quarantined

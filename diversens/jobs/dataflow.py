@@ -17,6 +17,7 @@ one, so a row never depends on which chunk shared its batch.
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import re
@@ -66,6 +67,16 @@ def check_pools_fit(pools: dict[str, Pool]) -> None:
                 f"min_actors x {option}) but the Ray cluster has {have[resource]:.4g}; "
                 f"lower {option} or min_actors of these pools"
             )
+
+
+def pools_at_once(pool: Pool) -> int:
+    """How many pools of `pool`'s shape, each at its min_actors, the cluster holds at once, the
+    nodes its autoscaler may add included: at least 1; 0 for no bound (an unbounded autoscaler,
+    or a pool that asks for nothing)."""
+    have = cluster.capacity()
+    need = {r: pool.min_actors * n for r, n in pool.resources().items() if n}
+    fits = min((have[r] / n for r, n in need.items()), default=math.inf)
+    return 0 if math.isinf(fits) else max(1, math.floor(fits + 1e-9))
 
 
 # Ray Data's operator name of each pool `map_pool` made -> (the pool's name, its spec), for

@@ -10,6 +10,7 @@ Then task scores (DAT, PGT), the decile map from the base model's outputs, per-o
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 from pathlib import Path
@@ -65,10 +66,12 @@ def sample_and_score(
     out_dir/quarantine.jsonl).
 
     Chunks already in `store` (an interrupted earlier run with the same config) are reused.
-    Generation for all models is one Ray Data run (an engine pool per model, unioned) and is
-    materialised before scoring starts: scoring pools alive beside engine pools still waiting
-    for CPUs would hold them, so on a small machine the last engines could never start. Then
-    one embedder pool and one quality pool score every model's outputs.
+    Runs (a model at a seed) go in passes of as many as the cluster can sample at once (one on
+    2 cores; all of them on an unbounded autoscaler). A pass's generation is one Ray Data run (an
+    engine pool per model run, unioned) and is materialised before scoring starts: scoring pools
+    alive beside engine pools still waiting for CPUs would hold them, so on a small machine the
+    last engines could never start. Then one embedder pool and one quality pool score the pass,
+    and its parts are written before the next pass starts: a stopped eval loses one pass at most.
     """
     rows, k = replicate(prompts, cfg.num_samples)
     plans, scores = {}, [cfg.scoring.measure, cfg.scoring.quality, cfg.per_output_measures]
@@ -83,26 +86,36 @@ def sample_and_score(
 
     from diversens.jobs.dataflow import (
         generate_candidates,
+        pools_at_once,
         prompts_dataset,
         score_candidates,
         union,
     )
 
+    passes = itertools.count(1)
+
     def build(todo: pd.DataFrame):
+        runs = [run for run in plans if (todo.model_label == run).any()]
+        log.info("eval: pass %d of %d: %s", next(passes), num_passes,
+                 ", ".join(describe_run(run) for run in runs))  # fmt: skip
         branches = [
-            generate_candidates(prompts_dataset(todo[todo.model_label == label], scfg), scfg)
-            for label, (scfg, _) in plans.items()
-            if (todo.model_label == label).any()
+            generate_candidates(prompts_dataset(todo[todo.model_label == run], scfg), scfg)
+            for run in runs
+            for scfg in [plans[run][0]]
         ]
         ds = union(branches).materialize()
         return score_candidates(ds, cfg.scoring, cfg.sampling.prompts_per_chunk,
                                 cfg.per_output_measures)  # fmt: skip
 
     planned = pd.concat([plan for _, plan in plans.values()], ignore_index=True)
-    log.info("eval: %d models x %d prompts x %d samples, %d of %d chunks to sample and score",
-             len(plans), len(rows), k, store.pending(planned)[CHUNK].nunique(),
-             planned[CHUNK].nunique())  # fmt: skip
-    kept, chunks, quarantined = run_chunks(store, planned, build, out_dir / quarantine.FILE)
+    todo = store.pending(planned)
+    per_pass = pools_at_once(next(iter(plans.values()))[0].pool())  # every run's pool alike
+    num_passes = math.ceil(todo.model_label.nunique() / per_pass) if per_pass else 1
+    log.info("eval: %d models x %d prompts x %d samples, %d of %d chunks to sample and score "
+             "in %d pass(es)", len(plans), len(rows), k, todo[CHUNK].nunique(),
+             planned[CHUNK].nunique(), num_passes)  # fmt: skip
+    kept, chunks, quarantined = run_chunks(store, planned, build, out_dir / quarantine.FILE,
+                                           by="model_label", per_pass=per_pass)  # fmt: skip
     if kept.num_rows == 0 and len(planned):
         why = ", ".join(f"{code}: {n}" for code, n in quarantined.items())
         raise UserError(f"every prompt was quarantined ({why}); see {out_dir / quarantine.FILE}")
@@ -116,6 +129,12 @@ def sample_and_score(
     keep = ["model", "seed", "model_path", "source_prompt_id", "prompt_id", "task", "response"]
     counts = {"chunks": chunks, "prompts_quarantined": quarantined}
     return per_output[keep + list(columns[1:])].reset_index(drop=True), counts
+
+
+def describe_run(run: str) -> str:
+    """A model run's label (`<label><RUN_SEP><seed>`) as people read it: "base (seed 1)"."""
+    label, _, seed = run.rpartition(RUN_SEP)
+    return f"{label} (seed {seed})"
 
 
 def driver_embedder(cfg: EvalConfig) -> Embedder | None:

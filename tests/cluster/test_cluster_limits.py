@@ -74,3 +74,30 @@ def test_the_joined_clusters_node_types_are_what_its_pools_must_fit(machine, mon
     more = nodes.Demand.of("sampling", Pool(1, 3, 0, 1, batch_size=4))
     with pytest.raises(UserError, match="gpu 1 of 1 nodes.*lower sampling.max_actors"):
         nodes.check({"generate": [more]}, found)
+
+
+@pytest.mark.parametrize(
+    ("types", "pool", "expected"),
+    [
+        ([], dict(num_cpus=2, memory_gib=5), 1),  # 2 cores, 16 GiB: one 2-CPU engine at a time
+        ([], dict(num_cpus=1, memory_gib=5), 2),
+        ([], dict(num_cpus=1, memory_gib=10), 1),  # memory binds first
+        ([], dict(num_cpus=4, memory_gib=0), 1),  # too big: still one pass each, not none
+        ([({"GPU": 2}, 3)], dict(num_cpus=0, num_gpus=1), 6),  # 3 nodes the autoscaler may add
+        ([({"GPU": 2}, -1)], dict(num_cpus=0, num_gpus=1), 0),  # unbounded: all runs at once
+        ([], dict(num_cpus=0, memory_gib=0), 0),  # asks nothing: all at once
+    ],
+)
+def test_eval_passes_are_as_many_engine_pools_as_the_cluster_can_hold(
+    monkeypatch, types, pool, expected
+):
+    from diversens.jobs.dataflow import pools_at_once
+    from diversens.pools import Pool
+
+    now = {"CPU": 2.0, "memory": 16.0 * 2**30}
+    monkeypatch.setattr(cluster.ray, "cluster_resources", lambda: now)
+    monkeypatch.setattr(cluster, "node_types", lambda: types)
+    spec = {"num_cpus": 0, "num_gpus": 0, "memory_gib": 0, **pool}
+    assert pools_at_once(Pool(1, 1, batch_size=8, **spec)) == expected
+    if expected > 1:  # a pool's min_actors all start at once: twice the actors, half the pools
+        assert pools_at_once(Pool(2, 2, batch_size=8, **spec)) == expected // 2

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from diversens.jobs.chunks import CHUNK, PartStore, chunk_frames, plan_chunks, run_chunks
+from diversens.jobs.chunks import (
+    CHUNK,
+    PartStore,
+    chunk_frames,
+    passes,
+    plan_chunks,
+    run_chunks,
+)
 
 
 def prompts(n: int) -> pd.DataFrame:
@@ -73,6 +80,57 @@ def test_fill_runs_only_missing_chunks_and_read_keeps_plan_order(tmp_path):
     out = store.read(planned)
     assert out["prompt_id"].to_pylist() == [f"p{i}" for i in range(5)]
     assert out["y"].to_pylist() == [0, 10, 20, 30, 40]
+
+
+def runs(n: int, per_run: int, size: int) -> pd.DataFrame:
+    """A plan of `n` model runs, each planned in chunks of its own (as the eval plans them)."""
+    return pd.concat(
+        [plan_chunks(prompts(per_run).assign(run=f"r{i}"), size, f"fp{i}") for i in range(n)],
+        ignore_index=True,
+    )
+
+
+@given(n=st.integers(1, 7), per_run=st.integers(1, 5), per_pass=st.integers(-1, 8))
+def test_passes_take_every_row_once_in_plan_order_whole_runs_per_pass(n, per_run, per_pass):
+    planned = runs(n, per_run, 2)
+    got = list(passes(planned, "run", per_pass))
+    assert pd.concat(got).index.tolist() == planned.index.tolist()
+    if per_pass <= 0:
+        assert len(got) == 1
+    else:
+        assert [g.run.nunique() for g in got[:-1]] == [per_pass] * (len(got) - 1)
+        assert 1 <= got[-1].run.nunique() <= per_pass
+        assert sum(g.run.nunique() for g in got) == n, "a run is never split between passes"
+    assert list(passes(planned.iloc[:0], "run", per_pass)) == []
+
+
+def test_fill_in_passes_writes_each_pass_before_building_the_next(tmp_path):
+    """A build that yields nothing until its end (the eval materialises its samples): stopped in
+    its third pass, the first two passes' parts are kept and the rerun builds only the rest."""
+    store = PartStore(tmp_path / "parts")
+    planned = runs(5, 3, 2)  # 5 runs x 2 chunks
+    built = []
+
+    class Rows:
+        def __init__(self, todo):
+            built.append(sorted(set(todo.run)))
+            if len(built) == 3:
+                raise KeyboardInterrupt  # stopped while the third pass samples
+            self.table = rows_of(todo)
+
+        def iter_batches(self, **_):
+            yield self.table
+
+    with pytest.raises(KeyboardInterrupt):
+        store.fill(planned, Rows, by="run", per_pass=2)
+    assert built == [["r0", "r1"], ["r2", "r3"], ["r4"]]
+    assert store.done() == set(planned[planned.run.isin(["r0", "r1", "r2", "r3"])][CHUNK])
+    built.clear()
+    assert store.fill(planned, Rows, by="run", per_pass=2) == {
+        "chunks": 10, "reused": 8, "written": 2,
+    }  # fmt: skip
+    assert built == [["r4"]]
+    assert store.read(planned)["y"].to_pylist() == planned.x.mul(10).tolist()
 
 
 def test_run_chunks_builds_only_missing_chunks_and_sets_quarantined_prompts_aside(tmp_path):
