@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> None:
 def stages(run: Path) -> list[tuple[Path, Callable[[Path, Path], Path | None]]]:
     """Each finished stage of the run, as its directory (relative to the run) and its job's
     rebuild function: found by its summary, in the run itself (one stage's -o) or in the
-    pipeline's layout."""
+    pipeline's layout, later rounds' pairs and training (round-<r>/) included."""
     from diversens.jobs import evaluate, generate_pairs  # imported, not run: no Ray, no model
     from diversens.training import trainer
 
@@ -71,12 +71,18 @@ def stages(run: Path) -> list[tuple[Path, Callable[[Path, Path], Path | None]]]:
         trainer.SUMMARY: trainer.rebuild_logs,
         evaluate.SUMMARY: evaluate.rebuild_report,
     }
-    trained = sorted(p.relative_to(run) for p in (run / "train").glob("*") if p.is_dir())
-    dirs = [Path("."), Path("pairs"), *trained, Path("eval")]
+    rounds = sorted((p.relative_to(run) for p in run.glob("round-*") if p.is_dir()),
+                    key=lambda p: (len(p.name), p.name))  # round-10 after round-9  # fmt: skip
+    dirs = [Path(".")]
+    for r in [Path("."), *rounds]:
+        trained = sorted(p.relative_to(run) for p in (run / r / "train").glob("*") if p.is_dir())
+        dirs += [r / "pairs", *trained]
+    dirs.append(Path("eval"))
     found = [(d, name) for d in dirs for name in rebuilders if (run / d / name).is_file()]
     if not found:
         raise UserError(f"{run}: no finished stage to report (no {', '.join(rebuilders)} in it, "
-                        "nor in pairs/, train/<strategy>/ or eval/)")  # fmt: skip
+                        "nor in pairs/, train/<strategy>/ (also under round-<r>/) or "
+                        "eval/)")  # fmt: skip
     for d, name in found:  # an unfinished stage fails here, before anything is written
         read_summary(run / d / name)
     return [(d, rebuilders[name]) for d, name in found]

@@ -67,8 +67,7 @@ def write_pairs_stage(out: Path, rng: np.random.Generator) -> None:
         table = pa.Table.from_pandas(pairs[strategy], preserve_index=False)
         write_parquet(table, pairs_file(out, strategy, cfg.selection.strategy))
     drops = {s: {"no_admissible_pair": n - len(p), "not_in_top_n": 0} for s, p in pairs.items()}
-    report = write_selection_report(out, out / "scored", pairs, drops, prompts=n + 1,
-                                    quarantined=1)
+    report = write_selection_report(out, out / "scored", pairs, drops, prompts=n + 1, quarantined=1)
     write_summary(out / "run_summary.json", {"prompts": n + 1, "prompts_quarantined": {"long": 1},
                                              "prompts_without_pair": drops, **report,
                                              "config": cfg})  # fmt: skip
@@ -167,6 +166,21 @@ def test_a_run_of_some_stages_rebuilds_what_it_has(run_dir, tmp_path):
     # One stage's own output (`diversens eval -o OUT`) is a run too
     assert main(["report", str(tmp_path / "eval-alone"), "-o", str(tmp_path / "eval-out")]) == 0
     assert "eval_report.md" in report_hashes(tmp_path / "eval-out")
+
+
+def test_later_rounds_pairs_and_training_are_rebuilt_too(run_dir, tmp_path, capsys):
+    """A run of two rounds (`rounds: 2`): round 2's pairs and training, under round-2/, are
+    rebuilt beside round 1's, the same bytes."""
+    for stage in ("pairs", "train"):
+        shutil.copytree(run_dir / stage, run_dir / "round-2" / stage)
+    expected = report_hashes(run_dir)
+    assert {"round-2/pairs/selection_report.md", "round-2/train/random/train_log.png"} <= set(
+        expected
+    )
+    assert main(["report", str(run_dir), "-o", str(tmp_path / "out")]) == 0
+    assert report_hashes(tmp_path / "out") == expected
+    rebuilt = capsys.readouterr().out
+    assert f"rebuilt {tmp_path / 'out' / 'round-2' / 'train' / 'random'}" in rebuilt
 
 
 def test_artifacts_leave_out_weights_checkpoints_chunks_and_logs(run_dir, tmp_path, capsys):
