@@ -28,7 +28,7 @@ from diversens.evaluation.tables import rank
 from diversens.evaluation.task_scores import GloVe, score_dat
 from diversens.io import read_parquet, read_summary, write_parquet, write_summary
 from diversens.jobs import quarantine
-from diversens.jobs.chunks import CHUNK, PartStore, plan_chunks, run_chunks
+from diversens.jobs.chunks import CHUNK, PartStore, passes, plan_chunks, run_chunks
 from diversens.measures.semantic import Embedder
 from diversens.prompts import eval_prompts
 from diversens.prompts.tasks.dat import dat_words
@@ -92,11 +92,11 @@ def sample_and_score(
         union,
     )
 
-    passes = itertools.count(1)
+    numbers = itertools.count(1)
 
     def build(todo: pd.DataFrame):
         runs = [run for run in plans if (todo.model_label == run).any()]
-        log.info("eval: pass %d of %d: %s", next(passes), num_passes,
+        log.info("eval: pass %d of %d: %s", next(numbers), num_passes,
                  ", ".join(describe_run(run) for run in runs))  # fmt: skip
         branches = [
             generate_candidates(prompts_dataset(todo[todo.model_label == run], scfg), scfg)
@@ -110,7 +110,7 @@ def sample_and_score(
     planned = pd.concat([plan for _, plan in plans.values()], ignore_index=True)
     todo = store.pending(planned)
     per_pass = pools_at_once(next(iter(plans.values()))[0].pool())  # every run's pool alike
-    num_passes = math.ceil(todo.model_label.nunique() / per_pass) if per_pass else 1
+    num_passes = sum(1 for _ in passes(todo, "model_label", per_pass))
     log.info("eval: %d models x %d prompts x %d samples, %d of %d chunks to sample and score "
              "in %d pass(es)", len(plans), len(rows), k, todo[CHUNK].nunique(),
              planned[CHUNK].nunique(), num_passes)  # fmt: skip
